@@ -1,0 +1,87 @@
+/**
+ * The deployment's settings, read from the Lambda environment and checked in one place. A missing or
+ * malformed variable is a ConfigurationError that names it: a deployment mistake must never turn into a
+ * silently different backup.
+ */
+import { z } from 'zod';
+import { ConfigurationError } from './errors.ts';
+
+const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+export const SNAPSHOT_METHODS = ['aws-vss', 'diskshadow'] as const;
+export type SnapshotMethod = (typeof SNAPSHOT_METHODS)[number];
+
+const EnvSchema = z.object({
+  TAG_KEY: z.string().min(1).max(128).default('ConsistentSnapshot'),
+  TAG_VALUE: z.string().max(256).default('WindowsVSS'),
+  SNAPSHOT_METHOD: z.enum(SNAPSHOT_METHODS).default('aws-vss'),
+  MAX_ATTEMPTS: int(1, 5).default(3),
+  RETRY_DELAY_SECONDS: int(0, 86_400).default(600),
+  COMMAND_POLL_SECONDS: int(5, 3_600).default(60),
+  SNAPSHOT_POLL_SECONDS: int(5, 3_600).default(120),
+  SNAPSHOT_DEADLINE_SECONDS: int(60, 72_000).default(21_600),
+  COMMAND_TIMEOUT_SECONDS: int(60, 172_800).default(1_800),
+  DELIVERY_TIMEOUT_SECONDS: int(30, 2_592_000).default(600),
+  EXCLUDE_BOOT_VOLUME: bool.default(false),
+  COPY_ONLY: bool.default(false),
+  VSS_DOCUMENT_NAME: z.string().min(3).default('AWSEC2-CreateVssSnapshot'),
+  VSS_DOCUMENT_VERSION: z.string().regex(/^([0-9]+|\$DEFAULT|\$LATEST)$/).default('1'),
+  DISKSHADOW_DOCUMENT_NAME: z.string().min(3).optional(),
+  DISKSHADOW_DOCUMENT_VERSION: z.string().regex(/^([0-9]+|\$DEFAULT|\$LATEST)$/).default('1'),
+  ALERT_TOPIC_ARN: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$/),
+  REPORT_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
+});
+
+export type Config = {
+  tagKey: string;
+  tagValue: string;
+  method: SnapshotMethod;
+  maxAttempts: number;
+  retryDelaySeconds: number;
+  commandPollSeconds: number;
+  snapshotPollSeconds: number;
+  snapshotDeadlineSeconds: number;
+  commandTimeoutSeconds: number;
+  deliveryTimeoutSeconds: number;
+  excludeBootVolume: boolean;
+  copyOnly: boolean;
+  documents: Record<SnapshotMethod, { name: string | undefined; version: string }>;
+  alertTopicArn: string;
+  reportBucket: string;
+};
+
+/** Reads and checks the environment. Cheap enough to call per invocation; throws ConfigurationError. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ');
+    throw new ConfigurationError(`Lambda environment is invalid: ${problems}`);
+  }
+  const e = parsed.data;
+  return {
+    tagKey: e.TAG_KEY,
+    tagValue: e.TAG_VALUE,
+    method: e.SNAPSHOT_METHOD,
+    maxAttempts: e.MAX_ATTEMPTS,
+    retryDelaySeconds: e.RETRY_DELAY_SECONDS,
+    commandPollSeconds: e.COMMAND_POLL_SECONDS,
+    snapshotPollSeconds: e.SNAPSHOT_POLL_SECONDS,
+    snapshotDeadlineSeconds: e.SNAPSHOT_DEADLINE_SECONDS,
+    commandTimeoutSeconds: e.COMMAND_TIMEOUT_SECONDS,
+    deliveryTimeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,
+    excludeBootVolume: e.EXCLUDE_BOOT_VOLUME,
+    copyOnly: e.COPY_ONLY,
+    documents: {
+      'aws-vss': { name: e.VSS_DOCUMENT_NAME, version: e.VSS_DOCUMENT_VERSION },
+      diskshadow: { name: e.DISKSHADOW_DOCUMENT_NAME, version: e.DISKSHADOW_DOCUMENT_VERSION },
+    },
+    alertTopicArn: e.ALERT_TOPIC_ARN,
+    reportBucket: e.REPORT_BUCKET,
+  };
+}

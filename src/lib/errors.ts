@@ -1,0 +1,52 @@
+/**
+ * Every error the workflow can route on. Each class sets `name` to the exact string the state machine's
+ * Retry/Catch `ErrorEquals` uses, so Step Functions can tell a bad input from a throttled API.
+ */
+
+/** The execution input (contract §3) is not acceptable. Never retried, nothing has been sent. */
+export class InvalidInputError extends Error {
+  override name = 'InvalidInputError';
+}
+
+/** Another execution of this workflow is running and `force` was not set. */
+export class RunInProgressError extends Error {
+  override name = 'RunInProgressError';
+}
+
+/** A Lambda's environment is missing or malformed: a deployment problem, not retried. */
+export class ConfigurationError extends Error {
+  override name = 'ConfigurationError';
+}
+
+/** The run's state object is missing from the report bucket (deleted, or wrong bucket). */
+export class RunStateNotFoundError extends Error {
+  override name = 'RunStateNotFoundError';
+}
+
+/** A state handler got an input it cannot have been given by this state machine. */
+export class InvalidStateInputError extends Error {
+  override name = 'InvalidStateInputError';
+}
+
+/**
+ * AWS error names worth retrying at the workflow level once the SDK's own retries are exhausted.
+ * The state machine's Retry lists the same names.
+ */
+export const TRANSIENT_AWS_ERRORS = [
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+  'InternalError',
+  'InternalServerError',
+  'InternalServerErrorException',
+  'ServiceUnavailable',
+  'ServiceUnavailableException',
+  'TimeoutError',
+  'RequestTimeout',
+] as const;
+
+/** Turns any thrown value into a short, single-line message safe to put into a report or alert. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`.slice(0, 1000);
+  return String(error).slice(0, 1000);
+}

@@ -1,0 +1,41 @@
+/**
+ * The small object that travels between the workflow's states: ids, counts and wait times, never
+ * per-instance detail (that lives in the run state object, see run-state.ts). Its size does not grow
+ * with the fleet, which keeps every state far below Step Functions' 256 KiB payload limit.
+ */
+import { z } from 'zod';
+import { InvalidStateInputError } from './errors.ts';
+
+const Counts = z.object({
+  send: z.number().int(),
+  command: z.number().int(),
+  verify: z.number().int(),
+  retry: z.number().int(),
+  succeeded: z.number().int(),
+  failed: z.number().int(),
+  skipped: z.number().int(),
+  planned: z.number().int(),
+});
+
+export const RunContextSchema = z.object({
+  runId: z.string().regex(/^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$/),
+  dryRun: z.boolean(),
+  wave: z.number().int().min(0),
+  counts: Counts,
+  waits: z.object({
+    commandPollSeconds: z.number().int().positive(),
+    snapshotPollSeconds: z.number().int().positive(),
+    retryDelaySeconds: z.number().int().min(0),
+  }),
+});
+
+export type RunContext = z.infer<typeof RunContextSchema>;
+
+/** Parses a state's input; anything else means the definition and the handlers disagree. */
+export function parseRunContext(raw: unknown): RunContext {
+  const result = RunContextSchema.safeParse(raw);
+  if (!result.success) {
+    throw new InvalidStateInputError(`State input is not a run context: ${result.error.issues[0]?.path.join('.')} ${result.error.issues[0]?.message}`);
+  }
+  return result.data;
+}

@@ -1,0 +1,18 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * A run id that is the same for every retry of a step of one execution (derived from the execution ARN
+ * and start time), sorts by time, and is safe in tags, S3 keys and SSM parameters: `20261128T000000Z-3f2a9c1e`.
+ */
+export function runIdFor(executionArn: string, startTime: string): string {
+  const started = new Date(startTime);
+  const stamp = Number.isNaN(started.getTime()) ? '19700101T000000Z' : started.toISOString().replace(/[-:]/g, '').replace(/\.[0-9]+Z$/, 'Z');
+  const hash = createHash('sha256').update(executionArn).digest('hex').slice(0, 8);
+  return `${stamp}-${hash}`;
+}
+
+/** Tag keys this project writes on every snapshot it creates. */
+export const RUN_TAG = 'vss-snapshots:run-id';
+export const ATTEMPT_TAG = 'vss-snapshots:attempt';
+export const METHOD_TAG = 'vss-snapshots:method';
+export const INSTANCE_TAG = 'vss-snapshots:instance-id';

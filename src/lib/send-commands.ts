@@ -1,0 +1,148 @@
+/**
+ * "Send Snapshot Commands": one SSM SendCommand per 50 instances (the API's limit), with MaxErrors high
+ * enough that one failing instance never stops the others, the document version pinned, and the run id and
+ * attempt in the parameters so they end up in the snapshots' tags.
+ *
+ * Idempotent: a retried invocation (say the Lambda timed out after sending) first looks up the commands
+ * this run already sent for this wave (ListCommands; the run id and wave are in each command's Comment)
+ * and sends only to instances not yet covered. No instance gets two commands for one attempt.
+ */
+import { ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import type { Config } from './config.ts';
+import { clock } from './clock.ts';
+import { chunk } from './discovery.ts';
+import { methodDriver } from './methods/index.ts';
+import { FAILURES } from './failure-catalogue.ts';
+import type { InstanceRecord, RunState } from './run-state.ts';
+
+export const MAX_IDS_PER_COMMAND = 50;
+
+/** The Comment that identifies a command of this run and wave (≤ 100 chars). */
+export function commandComment(runId: string, wave: number, batch: number): string {
+  return `vss-snapshots ${runId} wave ${wave} batch ${batch}`;
+}
+const commentPrefix = (runId: string, wave: number): string => `vss-snapshots ${runId} wave ${wave} `;
+
+export async function sendSnapshotCommands(deps: { ssm: SSMClient; config: Config }, state: RunState): Promise<void> {
+  const { ssm, config } = deps;
+  const targets = state.instances.filter((i) => i.phase === 'send' || i.phase === 'retry');
+  if (targets.length === 0) return;
+  const wave = state.wave + 1;
+  const driver = methodDriver(state.options.method);
+  const document = config.documents[state.options.method];
+  if (!document.name) throw new Error(`No SSM document is configured for method ${state.options.method}.`);
+
+  const alreadySent = await commandsAlreadySent(ssm, state, wave);
+  const byId = new Map(targets.map((t) => [t.instanceId, t]));
+  for (const sent of alreadySent) {
+    for (const id of sent.instanceIds) {
+      const record = byId.get(id);
+      if (record) {
+        markSent(record, sent.commandId, wave);
+        byId.delete(id);
+      }
+    }
+    state.commands.push(sent);
+  }
+
+  const toSend = [...byId.values()];
+  const batches = chunk(toSend, MAX_IDS_PER_COMMAND);
+  const parameters = driver.parameters({
+    runId: state.runId,
+    attempt: wave,
+    excludeBootVolume: state.options.excludeBootVolume,
+    copyOnly: config.copyOnly,
+    commandTimeoutSeconds: config.commandTimeoutSeconds,
+  });
+  let batchNo = state.commands.filter((c) => c.attempt === wave).length;
+  for (const batch of batches) {
+    batchNo += 1;
+    await sendBatch(ssm, state, batch, { documentName: document.name, documentVersion: document.version, parameters, wave, batchNo, config });
+  }
+  state.wave = wave;
+  state.commandDeadline = clock.now() + (config.deliveryTimeoutSeconds + config.commandTimeoutSeconds + 300) * 1000;
+}
+
+interface BatchOptions {
+  documentName: string;
+  documentVersion: string;
+  parameters: Record<string, string[]>;
+  wave: number;
+  batchNo: number;
+  config: Config;
+}
+
+async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[], options: BatchOptions): Promise<void> {
+  const instanceIds = batch.map((b) => b.instanceId);
+  try {
+    const out = await ssm.send(
+      new SendCommandCommand({
+        DocumentName: options.documentName,
+        DocumentVersion: options.documentVersion,
+        InstanceIds: instanceIds,
+        Parameters: options.parameters,
+        Comment: commandComment(state.runId, options.wave, options.batchNo),
+        TimeoutSeconds: options.config.deliveryTimeoutSeconds,
+        MaxConcurrency: '100%',
+        MaxErrors: '100%',
+      }),
+    );
+    const commandId = out.Command?.CommandId;
+    if (!commandId) throw new Error('SendCommand returned no CommandId.');
+    state.commands.push({ commandId, attempt: options.wave, instanceIds, sentAt: clock.now() });
+    for (const record of batch) markSent(record, commandId, options.wave);
+  } catch (error) {
+    // One unknown or unregistered id rejects the whole call: isolate it and send the rest.
+    if (error instanceof Error && error.name === 'InvalidInstanceId') {
+      if (batch.length === 1) {
+        const record = batch[0] as InstanceRecord;
+        record.attempts = options.wave;
+        record.code = 'send-rejected';
+        record.reason = `${FAILURES['send-rejected'].title} (attempt ${options.wave}). ${FAILURES['send-rejected'].action}`;
+        record.phase = options.wave < state.options.maxAttempts ? 'retry' : 'failed';
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await sendBatch(ssm, state, batch.slice(0, half), { ...options, batchNo: options.batchNo * 2 });
+      await sendBatch(ssm, state, batch.slice(half), { ...options, batchNo: options.batchNo * 2 + 1 });
+      return;
+    }
+    throw error;
+  }
+}
+
+function markSent(record: InstanceRecord, commandId: string, wave: number): void {
+  record.phase = 'command';
+  record.commandId = commandId;
+  record.attempts = wave;
+  delete record.verifySince;
+}
+
+/** Commands of this run and wave that SSM already knows about (from an earlier, interrupted try). */
+async function commandsAlreadySent(ssm: SSMClient, state: RunState, wave: number): Promise<RunState['commands']> {
+  const prefix = commentPrefix(state.runId, wave);
+  const found: RunState['commands'] = [];
+  let nextToken: string | undefined;
+  do {
+    const page = await ssm.send(
+      new ListCommandsCommand({
+        Filters: [{ key: 'InvokedAfter', value: state.startedAt }],
+        MaxResults: 50,
+        NextToken: nextToken,
+      }),
+    );
+    for (const command of page.Commands ?? []) {
+      if (command.CommandId && command.Comment?.startsWith(prefix) && !state.commands.some((c) => c.commandId === command.CommandId)) {
+        found.push({
+          commandId: command.CommandId,
+          attempt: wave,
+          instanceIds: command.InstanceIds ?? [],
+          sentAt: command.RequestedDateTime ? new Date(command.RequestedDateTime).getTime() : clock.now(),
+        });
+      }
+    }
+    nextToken = page.NextToken;
+  } while (nextToken);
+  return found;
+}

@@ -1,0 +1,25 @@
+/**
+ * The shape every middle step of the workflow shares: parse the run context, load the run state, do one
+ * thing, save the state, and hand the next state the fresh counts it routes on.
+ */
+import { clients } from './clients.ts';
+import { loadConfig } from './config.ts';
+import type { Config } from './config.ts';
+import { logger } from './observability.ts';
+import { parseRunContext } from './run-context.ts';
+import type { RunContext } from './run-context.ts';
+import { countPhases, loadRunState, saveRunState } from './run-state.ts';
+import type { RunState } from './run-state.ts';
+
+export function stepHandler(step: string, work: (state: RunState, config: Config) => Promise<void>) {
+  return async (event: unknown): Promise<RunContext> => {
+    const context = parseRunContext(event);
+    const config = loadConfig();
+    const state = await loadRunState(clients.s3, config.reportBucket, context.runId);
+    await work(state, config);
+    await saveRunState(clients.s3, config.reportBucket, state);
+    const counts = countPhases(state);
+    logger.info(step, { runId: state.runId, wave: state.wave, counts });
+    return { ...context, wave: state.wave, counts };
+  };
+}

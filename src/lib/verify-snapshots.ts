@@ -1,0 +1,139 @@
+/**
+ * "Verify Snapshots": the proof. For every instance whose command succeeded, each volume it must
+ * snapshot needs exactly one snapshot tagged with this run and attempt, `completed` (pending ones are
+ * waited for, up to the snapshot deadline), not `error`, and tagged `AppConsistent=true`. Anything else
+ * is a failure with a reason; unusable snapshots of an attempt that will be retried are deleted so a
+ * successful instance ends with exactly one snapshot per volume from this run.
+ */
+import { DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
+import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
+import { fail } from './check-commands.ts';
+import { clock } from './clock.ts';
+import type { Config } from './config.ts';
+import { expectedVolumes } from './discovery.ts';
+import { ATTEMPT_TAG, RUN_TAG } from './run-id.ts';
+import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
+
+/** After a command succeeds, EC2 may take a moment to list its snapshots (eventual consistency). */
+export const SNAPSHOT_VISIBILITY_GRACE_MS = 120_000;
+
+const tagOf = (s: Snapshot, key: string): string | undefined => s.Tags?.find((t) => t.Key === key)?.Value;
+
+export async function listRunSnapshots(ec2: EC2Client, runId: string): Promise<Snapshot[]> {
+  const all: Snapshot[] = [];
+  let nextToken: string | undefined;
+  do {
+    const page = await ec2.send(
+      new DescribeSnapshotsCommand({
+        OwnerIds: ['self'],
+        Filters: [{ Name: `tag:${RUN_TAG}`, Values: [runId] }],
+        MaxResults: 1000,
+        NextToken: nextToken,
+      }),
+    );
+    all.push(...(page.Snapshots ?? []));
+    nextToken = page.NextToken;
+  } while (nextToken);
+  return all;
+}
+
+export async function verifySnapshots(deps: { ec2: EC2Client; config: Config }, state: RunState): Promise<void> {
+  const checking = state.instances.filter((i) => i.phase === 'verify');
+  if (checking.length === 0) return;
+  const snapshots = await listRunSnapshots(deps.ec2, state.runId);
+  const byVolume = new Map<string, Snapshot[]>();
+  for (const s of snapshots) if (s.VolumeId) byVolume.set(s.VolumeId, [...(byVolume.get(s.VolumeId) ?? []), s]);
+
+  for (const record of checking) {
+    const verdict = judge(record, byVolume, state, deps.config);
+    if (verdict.kind === 'pending') continue;
+    if (verdict.kind === 'ok') {
+      record.phase = 'succeeded';
+      record.snapshots = verdict.snapshots;
+      delete record.code;
+      delete record.reason;
+      delete record.detail;
+      continue;
+    }
+    record.snapshots = verdict.snapshots;
+    fail(record, state, verdict.code, verdict.detail);
+    if (record.phase === 'retry') await deleteUnusable(deps.ec2, verdict.unusable);
+  }
+}
+
+type Verdict =
+  | { kind: 'ok'; snapshots: SnapshotRef[] }
+  | { kind: 'pending' }
+  | { kind: 'bad'; code: 'no-snapshots' | 'crash-consistent' | 'snapshot-error' | 'snapshot-timeout'; detail: string; snapshots: SnapshotRef[]; unusable: string[] };
+
+function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state: RunState, config: Config): Verdict {
+  const now = clock.now();
+  const since = record.verifySince ?? now;
+  const volumes = expectedVolumes(record, state.options.excludeBootVolume);
+  const refs: SnapshotRef[] = [];
+  const unusable: string[] = [];
+  const missing: string[] = [];
+  const errored: string[] = [];
+  const crash: string[] = [];
+  const pending: string[] = [];
+
+  for (const volume of volumes) {
+    const mine = (byVolume.get(volume.volumeId) ?? []).filter((s) => tagOf(s, ATTEMPT_TAG) === String(record.attempts));
+    if (mine.length === 0) {
+      missing.push(`${volume.device} (${volume.volumeId})`);
+      continue;
+    }
+    // Newest first: should an attempt ever produce two, judge the latest and treat the rest as unusable.
+    mine.sort((a, b) => (b.StartTime?.getTime() ?? 0) - (a.StartTime?.getTime() ?? 0));
+    const [snap, ...extra] = mine as [Snapshot, ...Snapshot[]];
+    unusable.push(...extra.map((s) => s.SnapshotId ?? ''));
+    const ref: SnapshotRef = {
+      snapshotId: snap.SnapshotId ?? '',
+      volumeId: volume.volumeId,
+      device: tagOf(snap, 'Device') ?? volume.device,
+      state: snap.State ?? 'unknown',
+    };
+    refs.push(ref);
+    if (snap.State === 'error') {
+      errored.push(`${ref.snapshotId} of ${volume.device}`);
+      unusable.push(ref.snapshotId);
+    } else if (tagOf(snap, 'AppConsistent') !== 'true') {
+      crash.push(`${ref.snapshotId} of ${volume.device}`);
+      unusable.push(ref.snapshotId);
+    } else if (snap.State !== 'completed') {
+      pending.push(`${ref.snapshotId} of ${volume.device}`);
+    }
+  }
+
+  if (errored.length > 0) {
+    return { kind: 'bad', code: 'snapshot-error', detail: `Snapshot(s) in state error: ${errored.join(', ')}.`, snapshots: refs, unusable };
+  }
+  if (crash.length > 0) {
+    return { kind: 'bad', code: 'crash-consistent', detail: `Snapshot(s) not tagged AppConsistent=true: ${crash.join(', ')}.`, snapshots: refs, unusable };
+  }
+  if (missing.length > 0) {
+    if (now - since < SNAPSHOT_VISIBILITY_GRACE_MS) return { kind: 'pending' };
+    return { kind: 'bad', code: 'no-snapshots', detail: `No snapshot tagged with this run for ${missing.join(', ')}.`, snapshots: refs, unusable: refs.map((r) => r.snapshotId) };
+  }
+  if (pending.length > 0) {
+    if (now - since < config.snapshotDeadlineSeconds * 1000) return { kind: 'pending' };
+    return {
+      kind: 'bad',
+      code: 'snapshot-timeout',
+      detail: `Still pending after ${Math.round(config.snapshotDeadlineSeconds / 60)} minutes: ${pending.join(', ')}.`,
+      snapshots: refs,
+      unusable: [],
+    };
+  }
+  return { kind: 'ok', snapshots: refs };
+}
+
+async function deleteUnusable(ec2: EC2Client, snapshotIds: string[]): Promise<void> {
+  for (const id of snapshotIds.filter(Boolean)) {
+    try {
+      await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
+    } catch {
+      // Not fatal: the snapshot stays, tagged with the run and its attempt, and the retry goes ahead.
+    }
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * "Alert Workflow Failure": the Catch of every state lands here. It says which step failed and why, and,
+ * when the run got far enough to have a state object, writes what is known as the run report so no
+ * instance's fate is lost. The execution then fails with the original error.
+ */
+import { PublishCommand } from '@aws-sdk/client-sns';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { nowIso } from './clock.ts';
+import type { Config } from './config.ts';
+import { describeError } from './errors.ts';
+import { putReport } from './finish-run.ts';
+import { buildReport } from './report.ts';
+import { loadRunState, reportKey } from './run-state.ts';
+
+export const WorkflowFailureEvent = z.object({
+  failedStep: z.string().default('unknown step'),
+  runId: z.string().optional(),
+  executionId: z.string().optional(),
+  error: z.object({ Error: z.string().default('Unknown'), Cause: z.unknown().optional() }).default({ Error: 'Unknown' }),
+});
+
+export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient; config: Config }, event: unknown): Promise<{ alerted: true; error: string; cause: string }> {
+  const parsed = WorkflowFailureEvent.safeParse(event);
+  const failure = parsed.success ? parsed.data : { failedStep: 'unknown step', runId: undefined, executionId: undefined, error: { Error: 'Unknown', Cause: undefined } };
+  const cause = causeText(failure.error.Cause);
+  let partial = '';
+  if (failure.runId) {
+    try {
+      const state = await loadRunState(deps.s3, deps.config.reportBucket, failure.runId);
+      state.finishedAt = nowIso();
+      const location = `s3://${deps.config.reportBucket}/${reportKey(state.runId)}`;
+      const report = buildReport(state, state.finishedAt, location);
+      report.alert = null;
+      await putReport(deps.s3, deps.config.reportBucket, report);
+      const s = report.summary;
+      partial = `Known so far: ${s.succeeded} succeeded, ${s.failed + (s.targeted - s.succeeded - s.failed - s.skipped - s.planned)} failed or unfinished, ${s.skipped} skipped of ${s.targeted}. Partial report: ${location}`;
+    } catch (error) {
+      partial = `The run state could not be read (${describeError(error)}).`;
+    }
+  }
+  const subject = `vss-snapshots: workflow failed at ${failure.failedStep}`.slice(0, 100);
+  const message = [
+    `The snapshot workflow failed at step "${failure.failedStep}"${failure.runId ? ` (run ${failure.runId})` : ''}.`,
+    `Error: ${failure.error.Error}`,
+    `Cause: ${cause}`,
+    ...(partial ? ['', partial] : []),
+    '',
+    `What to do: ${advice(failure.error.Error)}`,
+    ...(failure.executionId ? [`Execution: ${failure.executionId}`] : []),
+  ].join('\n');
+  await deps.sns.send(new PublishCommand({ TopicArn: deps.config.alertTopicArn, Subject: subject, Message: message }));
+  return { alerted: true, error: failure.error.Error, cause };
+}
+
+function causeText(cause: unknown): string {
+  if (typeof cause !== 'string') return cause === undefined ? '(none)' : JSON.stringify(cause).slice(0, 2000);
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string; errorType?: string };
+    if (parsed.errorMessage) return parsed.errorMessage.slice(0, 2000);
+  } catch {
+    // Not JSON: a plain message.
+  }
+  return cause.slice(0, 2000);
+}
+
+function advice(error: string): string {
+  switch (error) {
+    case 'RunInProgressError':
+      return 'Another run is still going; nothing was done by this one. Wait for it, or start again with {"force": true}.';
+    case 'ConfigurationError':
+      return 'A Lambda environment variable is wrong: check the stack parameters and redeploy.';
+    case 'RunStateNotFoundError':
+      return 'The run state object is missing from the report bucket; check the bucket and its lifecycle rules, then start a new run.';
+    default:
+      return 'Open the execution in the Step Functions console to see the failed step, fix the cause, and start a new run (instances that already succeeded keep their snapshots).';
+  }
+}
