@@ -1,0 +1,47 @@
+/**
+ * `vss-snapshots`: the command line. `run` executes one nightly cycle of the real workflow against a
+ * simulated AWS account; `bench` measures it at scale. Exit codes follow contract §2.
+ */
+import { runCommand } from './run-command.ts';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, alert: 3 } as const;
+
+const USAGE = `Usage: vss-snapshots <command> [options]
+
+Commands:
+  run     run one nightly snapshot cycle against a simulated AWS account
+          [--fleet FILE] [--input JSON] [--method aws-vss|diskshadow] [--json]
+          [--report FILE] [--dump-world FILE] [--quiet]
+  help    show this text
+
+Exit codes: 0 no alert needed · 3 alert (an instance failed or nothing matched) · 2 bad input · 1 run failed`;
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await runCommand(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? EXIT.usage : EXIT.ok;
+      default:
+        throw new UsageError(`Unknown command "${command}".`);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error instanceof Error && (error.name === 'FleetError' || error.name === 'InvalidInputError'))) {
+      process.stderr.write(`vss-snapshots: ${error.message}\n`);
+      if (error instanceof UsageError) process.stderr.write(`\n${USAGE}\n`);
+      return EXIT.usage;
+    }
+    process.stderr.write(`vss-snapshots: the run failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return EXIT.failed;
+  }
+}

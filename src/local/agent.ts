@@ -1,0 +1,156 @@
+/**
+ * What a simulated Windows instance does when its SSM Agent receives a snapshot command: it acts out the
+ * document (AWS's VSS document or this project's DiskShadow one) according to the fleet's behaviour for
+ * this attempt, and prints what the real document would print.
+ */
+import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../lib/run-id.ts';
+import type { Behaviour } from './fleet.ts';
+import type { SimCommand, SimDocument, SimInstance, SimInvocation, World } from './world.ts';
+
+const MAX_PENDING_PER_VOLUME = 5;
+
+/** Parses the VSS document's `tags` parameter: `Key=k,Value=v;Key=...`. */
+export function parseVssTags(text: string | undefined): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const part of (text ?? '').split(';')) {
+    const match = /^Key=([^,]*),Value=(.*)$/.exec(part.trim());
+    if (match) tags[match[1] as string] = match[2] as string;
+  }
+  return tags;
+}
+
+function runTags(document: SimDocument, command: SimCommand, instance: SimInstance): Record<string, string> {
+  if (document.kind === 'aws-vss') return parseVssTags(command.parameters.tags?.[0]);
+  return {
+    [RUN_TAG]: command.parameters.RunId?.[0] ?? '',
+    [ATTEMPT_TAG]: command.parameters.Attempt?.[0] ?? '',
+    [METHOD_TAG]: 'diskshadow',
+    [INSTANCE_TAG]: instance.instanceId,
+  };
+}
+
+/** Plans the invocation of a snapshot document on one instance: when it ends, how, and its effect. */
+export function planSnapshotInvocation(world: World, command: SimCommand, document: SimDocument, instance: SimInstance): SimInvocation {
+  const requestedAt = world.now;
+  const base = {
+    commandId: command.commandId,
+    instanceId: instance.instanceId,
+    status: 'Pending' as const,
+    statusDetails: 'Pending',
+    responseCode: -1,
+    output: '',
+    requestedAt,
+    visibleAt: requestedAt + 2_000,
+    applied: false,
+  };
+  const timeoutSeconds = Number(command.parameters.executionTimeout?.[0] ?? '3600');
+
+  if (instance.agent !== 'online' || instance.state !== 'running') {
+    // Nobody picks it up: it waits for the delivery timeout.
+    return {
+      ...base,
+      finishAt: requestedAt + command.timeoutSeconds * 1000,
+      final: { status: 'TimedOut', statusDetails: 'DeliveryTimedOut', responseCode: -1, output: '' },
+    };
+  }
+
+  instance.snapshotCommandsRun += 1;
+  const n = instance.snapshotCommandsRun;
+  const behaviour: Behaviour = instance.behaviours[Math.min(n, instance.behaviours.length) - 1] ?? 'ok';
+  const doneAt = requestedAt + instance.commandSeconds * 1000;
+  const method = document.kind === 'diskshadow' ? 'diskshadow' : 'aws-vss';
+  const ok = (output: string) => ({ status: 'Success' as const, statusDetails: 'Success', responseCode: 0, output });
+  const failed = (code: number, output: string) => ({ status: 'Failed' as const, statusDetails: 'Failed', responseCode: code, output });
+
+  switch (behaviour) {
+    case 'access-denied':
+      return { ...base, finishAt: requestedAt + 1_000, final: { status: 'Failed', statusDetails: 'AccessDenied', responseCode: -1, output: '' } };
+    case 'undeliverable':
+      return { ...base, finishAt: requestedAt + 5_000, final: { status: 'Failed', statusDetails: 'Undeliverable', responseCode: -1, output: '' } };
+    case 'hang':
+      return {
+        ...base,
+        finishAt: requestedAt + timeoutSeconds * 1000,
+        final: { status: 'TimedOut', statusDetails: 'ExecutionTimedOut', responseCode: -1, output: 'Creating VSS snapshot set...\n' },
+      };
+    case 'vss-timeout':
+      return { ...base, finishAt: doneAt, final: failed(method === 'diskshadow' ? 10 : 1, failureOutput(method, instance, 'VSS_E_FLUSH_WRITES_TIMEOUT', true, 'timeout waiting for VSS Freeze')) };
+    case 'writer-failure':
+      return {
+        ...base,
+        finishAt: doneAt,
+        final: failed(method === 'diskshadow' ? 20 : 1, failureOutput(method, instance, 'VSS_E_WRITERERROR_NONRETRYABLE', false, 'A VSS writer failed: VSS_E_WRITERERROR_NONRETRYABLE')),
+      };
+    default:
+      break;
+  }
+
+  // The behaviours that exit 0. The snapshot set is requested just before the script ends.
+  const invocation: SimInvocation = { ...base, finishAt: doneAt, final: ok('') };
+  invocation.effect = () => {
+    const created = behaviour === 'no-snapshots' ? [] : createSnapshotSet(world, command, document, instance, behaviour, doneAt);
+    if (created === 'limit') {
+      invocation.status = 'Failed';
+      invocation.statusDetails = 'Failed';
+      invocation.responseCode = method === 'diskshadow' ? 20 : 1;
+      invocation.output = failureOutput(method, instance, 'ConcurrentSnapshotLimitExceeded', false, 'ConcurrentSnapshotLimitExceeded: too many pending snapshots for a volume');
+      return;
+    }
+    invocation.output = successOutput(method, instance, created, behaviour !== 'crash-consistent');
+  };
+  return invocation;
+}
+
+function createSnapshotSet(world: World, command: SimCommand, document: SimDocument, instance: SimInstance, behaviour: Behaviour, at: number): { snapshotId: string; volumeId: string; device: string }[] | 'limit' {
+  const excludeBoot = (command.parameters.ExcludeBootVolume?.[0] ?? 'False') === 'True';
+  const volumes = [...world.volumes.values()].filter((v) => v.instanceId === instance.instanceId && !(excludeBoot && v.device === instance.rootDevice));
+  for (const v of volumes) {
+    const pending = [...world.snapshots.values()].filter((s) => s.volumeId === v.volumeId && !s.deleted && world.snapshotState(s) === 'pending').length;
+    if (pending >= MAX_PENDING_PER_VOLUME) return 'limit';
+  }
+  const tags = behaviour === 'untagged' ? {} : runTags(document, command, instance);
+  const created: { snapshotId: string; volumeId: string; device: string }[] = [];
+  for (const v of volumes) {
+    const snapshotId = `snap-0${world.nextHex(16)}`;
+    const startTime = at - 1_000;
+    world.snapshots.set(snapshotId, {
+      snapshotId,
+      volumeId: v.volumeId,
+      instanceId: instance.instanceId,
+      volumeSize: v.sizeGiB,
+      startTime,
+      completeAt: startTime + instance.snapshotMinutes * 60_000,
+      finalState: behaviour === 'snapshot-error' ? 'error' : 'completed',
+      visibleAt: startTime + 3_000,
+      description: command.parameters.description?.[0] ?? `${document.name} ${instance.instanceId}`,
+      tags: {
+        ...tags,
+        Device: v.device ?? '',
+        ...(behaviour === 'crash-consistent' ? {} : { AppConsistent: 'true' }),
+        ...(document.kind === 'aws-vss' ? { AwsVssConfig: 'AwsVssComponents 2.5.0' } : {}),
+      },
+      deleted: false,
+    });
+    created.push({ snapshotId, volumeId: v.volumeId, device: v.device ?? '' });
+  }
+  return created;
+}
+
+/** Output hooks: the DiskShadow document prints one result line; AWS's prints its own log text. */
+export const outputFormat = {
+  success(method: string, instance: SimInstance, created: { snapshotId: string; volumeId: string; device: string }[], appConsistent: boolean): string {
+    if (method === 'diskshadow') {
+      return `VSS-SNAPSHOTS-RESULT ${JSON.stringify({ version: 1, instanceId: instance.instanceId, vss: appConsistent ? 'ok' : 'failed', snapshots: created, errorCode: null, retryable: false, message: 'ok' })}\n`;
+    }
+    return `Creating VSS snapshot set for ${instance.instanceId}\n${created.map((c) => `Snapshot ${c.snapshotId} created for ${c.device}`).join('\n')}\nVSS snapshot set completed.\n`;
+  },
+  failure(method: string, instance: SimInstance, errorCode: string, retryable: boolean, message: string): string {
+    if (method === 'diskshadow') {
+      return `DiskShadow failed\nVSS-SNAPSHOTS-RESULT ${JSON.stringify({ version: 1, instanceId: instance.instanceId, vss: 'failed', snapshots: [], errorCode, retryable, message })}\n`;
+    }
+    return `Creating VSS snapshot set for ${instance.instanceId}\nERROR: ${message}\n`;
+  },
+};
+
+const successOutput = (m: string, i: SimInstance, c: { snapshotId: string; volumeId: string; device: string }[], a: boolean) => outputFormat.success(m, i, c, a);
+const failureOutput = (m: string, i: SimInstance, code: string, r: boolean, msg: string) => outputFormat.failure(m, i, code, r, msg);

@@ -1,0 +1,154 @@
+/** The EC2 API of the simulated account: instances, volumes and snapshots. */
+import type { Filter } from '@aws-sdk/client-ec2';
+import { awsError, checkRange, paginate } from './aws-error.ts';
+import { ACCOUNT_ID } from './world.ts';
+import type { SimInstance, SimSnapshot, World } from './world.ts';
+
+type Input = Record<string, unknown>;
+
+/** EC2 filter value matching: `*` and `?` are wildcards, a backslash escapes them. */
+export function filterValueMatches(pattern: string, value: string): boolean {
+  let regex = '';
+  for (let i = 0; i < pattern.length; i += 1) {
+    const ch = pattern[i] as string;
+    if (ch === '\\' && i + 1 < pattern.length) {
+      regex += escapeRegex(pattern[i + 1] as string);
+      i += 1;
+    } else if (ch === '*') regex += '.*';
+    else if (ch === '?') regex += '.';
+    else regex += escapeRegex(ch);
+  }
+  return new RegExp(`^${regex}$`, 's').test(value);
+}
+const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+function matchTags(filter: Filter, tags: Record<string, string>): boolean | undefined {
+  const name = filter.Name ?? '';
+  if (name.startsWith('tag:')) {
+    const value = tags[name.slice(4)];
+    return value !== undefined && (filter.Values ?? []).some((p) => filterValueMatches(p, value));
+  }
+  if (name === 'tag-key') return (filter.Values ?? []).some((p) => Object.keys(tags).some((k) => filterValueMatches(p, k)));
+  if (name === 'tag-value') return (filter.Values ?? []).some((p) => Object.values(tags).some((v) => filterValueMatches(p, v)));
+  return undefined;
+}
+
+function instanceMatches(world: World, instance: SimInstance, filter: Filter): boolean {
+  const tagResult = matchTags(filter, instance.tags);
+  if (tagResult !== undefined) return tagResult;
+  const values = filter.Values ?? [];
+  const any = (v: string) => values.some((p) => filterValueMatches(p, v));
+  switch (filter.Name) {
+    case 'instance-state-name':
+      return any(instance.state);
+    case 'instance-id':
+      return any(instance.instanceId);
+    case 'platform':
+      return instance.platform === 'windows' && any('windows');
+    case 'availability-zone':
+      return any(instance.availabilityZone);
+    default:
+      throw awsError('InvalidParameterValue', `The filter '${filter.Name}' is invalid`);
+  }
+}
+
+function describeInstance(world: World, instance: SimInstance) {
+  const volumes = [...world.volumes.values()].filter((v) => v.instanceId === instance.instanceId);
+  return {
+    InstanceId: instance.instanceId,
+    InstanceType: 'm5.large',
+    State: { Code: instance.state === 'running' ? 16 : 80, Name: instance.state },
+    // EC2 sends lowercase "windows" on the wire and omits Platform for Linux (aws-facts.md).
+    ...(instance.platform === 'windows' ? { Platform: 'windows' } : {}),
+    PlatformDetails: instance.platform === 'windows' ? 'Windows' : 'Linux/UNIX',
+    Placement: { AvailabilityZone: instance.availabilityZone },
+    RootDeviceName: instance.rootDevice,
+    RootDeviceType: 'ebs',
+    Tags: Object.entries(instance.tags).map(([Key, Value]) => ({ Key, Value })),
+    BlockDeviceMappings: volumes.map((v) => ({
+      DeviceName: v.device,
+      Ebs: { VolumeId: v.volumeId, Status: 'attached', DeleteOnTermination: v.device === instance.rootDevice, AttachTime: new Date(v.createdAt) },
+    })),
+  };
+}
+
+function snapshotMatches(world: World, snapshot: SimSnapshot, filter: Filter): boolean {
+  const tagResult = matchTags(filter, snapshot.tags);
+  if (tagResult !== undefined) return tagResult;
+  const values = filter.Values ?? [];
+  const any = (v: string) => values.some((p) => filterValueMatches(p, v));
+  switch (filter.Name) {
+    case 'status':
+      return any(world.snapshotState(snapshot));
+    case 'volume-id':
+      return any(snapshot.volumeId);
+    case 'snapshot-id':
+      return any(snapshot.snapshotId);
+    case 'owner-id':
+      return any(ACCOUNT_ID);
+    default:
+      throw awsError('InvalidParameterValue', `The filter '${filter.Name}' is invalid`);
+  }
+}
+
+export function describeSnapshot(world: World, s: SimSnapshot) {
+  const state = world.snapshotState(s);
+  const progress = state === 'pending' ? Math.min(99, Math.floor(((world.now - s.startTime) / Math.max(1, s.completeAt - s.startTime)) * 100)) : 100;
+  return {
+    SnapshotId: s.snapshotId,
+    VolumeId: s.volumeId,
+    VolumeSize: s.volumeSize,
+    State: state,
+    Progress: `${progress}%`,
+    StartTime: new Date(s.startTime),
+    OwnerId: ACCOUNT_ID,
+    Description: s.description,
+    Encrypted: false,
+    Tags: Object.entries(s.tags).map(([Key, Value]) => ({ Key, Value })),
+  };
+}
+
+export const ec2Operations: Record<string, (world: World, input: Input) => unknown> = {
+  DescribeInstances(world, input) {
+    const ids = input.InstanceIds as string[] | undefined;
+    const filters = (input.Filters as Filter[] | undefined) ?? [];
+    const maxResults = input.MaxResults as number | undefined;
+    if (ids && ids.length > 0 && maxResults !== undefined) {
+      throw awsError('InvalidParameterCombination', 'The parameter instancesSet cannot be used with the parameter maxResults');
+    }
+    checkRange(maxResults, 5, 1000, 'MaxResults', 'InvalidParameterValue');
+    for (const id of ids ?? []) if (!world.instances.has(id)) throw awsError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+    const matching = [...world.instances.values()].filter((i) => (!ids || ids.length === 0 || ids.includes(i.instanceId)) && filters.every((f) => instanceMatches(world, i, f)));
+    const { page, nextToken } = paginate(matching, maxResults ?? 1000, input.NextToken as string | undefined, 'ec2');
+    return {
+      Reservations: page.map((i) => ({ ReservationId: `r-0${i.instanceId.slice(3)}`, OwnerId: ACCOUNT_ID, Instances: [describeInstance(world, i)] })),
+      ...(nextToken ? { NextToken: nextToken } : {}),
+    };
+  },
+
+  DescribeSnapshots(world, input) {
+    const filters = (input.Filters as Filter[] | undefined) ?? [];
+    const ids = input.SnapshotIds as string[] | undefined;
+    const maxResults = input.MaxResults as number | undefined;
+    checkRange(maxResults, 5, 1000, 'MaxResults', 'InvalidParameterValue');
+    for (const id of ids ?? []) {
+      const s = world.snapshots.get(id);
+      if (!s || s.deleted || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+    }
+    const visible = [...world.snapshots.values()].filter(
+      (s) => !s.deleted && s.visibleAt <= world.now && (!ids || ids.length === 0 || ids.includes(s.snapshotId)) && filters.every((f) => snapshotMatches(world, s, f)),
+    );
+    const { page, nextToken } = paginate(visible, maxResults ?? 1000, input.NextToken as string | undefined, 'ec2');
+    return { Snapshots: page.map((s) => describeSnapshot(world, s)), ...(nextToken ? { NextToken: nextToken } : {}) };
+  },
+
+  DeleteSnapshot(world, input) {
+    const id = input.SnapshotId as string;
+    const s = world.snapshots.get(id);
+    if (!s || s.deleted) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+    const inUse = [...world.volumes.values()].some((v) => v.snapshotId === id && v.createdAt > world.now);
+    if (inUse) throw awsError('InvalidSnapshot.InUse', `The snapshot ${id} is currently in use`);
+    s.deleted = true;
+    return {};
+  },
+};

@@ -1,0 +1,98 @@
+/**
+ * The fleet file (contract §5): the simulated account's instances and how each behaves when it gets a
+ * snapshot command. JSON or YAML; checked strictly so a typo in a test fleet is an error, not a silently
+ * different world.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+export const BEHAVIOURS = [
+  'ok',
+  'vss-timeout',
+  'writer-failure',
+  'access-denied',
+  'undeliverable',
+  'hang',
+  'no-snapshots',
+  'untagged',
+  'crash-consistent',
+  'snapshot-error',
+] as const;
+export type Behaviour = (typeof BEHAVIOURS)[number];
+
+export const FAULT_KINDS = ['throttle', 'server', 'timeout'] as const;
+
+const FleetInstance = z.strictObject({
+  instanceId: z.string().regex(/^i-[0-9a-f]{8}([0-9a-f]{9})?$/, 'must look like i- followed by 8 or 17 lowercase hex digits').optional(),
+  name: z.string().max(256).optional(),
+  platform: z.enum(['windows', 'linux']).default('windows'),
+  state: z.enum(['running', 'stopped']).default('running'),
+  tags: z.record(z.string().min(1).max(128), z.string().max(256)).optional(),
+  volumes: z
+    .array(z.strictObject({ device: z.string().regex(/^(\/dev\/)?(sd[a-z]{1,2}[0-9]*|xvd[a-z]{1,2}[0-9]*)$/, 'must be a device name like /dev/sda1 or xvdf'), sizeGiB: z.number().int().min(1).max(65536).default(30) }))
+    .max(40)
+    .optional(),
+  agent: z.enum(['online', 'offline', 'none']).default('online'),
+  attempts: z.array(z.enum(BEHAVIOURS)).min(1).default(['ok']),
+  commandSeconds: z.number().min(0).max(172_800).default(30),
+  snapshotMinutes: z.number().min(0).max(10_000).default(2),
+});
+
+export const FleetSchema = z.strictObject({
+  instances: z.array(FleetInstance).max(20_000),
+  faults: z
+    .strictObject({
+      rate: z.number().min(0).max(0.5),
+      seed: z.number().int().default(1),
+      kinds: z.array(z.enum(FAULT_KINDS)).min(1).default(['throttle', 'server', 'timeout']),
+    })
+    .optional(),
+});
+
+export type Fleet = z.infer<typeof FleetSchema>;
+export type FleetInstance = z.infer<typeof FleetInstance>;
+
+export class FleetError extends Error {
+  override name = 'FleetError';
+}
+
+/** Validates a fleet object; errors name the offending path (`instances[2].attempts[0]`). */
+export function parseFleet(raw: unknown, source = 'fleet'): Fleet {
+  const result = FleetSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.slice(0, 5).map((issue) => {
+      const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+      return `${path || '(top level)'}: ${issue.message}`;
+    });
+    throw new FleetError(`${source} is not a valid fleet file: ${problems.join('; ')}`);
+  }
+  const ids = new Set<string>();
+  for (const [i, instance] of result.data.instances.entries()) {
+    if (!instance.instanceId) continue;
+    if (ids.has(instance.instanceId)) throw new FleetError(`${source}: instances[${i}].instanceId ${instance.instanceId} appears twice.`);
+    ids.add(instance.instanceId);
+    const devices = new Set<string>();
+    for (const v of instance.volumes ?? []) {
+      if (devices.has(v.device)) throw new FleetError(`${source}: instances[${i}] has device ${v.device} twice.`);
+      devices.add(v.device);
+    }
+  }
+  return result.data;
+}
+
+export function loadFleetFile(path: string): Fleet {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new FleetError(`Cannot read fleet file ${path}: ${(error as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+  } catch (error) {
+    throw new FleetError(`Fleet file ${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(error as Error).message}`);
+  }
+  return parseFleet(raw, path);
+}

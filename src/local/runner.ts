@@ -1,0 +1,285 @@
+/**
+ * Runs the real state machine definition (statemachine/*.asl.json, unchanged) with the real handlers
+ * against a simulated account, as Step Functions and Lambda would: ARNs substituted like
+ * DefinitionSubstitutions, each Task's payload passed through JSON as Lambda does, Wait states costing
+ * virtual time instead of real time.
+ */
+import './polyfill.ts';
+import { readFileSync } from 'node:fs';
+import { StateMachine } from 'aws-local-stepfunctions';
+import type { StateMachineDefinition } from 'aws-local-stepfunctions';
+import { clients } from '../lib/clients.ts';
+import { installWorld } from './transport.ts';
+import type { CallInterceptor } from './transport.ts';
+import { ACCOUNT_ID, REGION } from './world.ts';
+import type { SimDocument, World } from './world.ts';
+
+/** One event of the local execution's log (state entered/exited, retried, caught, ...). */
+export type EventLog = ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
+
+export const STATE_MACHINE_NAME = 'vss-snapshots-nightly';
+export const STATE_MACHINE_ARN = `arn:aws:states:${REGION}:${ACCOUNT_ID}:stateMachine:${STATE_MACHINE_NAME}`;
+export const TOPIC_ARN = `arn:aws:sns:${REGION}:${ACCOUNT_ID}:vss-snapshots-alerts`;
+export const REPORT_BUCKET = `vss-snapshots-reports-${ACCOUNT_ID}`;
+export const DISKSHADOW_DOCUMENT = 'VssSnapshots-DiskShadowSnapshot';
+const DEFINITION_URL = new URL('../../statemachine/nightly-snapshots.asl.json', import.meta.url);
+
+/** Handler modules by the ASL placeholder's function key (`${SendSnapshotCommandsFunctionArn}`). */
+const HANDLER_MODULES: Record<string, string> = {
+  PrepareRun: '../handlers/prepare-run.ts',
+  DiscoverInstances: '../handlers/discover-instances.ts',
+  SendSnapshotCommands: '../handlers/send-snapshot-commands.ts',
+  CheckCommands: '../handlers/check-commands.ts',
+  VerifySnapshots: '../handlers/verify-snapshots.ts',
+  FinishRun: '../handlers/finish-run.ts',
+  AlertWorkflowFailure: '../handlers/alert-workflow-failure.ts',
+};
+
+/** The account-level resources a deployment creates (topic, bucket, documents). */
+export function provisionStack(world: World): void {
+  world.topics.add(TOPIC_ARN);
+  if (!world.buckets.has(REPORT_BUCKET)) world.buckets.set(REPORT_BUCKET, new Map());
+  const bool = { allowedValues: ['True', 'False'] };
+  const vss: SimDocument = {
+    name: 'AWSEC2-CreateVssSnapshot',
+    versions: ['1'],
+    kind: 'aws-vss',
+    parameters: {
+      ExcludeBootVolume: bool,
+      NoWriters: bool,
+      CopyOnly: bool,
+      CreateAmi: bool,
+      AmiName: { allowedPattern: '^([a-zA-Z0-9() ./\\-_\'@]{3,128})?$' },
+      description: { allowedPattern: '^.{0,255}$' },
+      tags: { allowedPattern: '^([Kk]ey=[A-Za-z0-9 _.:/+\\-@]{1,128},[Vv]alue=[A-Za-z0-9 _.:/+\\-@]{0,256};?)*$' },
+      executionTimeout: { allowedPattern: '^([1-9][0-9]{0,5})$' },
+      CollectDiagnosticLogs: bool,
+      SaveVssMetadata: bool,
+    },
+  };
+  world.documents.set(vss.name, vss);
+  world.documents.set(DISKSHADOW_DOCUMENT, {
+    name: DISKSHADOW_DOCUMENT,
+    versions: ['1'],
+    kind: 'diskshadow',
+    parameters: {
+      RunId: { allowedPattern: '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$' },
+      Attempt: { allowedPattern: '^[1-5]$' },
+      ExcludeBootVolume: bool,
+      executionTimeout: { allowedPattern: '^[1-9][0-9]{1,5}$' },
+    },
+  });
+}
+
+/** The Lambda environment of a local deployment (the stack sets the same variables in AWS). */
+export function lambdaEnvironment(overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    ALERT_TOPIC_ARN: TOPIC_ARN,
+    REPORT_BUCKET,
+    DISKSHADOW_DOCUMENT_NAME: DISKSHADOW_DOCUMENT,
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+    AWS_REGION: REGION,
+    ...overrides,
+  };
+}
+
+export interface LambdaFault {
+  /** Run the handler (its side effects happen), then fail as a Lambda timeout would. */
+  crashAfter?: boolean;
+  /** Fail before the handler runs, as a Lambda service error. */
+  serviceError?: boolean;
+}
+
+export interface RunOptions {
+  input?: unknown;
+  executionName?: string;
+  env?: Record<string, string>;
+  interceptors?: CallInterceptor[];
+  /** Decides per Task invocation whether the simulated Lambda misbehaves (crash tests). */
+  lambdaFault?: (state: string, invocation: number) => LambdaFault | undefined;
+  onEvent?: (event: EventLog, world: World) => void;
+}
+
+export interface RunStats {
+  stateTransitions: number;
+  historyEvents: number;
+  maxPayloadBytes: number;
+  lambdaInvocations: number;
+  lambdaMillis: number;
+  simulatedSeconds: number;
+  wallSeconds: number;
+}
+
+export interface LocalRunResult {
+  status: 'SUCCEEDED' | 'FAILED';
+  executionArn: string;
+  output?: unknown;
+  error?: string;
+  cause?: string;
+  stats: RunStats;
+}
+
+export function loadDefinition(): StateMachineDefinition {
+  const text = readFileSync(DEFINITION_URL, 'utf8').replace(/\$\{([A-Za-z0-9]+)FunctionArn\}/g, (_m, key: string) => lambdaArn(key));
+  return JSON.parse(text) as StateMachineDefinition;
+}
+
+const lambdaArn = (key: string) => `arn:aws:lambda:${REGION}:${ACCOUNT_ID}:function:vss-snapshots-${key}`;
+
+/** Executes one run of the nightly workflow against `world`. */
+export async function runWorkflow(world: World, options: RunOptions = {}): Promise<LocalRunResult> {
+  provisionStack(world);
+  const environment = lambdaEnvironment(options.env);
+  const previousEnv = Object.fromEntries(Object.keys(environment).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, environment);
+  const uninstall = installWorld(clients, world, { interceptors: options.interceptors ?? [] });
+  const definition = loadDefinition();
+  const states = definition.States as Record<string, { Type: string; Resource?: string; Seconds?: number; SecondsPath?: string }>;
+
+  const stats: RunStats = { stateTransitions: 0, historyEvents: 0, maxPayloadBytes: 0, lambdaInvocations: 0, lambdaMillis: 0, simulatedSeconds: 0, wallSeconds: 0 };
+  const invocationsByState = new Map<string, number>();
+  const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
+  for (const [stateName, state] of Object.entries(states)) {
+    if (state.Type !== 'Task' || !state.Resource) continue;
+    const key = /function:vss-snapshots-([A-Za-z0-9]+)$/.exec(state.Resource)?.[1] ?? '';
+    const modulePath = HANDLER_MODULES[key];
+    if (!modulePath) throw new Error(`No local handler for ${state.Resource} (state "${stateName}").`);
+    const module = (await import(modulePath)) as { handler: (event: unknown) => Promise<unknown> };
+    handlers[stateName] = async (input) => {
+      const n = (invocationsByState.get(stateName) ?? 0) + 1;
+      invocationsByState.set(stateName, n);
+      const fault = options.lambdaFault?.(stateName, n);
+      const payload = JSON.stringify(input);
+      stats.maxPayloadBytes = Math.max(stats.maxPayloadBytes, Buffer.byteLength(payload));
+      stats.lambdaInvocations += 1;
+      if (fault?.serviceError) throw namedError('Lambda.ServiceException', 'Simulated Lambda service error');
+      // Let the event consumer catch up (it moves the clock for Wait states) before the "Lambda" runs.
+      await new Promise((resolve) => setImmediate(resolve));
+      const started = world.now;
+      const result = await module.handler(JSON.parse(payload));
+      stats.lambdaMillis += Math.max(world.now - started, 100);
+      if (fault?.crashAfter) throw namedError('Lambda.Unknown', 'Simulated: the Lambda timed out after its side effects happened.');
+      const out = JSON.stringify(result ?? null);
+      stats.maxPayloadBytes = Math.max(stats.maxPayloadBytes, Buffer.byteLength(out));
+      return JSON.parse(out);
+    };
+  }
+  // 1 ms, not 0: the library skips the timer for 0, and the timer is what lets the event consumer below
+  // move the virtual clock before the next Task runs.
+  const zero = Object.fromEntries(Object.entries(states).filter(([, s]) => s.Type === 'Wait').map(([n]) => [n, 1]));
+  const zeroRetry = Object.fromEntries(Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => [n, 0]));
+
+  const name = options.executionName ?? `run-${world.nextHex(8)}`;
+  const executionArn = `arn:aws:states:${REGION}:${ACCOUNT_ID}:execution:${STATE_MACHINE_NAME}:${name}`;
+  const input = options.input ?? {};
+  world.executions.push({ executionArn, stateMachineArn: STATE_MACHINE_ARN, name, status: 'RUNNING', startDate: world.now, input: JSON.stringify(input) });
+  const record = world.executions.at(-1);
+  const wallStart = performance.now();
+  const simStart = world.now;
+
+  const machine = new StateMachine(definition, { validationOptions: { checkArn: false } });
+  // The library stamps $$.Execution.StartTime with `new Date()` synchronously inside run(); give it the
+  // virtual clock for that one call.
+  const execution = withVirtualDate(world.now, () => machine.run(input as never, {
+    overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: zero, retryIntervalOverrides: zeroRetry },
+    context: {
+      Execution: { Id: executionArn, Name: name, StartTime: new Date(world.now).toISOString(), Input: input as never, RoleArn: `arn:aws:iam::${ACCOUNT_ID}:role/vss-snapshots` },
+      StateMachine: { Id: STATE_MACHINE_ARN, Name: STATE_MACHINE_NAME },
+    } as never,
+  }));
+
+  // Wait states are skipped in real time; the virtual clock jumps by what each would have waited. The
+  // event for entering a Wait arrives (microtask) before its zero-length timer fires, so the next Task
+  // already sees the later time.
+  const consume = (async () => {
+    for await (const event of execution.eventLogs) {
+      stats.historyEvents += historyWeight(event, states);
+      if (event.type === 'StateEntered') {
+        stats.stateTransitions += 1;
+        const state = states[event.state.name];
+        if (state?.Type === 'Wait') world.advanceBy(waitSeconds(state, event.state.input) * 1000);
+      }
+      if (event.type === 'StateRetried') stats.stateTransitions += 1;
+      options.onEvent?.(event, world);
+    }
+  })();
+
+  try {
+    const output = await execution.result;
+    await consume.catch(() => undefined);
+    finishRecord(record, world, 'SUCCEEDED');
+    return { status: 'SUCCEEDED', executionArn, output, stats: finalStats(stats, world, simStart, wallStart) };
+  } catch (error) {
+    await consume.catch(() => undefined);
+    finishRecord(record, world, 'FAILED');
+    const { errorName, cause } = executionFailure(error);
+    return { status: 'FAILED', executionArn, error: errorName, cause, stats: finalStats(stats, world, simStart, wallStart) };
+  } finally {
+    uninstall();
+    for (const [k, v] of Object.entries(previousEnv)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+function withVirtualDate<T>(now: number, fn: () => T): T {
+  const RealDate = Date;
+  class VirtualDate extends RealDate {
+    constructor(...args: unknown[]) {
+      if (args.length === 0) super(now);
+      else super(...(args as [string]));
+    }
+    static override now(): number {
+      return now;
+    }
+  }
+  globalThis.Date = VirtualDate as DateConstructor;
+  try {
+    return fn();
+  } finally {
+    globalThis.Date = RealDate;
+  }
+}
+
+function finishRecord(record: World['executions'][number] | undefined, world: World, status: 'SUCCEEDED' | 'FAILED'): void {
+  if (!record) return;
+  record.status = status;
+  record.stopDate = world.now;
+}
+
+function finalStats(stats: RunStats, world: World, simStart: number, wallStart: number): RunStats {
+  return { ...stats, simulatedSeconds: Math.round((world.now - simStart) / 1000), wallSeconds: Number(((performance.now() - wallStart) / 1000).toFixed(3)) };
+}
+
+function namedError(name: string, message: string): Error {
+  const error = new Error(message);
+  error.name = name;
+  return error;
+}
+
+function executionFailure(error: unknown): { errorName: string; cause: string } {
+  const e = error as { name?: string; message?: string; cause?: { name?: string; message?: string } };
+  const errorName = e.cause?.name ?? e.name ?? 'Error';
+  const cause = typeof e.cause?.message === 'string' ? e.cause.message : (e.message ?? String(error));
+  return { errorName, cause };
+}
+
+function waitSeconds(state: { Seconds?: number; SecondsPath?: string }, input: unknown): number {
+  if (typeof state.Seconds === 'number') return state.Seconds;
+  if (state.SecondsPath) {
+    let value: unknown = input;
+    for (const part of state.SecondsPath.replace(/^\$\.?/, '').split('.').filter(Boolean)) value = (value as Record<string, unknown> | undefined)?.[part];
+    return typeof value === 'number' ? value : 0;
+  }
+  return 0;
+}
+
+/** Approximate Step Functions history events per local event (a Lambda task writes five). */
+function historyWeight(event: EventLog, states: Record<string, { Type: string }>): number {
+  if (event.type === 'StateEntered') return states[event.state.name]?.Type === 'Task' ? 4 : 1;
+  if (event.type === 'StateExited' || event.type === 'StateFailed' || event.type === 'StateRetried' || event.type === 'StateCaught') return 1;
+  if (event.type === 'ExecutionStarted' || event.type === 'ExecutionSucceeded' || event.type === 'ExecutionFailed') return 1;
+  return 0;
+}

@@ -1,0 +1,242 @@
+/** The SSM API of the simulated account: agents, documents and Run Command. */
+import { awsError, checkRange, paginate } from './aws-error.ts';
+import { planSnapshotInvocation } from './agent.ts';
+import type { SimCommand, SimInvocation, World } from './world.ts';
+
+type Input = Record<string, unknown>;
+const LIST_OUTPUT_LIMIT = 2_500;
+const GET_STDOUT_LIMIT = 24_000;
+const FINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
+
+function commandStatus(world: World, command: SimCommand) {
+  const invocations = command.invocations.map((i) => world.refresh(i));
+  const final = invocations.filter((i) => FINAL.has(i.status));
+  const errors = final.filter((i) => i.status === 'Failed' && i.statusDetails !== 'Undeliverable').length;
+  const deliveryTimedOut = final.filter((i) => i.statusDetails === 'DeliveryTimedOut').length;
+  const timedOut = final.filter((i) => i.status === 'TimedOut').length;
+  const cancelled = final.filter((i) => i.status === 'Cancelled').length;
+  let status: string;
+  if (final.length < invocations.length) status = invocations.some((i) => i.status !== 'Pending') ? 'InProgress' : 'Pending';
+  else if (cancelled > 0) status = 'Cancelled';
+  else if (timedOut > 0) status = 'TimedOut';
+  // Undeliverable invocations do not count as errors: the command can read Success (aws-facts.md).
+  else if (errors > 0) status = 'Failed';
+  else status = 'Success';
+  return { status, completed: final.length, errors: errors + timedOut, deliveryTimedOut };
+}
+
+function describeCommand(world: World, c: SimCommand) {
+  const s = commandStatus(world, c);
+  return {
+    CommandId: c.commandId,
+    DocumentName: c.documentName,
+    DocumentVersion: c.documentVersion,
+    Comment: c.comment,
+    InstanceIds: c.instanceIds,
+    Parameters: c.parameters,
+    RequestedDateTime: new Date(c.requestedAt),
+    Status: s.status,
+    StatusDetails: s.status,
+    TargetCount: c.instanceIds.length,
+    CompletedCount: s.completed,
+    ErrorCount: s.errors,
+    DeliveryTimedOutCount: s.deliveryTimedOut,
+    MaxConcurrency: '100%',
+    MaxErrors: '100%',
+    TimeoutSeconds: c.timeoutSeconds,
+  };
+}
+
+function validateParameters(world: World, documentName: string, parameters: Record<string, string[]>): void {
+  const document = world.documents.get(documentName);
+  if (!document) return;
+  for (const [name, values] of Object.entries(parameters)) {
+    const spec = document.parameters[name];
+    if (!spec) throw awsError('InvalidParameters', `Parameter "${name}" is not defined in document ${documentName}.`);
+    for (const value of values) {
+      if (spec.allowedValues && !spec.allowedValues.includes(value)) {
+        throw awsError('InvalidParameters', `Parameter "${name}" value is not one of the allowed values.`);
+      }
+      if (spec.allowedPattern && !new RegExp(spec.allowedPattern).test(value)) {
+        throw awsError('InvalidParameters', `Parameter "${name}" "${value}" failed to satisfy constraint: Member must satisfy regular expression pattern: ${spec.allowedPattern}`);
+      }
+    }
+  }
+}
+
+function toListedInvocation(world: World, i: SimInvocation, command: SimCommand, details: boolean) {
+  world.refresh(i);
+  return {
+    CommandId: i.commandId,
+    InstanceId: i.instanceId,
+    DocumentName: command.documentName,
+    DocumentVersion: command.documentVersion,
+    RequestedDateTime: new Date(i.requestedAt),
+    Status: i.status,
+    StatusDetails: i.statusDetails,
+    ...(details
+      ? {
+          CommandPlugins: [
+            {
+              Name: 'runPowerShellScript',
+              Status: i.status,
+              StatusDetails: i.statusDetails,
+              ResponseCode: i.responseCode,
+              Output: i.output.slice(0, LIST_OUTPUT_LIMIT),
+              ...(i.applied ? { ResponseFinishDateTime: new Date(i.finishAt) } : {}),
+            },
+          ],
+        }
+      : {}),
+  };
+}
+
+export const ssmOperations: Record<string, (world: World, input: Input) => unknown> = {
+  DescribeInstanceInformation(world, input) {
+    checkRange(input.MaxResults as number | undefined, 5, 50, 'MaxResults', 'ValidationException');
+    const filters = (input.Filters as { Key?: string; Values?: string[] }[] | undefined) ?? [];
+    const legacy = (input.InstanceInformationFilterList as { key?: string; valueSet?: string[] }[] | undefined) ?? [];
+    if (filters.length > 0 && legacy.length > 0) throw awsError('InvalidFilter', 'Filters and InstanceInformationFilterList cannot be combined.');
+    const idFilter = filters.find((f) => f.Key === 'InstanceIds')?.Values ?? legacy.find((f) => f.key === 'InstanceIds')?.valueSet;
+    for (const f of filters) if (f.Key !== 'InstanceIds' && f.Key !== 'PingStatus') throw awsError('InvalidFilterKey', `Filter key ${f.Key} is not supported here.`);
+    const ping = filters.find((f) => f.Key === 'PingStatus')?.Values;
+    // Stopped and unmanaged instances are not listed.
+    const managed = [...world.instances.values()].filter(
+      (i) => i.agent !== 'none' && i.state === 'running' && (!idFilter || idFilter.includes(i.instanceId)),
+    );
+    const rows = managed
+      .map((i) => ({
+        InstanceId: i.instanceId,
+        PingStatus: i.agent === 'online' ? 'Online' : 'ConnectionLost',
+        LastPingDateTime: new Date(i.agent === 'online' ? world.now - 60_000 : world.now - 3 * 86_400_000),
+        AgentVersion: '3.3.2746.0',
+        PlatformType: i.platform === 'windows' ? 'Windows' : 'Linux',
+        PlatformName: i.platform === 'windows' ? 'Microsoft Windows Server 2022 Datacenter' : 'Amazon Linux',
+        ResourceType: 'EC2Instance',
+        ComputerName: i.name ?? i.instanceId,
+      }))
+      .filter((r) => !ping || ping.includes(r.PingStatus));
+    const { page, nextToken } = paginate(rows, (input.MaxResults as number | undefined) ?? 50, input.NextToken as string | undefined, 'ssm');
+    return { InstanceInformationList: page, ...(nextToken ? { NextToken: nextToken } : {}) };
+  },
+
+  SendCommand(world, input) {
+    const ids = (input.InstanceIds as string[] | undefined) ?? [];
+    if (input.Targets) throw awsError('ValidationException', 'The simulated account supports InstanceIds only.');
+    if (ids.length === 0) throw awsError('ValidationException', 'InstanceIds must list at least one instance.');
+    if (ids.length > 50) throw awsError('ValidationException', `1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to 50 (got ${ids.length}).`);
+    if (new Set(ids).size !== ids.length) throw awsError('DuplicateInstanceId', 'The instance ids contain duplicates.');
+    const comment = input.Comment as string | undefined;
+    if (comment && comment.length > 100) throw awsError('ValidationException', 'Comment must be at most 100 characters.');
+    const documentName = input.DocumentName as string;
+    const document = world.documents.get(documentName);
+    if (!document) throw awsError('InvalidDocument', `Document ${documentName} does not exist in your account.`);
+    const version = input.DocumentVersion as string | undefined;
+    if (version && !['$DEFAULT', '$LATEST'].includes(version) && !document.versions.includes(version)) {
+      throw awsError('InvalidDocumentVersion', `Document ${documentName} has no version ${version}.`);
+    }
+    const timeoutSeconds = (input.TimeoutSeconds as number | undefined) ?? 3600;
+    checkRange(timeoutSeconds, 30, 2_592_000, 'TimeoutSeconds', 'ValidationException');
+    const parameters = (input.Parameters as Record<string, string[]> | undefined) ?? {};
+    validateParameters(world, documentName, parameters);
+    for (const id of ids) {
+      const instance = world.instances.get(id);
+      // Unknown, unmanaged or terminated instances are rejected for the whole call.
+      if (!instance || instance.agent === 'none') throw awsError('InvalidInstanceId', 'Instances [[' + id + ']] not in a valid state for account ' + '123456789012');
+    }
+    const command: SimCommand = {
+      commandId: `${world.nextHex(8)}-${world.nextHex(4)}-4${world.nextHex(3)}-a${world.nextHex(3)}-${world.nextHex(12)}`,
+      documentName,
+      ...(version ? { documentVersion: version } : {}),
+      instanceIds: ids,
+      parameters,
+      ...(comment ? { comment } : {}),
+      requestedAt: world.now,
+      timeoutSeconds,
+      invocations: [],
+    };
+    for (const id of ids) {
+      const invocation = planSnapshotInvocation(world, command, document, world.instances.get(id) as never);
+      command.invocations.push(invocation);
+      world.track(invocation);
+    }
+    world.commands.set(command.commandId, command);
+    return { Command: describeCommand(world, command) };
+  },
+
+  ListCommands(world, input) {
+    checkRange(input.MaxResults as number | undefined, 1, 50, 'MaxResults', 'ValidationException');
+    const filters = (input.Filters as { key?: string; value?: string }[] | undefined) ?? [];
+    let list = [...world.commands.values()];
+    if (input.CommandId) {
+      list = list.filter((c) => c.commandId === input.CommandId);
+      if (list.length === 0) throw awsError('InvalidCommandId', `Command ${String(input.CommandId)} does not exist.`);
+    }
+    if (input.InstanceId) list = list.filter((c) => c.instanceIds.includes(input.InstanceId as string));
+    for (const f of filters) {
+      const value = f.value ?? '';
+      switch (f.key) {
+        case 'InvokedAfter':
+          list = list.filter((c) => c.requestedAt >= Date.parse(value));
+          break;
+        case 'InvokedBefore':
+          list = list.filter((c) => c.requestedAt <= Date.parse(value));
+          break;
+        case 'DocumentName':
+          list = list.filter((c) => c.documentName === value);
+          break;
+        case 'Status':
+          list = list.filter((c) => commandStatus(world, c).status === value);
+          break;
+        default:
+          throw awsError('InvalidFilterKey', `Filter key ${f.key} is not valid.`);
+      }
+    }
+    list.sort((a, b) => b.requestedAt - a.requestedAt);
+    const { page, nextToken } = paginate(list, (input.MaxResults as number | undefined) ?? 50, input.NextToken as string | undefined, 'ssm');
+    return { Commands: page.map((c) => describeCommand(world, c)), ...(nextToken ? { NextToken: nextToken } : {}) };
+  },
+
+  ListCommandInvocations(world, input) {
+    checkRange(input.MaxResults as number | undefined, 1, 50, 'MaxResults', 'ValidationException');
+    const command = input.CommandId ? world.commands.get(input.CommandId as string) : undefined;
+    if (input.CommandId && !command) throw awsError('InvalidCommandId', `Command ${String(input.CommandId)} does not exist.`);
+    const commands = command ? [command] : [...world.commands.values()];
+    const rows = commands.flatMap((c) =>
+      c.invocations
+        .filter((i) => i.visibleAt <= world.now && (!input.InstanceId || i.instanceId === input.InstanceId))
+        .map((i) => toListedInvocation(world, i, c, input.Details === true)),
+    );
+    const { page, nextToken } = paginate(rows, (input.MaxResults as number | undefined) ?? 50, input.NextToken as string | undefined, 'ssm');
+    return { CommandInvocations: page, ...(nextToken ? { NextToken: nextToken } : {}) };
+  },
+
+  GetCommandInvocation(world, input) {
+    const command = world.commands.get(input.CommandId as string);
+    const invocation = command?.invocations.find((i) => i.instanceId === input.InstanceId);
+    if (!command || !invocation || invocation.visibleAt > world.now) throw awsError('InvocationDoesNotExist', 'An error occurred (InvocationDoesNotExist).');
+    world.refresh(invocation);
+    return {
+      CommandId: command.commandId,
+      InstanceId: invocation.instanceId,
+      DocumentName: command.documentName,
+      Status: invocation.status,
+      StatusDetails: invocation.statusDetails,
+      ResponseCode: invocation.responseCode,
+      StandardOutputContent: invocation.output.slice(0, GET_STDOUT_LIMIT),
+      StandardErrorContent: '',
+    };
+  },
+
+  CancelCommand(world, input) {
+    const command = world.commands.get(input.CommandId as string);
+    if (!command) throw awsError('InvalidCommandId', `Command ${String(input.CommandId)} does not exist.`);
+    const ids = input.InstanceIds as string[] | undefined;
+    for (const invocation of command.invocations) {
+      if (ids && !ids.includes(invocation.instanceId)) continue;
+      world.refresh(invocation);
+      if (!invocation.applied) world.finish(invocation, { status: 'Cancelled', statusDetails: 'Cancelled', responseCode: -1, output: invocation.output });
+    }
+    return {};
+  },
+};

@@ -1,0 +1,71 @@
+/**
+ * Plugs the simulated account beneath the project's SDK clients: a middleware in the deserialize step
+ * (inside the SDK's retry loop) answers each call from the world instead of the network. The handlers'
+ * code, the SDK's validation, retries and paginators all run as they do in AWS.
+ */
+import type { Clients } from '../lib/clients.ts';
+import { clock } from '../lib/clock.ts';
+import { ec2Operations } from './ec2.ts';
+import { s3Operations, sfnOperations, snsOperations } from './services.ts';
+import { ssmOperations } from './ssm.ts';
+import { awsError } from './aws-error.ts';
+import type { World } from './world.ts';
+
+type Operation = (world: World, input: Record<string, unknown>) => unknown;
+const SERVICES: Record<string, Record<string, Operation>> = {
+  ec2: ec2Operations,
+  ssm: ssmOperations,
+  sns: snsOperations,
+  s3: s3Operations,
+  sfn: sfnOperations,
+};
+
+/** Hook for fault injection and rate limits: runs before each call; may throw an AWS-shaped error. */
+export type CallInterceptor = (call: { service: string; operation: string; input: Record<string, unknown> }) => void;
+
+const MIDDLEWARE = 'vssSnapshotsSimulatedAccount';
+
+/** The part of an SDK v3 client this module touches. */
+interface PluggableClient {
+  middlewareStack: {
+    add(middleware: unknown, options: { step: 'deserialize'; priority: 'high'; name: string; override: boolean }): void;
+    remove(name: string): boolean;
+  };
+  config: { credentials: unknown };
+}
+
+export interface InstallOptions {
+  interceptors?: CallInterceptor[];
+}
+
+/** Routes every call of these clients to `world` until `uninstall` is called. */
+export function installWorld(clients: Clients, world: World, options: InstallOptions = {}): () => void {
+  process.env.AWS_REGION ??= 'us-east-1';
+  for (const [service, sdkClient] of Object.entries(clients)) {
+    const client = sdkClient as unknown as PluggableClient;
+    const operations = SERVICES[service] ?? {};
+    client.middlewareStack.remove(MIDDLEWARE);
+    client.middlewareStack.add(
+      (_next: unknown, context: { commandName?: string }) => async (args: { input?: unknown }) => {
+        const operation = String(context.commandName ?? '').replace(/Command$/, '');
+        const input = (args.input ?? {}) as Record<string, unknown>;
+        world.countCall(`${service}:${operation}`);
+        world.settle();
+        for (const intercept of options.interceptors ?? []) intercept({ service, operation, input });
+        const handler = operations[operation];
+        if (!handler) throw awsError('UnsupportedOperation', `The simulated account does not implement ${service}:${operation}.`);
+        const output = (await handler(world, input)) as Record<string, unknown>;
+        return { output: { ...output, $metadata: { httpStatusCode: 200, requestId: 'simulated', attempts: 1 } }, response: {} };
+      },
+      { step: 'deserialize', priority: 'high', name: MIDDLEWARE, override: true },
+    );
+    // No real credentials are needed: the call never leaves the process.
+    client.config.credentials = async () => ({ accessKeyId: 'SIMULATED', secretAccessKey: 'SIMULATED' });
+  }
+  const previousNow = clock.now;
+  clock.now = () => world.now;
+  return () => {
+    for (const client of Object.values(clients)) (client as unknown as PluggableClient).middlewareStack.remove(MIDDLEWARE);
+    clock.now = previousNow;
+  };
+}

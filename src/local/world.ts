@@ -1,0 +1,284 @@
+/**
+ * The simulated AWS account: EC2 instances with EBS volumes and snapshots, SSM agents and Run Command,
+ * an SNS topic, an S3 bucket and the Step Functions execution list, all on a virtual clock. It is only
+ * reachable through the SDK clients (see transport.ts); the services' behaviour follows
+ * ../shared/docs/aws-facts.md, not what would be convenient for the orchestrator.
+ */
+import type { Behaviour, Fleet } from './fleet.ts';
+
+export const ACCOUNT_ID = '123456789012';
+export const REGION = 'us-east-1';
+export const AZS = ['us-east-1a', 'us-east-1b', 'us-east-1c'];
+export const DEFAULT_TAGS = { ConsistentSnapshot: 'WindowsVSS' };
+/** The virtual clock starts at the seed's nightly time. */
+export const DEFAULT_START = Date.parse('2026-11-28T00:00:00Z');
+
+export interface SimInstance {
+  instanceId: string;
+  name?: string;
+  platform: 'windows' | 'linux';
+  state: 'running' | 'stopped';
+  tags: Record<string, string>;
+  availabilityZone: string;
+  rootDevice: string;
+  agent: 'online' | 'offline' | 'none';
+  behaviours: Behaviour[];
+  commandSeconds: number;
+  snapshotMinutes: number;
+  /** Snapshot commands this instance has run (selects the behaviour of the next one). */
+  snapshotCommandsRun: number;
+}
+
+export interface SimVolume {
+  volumeId: string;
+  instanceId?: string;
+  device?: string;
+  sizeGiB: number;
+  availabilityZone: string;
+  snapshotId?: string;
+  createdAt: number;
+  availableAt: number;
+  tags: Record<string, string>;
+}
+
+export interface SimSnapshot {
+  snapshotId: string;
+  volumeId: string;
+  instanceId: string;
+  volumeSize: number;
+  startTime: number;
+  completeAt: number;
+  finalState: 'completed' | 'error';
+  visibleAt: number;
+  description: string;
+  tags: Record<string, string>;
+  deleted: boolean;
+}
+
+export interface SimInvocation {
+  commandId: string;
+  instanceId: string;
+  status: 'Pending' | 'InProgress' | 'Delayed' | 'Success' | 'Failed' | 'TimedOut' | 'Cancelled';
+  statusDetails: string;
+  responseCode: number;
+  output: string;
+  requestedAt: number;
+  /** When the invocation becomes final (and its effects happen); Infinity = waits for a deadline. */
+  finishAt: number;
+  final: { status: SimInvocation['status']; statusDetails: string; responseCode: number; output: string };
+  /** ListCommandInvocations/GetCommandInvocation do not see it before this (eventual consistency). */
+  visibleAt: number;
+  effect?: () => void;
+  applied: boolean;
+}
+
+export interface SimCommand {
+  commandId: string;
+  documentName: string;
+  documentVersion?: string;
+  instanceIds: string[];
+  parameters: Record<string, string[]>;
+  comment?: string;
+  requestedAt: number;
+  timeoutSeconds: number;
+  invocations: SimInvocation[];
+}
+
+export interface SimDocument {
+  name: string;
+  versions: string[];
+  /** How a simulated instance acts the document out. */
+  kind: 'aws-vss' | 'diskshadow' | 'restore';
+  parameters: Record<string, { allowedPattern?: string; allowedValues?: string[]; default?: string }>;
+}
+
+export interface SimExecution {
+  executionArn: string;
+  stateMachineArn: string;
+  name: string;
+  status: 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'TIMED_OUT' | 'ABORTED';
+  startDate: number;
+  stopDate?: number;
+  input: string;
+}
+
+export class World {
+  now: number;
+  readonly instances = new Map<string, SimInstance>();
+  readonly volumes = new Map<string, SimVolume>();
+  readonly snapshots = new Map<string, SimSnapshot>();
+  readonly commands = new Map<string, SimCommand>();
+  readonly documents = new Map<string, SimDocument>();
+  readonly topics = new Set<string>();
+  readonly buckets = new Map<string, Map<string, string>>();
+  readonly executions: SimExecution[] = [];
+  readonly published: { topicArn: string; subject?: string; message: string; at: number }[] = [];
+  readonly apiCalls: Record<string, number> = {};
+  /** Invocations whose effects are still ahead on the clock, kept apart so a tick stays cheap. */
+  private readonly unsettled = new Set<SimInvocation>();
+  private counter = 0;
+
+  constructor(start = DEFAULT_START) {
+    this.now = start;
+  }
+
+  /** A deterministic hex id: the same fleet always gives the same ids. */
+  nextHex(length: number): string {
+    this.counter += 1;
+    return this.counter.toString(16).padStart(length, '0').slice(-length);
+  }
+
+  /** Moves the virtual clock forward and lets everything that was due happen, in time order. */
+  advanceTo(time: number): void {
+    if (time > this.now) this.now = time;
+    this.settle();
+  }
+
+  advanceBy(ms: number): void {
+    this.advanceTo(this.now + ms);
+  }
+
+  /** Applies the effects of invocations that finished by now (snapshots are created at that moment). */
+  settle(): void {
+    if (this.unsettled.size === 0) return;
+    const due = [...this.unsettled].filter((i) => i.finishAt <= this.now).sort((a, b) => a.finishAt - b.finishAt);
+    for (const invocation of due) this.finish(invocation);
+  }
+
+  track(invocation: SimInvocation): void {
+    this.unsettled.add(invocation);
+  }
+
+  finish(invocation: SimInvocation, override?: SimInvocation['final']): void {
+    if (invocation.applied) return;
+    invocation.applied = true;
+    this.unsettled.delete(invocation);
+    const final = override ?? invocation.final;
+    invocation.status = final.status;
+    invocation.statusDetails = final.statusDetails;
+    invocation.responseCode = final.responseCode;
+    invocation.output = final.output;
+    if (!override) invocation.effect?.();
+  }
+
+  /** Current status of a not-yet-final invocation: it runs once delivered. */
+  refresh(invocation: SimInvocation): SimInvocation {
+    if (!invocation.applied && invocation.finishAt <= this.now) this.finish(invocation);
+    if (!invocation.applied && invocation.status === 'Pending' && this.now >= invocation.requestedAt + 1_000) {
+      const instance = this.instances.get(invocation.instanceId);
+      if (instance?.agent === 'online') {
+        invocation.status = 'InProgress';
+        invocation.statusDetails = 'InProgress';
+      }
+    }
+    return invocation;
+  }
+
+  snapshotState(snapshot: SimSnapshot): 'pending' | 'completed' | 'error' {
+    return this.now >= snapshot.completeAt ? snapshot.finalState : 'pending';
+  }
+
+  countCall(key: string): void {
+    this.apiCalls[key] = (this.apiCalls[key] ?? 0) + 1;
+  }
+
+  /** Ground truth for tests and `--dump-world` (contract §6). */
+  dump(): WorldDump {
+    return {
+      now: new Date(this.now).toISOString(),
+      instances: [...this.instances.values()].map((i) => ({
+        instanceId: i.instanceId,
+        ...(i.name !== undefined ? { name: i.name } : {}),
+        platform: i.platform,
+        state: i.state,
+        availabilityZone: i.availabilityZone,
+        tags: i.tags,
+      })),
+      volumes: [...this.volumes.values()].map((v) => ({
+        volumeId: v.volumeId,
+        instanceId: v.instanceId ?? null,
+        device: v.device ?? null,
+        sizeGiB: v.sizeGiB,
+        availabilityZone: v.availabilityZone,
+        ...(v.snapshotId ? { snapshotId: v.snapshotId } : {}),
+      })),
+      snapshots: [...this.snapshots.values()]
+        .filter((s) => !s.deleted)
+        .map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, instanceId: s.instanceId, state: this.snapshotState(s), startTime: new Date(s.startTime).toISOString(), tags: s.tags })),
+      deletedSnapshots: [...this.snapshots.values()].filter((s) => s.deleted).map((s) => s.snapshotId),
+      commands: [...this.commands.values()].map((c) => ({
+        commandId: c.commandId,
+        documentName: c.documentName,
+        ...(c.documentVersion ? { documentVersion: c.documentVersion } : {}),
+        instanceIds: c.instanceIds,
+        parameters: c.parameters,
+        ...(c.comment ? { comment: c.comment } : {}),
+        requestedAt: new Date(c.requestedAt).toISOString(),
+        invocations: c.invocations.map((i) => ({ instanceId: i.instanceId, status: this.refresh(i).status, statusDetails: i.statusDetails })),
+      })),
+      published: this.published.map((p) => ({ topicArn: p.topicArn, subject: p.subject ?? null, message: p.message })),
+      objects: [...this.buckets.entries()].flatMap(([bucket, objects]) => [...objects.keys()].map((key) => `s3://${bucket}/${key}`)),
+      apiCalls: { ...this.apiCalls },
+    };
+  }
+}
+
+export interface WorldDump {
+  now: string;
+  instances: { instanceId: string; name?: string; platform: string; state: string; availabilityZone: string; tags: Record<string, string> }[];
+  volumes: { volumeId: string; instanceId: string | null; device: string | null; sizeGiB: number; availabilityZone: string; snapshotId?: string }[];
+  snapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> }[];
+  deletedSnapshots: string[];
+  commands: {
+    commandId: string;
+    documentName: string;
+    documentVersion?: string;
+    instanceIds: string[];
+    parameters: Record<string, string[]>;
+    comment?: string;
+    requestedAt: string;
+    invocations: { instanceId: string; status: string; statusDetails: string }[];
+  }[];
+  published: { topicArn: string; subject: string | null; message: string }[];
+  objects: string[];
+  apiCalls: Record<string, number>;
+}
+
+/** Builds a world from a fleet file: instances, their volumes, agents and behaviours. */
+export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
+  const world = new World(start);
+  for (const [index, spec] of fleet.instances.entries()) {
+    const instanceId = spec.instanceId ?? `i-0${world.nextHex(16)}`;
+    const az = AZS[index % AZS.length] as string;
+    const volumes = spec.volumes ?? [{ device: '/dev/sda1', sizeGiB: 30 }];
+    const instance: SimInstance = {
+      instanceId,
+      ...(spec.name !== undefined ? { name: spec.name } : {}),
+      platform: spec.platform,
+      state: spec.state,
+      tags: { ...(spec.tags ?? DEFAULT_TAGS), ...(spec.name !== undefined ? { Name: spec.name } : {}) },
+      availabilityZone: az,
+      rootDevice: '/dev/sda1',
+      agent: spec.agent,
+      behaviours: spec.attempts,
+      commandSeconds: spec.commandSeconds,
+      snapshotMinutes: spec.snapshotMinutes,
+      snapshotCommandsRun: 0,
+    };
+    world.instances.set(instanceId, instance);
+    for (const v of volumes) {
+      const volumeId = `vol-0${world.nextHex(16)}`;
+      world.volumes.set(volumeId, {
+        volumeId,
+        instanceId,
+        device: v.device,
+        sizeGiB: v.sizeGiB,
+        availabilityZone: az,
+        createdAt: start,
+        availableAt: start,
+        tags: {},
+      });
+    }
+  }
+  return world;
+}
