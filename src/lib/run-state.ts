@@ -55,6 +55,7 @@ export interface InstanceRecord {
 
 export interface SentCommand {
   commandId: string;
+  wave: number;
   attempt: number;
   instanceIds: string[];
   sentAt: number;

@@ -13,16 +13,17 @@ import type { Config } from './config.ts';
 import { clock } from './clock.ts';
 import { chunk } from './discovery.ts';
 import { methodDriver } from './methods/index.ts';
-import { FAILURES } from './failure-catalogue.ts';
+import { fail } from './check-commands.ts';
+import { ConfigurationError } from './errors.ts';
 import type { InstanceRecord, RunState } from './run-state.ts';
 
 export const MAX_IDS_PER_COMMAND = 50;
 
-/** The Comment that identifies a command of this run and wave (≤ 100 chars). */
-export function commandComment(runId: string, wave: number, batch: number): string {
-  return `vss-snapshots ${runId} wave ${wave} batch ${batch}`;
+/** The Comment that identifies a command of this run, wave and attempt (≤ 100 chars). */
+export function commandComment(runId: string, wave: number, attempt: number, batch: number): string {
+  return `vss-snapshots ${runId} wave ${wave} attempt ${attempt} batch ${batch}`;
 }
-const commentPrefix = (runId: string, wave: number): string => `vss-snapshots ${runId} wave ${wave} `;
+const commentPattern = (runId: string, wave: number): RegExp => new RegExp(`^vss-snapshots ${runId} wave ${wave} attempt ([1-9]) batch [0-9]+$`);
 
 export async function sendSnapshotCommands(deps: { ssm: SSMClient; config: Config }, state: RunState): Promise<void> {
   const { ssm, config } = deps;
@@ -31,34 +32,37 @@ export async function sendSnapshotCommands(deps: { ssm: SSMClient; config: Confi
   const wave = state.wave + 1;
   const driver = methodDriver(state.options.method);
   const document = config.documents[state.options.method];
-  if (!document.name) throw new Error(`No SSM document is configured for method ${state.options.method}.`);
+  if (!document.name) throw new ConfigurationError(`No SSM document is configured for method ${state.options.method} (DISKSHADOW_DOCUMENT_NAME).`);
 
-  const alreadySent = await commandsAlreadySent(ssm, state, wave);
   const byId = new Map(targets.map((t) => [t.instanceId, t]));
-  for (const sent of alreadySent) {
+  for (const sent of await commandsAlreadySent(ssm, state, wave)) {
     for (const id of sent.instanceIds) {
       const record = byId.get(id);
       if (record) {
-        markSent(record, sent.commandId, wave);
+        markSent(record, sent.commandId, sent.attempt);
         byId.delete(id);
       }
     }
     state.commands.push(sent);
   }
 
-  const toSend = [...byId.values()];
-  const batches = chunk(toSend, MAX_IDS_PER_COMMAND);
-  const parameters = driver.parameters({
-    runId: state.runId,
-    attempt: wave,
-    excludeBootVolume: state.options.excludeBootVolume,
-    copyOnly: config.copyOnly,
-    commandTimeoutSeconds: config.commandTimeoutSeconds,
-  });
-  let batchNo = state.commands.filter((c) => c.attempt === wave).length;
-  for (const batch of batches) {
-    batchNo += 1;
-    await sendBatch(ssm, state, batch, { documentName: document.name, documentVersion: document.version, parameters, wave, batchNo, config });
+  // Instances can be on different attempts within one wave; the attempt is a document parameter (and a
+  // snapshot tag), so each attempt number gets its own commands.
+  const byAttempt = new Map<number, InstanceRecord[]>();
+  for (const record of byId.values()) byAttempt.set(record.attempts + 1, [...(byAttempt.get(record.attempts + 1) ?? []), record]);
+  let batchNo = state.commands.filter((c) => c.wave === wave).length;
+  for (const [attempt, records] of [...byAttempt.entries()].sort((a, b) => a[0] - b[0])) {
+    const parameters = driver.parameters({
+      runId: state.runId,
+      attempt,
+      excludeBootVolume: state.options.excludeBootVolume,
+      copyOnly: config.copyOnly,
+      commandTimeoutSeconds: config.commandTimeoutSeconds,
+    });
+    for (const batch of chunk(records, MAX_IDS_PER_COMMAND)) {
+      batchNo += 1;
+      await sendBatch(ssm, state, batch, { documentName: document.name, documentVersion: document.version, parameters, wave, attempt, batchNo, config });
+    }
   }
   state.wave = wave;
   state.commandDeadline = clock.now() + (config.deliveryTimeoutSeconds + config.commandTimeoutSeconds + 300) * 1000;
@@ -69,6 +73,7 @@ interface BatchOptions {
   documentVersion: string;
   parameters: Record<string, string[]>;
   wave: number;
+  attempt: number;
   batchNo: number;
   config: Config;
 }
@@ -82,7 +87,7 @@ async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[
         DocumentVersion: options.documentVersion,
         InstanceIds: instanceIds,
         Parameters: options.parameters,
-        Comment: commandComment(state.runId, options.wave, options.batchNo),
+        Comment: commandComment(state.runId, options.wave, options.attempt, options.batchNo),
         TimeoutSeconds: options.config.deliveryTimeoutSeconds,
         MaxConcurrency: '100%',
         MaxErrors: '100%',
@@ -90,38 +95,36 @@ async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[
     );
     const commandId = out.Command?.CommandId;
     if (!commandId) throw new Error('SendCommand returned no CommandId.');
-    state.commands.push({ commandId, attempt: options.wave, instanceIds, sentAt: clock.now() });
-    for (const record of batch) markSent(record, commandId, options.wave);
+    state.commands.push({ commandId, wave: options.wave, attempt: options.attempt, instanceIds, sentAt: clock.now() });
+    for (const record of batch) markSent(record, commandId, options.attempt);
   } catch (error) {
     // One unknown or unregistered id rejects the whole call: isolate it and send the rest.
     if (error instanceof Error && error.name === 'InvalidInstanceId') {
       if (batch.length === 1) {
         const record = batch[0] as InstanceRecord;
-        record.attempts = options.wave;
-        record.code = 'send-rejected';
-        record.reason = `${FAILURES['send-rejected'].title} (attempt ${options.wave}). ${FAILURES['send-rejected'].action}`;
-        record.phase = options.wave < state.options.maxAttempts ? 'retry' : 'failed';
+        record.attempts = options.attempt;
+        fail(record, state, 'send-rejected', `SSM answered InvalidInstanceId for attempt ${options.attempt}.`);
         return;
       }
       const half = Math.ceil(batch.length / 2);
-      await sendBatch(ssm, state, batch.slice(0, half), { ...options, batchNo: options.batchNo * 2 });
-      await sendBatch(ssm, state, batch.slice(half), { ...options, batchNo: options.batchNo * 2 + 1 });
+      await sendBatch(ssm, state, batch.slice(0, half), { ...options, batchNo: options.batchNo * 100 + 1 });
+      await sendBatch(ssm, state, batch.slice(half), { ...options, batchNo: options.batchNo * 100 + 2 });
       return;
     }
     throw error;
   }
 }
 
-function markSent(record: InstanceRecord, commandId: string, wave: number): void {
+function markSent(record: InstanceRecord, commandId: string, attempt: number): void {
   record.phase = 'command';
   record.commandId = commandId;
-  record.attempts = wave;
+  record.attempts = attempt;
   delete record.verifySince;
 }
 
 /** Commands of this run and wave that SSM already knows about (from an earlier, interrupted try). */
 async function commandsAlreadySent(ssm: SSMClient, state: RunState, wave: number): Promise<RunState['commands']> {
-  const prefix = commentPrefix(state.runId, wave);
+  const pattern = commentPattern(state.runId, wave);
   const found: RunState['commands'] = [];
   let nextToken: string | undefined;
   do {
@@ -133,10 +136,12 @@ async function commandsAlreadySent(ssm: SSMClient, state: RunState, wave: number
       }),
     );
     for (const command of page.Commands ?? []) {
-      if (command.CommandId && command.Comment?.startsWith(prefix) && !state.commands.some((c) => c.commandId === command.CommandId)) {
+      const match = pattern.exec(command.Comment ?? '');
+      if (command.CommandId && match && !state.commands.some((c) => c.commandId === command.CommandId)) {
         found.push({
           commandId: command.CommandId,
-          attempt: wave,
+          wave,
+          attempt: Number(match[1]),
           instanceIds: command.InstanceIds ?? [],
           sentAt: command.RequestedDateTime ? new Date(command.RequestedDateTime).getTime() : clock.now(),
         });

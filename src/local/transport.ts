@@ -3,6 +3,7 @@
  * (inside the SDK's retry loop) answers each call from the world instead of the network. The handlers'
  * code, the SDK's validation, retries and paginators all run as they do in AWS.
  */
+import { ConfiguredRetryStrategy } from '@smithy/core/retry';
 import type { Clients } from '../lib/clients.ts';
 import { clock } from '../lib/clock.ts';
 import { ec2Operations } from './ec2.ts';
@@ -31,7 +32,15 @@ interface PluggableClient {
     add(middleware: unknown, options: { step: 'deserialize'; priority: 'high'; name: string; override: boolean }): void;
     remove(name: string): boolean;
   };
-  config: { credentials: unknown };
+  config: { credentials: unknown; retryStrategy: unknown };
+}
+
+/** Same attempts and exponential backoff as the SDK, but the wait moves the virtual clock, not the real one. */
+export function virtualRetryStrategy(world: World, maxAttempts = 5): ConfiguredRetryStrategy {
+  return new ConfiguredRetryStrategy(maxAttempts, (attempt: number) => {
+    world.advanceBy(Math.min(20_000, 100 * 2 ** attempt));
+    return 0;
+  });
 }
 
 export interface InstallOptions {
@@ -61,6 +70,9 @@ export function installWorld(clients: Clients, world: World, options: InstallOpt
     );
     // No real credentials are needed: the call never leaves the process.
     client.config.credentials = async () => ({ accessKeyId: 'SIMULATED', secretAccessKey: 'SIMULATED' });
+    // Retries (throttling, 5xx) follow the SDK's rules; their backoff costs virtual time only.
+    const strategy = virtualRetryStrategy(world);
+    client.config.retryStrategy = async () => strategy;
   }
   const previousNow = clock.now;
   clock.now = () => world.now;
