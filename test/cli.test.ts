@@ -1,0 +1,72 @@
+/** The CLI as a user runs it: exit codes and outputs of contract §2. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const BIN = new URL('../bin/vss-snapshots.mjs', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'vss-cli-'));
+const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+
+describe('vss-snapshots run', () => {
+  it('runs the demo fleet, prints a readable summary and exits 0', () => {
+    const out = cli('run');
+
+    expect(out.status).toBe(0);
+    expect(out.stdout).toMatch(/INSTANCE\s+NAME\s+OUTCOME/);
+    expect(out.stdout).toMatch(/5 succeeded, 0 failed, 2 skipped of 7 matched/);
+    expect(out.stdout).toMatch(/fileserver-01\s+succeeded\s+2/);
+    expect(out.stderr).toMatch(/Wait Before Retry/);
+    expect(out.stderr).not.toMatch(/NodeVersionSupportWarning/);
+  });
+
+  it('exits 3 for a failing fleet, with the alert in the JSON report and in the world dump', () => {
+    const world = join(dir, 'w.json');
+    const out = cli('run', '--fleet', 'examples/fleets/writer-failure.json', '--json', '--dump-world', world);
+
+    expect(out.status).toBe(3);
+    const report = JSON.parse(out.stdout);
+    const dump = JSON.parse(readFileSync(world, 'utf8'));
+    const id = report.instances[0].instanceId;
+    expect(report.instances[0].outcome).toBe('failed');
+    expect(report.alert.message).toContain(id);
+    expect(dump.published).toHaveLength(1);
+    expect(dump.published[0].message).toContain(id);
+    expect(dump.apiCalls['ssm:SendCommand']).toBe(1);
+  });
+
+  it('writes the report to --report and accepts a YAML fleet', () => {
+    const fleet = join(dir, 'fleet.yaml');
+    writeFileSync(fleet, 'instances:\n  - name: yaml-01\n    volumes:\n      - device: /dev/sda1\n');
+    const report = join(dir, 'r.json');
+    const out = cli('run', '--fleet', fleet, '--report', report, '--quiet');
+
+    expect(out.status).toBe(0);
+    expect(JSON.parse(readFileSync(report, 'utf8')).instances[0]).toMatchObject({ name: 'yaml-01', outcome: 'succeeded' });
+  });
+
+  it('exits 3 in a dry run that matches nothing, publishing nothing', () => {
+    const fleet = join(dir, 'empty.json');
+    writeFileSync(fleet, JSON.stringify({ instances: [] }));
+    const out = cli('run', '--fleet', fleet, '--input', '{"dryRun": true}', '--json');
+
+    expect(out.status).toBe(3);
+    expect(JSON.parse(out.stdout)).toMatchObject({ dryRun: true, alert: null, summary: { targeted: 0 } });
+  });
+
+  it.each([
+    [['run', '--input', '{"instanceID": []}'], /unknown field "instanceID"/],
+    [['run', '--input', 'not json'], /--input is not valid JSON/],
+    [['run', '--fleet', '/nonexistent.json'], /Cannot read fleet file/],
+    [['run', '--fleet', 'package.json'], /not a valid fleet file/],
+    [['run', '--method', 'vss'], /--method must be one of aws-vss, diskshadow/],
+    [['run', '--bogus'], /Unknown option/],
+    [['frobnicate'], /Unknown command/],
+  ])('exits 2 with a clear message for %j', (args, message) => {
+    const out = cli(...args);
+
+    expect(out.status).toBe(2);
+    expect(out.stderr).toMatch(message);
+  });
+});
