@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { StateMachine } from 'aws-local-stepfunctions';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { clients } from '../lib/clients.ts';
+import { worldFaultInterceptors } from './faults.ts';
 import { installWorld } from './transport.ts';
 import type { CallInterceptor } from './transport.ts';
 import { ACCOUNT_ID, REGION } from './world.ts';
@@ -133,7 +134,8 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   const environment = lambdaEnvironment(options.env);
   const previousEnv = Object.fromEntries(Object.keys(environment).map((k) => [k, process.env[k]]));
   Object.assign(process.env, environment);
-  const uninstall = installWorld(clients, world, { interceptors: options.interceptors ?? [] });
+  // The fleet file's `faults` (if any) come after the caller's own interceptors.
+  const uninstall = installWorld(clients, world, { interceptors: [...(options.interceptors ?? []), ...worldFaultInterceptors(world)] });
   const definition = loadDefinition();
   const states = definition.States as Record<string, { Type: string; Resource?: string; Seconds?: number; SecondsPath?: string }>;
 

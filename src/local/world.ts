@@ -114,6 +114,8 @@ export class World {
   readonly executions: SimExecution[] = [];
   readonly published: { topicArn: string; subject?: string; message: string; at: number }[] = [];
   readonly apiCalls: Record<string, number> = {};
+  /** API faults to inject into runs against this account (fleet file `faults`, see faults.ts). */
+  faults?: NonNullable<Fleet['faults']>;
   /** Invocations whose effects are still ahead on the clock, kept apart so a tick stays cheap. */
   private readonly unsettled = new Set<SimInvocation>();
   private counter = 0;
@@ -247,6 +249,7 @@ export interface WorldDump {
 /** Builds a world from a fleet file: instances, their volumes, agents and behaviours. */
 export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
   const world = new World(start);
+  if (fleet.faults) world.faults = fleet.faults;
   for (const [index, spec] of fleet.instances.entries()) {
     const instanceId = spec.instanceId ?? `i-0${world.nextHex(16)}`;
     const az = AZS[index % AZS.length] as string;

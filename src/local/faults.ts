@@ -1,0 +1,182 @@
+/**
+ * API fault injection for the simulated account (fleet file `faults: {rate, seed, kinds}`, issue 5).
+ *
+ * Any SDK call may fail transiently the way AWS fails: throttling with each service's real error code,
+ * a 500/503 server error, or a socket timeout shaped like the one the SDK's Node HTTP handler raises. The
+ * faults come from a seeded generator, so the same fleet file always gives the same faults in the same
+ * places. A timeout of a call that changes something is, half the time, a timeout *after* the service
+ * applied the call (the response was lost): the SDK's retry then repeats a call that already happened,
+ * which is what makes non-idempotent APIs (SSM SendCommand, SNS Publish) dangerous.
+ *
+ * Every fault here is one the SDK's retry strategy classifies as retryable (@smithy/core/retry):
+ * throttling names (`ThrottlingException`, `ThrottledException`, `RequestLimitExceeded`, `SlowDown`),
+ * HTTP 500/503, and the transient name `TimeoutError` (with `code: 'ETIMEDOUT'`). When the SDK gives up,
+ * the Lambda fails with that same name, which the state machine's Retry (TRANSIENT_AWS_ERRORS) lists.
+ */
+import { ec2Operations } from './ec2.ts';
+import { s3Operations, sfnOperations, snsOperations } from './services.ts';
+import { ssmOperations } from './ssm.ts';
+import { SimulatedAwsError } from './aws-error.ts';
+import type { CallInterceptor } from './transport.ts';
+import type { World } from './world.ts';
+
+export const FAULT_KIND_NAMES = ['throttle', 'server', 'timeout'] as const;
+export type FaultKind = (typeof FAULT_KIND_NAMES)[number];
+
+export interface FaultSpec {
+  /** Probability (0–0.5) that any one API call fails. */
+  rate: number;
+  seed: number;
+  kinds: readonly FaultKind[];
+}
+
+/** What was injected, for tests and for reading a run's output. */
+export interface FaultLog {
+  total: number;
+  byKind: Record<FaultKind, number>;
+  /** `service:Operation` → faults injected into it. */
+  byCall: Record<string, number>;
+  /** Timeouts whose call had already taken effect (response lost). */
+  afterEffect: number;
+  /** The faults in order: `service:Operation code`. */
+  events: string[];
+}
+
+type Operation = (world: World, input: Record<string, unknown>) => unknown;
+const OPERATIONS: Record<string, Record<string, Operation>> = {
+  ec2: ec2Operations,
+  ssm: ssmOperations,
+  sns: snsOperations,
+  s3: s3Operations,
+  sfn: sfnOperations,
+};
+
+/**
+ * Calls that change the account and whose simulated operation is synchronous, so a timeout can land
+ * after the effect. (S3 PutObject also changes the account, but writing the same body twice is harmless.)
+ */
+const MUTATING = new Set(['ssm:SendCommand', 'ssm:CancelCommand', 'ec2:DeleteSnapshot', 'sns:Publish']);
+
+/** mulberry32: a tiny seeded PRNG, plenty for picking faults reproducibly. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** The throttling error each service really answers with (EC2's is not ThrottlingException). */
+export function throttlingError(service: string): SimulatedAwsError {
+  switch (service) {
+    case 'ec2':
+      return new SimulatedAwsError('RequestLimitExceeded', 'Request limit exceeded.', 503);
+    case 's3':
+      return new SimulatedAwsError('SlowDown', 'Please reduce your request rate.', 503);
+    case 'sns':
+      // Wire code "Throttled" (HTTP 429); the SDK raises it as ThrottledException.
+      return new SimulatedAwsError('ThrottledException', 'Rate exceeded', 429);
+    default:
+      return new SimulatedAwsError('ThrottlingException', 'Rate exceeded', 400);
+  }
+}
+
+/** A 500 or a 503 with the name each service uses. */
+export function serverError(service: string, unavailable: boolean): SimulatedAwsError {
+  if (unavailable) {
+    const name = service === 'ec2' ? 'Unavailable' : service === 's3' || service === 'sns' ? 'ServiceUnavailable' : 'ServiceUnavailableException';
+    return new SimulatedAwsError(name, 'The service is unavailable. Please try again shortly.', 503);
+  }
+  const name = service === 'ssm' ? 'InternalServerError' : service === 'sfn' ? 'InternalFailure' : service === 'sns' ? 'InternalErrorException' : 'InternalError';
+  return new SimulatedAwsError(name, 'An internal error has occurred.', 500);
+}
+
+/** Shaped like @smithy/node-http-handler's socket timeout: no HTTP status, name TimeoutError. */
+export function socketTimeoutError(): Error {
+  return Object.assign(
+    new Error('@smithy/node-http-handler - the request socket timed out after 30000 ms of inactivity (configured by client requestHandler).'),
+    { name: 'TimeoutError', code: 'ETIMEDOUT' },
+  );
+}
+
+export function emptyFaultLog(): FaultLog {
+  return { total: 0, byKind: { throttle: 0, server: 0, timeout: 0 }, byCall: {}, afterEffect: 0, events: [] };
+}
+
+export interface FaultOptions {
+  /** Needed for timeouts after the effect: the interceptor applies the call to the world, then times out. */
+  world?: World;
+  log?: FaultLog;
+  /** Default true: half the timeouts of mutating calls land after the effect. */
+  timeoutsAfterEffect?: boolean;
+}
+
+/** A seeded interceptor for installWorld/runWorkflow that fails calls at `spec.rate`. */
+export function faultInterceptor(spec: FaultSpec, options: FaultOptions = {}): CallInterceptor {
+  const random = seededRandom(spec.seed);
+  const kinds = spec.kinds.length > 0 ? spec.kinds : FAULT_KIND_NAMES;
+  const log = options.log ?? emptyFaultLog();
+  return ({ service, operation, input }) => {
+    if (spec.rate <= 0 || random() >= spec.rate) return;
+    const kind = kinds[Math.floor(random() * kinds.length)] as FaultKind;
+    const key = `${service}:${operation}`;
+    let error: Error;
+    let applied = false;
+    if (kind === 'throttle') error = throttlingError(service);
+    else if (kind === 'server') error = serverError(service, random() < 0.5);
+    else {
+      error = socketTimeoutError();
+      const afterEffect = random() < 0.5;
+      const run = OPERATIONS[service]?.[operation];
+      if (afterEffect && options.timeoutsAfterEffect !== false && options.world && MUTATING.has(key) && run) {
+        // The service did the work; only the answer was lost. Errors of the call itself surface as usual.
+        run(options.world, input);
+        applied = true;
+      }
+    }
+    log.total += 1;
+    log.byKind[kind] += 1;
+    log.byCall[key] = (log.byCall[key] ?? 0) + 1;
+    if (applied) log.afterEffect += 1;
+    log.events.push(`${key} ${error.name}${applied ? ' (after effect)' : ''}`);
+    throw error;
+  };
+}
+
+const logs = new WeakMap<World, FaultLog>();
+
+/**
+ * The interceptors a run against `world` needs for the faults of its fleet file (none without `faults`).
+ * Each run gets a fresh generator from the seed, so a run is reproducible from the fleet file alone.
+ */
+export function worldFaultInterceptors(world: World): CallInterceptor[] {
+  const spec = world.faults;
+  if (!spec || spec.rate <= 0) return [];
+  const log = logs.get(world) ?? emptyFaultLog();
+  logs.set(world, log);
+  return [faultInterceptor(spec, { world, log })];
+}
+
+/** Faults injected so far into runs against `world` (from its fleet file). */
+export function faultLogOf(world: World): FaultLog {
+  return logs.get(world) ?? emptyFaultLog();
+}
+
+/**
+ * An interceptor that makes the calls `match` selects (the first `times` of them) take effect in the
+ * world and then time out, as if the response was lost on the way back. For tests of one precise fault.
+ */
+export function lostResponse(world: World, match: (call: { service: string; operation: string }) => boolean, times = 1): CallInterceptor {
+  let left = times;
+  return ({ service, operation, input }) => {
+    if (left <= 0 || !match({ service, operation })) return;
+    const run = OPERATIONS[service]?.[operation];
+    if (!run) return;
+    left -= 1;
+    run(world, input);
+    throw socketTimeoutError();
+  };
+}
