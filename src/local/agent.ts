@@ -103,9 +103,9 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
 
 function createSnapshotSet(world: World, command: SimCommand, document: SimDocument, instance: SimInstance, behaviour: Behaviour, at: number): { snapshotId: string; volumeId: string; device: string }[] | 'limit' {
   const excludeBoot = (command.parameters.ExcludeBootVolume?.[0] ?? 'False') === 'True';
-  const volumes = [...world.volumes.values()].filter((v) => v.instanceId === instance.instanceId && !(excludeBoot && v.device === instance.rootDevice));
+  const volumes = world.volumesOf(instance.instanceId).filter((v) => !(excludeBoot && v.device === instance.rootDevice));
   for (const v of volumes) {
-    const pending = [...world.snapshots.values()].filter((s) => s.volumeId === v.volumeId && !s.deleted && world.snapshotState(s) === 'pending').length;
+    const pending = world.snapshotsOfVolume(v.volumeId).filter((s) => !s.deleted && world.snapshotState(s) === 'pending').length;
     if (pending >= MAX_PENDING_PER_VOLUME) return 'limit';
   }
   const tags = behaviour === 'untagged' ? {} : runTags(document, command, instance);
@@ -113,7 +113,7 @@ function createSnapshotSet(world: World, command: SimCommand, document: SimDocum
   for (const v of volumes) {
     const snapshotId = `snap-0${world.nextHex(16)}`;
     const startTime = at - 1_000;
-    world.snapshots.set(snapshotId, {
+    world.addSnapshot({
       snapshotId,
       volumeId: v.volumeId,
       instanceId: instance.instanceId,

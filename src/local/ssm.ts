@@ -101,9 +101,8 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     for (const f of filters) if (f.Key !== 'InstanceIds' && f.Key !== 'PingStatus') throw awsError('InvalidFilterKey', `Filter key ${f.Key} is not supported here.`);
     const ping = filters.find((f) => f.Key === 'PingStatus')?.Values;
     // Stopped and unmanaged instances are not listed.
-    const managed = [...world.instances.values()].filter(
-      (i) => i.agent !== 'none' && i.state === 'running' && (!idFilter || idFilter.includes(i.instanceId)),
-    );
+    const idSet = idFilter ? new Set(idFilter) : undefined;
+    const managed = [...world.instances.values()].filter((i) => i.agent !== 'none' && i.state === 'running' && (!idSet || idSet.has(i.instanceId)));
     const rows = managed
       .map((i) => ({
         InstanceId: i.instanceId,

@@ -116,9 +116,21 @@ export class World {
   readonly apiCalls: Record<string, number> = {};
   /** API faults to inject into runs against this account (fleet file `faults`, see faults.ts). */
   faults?: NonNullable<Fleet['faults']>;
+  /**
+   * Rate limit on the API calls the simulated instances make themselves (the VSS agent's CreateSnapshots,
+   * see limits.ts): answers how long the call waited for a token, or `undefined` when it was still
+   * throttled after `maxWaitMs`. Absent: instances are never throttled.
+   */
+  instanceApiGate?: (operation: string, at: number, maxWaitMs: number) => number | undefined;
   /** Invocations whose effects are still ahead on the clock, kept apart so a tick stays cheap. */
   private readonly unsettled = new Set<SimInvocation>();
+  /** No unsettled invocation finishes before this: lets `settle()` return at once on most calls. */
+  private nextDue = Infinity;
   private counter = 0;
+  // Lookup indexes for the hot paths of large fleets (10,000 instances). Rebuilt when the maps change size,
+  // so code that adds to `volumes`/`snapshots` directly stays correct; see volumesOf() for the one caveat.
+  private volumeIndex?: { size: number; byInstance: Map<string, SimVolume[]>; bySnapshot: Map<string, SimVolume[]> };
+  private snapshotIndex?: { size: number; byVolume: Map<string, SimSnapshot[]> };
 
   constructor(start = DEFAULT_START) {
     this.now = start;
@@ -142,13 +154,18 @@ export class World {
 
   /** Applies the effects of invocations that finished by now (snapshots are created at that moment). */
   settle(): void {
-    if (this.unsettled.size === 0) return;
+    if (this.unsettled.size === 0 || this.now < this.nextDue) return;
     const due = [...this.unsettled].filter((i) => i.finishAt <= this.now).sort((a, b) => a.finishAt - b.finishAt);
     for (const invocation of due) this.finish(invocation);
+    let next = Infinity;
+    for (const invocation of this.unsettled) if (invocation.finishAt < next) next = invocation.finishAt;
+    this.nextDue = next;
   }
 
+  /** Registers an invocation whose effect is due at `finishAt`. Call again if `finishAt` is moved earlier. */
   track(invocation: SimInvocation): void {
     this.unsettled.add(invocation);
+    if (invocation.finishAt < this.nextDue) this.nextDue = invocation.finishAt;
   }
 
   finish(invocation: SimInvocation, override?: SimInvocation['final']): void {
@@ -174,6 +191,60 @@ export class World {
       }
     }
     return invocation;
+  }
+
+  /**
+   * The volumes whose `instanceId` is this instance, in insertion order. The index follows additions to
+   * `volumes`; code that re-attaches an existing volume to another instance must call `reindexVolumes()`.
+   */
+  volumesOf(instanceId: string): SimVolume[] {
+    return (this.volumesIndexed().byInstance.get(instanceId) ?? []).filter((v) => v.instanceId === instanceId);
+  }
+
+  /** Volumes created from this snapshot (restores), in insertion order. */
+  volumesFromSnapshot(snapshotId: string): SimVolume[] {
+    return (this.volumesIndexed().bySnapshot.get(snapshotId) ?? []).filter((v) => v.snapshotId === snapshotId);
+  }
+
+  reindexVolumes(): void {
+    this.volumeIndex = undefined;
+  }
+
+  /** Every snapshot (deleted ones included) of this volume, in insertion order. */
+  snapshotsOfVolume(volumeId: string): SimSnapshot[] {
+    let index = this.snapshotIndex;
+    if (!index || index.size !== this.snapshots.size) {
+      index = { size: this.snapshots.size, byVolume: new Map() };
+      for (const s of this.snapshots.values()) pushTo(index.byVolume, s.volumeId, s);
+      this.snapshotIndex = index;
+    }
+    return index.byVolume.get(volumeId) ?? [];
+  }
+
+  /** Adds a new snapshot and keeps the per-volume index current without a rebuild. */
+  addSnapshot(snapshot: SimSnapshot): void {
+    const indexed = this.snapshotIndex !== undefined && this.snapshotIndex.size === this.snapshots.size;
+    const isNew = !this.snapshots.has(snapshot.snapshotId);
+    this.snapshots.set(snapshot.snapshotId, snapshot);
+    if (indexed && isNew && this.snapshotIndex) {
+      pushTo(this.snapshotIndex.byVolume, snapshot.volumeId, snapshot);
+      this.snapshotIndex.size = this.snapshots.size;
+    } else {
+      this.snapshotIndex = undefined;
+    }
+  }
+
+  private volumesIndexed(): NonNullable<World['volumeIndex']> {
+    let index = this.volumeIndex;
+    if (!index || index.size !== this.volumes.size) {
+      index = { size: this.volumes.size, byInstance: new Map(), bySnapshot: new Map() };
+      for (const v of this.volumes.values()) {
+        if (v.instanceId !== undefined) pushTo(index.byInstance, v.instanceId, v);
+        if (v.snapshotId !== undefined) pushTo(index.bySnapshot, v.snapshotId, v);
+      }
+      this.volumeIndex = index;
+    }
+    return index;
   }
 
   snapshotState(snapshot: SimSnapshot): 'pending' | 'completed' | 'error' {
@@ -223,6 +294,12 @@ export class World {
       apiCalls: { ...this.apiCalls },
     };
   }
+}
+
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 export interface WorldDump {
