@@ -1,21 +1,70 @@
 /**
- * The DiskShadow method: this project's own SSM document built from src/scripts. The Windows issue
- * completes it; until then it sends the run id and attempt and reads failures like the AWS document.
+ * The DiskShadow method: this project's own SSM document, built from src/scripts/diskshadow-snapshot.ps1.
+ * DiskShadow creates a persistent shadow copy set with the VSS writers, then the script requests one
+ * CreateSnapshots for the instance. Writes resume before the EBS snapshots are requested, so the snapshots
+ * are application-consistent only after a restore reverts them to the shadow copy they contain
+ * (src/scripts/diskshadow-restore.ps1); the tag `vss-snapshots:shadow-set-id` says which one.
+ *
+ * The script reports through one result line (src/lib/result-line.ts); a failure is diagnosed from its
+ * errorCode first and from the output text (as for the AWS document) when there is no valid line.
  */
+import { validateDocumentParameters } from '../../documents/document-parameters.ts';
+import { InvalidInputError } from '../errors.ts';
+import { FAILURES } from '../failure-catalogue.ts';
+import type { FailureCode } from '../failure-catalogue.ts';
+import { parseResultLine } from '../result-line.ts';
 import { diagnoseVssOutput } from './aws-vss.ts';
 import type { CommandContext, Diagnosis, InvocationResult, MethodDriver } from './types.ts';
+
+/** Logical name of the snapshot document (src/documents). */
+export const DISKSHADOW_SNAPSHOT_DOCUMENT = 'diskshadow-snapshot' as const;
+/** Logical name of the restore document, run by the restore workflow on the target instance. */
+export const DISKSHADOW_RESTORE_DOCUMENT = 'diskshadow-restore' as const;
+/** Tag the script puts on every snapshot: the shadow copy set to revert to on restore. */
+export const SHADOW_SET_TAG = 'vss-snapshots:shadow-set-id';
+
+function isReportableFailureCode(code: string): code is FailureCode {
+  const kind = (FAILURES as Record<string, { skip?: boolean } | undefined>)[code];
+  return kind !== undefined && kind.skip !== true;
+}
+
+/**
+ * Reads a Failed invocation of the snapshot document. The script's errorCode is a failure-catalogue
+ * code whose retryable flag matches its exit code; an unknown code (a newer script) becomes script-failed.
+ */
+export function diagnoseDiskShadowOutput(result: InvocationResult): Diagnosis {
+  const line = parseResultLine(result.output);
+  if (line?.operation === 'snapshot' && line.outcome === 'failed' && line.errorCode) {
+    const exit = `exit code ${result.responseCode ?? line.exitCode}`;
+    const shadowSet = line.shadowSetId ? `; shadow set ${line.shadowSetId}` : '';
+    const message = line.message || 'no message';
+    if (isReportableFailureCode(line.errorCode)) {
+      return { code: line.errorCode, detail: `${message} (${exit}${shadowSet}).` };
+    }
+    return {
+      code: 'script-failed',
+      detail: `${message} (script error code ${line.errorCode}, ${line.retryable ? 'retryable' : 'not retryable'} by the script's account; ${exit}${shadowSet}).`,
+    };
+  }
+  return diagnoseVssOutput(result.output, result.responseCode);
+}
 
 export const diskShadow: MethodDriver = {
   method: 'diskshadow',
   parameters(ctx: CommandContext): Record<string, string[]> {
-    return {
+    if (ctx.copyOnly) {
+      // DiskShadow has no copy-only backup type: taking a full VSS backup instead could break a
+      // SQL Server differential chain the operator asked to keep.
+      throw new InvalidInputError('COPY_ONLY cannot be honoured by the diskshadow method (DiskShadow has no copy-only backup); set COPY_ONLY=false or use the aws-vss method.');
+    }
+    return validateDocumentParameters(DISKSHADOW_SNAPSHOT_DOCUMENT, {
       RunId: [ctx.runId],
       Attempt: [String(ctx.attempt)],
       ExcludeBootVolume: [ctx.excludeBootVolume ? 'True' : 'False'],
       executionTimeout: [String(ctx.commandTimeoutSeconds)],
-    };
+    });
   },
   diagnose(result: InvocationResult): Diagnosis {
-    return diagnoseVssOutput(result.output, result.responseCode);
+    return diagnoseDiskShadowOutput(result);
   },
 };

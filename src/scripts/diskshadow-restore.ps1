@@ -1,0 +1,433 @@
+<#
+.SYNOPSIS
+  vss-snapshots, method "diskshadow": makes restored EBS volumes consistent by reverting them to the shadow
+  copy their snapshot contains.
+
+.DESCRIPTION
+  The only step of the vss-snapshots DiskShadow restore document (SSM Command document, schema 2.2,
+  aws:runPowerShellScript), built from this file by src/documents/build-documents.ts. It runs on the
+  TARGET instance after the restore workflow attached volumes created from one run's snapshots.
+
+  Parameters arrive as environment variables (interpolationType ENV_VAR, SSM Agent 3.3.2746.0 or later):
+    SSM_RunId        run id of the snapshots (reported back; for the operator's record)
+    SSM_VolumeIds    comma-separated EBS volume ids attached to this instance to restore (1 to 40)
+    SSM_ShadowSetId  shadow copy set id of those snapshots (their tag vss-snapshots:shadow-set-id)
+
+  Unlike the nine manual console steps it replaces, it touches ONLY the given disks and ONLY the shadow
+  copies of the given set on them:
+    1. Finds each volume's disk by its EBS serial number (waits while Windows enumerates a new disk).
+       Refuses the boot or system disk.
+    2. Checks everything before changing anything: a disk whose MBR signature or GPT id equals another
+       disk's (a volume restored next to its source, or two disks from the same AMI) gets a new one, then
+       the disk is brought online and writable, and every one of its volumes is searched for shadow copies
+       of the set. A disk without any is refused (nothing is reverted on any disk).
+    3. Reverts each of those shadow copies with DiskShadow ("revert <id>"). The shadow copy was created
+       with "set context persistent" (VSS_CTX_APP_ROLLBACK), which IVssBackupComponents::RevertToSnapshot
+       supports on Windows Server. The revert cannot be undone; it consumes the shadow copy.
+
+  Output contract (src/lib/result-line.ts): stdout starts with exactly one line
+  "VSS-SNAPSHOTS-RESULT <json>" (operation "restore"), followed by the human log.
+
+  Exit codes: 0 success; 1 unexpected error (retryable). From 10 on, even codes are retryable and odd
+  codes permanent: 14/15 instance or prerequisites, 20/21 disk, 22/23 revert.
+#>
+
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$WarningPreference = 'SilentlyContinue'
+$VerbosePreference = 'SilentlyContinue'
+$InformationPreference = 'SilentlyContinue'
+
+$ResultPrefix = 'VSS-SNAPSHOTS-RESULT'
+$ResultVersion = 1
+$ImdsBase = 'http://169.254.169.254/latest'
+
+# Same patterns as the document parameters (src/documents/document-parameters.ts).
+$RunIdPattern = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$'
+$VolumeIdsPattern = '^vol-[0-9a-f]{8,17}(,vol-[0-9a-f]{8,17}){0,39}$'
+$ShadowSetIdPattern = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+
+$DiskWaitSeconds = 120
+$ShadowDiscoverySeconds = 60
+$MaxMessageLength = 400
+
+# Exit codes by stage and retryability (src/lib/result-line.ts, RESTORE_EXIT_CODES).
+$ExitCodes = [ordered]@{
+  'success'            = 0
+  'unexpected'         = 1
+  'instance-retryable' = 14
+  'instance-permanent' = 15
+  'disk-retryable'     = 20
+  'disk-permanent'     = 21
+  'revert-retryable'   = 22
+  'revert-permanent'   = 23
+}
+
+# Every errorCode this script reports, with whether another attempt can help
+# (src/lib/result-line.ts, RESTORE_ERROR_CODES; checked by the tests).
+$FailureRetryable = [ordered]@{
+  'disk-not-found'        = $true
+  'disk-refused'          = $false
+  'disk-online-failed'    = $false
+  'signature-fix-failed'  = $false
+  'shadow-copy-not-found' = $false
+  'revert-in-progress'    = $true
+  'revert-failed'         = $false
+  'language-mode'         = $false
+  'script-failed'         = $true
+}
+
+$script:Log = @()
+$script:Failure = $null
+$script:Warnings = @()
+$script:Result = $null
+$script:ExitCode = 1
+$script:Work = $null
+
+function Write-Log([string]$Message) {
+  $script:Log += ('{0} {1}' -f (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'), $Message)
+}
+
+function Add-Warning([string]$Message) {
+  $script:Warnings += $Message
+  Write-Log "WARNING: $Message"
+}
+
+function New-ResultObject {
+  [ordered]@{
+    version     = $ResultVersion
+    operation   = 'restore'
+    runId       = $null
+    instanceId  = $null
+    outcome     = 'failed'
+    errorCode   = $null
+    retryable   = $false
+    exitCode    = 1
+    message     = ''
+    shadowSetId = $null
+    warnings    = @()
+    disks       = @()
+  }
+}
+
+function New-DiskRecord([string]$VolumeId) {
+  [ordered]@{
+    volumeId         = $VolumeId
+    diskNumber       = $null
+    signatureChanged = $false
+    online           = $false
+    reverted         = @()
+  }
+}
+
+function New-RevertRecord([string]$Volume, [string]$ShadowCopyId) {
+  [ordered]@{
+    volume       = $Volume
+    shadowCopyId = $ShadowCopyId
+  }
+}
+
+# Stops the script with a classified failure: $Stage is instance, disk or revert.
+function Stop-WithFailure([string]$Stage, [string]$Code, [string]$Message) {
+  $script:Failure = @{ Stage = $Stage; Code = $Code; Message = $Message }
+  throw "vss-snapshots failure $($Code): $Message"
+}
+
+function Get-ExitCodeFor([string]$Stage, [string]$Code) {
+  $retryable = [bool]$FailureRetryable[$Code]
+  if ($retryable) { $ExitCodes["$Stage-retryable"] } else { $ExitCodes["$Stage-permanent"] }
+}
+
+function Format-ResultLine($Result) {
+  Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
+  $json = ConvertTo-Json -InputObject $Result -Compress -Depth 6
+  try {
+    # Non-ASCII as \uXXXX: the line must survive any console code page unchanged.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+  } catch {
+    Write-Log "Could not escape non-ASCII characters: $($_.Exception.Message)"
+  }
+  "$ResultPrefix $json"
+}
+
+function Write-Stdout([string]$Line) {
+  try { [Console]::Out.WriteLine($Line) } catch { Write-Output $Line }
+}
+
+function Limit-Text([string]$Text) {
+  if ($null -eq $Text) { return '' }
+  $oneLine = ($Text -replace '\s+', ' ').Trim()
+  if ($oneLine.Length -le $MaxMessageLength) { return $oneLine }
+  $oneLine.Substring(0, $MaxMessageLength - 3) + '...'
+}
+
+# --- Instance metadata: IMDSv2 only -------------------------------------------------------------------
+
+function Get-ImdsToken {
+  $headers = @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+  $lastError = $null
+  foreach ($try in 1..3) {
+    try {
+      return Invoke-RestMethod -Method Put -Uri "$ImdsBase/api/token" -Headers $headers -TimeoutSec 5 -UseBasicParsing
+    } catch {
+      $lastError = $_.Exception.Message
+      Start-Sleep -Seconds $try
+    }
+  }
+  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not issue an IMDSv2 token: $lastError"
+}
+
+function Get-ImdsValue([string]$Token, [string]$Path) {
+  $headers = @{ 'X-aws-ec2-metadata-token' = $Token }
+  $lastError = $null
+  foreach ($try in 1..3) {
+    try {
+      return Invoke-RestMethod -Method Get -Uri "$ImdsBase/meta-data/$Path" -Headers $headers -TimeoutSec 5 -UseBasicParsing
+    } catch {
+      $lastError = $_.Exception.Message
+      Start-Sleep -Seconds $try
+    }
+  }
+  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not answer meta-data/$($Path): $lastError"
+}
+
+# --- Parameters and prerequisites ---------------------------------------------------------------------
+
+function Confirm-Parameter([string]$Name, [string]$Value, [string]$Pattern) {
+  if ([string]::IsNullOrEmpty($Value)) {
+    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name is missing (environment variable SSM_$Name). The document needs SSM Agent 3.3.2746.0 or later for ENV_VAR interpolation."
+  }
+  if ($Value -cnotmatch $Pattern) {
+    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name does not match $Pattern."
+  }
+  $Value
+}
+
+# Parameters are read only from the SSM_* environment variables, never pasted into the script text.
+function Read-Parameters {
+  $volumeIds = Confirm-Parameter 'VolumeIds' $env:SSM_VolumeIds $VolumeIdsPattern
+  @{
+    RunId       = Confirm-Parameter 'RunId' $env:SSM_RunId $RunIdPattern
+    VolumeIds   = @($volumeIds.Split(',') | Select-Object -Unique)
+    ShadowSetId = Confirm-Parameter 'ShadowSetId' $env:SSM_ShadowSetId $ShadowSetIdPattern
+  }
+}
+
+# Checked first: in ConstrainedLanguage most of this script cannot run.
+function Assert-FullLanguage {
+  $mode = $ExecutionContext.SessionState.LanguageMode
+  if ("$mode" -ne 'FullLanguage') {
+    Stop-WithFailure 'instance' 'language-mode' "PowerShell runs in $mode language mode; this script needs FullLanguage (check the AppLocker/WDAC policy for the SSM Agent)."
+  }
+}
+
+function Get-DiskShadowPath {
+  $path = Join-Path $env:SystemRoot 'System32\diskshadow.exe'
+  if (-not (Test-Path -LiteralPath $path)) {
+    Stop-WithFailure 'instance' 'script-failed' "DiskShadow was not found at $path (Windows Server is required)."
+  }
+  $path
+}
+
+# --- Disks ---------------------------------------------------------------------------------------------
+
+function ConvertTo-GuidText([string]$Text) {
+  if ($null -eq $Text) { return $null }
+  $guid = $Text.Trim().Trim('{', '}').ToLowerInvariant()
+  if ($guid -cmatch $ShadowSetIdPattern) { return $guid }
+  $null
+}
+
+# On Nitro instances an EBS disk's serial number is its volume id without the dash (vol0123..., with a
+# suffix on some drivers).
+function Find-VolumeDisk([string]$VolumeId) {
+  $serial = $VolumeId.Replace('-', '')
+  $deadline = (Get-Date).AddSeconds($DiskWaitSeconds)
+  while ($true) {
+    $disk = @(Get-Disk | Where-Object { ("$($_.SerialNumber)".Trim() -replace '_.*$', '') -eq $serial }) | Select-Object -First 1
+    if ($disk) { return $disk }
+    if ((Get-Date) -gt $deadline) {
+      Stop-WithFailure 'disk' 'disk-not-found' "No disk with the serial number of $VolumeId appeared within $DiskWaitSeconds s. Is the volume attached to this instance (a Nitro instance: Xen PV disks are not matched)?"
+    }
+    Start-Sleep -Seconds 5
+    Update-HostStorageCache -ErrorAction SilentlyContinue
+  }
+}
+
+function Test-DiskIdentityCollision($Disk) {
+  foreach ($other in @(Get-Disk | Where-Object { $_.Number -ne $Disk.Number })) {
+    if ($Disk.PartitionStyle -eq 'MBR' -and $other.PartitionStyle -eq 'MBR' -and $Disk.Signature -and ($Disk.Signature -eq $other.Signature)) { return $true }
+    if ($Disk.PartitionStyle -eq 'GPT' -and $other.PartitionStyle -eq 'GPT' -and $Disk.Guid -and ($Disk.Guid -eq $other.Guid)) { return $true }
+  }
+  $false
+}
+
+function New-DiskSignature {
+  $used = @(Get-Disk | ForEach-Object { [uint32]$_.Signature })
+  do {
+    $signature = [uint32](Get-Random -Minimum 1 -Maximum ([int]::MaxValue))
+  } while ($used -contains $signature)
+  $signature
+}
+
+# Windows keeps a disk whose signature (MBR) or id (GPT) is already in use offline ("signature
+# collision"). Only the restored disk gets a new identity; the other disk is never touched.
+function Repair-DiskIdentity($Disk, [string]$Work) {
+  $number = [int]$Disk.Number
+  try {
+    if ($Disk.PartitionStyle -eq 'GPT') {
+      Set-Disk -Number $number -Guid ([guid]::NewGuid().ToString('B'))
+    } else {
+      Set-Disk -Number $number -Signature (New-DiskSignature)
+    }
+    return
+  } catch {
+    Write-Log "Set-Disk could not change the identity of disk $($number): $($_.Exception.Message); trying diskpart."
+  }
+  if ($Disk.PartitionStyle -eq 'GPT') {
+    $newId = [guid]::NewGuid().ToString('D')
+  } else {
+    $newId = '{0:X8}' -f (New-DiskSignature)
+  }
+  $scriptFile = Join-Path $Work "uniqueid-$number.txt"
+  Set-Content -LiteralPath $scriptFile -Value @("select disk $number", "uniqueid disk id=$newId") -Encoding ASCII
+  $out = & diskpart.exe /s $scriptFile 2>&1
+  foreach ($line in @($out)) { Write-Log "diskpart: $line" }
+  if ($LASTEXITCODE -ne 0) {
+    Stop-WithFailure 'disk' 'signature-fix-failed' "Disk $number has the same signature as another disk and could not be given a new one."
+  }
+}
+
+function Get-DiskVolumePaths([int]$Number) {
+  @(Get-Partition -DiskNumber $Number | ForEach-Object { $_.AccessPaths } | Where-Object { $_ -like '\\?\Volume{*}\' })
+}
+
+function Get-SetShadowCopies([string]$SetId, $VolumePaths) {
+  @(Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { ((ConvertTo-GuidText $_.SetID) -eq $SetId) -and ($VolumePaths -contains $_.VolumeName) })
+}
+
+# Brings one disk online without reverting anything yet; returns what is to be reverted on it.
+function Initialize-RestoreDisk([string]$VolumeId, [string]$SetId, $Record, [string]$Work) {
+  $disk = Find-VolumeDisk $VolumeId
+  $number = [int]$disk.Number
+  $Record.diskNumber = $number
+  if ($disk.IsBoot -or $disk.IsSystem) {
+    Stop-WithFailure 'disk' 'disk-refused' "$VolumeId is disk $number, the boot or system disk of this instance: it is never reverted."
+  }
+  Write-Log "$VolumeId is disk $number ($($disk.PartitionStyle), $($disk.OperationalStatus))."
+
+  if (Test-DiskIdentityCollision $disk) {
+    Write-Log "Disk $number collides with another disk's signature; giving it a new one."
+    Repair-DiskIdentity $disk $Work
+    $Record.signatureChanged = $true
+  }
+  try {
+    if ($disk.IsOffline) { Set-Disk -Number $number -IsOffline $false }
+    if ($disk.IsReadOnly) { Set-Disk -Number $number -IsReadOnly $false }
+  } catch {
+    Stop-WithFailure 'disk' 'disk-online-failed' "Disk $number ($VolumeId) could not be brought online: $($_.Exception.Message)"
+  }
+  $Record.online = $true
+
+  $paths = @(Get-DiskVolumePaths $number)
+  $deadline = (Get-Date).AddSeconds($ShadowDiscoverySeconds)
+  $shadows = @(Get-SetShadowCopies $SetId $paths)
+  while ($shadows.Count -eq 0 -and (Get-Date) -lt $deadline) {
+    Start-Sleep -Seconds 5
+    $paths = @(Get-DiskVolumePaths $number)
+    $shadows = @(Get-SetShadowCopies $SetId $paths)
+  }
+  if ($shadows.Count -eq 0) {
+    Stop-WithFailure 'revert' 'shadow-copy-not-found' "Disk $number ($VolumeId) holds no shadow copy of set $($SetId): its snapshot is not from that DiskShadow run, or the shadow copy was lost before the snapshot. Nothing was reverted."
+  }
+  foreach ($path in $paths) {
+    if (-not ($shadows | Where-Object { $_.VolumeName -eq $path })) {
+      Add-Warning "Volume $path on disk $number has no shadow copy of set $SetId; it stays as the snapshot holds it (crash-consistent)."
+    }
+  }
+  $shadows
+}
+
+function Invoke-Revert([string]$DiskShadow, $Shadow, [string]$Work) {
+  $scriptFile = Join-Path $Work 'revert.dsh'
+  $outFile = Join-Path $Work 'revert.out'
+  Set-Content -LiteralPath $scriptFile -Value @("revert $($Shadow.ID)") -Encoding ASCII
+  $process = Start-Process -FilePath $DiskShadow -ArgumentList @('/s', $scriptFile) -WorkingDirectory $Work -NoNewWindow -PassThru -Wait -RedirectStandardOutput $outFile
+  $output = ''
+  if (Test-Path -LiteralPath $outFile) { $output = Get-Content -LiteralPath $outFile -Raw }
+  foreach ($line in @($output -split "`r?`n" | Where-Object { $_.Trim() })) { Write-Log "diskshadow: $line" }
+  if ($process.ExitCode -ne 0) {
+    if ($output -match 'VSS_E_REVERT_IN_PROGRESS') {
+      Stop-WithFailure 'revert' 'revert-in-progress' "A revert of $($Shadow.VolumeName) is already in progress."
+    }
+    Stop-WithFailure 'revert' 'revert-failed' "DiskShadow could not revert $($Shadow.VolumeName) to shadow copy $($Shadow.ID) (exit code $($process.ExitCode))."
+  }
+}
+
+function Invoke-DiskShadowRestore {
+  $result = $script:Result
+  Assert-FullLanguage
+  $params = Read-Parameters
+  $result.runId = $params.RunId
+  $result.shadowSetId = $params.ShadowSetId
+
+  $token = Get-ImdsToken
+  $result.instanceId = Get-ImdsValue $token 'instance-id'
+  Write-Log "Restoring $($params.VolumeIds -join ', ') on $($result.instanceId) to shadow set $($params.ShadowSetId) of run $($params.RunId)."
+  $diskshadow = Get-DiskShadowPath
+
+  $work = Join-Path $env:ProgramData ('vss-snapshots\restore\{0}' -f [guid]::NewGuid().ToString('N'))
+  $script:Work = $work
+  $null = New-Item -ItemType Directory -Path $work -Force
+
+  $records = @()
+  foreach ($volumeId in $params.VolumeIds) { $records += New-DiskRecord $volumeId }
+  $result.disks = $records
+
+  # Every disk is found, brought online and checked before any revert starts.
+  $plan = @()
+  for ($i = 0; $i -lt $params.VolumeIds.Count; $i++) {
+    $shadows = @(Initialize-RestoreDisk $params.VolumeIds[$i] $params.ShadowSetId $records[$i] $work)
+    $plan += @{ Record = $records[$i]; Shadows = $shadows }
+  }
+  foreach ($item in $plan) {
+    foreach ($shadow in $item.Shadows) {
+      Write-Log "Reverting $($shadow.VolumeName) on disk $($item.Record.diskNumber) to shadow copy $($shadow.ID)."
+      Invoke-Revert $diskshadow $shadow $work
+      $item.Record.reverted = @($item.Record.reverted) + @(New-RevertRecord $shadow.VolumeName (ConvertTo-GuidText $shadow.ID))
+    }
+  }
+  $result.outcome = 'success'
+  $result.message = "Reverted $(@($plan | ForEach-Object { $_.Shadows }).Count) volume(s) on $($plan.Count) disk(s) to shadow set $($params.ShadowSetId)."
+}
+
+$script:Result = New-ResultObject
+try {
+  $stray = @(Invoke-DiskShadowRestore 3>&1 4>&1 6>&1)
+  foreach ($item in $stray) { Write-Log "output: $item" }
+  $script:ExitCode = 0
+} catch {
+  if ($script:Failure) {
+    $script:Result.errorCode = $script:Failure.Code
+    $script:Result.retryable = [bool]$FailureRetryable[$script:Failure.Code]
+    $script:Result.message = $script:Failure.Message
+    $script:ExitCode = Get-ExitCodeFor $script:Failure.Stage $script:Failure.Code
+  } else {
+    $script:Result.errorCode = 'script-failed'
+    $script:Result.retryable = $true
+    $script:Result.message = "Unexpected error: $($_.Exception.Message)"
+    $script:ExitCode = $ExitCodes['unexpected']
+  }
+  Write-Log "FAILED: $($script:Result.message)"
+  Write-Log "$($_.ScriptStackTrace)"
+} finally {
+  if ($script:Work -and (Test-Path -LiteralPath $script:Work)) {
+    Remove-Item -LiteralPath $script:Work -Recurse -Force -ErrorAction SilentlyContinue
+  }
+  $script:Result.exitCode = $script:ExitCode
+  $script:Result.message = Limit-Text $script:Result.message
+  $script:Result.warnings = @($script:Warnings | ForEach-Object { Limit-Text $_ })
+  Write-Stdout (Format-ResultLine $script:Result)
+  foreach ($line in $script:Log) { Write-Stdout $line }
+}
+exit $script:ExitCode

@@ -1,0 +1,812 @@
+<#
+.SYNOPSIS
+  vss-snapshots, method "diskshadow": EBS snapshots of this instance that can be made application-consistent
+  by reverting to the DiskShadow shadow copy they contain.
+
+.DESCRIPTION
+  The only step of the vss-snapshots DiskShadow snapshot document (SSM Command document, schema 2.2,
+  aws:runPowerShellScript), built from this file by src/documents/build-documents.ts.
+
+  Parameters arrive as environment variables (interpolationType ENV_VAR, SSM Agent 3.3.2746.0 or later);
+  the document, the Lambda and this script check each against the same anchored pattern:
+    SSM_RunId              run id, for example 20261128T000000Z-3f2a9c1e
+    SSM_Attempt            1 to 5
+    SSM_ExcludeBootVolume  True | False
+
+  What happens:
+    1. Instance id and region from the instance metadata service, IMDSv2 (session token) only.
+    2. DiskShadow: set context persistent, begin backup, add volume (every fixed NTFS/ReFS volume with a
+       drive letter or mount point on an EBS disk; not the boot disk when ExcludeBootVolume is True),
+       create. The VSS writers freeze and thaw inside "create".
+    3. Still inside the DiskShadow session (its "exec" step), ONE CreateSnapshots call for the instance
+       (New-EC2SnapshotBatch), tagged on create with the run id, attempt, instance id, method, shadow set id
+       and AppConsistent=true. Only reached when "create" succeeded.
+    4. "end backup" (writers are told the backup completed) only once the EBS request was accepted;
+       otherwise DiskShadow exits without it and VSS aborts the backup for the writers.
+    5. finally: the shadow copies of this run are deleted, the work files removed, the result line printed.
+
+  Consistency semantics (why restore must revert): the writers resume writing as soon as "create" returns,
+  so the EBS snapshots, requested a few seconds later, hold a crash-consistent image of each volume that
+  CONTAINS the application-consistent shadow copy (persistent shadow copies live in the volume's own
+  "System Volume Information" diff area). The EBS point in time is fixed when CreateSnapshots is accepted,
+  so deleting the shadow copies afterwards does not remove them from the snapshots. A volume created from
+  such a snapshot is consistent only after it is reverted to that shadow copy (diskshadow-restore.ps1).
+  AppConsistent=true on these snapshots therefore means "contains a complete shadow copy set taken with
+  the writers", not "consistent as it stands" as it does for AWSEC2-CreateVssSnapshot.
+
+  Device tag: CreateSnapshots applies the same TagSpecifications to every snapshot of the set, so a tag
+  whose value differs per snapshot (Device) cannot be set on create. CopyTagsFromSource=volume would copy
+  ALL volume tags and would need a Device tag on every volume first. So Device is added by one CreateTags
+  call per snapshot afterwards, best effort: the attribution tags are never missing (tagged on create),
+  and the orchestrator falls back to its own volume-to-device map when Device is absent.
+
+  Output contract (src/lib/result-line.ts): stdout starts with exactly one line
+  "VSS-SNAPSHOTS-RESULT <json>", followed by the human log. Nothing else is written to stdout before it,
+  so the line survives the 2,500-character output cut of ListCommandInvocations.
+
+  Exit codes: 0 success; 1 unexpected error (retryable). From 10 on, even codes are retryable and odd
+  codes permanent: 10/11 VSS, 12/13 EBS request, 14/15 instance or prerequisites. The result line's
+  errorCode says exactly what failed; its retryable flag always agrees with the exit code.
+#>
+
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$WarningPreference = 'SilentlyContinue'
+$VerbosePreference = 'SilentlyContinue'
+$InformationPreference = 'SilentlyContinue'
+
+$ResultPrefix = 'VSS-SNAPSHOTS-RESULT'
+$ResultVersion = 1
+$Method = 'diskshadow'
+$ImdsBase = 'http://169.254.169.254/latest'
+
+# Same patterns as the document parameters (src/documents/document-parameters.ts).
+$RunIdPattern = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$'
+$AttemptPattern = '^[1-5]$'
+$BooleanPattern = '^(True|False)$'
+$GuidPattern = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+
+# Tag keys, as in src/lib/run-id.ts and src/lib/methods/diskshadow.ts.
+$RunTag = 'vss-snapshots:run-id'
+$AttemptTag = 'vss-snapshots:attempt'
+$MethodTag = 'vss-snapshots:method'
+$InstanceTag = 'vss-snapshots:instance-id'
+$ShadowSetTag = 'vss-snapshots:shadow-set-id'
+
+$ShadowCreateTimeoutSeconds = 600
+$SnapshotStepTimeoutSeconds = 900
+$EndBackupTimeoutSeconds = 300
+$MaxMessageLength = 400
+
+# Exit codes by stage and retryability (src/lib/result-line.ts, SNAPSHOT_EXIT_CODES).
+$ExitCodes = [ordered]@{
+  'success'            = 0
+  'unexpected'         = 1
+  'vss-retryable'      = 10
+  'vss-permanent'      = 11
+  'ebs-retryable'      = 12
+  'ebs-permanent'      = 13
+  'instance-retryable' = 14
+  'instance-permanent' = 15
+}
+
+# Every errorCode this script reports, with whether another attempt can help. These are failure codes of
+# src/lib/failure-catalogue.ts and must agree with its retryable flags (checked by the tests).
+$FailureRetryable = [ordered]@{
+  'vss-timeout'               = $true
+  'vss-writer-retryable'      = $true
+  'vss-in-progress'           = $true
+  'vss-writer-nonretryable'   = $false
+  'vss-insufficient-storage'  = $false
+  'concurrent-snapshot-limit' = $false
+  'language-mode'             = $false
+  'script-failed'             = $true
+}
+
+# VSS errors as DiskShadow prints them (name or HRESULT), most specific first.
+$VssErrorPatterns = @(
+  @{ Pattern = 'VSS_E_WRITERERROR_NONRETRYABLE|0x800423F4'; Code = 'vss-writer-nonretryable' }
+  @{ Pattern = 'VSS_E_WRITERERROR_INCONSISTENTSNAPSHOT|0x800423F0'; Code = 'vss-writer-nonretryable' }
+  @{ Pattern = 'VSS_E_INSUFFICIENT_STORAGE|0x8004231F'; Code = 'vss-insufficient-storage' }
+  @{ Pattern = 'VSS_E_MAXIMUM_NUMBER_OF_SNAPSHOTS_REACHED|0x80042317'; Code = 'vss-insufficient-storage' }
+  @{ Pattern = 'VSS_E_MAXIMUM_DIFFAREA_ASSOCIATIONS_REACHED|0x8004231E'; Code = 'vss-insufficient-storage' }
+  @{ Pattern = 'VSS_E_SNAPSHOT_SET_IN_PROGRESS|0x80042316'; Code = 'vss-in-progress' }
+  @{ Pattern = 'VSS_E_WRITERERROR_(TIMEOUT|OUTOFRESOURCES|RETRYABLE)|0x800423F[123]'; Code = 'vss-writer-retryable' }
+  @{ Pattern = 'VSS_E_(FLUSH|HOLD)_WRITES_TIMEOUT|VSS_E_WRITER_NOT_RESPONDING|0x8004231[349]'; Code = 'vss-timeout' }
+)
+
+$script:Log = @()
+$script:Failure = $null
+$script:Warnings = @()
+$script:Result = $null
+$script:ExitCode = 1
+$script:Work = $null
+$script:Files = $null
+$script:PendingFile = $null
+$script:SetId = $null
+$script:DiskShadowProcess = $null
+$script:RunLock = $null
+
+function Write-Log([string]$Message) {
+  $script:Log += ('{0} {1}' -f (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'), $Message)
+}
+
+function Add-Warning([string]$Message) {
+  $script:Warnings += $Message
+  Write-Log "WARNING: $Message"
+}
+
+function New-ResultObject {
+  [ordered]@{
+    version       = $ResultVersion
+    operation     = 'snapshot'
+    method        = $Method
+    runId         = $null
+    attempt       = $null
+    instanceId    = $null
+    outcome       = 'failed'
+    errorCode     = $null
+    retryable     = $false
+    exitCode      = 1
+    message       = ''
+    vss           = 'not-started'
+    shadowSetId   = $null
+    appConsistent = $false
+    cleanup       = 'not-needed'
+    warnings      = @()
+    snapshots     = @()
+    volumes       = @()
+  }
+}
+
+function New-SnapshotRecord([string]$SnapshotId, [string]$VolumeId, [string]$Device) {
+  [ordered]@{
+    snapshotId = $SnapshotId
+    volumeId   = $VolumeId
+    device     = $Device
+  }
+}
+
+function New-VolumeRecord([string]$Path, [string]$ShadowCopyId) {
+  [ordered]@{
+    path         = $Path
+    shadowCopyId = $ShadowCopyId
+  }
+}
+
+# Stops the script with a classified failure: $Stage is vss, ebs or instance.
+function Stop-WithFailure([string]$Stage, [string]$Code, [string]$Message) {
+  $script:Failure = @{ Stage = $Stage; Code = $Code; Message = $Message }
+  throw "vss-snapshots failure $($Code): $Message"
+}
+
+function Get-ExitCodeFor([string]$Stage, [string]$Code) {
+  $retryable = [bool]$FailureRetryable[$Code]
+  if ($retryable) { $ExitCodes["$Stage-retryable"] } else { $ExitCodes["$Stage-permanent"] }
+}
+
+function Format-ResultLine($Result) {
+  Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
+  $json = ConvertTo-Json -InputObject $Result -Compress -Depth 6
+  try {
+    # Non-ASCII as \uXXXX: the line must survive any console code page unchanged.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+  } catch {
+    Write-Log "Could not escape non-ASCII characters: $($_.Exception.Message)"
+  }
+  "$ResultPrefix $json"
+}
+
+function Write-Stdout([string]$Line) {
+  try { [Console]::Out.WriteLine($Line) } catch { Write-Output $Line }
+}
+
+function Limit-Text([string]$Text) {
+  if ($null -eq $Text) { return '' }
+  $oneLine = ($Text -replace '\s+', ' ').Trim()
+  if ($oneLine.Length -le $MaxMessageLength) { return $oneLine }
+  $oneLine.Substring(0, $MaxMessageLength - 3) + '...'
+}
+
+# --- Instance metadata: IMDSv2 only -------------------------------------------------------------------
+
+function Get-ImdsToken {
+  $headers = @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+  $lastError = $null
+  foreach ($try in 1..3) {
+    try {
+      return Invoke-RestMethod -Method Put -Uri "$ImdsBase/api/token" -Headers $headers -TimeoutSec 5 -UseBasicParsing
+    } catch {
+      $lastError = $_.Exception.Message
+      Start-Sleep -Seconds $try
+    }
+  }
+  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not issue an IMDSv2 token: $lastError"
+}
+
+function Get-ImdsValue([string]$Token, [string]$Path) {
+  $headers = @{ 'X-aws-ec2-metadata-token' = $Token }
+  $lastError = $null
+  foreach ($try in 1..3) {
+    try {
+      return Invoke-RestMethod -Method Get -Uri "$ImdsBase/meta-data/$Path" -Headers $headers -TimeoutSec 5 -UseBasicParsing
+    } catch {
+      $lastError = $_.Exception.Message
+      Start-Sleep -Seconds $try
+    }
+  }
+  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not answer meta-data/$($Path): $lastError"
+}
+
+# --- Parameters and prerequisites ---------------------------------------------------------------------
+
+function Confirm-Parameter([string]$Name, [string]$Value, [string]$Pattern) {
+  if ([string]::IsNullOrEmpty($Value)) {
+    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name is missing (environment variable SSM_$Name). The document needs SSM Agent 3.3.2746.0 or later for ENV_VAR interpolation."
+  }
+  if ($Value -cnotmatch $Pattern) {
+    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name does not match $Pattern."
+  }
+  $Value
+}
+
+# Parameters are read only from the SSM_* environment variables, never pasted into the script text.
+function Read-Parameters {
+  @{
+    RunId             = Confirm-Parameter 'RunId' $env:SSM_RunId $RunIdPattern
+    Attempt           = [int](Confirm-Parameter 'Attempt' $env:SSM_Attempt $AttemptPattern)
+    ExcludeBootVolume = ((Confirm-Parameter 'ExcludeBootVolume' $env:SSM_ExcludeBootVolume $BooleanPattern) -ceq 'True')
+  }
+}
+
+# Checked first: in ConstrainedLanguage most of this script cannot run.
+function Assert-FullLanguage {
+  $mode = $ExecutionContext.SessionState.LanguageMode
+  if ("$mode" -ne 'FullLanguage') {
+    Stop-WithFailure 'instance' 'language-mode' "PowerShell runs in $mode language mode; this script needs FullLanguage (check the AppLocker/WDAC policy for the SSM Agent)."
+  }
+}
+
+function Import-AwsTools {
+  foreach ($module in @('AWS.Tools.EC2', 'AWSPowerShell')) {
+    try {
+      Import-Module -Name $module -ErrorAction Stop
+      if (Get-Command -Name 'New-EC2SnapshotBatch' -ErrorAction SilentlyContinue) {
+        Write-Log "Using AWS Tools for PowerShell module $module."
+        return
+      }
+    } catch {
+      Write-Log "Module $module not usable: $($_.Exception.Message)"
+    }
+  }
+  Stop-WithFailure 'instance' 'script-failed' 'AWS Tools for PowerShell with New-EC2SnapshotBatch (module AWS.Tools.EC2, or a recent AWSPowerShell) is not installed.'
+}
+
+function Get-DiskShadowPath {
+  $path = Join-Path $env:SystemRoot 'System32\diskshadow.exe'
+  if (-not (Test-Path -LiteralPath $path)) {
+    Stop-WithFailure 'instance' 'script-failed' "DiskShadow was not found at $path (Windows Server is required)."
+  }
+  $path
+}
+
+# --- Volumes -------------------------------------------------------------------------------------------
+
+# Fixed NTFS/ReFS volumes with a drive letter or mount point on EBS disks (instance store is never
+# snapshotted, so it is not shadowed either); without the boot disk when it is excluded.
+function Get-ShadowVolumes([bool]$ExcludeBoot) {
+  $partitions = @(Get-Partition)
+  $disks = @{}
+  foreach ($disk in @(Get-Disk)) { $disks[[int]$disk.Number] = $disk }
+  $bootDisk = -1
+  $systemPartition = $partitions | Where-Object { "$($_.DriveLetter):" -eq $env:SystemDrive } | Select-Object -First 1
+  if ($systemPartition) { $bootDisk = [int]$systemPartition.DiskNumber }
+
+  $selected = @()
+  foreach ($volume in @(Get-CimInstance -ClassName Win32_Volume -Filter 'DriveType = 3')) {
+    if (@('NTFS', 'ReFS') -notcontains $volume.FileSystem) { continue }
+    if ("$($volume.Name)" -like '\\?\*') { continue }
+    $partition = $partitions | Where-Object { $_.AccessPaths -contains $volume.DeviceID } | Select-Object -First 1
+    if (-not $partition) {
+      Write-Log "Skipping $($volume.Name): no partition found for $($volume.DeviceID)."
+      continue
+    }
+    $disk = $disks[[int]$partition.DiskNumber]
+    if ($disk -and ("$($disk.FriendlyName) $($disk.Model)" -match 'Instance Storage')) {
+      Write-Log "Skipping $($volume.Name): on instance store disk $($partition.DiskNumber)."
+      continue
+    }
+    if ($ExcludeBoot -and ([int]$partition.DiskNumber -eq $bootDisk)) {
+      Write-Log "Skipping $($volume.Name): on the boot disk, which is excluded."
+      continue
+    }
+    $path = $volume.DeviceID
+    if ($volume.DriveLetter) { $path = $volume.DriveLetter }
+    $selected += @{ Path = $path; Name = $volume.Name; DeviceId = $volume.DeviceID; DiskNumber = [int]$partition.DiskNumber }
+  }
+  $selected
+}
+
+# CreateSnapshots tags every snapshot of the set alike: an EBS disk without any shadowed volume (raw, or
+# an unsupported file system) gets AppConsistent=true too, while holding no shadow copy to revert to.
+# Best effort, on Nitro instances (the disk serial number is the volume id).
+function Test-UnshadowedDisks($Volumes, [bool]$ExcludeBoot) {
+  try {
+    $shadowedDisks = @($Volumes | ForEach-Object { $_.DiskNumber })
+    foreach ($disk in @(Get-Disk)) {
+      $serial = "$($disk.SerialNumber)".Trim() -replace '_.*$', ''
+      if ($serial -notmatch '^vol[0-9a-f]{8,17}$') { continue }
+      if ($ExcludeBoot -and ($disk.IsBoot -or $disk.IsSystem)) { continue }
+      if ($shadowedDisks -notcontains [int]$disk.Number) {
+        Add-Warning "EBS volume $($serial -replace '^vol', 'vol-') (disk $($disk.Number)) holds no shadowed volume: its snapshot has no shadow copy to revert to."
+      }
+    }
+  } catch {
+    Write-Log "Could not map disks to EBS volumes: $($_.Exception.Message)"
+  }
+}
+
+# A shadow copy whose diff area is on another volume is not inside this volume's snapshot.
+function Test-ShadowStorage($Volumes) {
+  try {
+    foreach ($storage in @(Get-CimInstance -ClassName Win32_ShadowStorage)) {
+      $of = "$($storage.Volume.DeviceID)"
+      $on = "$($storage.DiffVolume.DeviceID)"
+      $volume = $Volumes | Where-Object { $_.DeviceId -eq $of } | Select-Object -First 1
+      if ($volume -and $on -and ($on -ne $of)) {
+        Add-Warning "Shadow storage of $($volume.Name) is on another volume ($on): restoring $($volume.Name) alone cannot revert it."
+      }
+    }
+  } catch {
+    Write-Log "Could not read the shadow storage associations: $($_.Exception.Message)"
+  }
+}
+
+# --- Shadow copies -------------------------------------------------------------------------------------
+
+function ConvertTo-GuidText([string]$Text) {
+  if ($null -eq $Text) { return $null }
+  $guid = $Text.Trim().Trim('{', '}').ToLowerInvariant()
+  if ($guid -cmatch $GuidPattern) { return $guid }
+  $null
+}
+
+function Get-SetShadowCopies([string]$SetId) {
+  @(Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { (ConvertTo-GuidText $_.SetID) -eq $SetId })
+}
+
+# Deletes the shadow copies of one set, never others. Returns $true when none of the set remains.
+function Remove-ShadowSet([string]$SetId) {
+  foreach ($shadow in Get-SetShadowCopies $SetId) {
+    try {
+      Remove-CimInstance -InputObject $shadow
+      Write-Log "Deleted shadow copy $($shadow.ID) of $($shadow.VolumeName)."
+    } catch {
+      Write-Log "WMI could not delete shadow copy $($shadow.ID): $($_.Exception.Message); trying vssadmin."
+      $out = & vssadmin.exe delete shadows "/shadow=$($shadow.ID)" /quiet 2>&1
+      foreach ($line in @($out)) { Write-Log "vssadmin: $line" }
+    }
+  }
+  (@(Get-SetShadowCopies $SetId)).Count -eq 0
+}
+
+function Get-PendingSets([string]$File) {
+  if (-not (Test-Path -LiteralPath $File)) { return @() }
+  @(Get-Content -LiteralPath $File | ForEach-Object { ConvertTo-GuidText $_ } | Where-Object { $_ })
+}
+
+function Set-PendingSets([string]$File, $SetIds) {
+  $ids = @($SetIds | Where-Object { $_ } | Select-Object -Unique)
+  if ($ids.Count -eq 0) {
+    Remove-Item -LiteralPath $File -Force -ErrorAction SilentlyContinue
+  } else {
+    Set-Content -LiteralPath $File -Value $ids -Encoding ASCII
+  }
+}
+
+# A run killed by the execution timeout never reaches its finally block: its shadow set is deleted here.
+function Remove-StaleShadowSets([string]$File) {
+  $left = @()
+  foreach ($setId in Get-PendingSets $File) {
+    Write-Log "Deleting shadow set $setId left behind by an earlier run."
+    if (-not (Remove-ShadowSet $setId)) { $left += $setId; Add-Warning "Shadow set $setId of an earlier run could not be deleted." }
+  }
+  Set-PendingSets $File $left
+}
+
+function Read-DiskShadowOutput($Paths) {
+  $text = ''
+  foreach ($path in $Paths) {
+    if (Test-Path -LiteralPath $path) { $text += (Get-Content -LiteralPath $path -Raw -ErrorAction SilentlyContinue) + "`n" }
+  }
+  $text
+}
+
+function Find-ShadowSetId([string]$Text) {
+  $match = [regex]::Match($Text, 'set ID[^{\r\n]*\{([0-9a-fA-F-]{36})\}')
+  if ($match.Success) { return ConvertTo-GuidText $match.Groups[1].Value }
+  $null
+}
+
+function Get-VssFailureCode([string]$Text) {
+  foreach ($known in $VssErrorPatterns) {
+    if ($Text -match $known.Pattern) { return $known.Code }
+  }
+  'script-failed'
+}
+
+function Get-LastMeaningfulLine([string]$Text) {
+  $lines = @($Text -split "`r?`n" | Where-Object { $_.Trim() -and ($_ -match 'error|fail|0x8004') })
+  if ($lines.Count -gt 0) { return $lines[-1].Trim() }
+  ''
+}
+
+# The batch file DiskShadow runs between "create" and "end backup": it hands the shadow ids over and waits
+# until this script has requested the EBS snapshots (exit 0: DiskShadow runs "end backup") or gave up
+# (exit 1: DiskShadow stops, VSS aborts the backup for the writers). Bounded by its own counter.
+function New-SnapshotStepCmd($Files, $Aliases) {
+  $lines = @(
+    '@echo off',
+    'rem Generated by vss-snapshots diskshadow-snapshot.ps1 for one run; deleted afterwards.',
+    ('>"{0}" echo %VSS_SHADOW_SET%' -f $Files.SetId)
+  )
+  foreach ($alias in $Aliases) { $lines += ('>>"{0}" echo {1}=%{1}%' -f $Files.ShadowIds, $alias) }
+  $lines += @(
+    ('>"{0}" echo created' -f $Files.Created),
+    'set /a waited=0',
+    ':wait',
+    ('if exist "{0}" exit /b 0' -f $Files.Proceed),
+    ('if exist "{0}" exit /b 1' -f $Files.Abort),
+    ('if %waited% geq {0} exit /b 1' -f $SnapshotStepTimeoutSeconds),
+    'ping -n 2 127.0.0.1 >nul',
+    'set /a waited+=1',
+    'goto wait'
+  )
+  Set-Content -LiteralPath $Files.StepCmd -Value $lines -Encoding ASCII
+}
+
+function New-DiskShadowScript($Files, $Volumes) {
+  $lines = @(
+    'set verbose on',
+    'set context persistent',
+    ('set metadata {0}' -f $Files.Metadata),
+    'begin backup'
+  )
+  foreach ($volume in $Volumes) { $lines += ('add volume {0} alias {1}' -f $volume.Path, $volume.Alias) }
+  $lines += @(
+    'create',
+    ('exec {0}' -f $Files.StepCmd),
+    'end backup'
+  )
+  Set-Content -LiteralPath $Files.Script -Value $lines -Encoding ASCII
+}
+
+function Read-ShadowIds($Files) {
+  $ids = @{}
+  if (Test-Path -LiteralPath $Files.ShadowIds) {
+    foreach ($line in @(Get-Content -LiteralPath $Files.ShadowIds)) {
+      $parts = "$line".Split('=', 2)
+      if ($parts.Count -eq 2) { $ids[$parts[0].Trim()] = ConvertTo-GuidText $parts[1] }
+    }
+  }
+  $ids
+}
+
+# --- EBS -----------------------------------------------------------------------------------------------
+
+function Get-AwsErrorCode($Exception) {
+  $current = $Exception
+  while ($current) {
+    if ($current.PSObject.Properties['ErrorCode'] -and $current.ErrorCode) { return "$($current.ErrorCode)" }
+    $current = $current.InnerException
+  }
+  ''
+}
+
+function New-Ec2Tag([string]$Key, [string]$Value) {
+  New-Object -TypeName Amazon.EC2.Model.Tag -ArgumentList $Key, $Value
+}
+
+function Get-DeviceMap([string]$InstanceId, [string]$Region) {
+  $map = @{}
+  try {
+    $attribute = Get-EC2InstanceAttribute -InstanceId $InstanceId -Attribute blockDeviceMapping -Region $Region
+    foreach ($mapping in @($attribute.BlockDeviceMappings)) {
+      if ($mapping.Ebs -and $mapping.Ebs.VolumeId) { $map[$mapping.Ebs.VolumeId] = $mapping.DeviceName }
+    }
+  } catch {
+    Add-Warning "Could not read the block device mapping (ec2:DescribeInstanceAttribute): $($_.Exception.Message)"
+  }
+  $map
+}
+
+# ONE CreateSnapshots call for the whole instance, tagged on create.
+function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [string]$SetId) {
+  $tagSpec = New-Object -TypeName Amazon.EC2.Model.TagSpecification
+  $tagSpec.ResourceType = 'snapshot'
+  if ($null -eq $tagSpec.Tags) { $tagSpec.Tags = New-Object -TypeName 'System.Collections.Generic.List[Amazon.EC2.Model.Tag]' }
+  $tagSpec.Tags.Add((New-Ec2Tag $RunTag $Params.RunId))
+  $tagSpec.Tags.Add((New-Ec2Tag $AttemptTag ([string]$Params.Attempt)))
+  $tagSpec.Tags.Add((New-Ec2Tag $MethodTag $Method))
+  $tagSpec.Tags.Add((New-Ec2Tag $InstanceTag $InstanceId))
+  $tagSpec.Tags.Add((New-Ec2Tag $ShadowSetTag $SetId))
+  # Only reached after DiskShadow "create" succeeded: every shadowed volume holds the shadow copy.
+  $tagSpec.Tags.Add((New-Ec2Tag 'AppConsistent' 'true'))
+
+  $description = "vss-snapshots $($Params.RunId) attempt $($Params.Attempt) diskshadow shadow set $SetId"
+  try {
+    @(New-EC2SnapshotBatch -InstanceSpecification_InstanceId $InstanceId -InstanceSpecification_ExcludeBootVolume $Params.ExcludeBootVolume -TagSpecification $tagSpec -Description $description -Region $Region -Force)
+  } catch {
+    $code = Get-AwsErrorCode $_.Exception
+    $text = "$code $($_.Exception.Message)"
+    if ($text -match 'ConcurrentSnapshotLimitExceeded') {
+      Stop-WithFailure 'ebs' 'concurrent-snapshot-limit' "CreateSnapshots refused: ConcurrentSnapshotLimitExceeded ($($_.Exception.Message))"
+    }
+    if ($text -match 'UnauthorizedOperation|AccessDenied') {
+      Stop-WithFailure 'ebs' 'script-failed' "CreateSnapshots was denied ($code): the instance profile needs ec2:CreateSnapshots and ec2:CreateTags with ec2:CreateAction=CreateSnapshots."
+    }
+    Stop-WithFailure 'ebs' 'script-failed' "CreateSnapshots failed ($code): $($_.Exception.Message)"
+  }
+}
+
+function Add-DeviceTags($Snapshots, $DeviceMap, [string]$Region) {
+  foreach ($snapshot in $Snapshots) {
+    $device = $DeviceMap[$snapshot.VolumeId]
+    if (-not $device) { continue }
+    try {
+      New-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag 'Device' $device) -Region $Region -Force
+    } catch {
+      Add-Warning "Device tag not set on $($snapshot.SnapshotId) ($device): $($_.Exception.Message)"
+    }
+  }
+}
+
+function Remove-AppConsistentTag($Snapshots, [string]$Region) {
+  foreach ($snapshot in $Snapshots) {
+    try {
+      Remove-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag 'AppConsistent' 'true') -Region $Region -Force
+    } catch {
+      Add-Warning "Could not remove AppConsistent from $($snapshot.SnapshotId) (ec2:DeleteTags): it must not be restored."
+    }
+  }
+}
+
+# --- The run -------------------------------------------------------------------------------------------
+
+# One run at a time on this instance (a second command, or another run started with force): the later one
+# fails as vss-in-progress, which is retried. Windows releases the mutex if this process dies.
+function Enter-RunLock {
+  $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\vss-snapshots-diskshadow'
+  $acquired = $false
+  try {
+    $acquired = $mutex.WaitOne(0)
+  } catch [System.Threading.AbandonedMutexException] {
+    $acquired = $true
+  }
+  if (-not $acquired) {
+    $mutex.Dispose()
+    Stop-WithFailure 'vss' 'vss-in-progress' 'Another vss-snapshots DiskShadow run is active on this instance.'
+  }
+  $script:RunLock = $mutex
+}
+
+function Exit-RunLock {
+  if ($script:RunLock) {
+    try { $script:RunLock.ReleaseMutex() } catch { Write-Log "Releasing the run lock: $($_.Exception.Message)" }
+    $script:RunLock.Dispose()
+    $script:RunLock = $null
+  }
+}
+
+function Wait-ForFile([string]$Path, $Process, [int]$TimeoutSeconds) {
+  $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
+  while (-not (Test-Path -LiteralPath $Path)) {
+    if ($Process.HasExited) { return (Test-Path -LiteralPath $Path) }
+    if ((Get-Date) -gt $deadline) { return $false }
+    Start-Sleep -Milliseconds 500
+  }
+  $true
+}
+
+function Invoke-DiskShadowSnapshot {
+  $result = $script:Result
+  Assert-FullLanguage
+  $params = Read-Parameters
+  $result.runId = $params.RunId
+  $result.attempt = $params.Attempt
+
+  $token = Get-ImdsToken
+  $instanceId = Get-ImdsValue $token 'instance-id'
+  $region = Get-ImdsValue $token 'placement/region'
+  $result.instanceId = $instanceId
+  Write-Log "Instance $instanceId in $region, run $($params.RunId) attempt $($params.Attempt), ExcludeBootVolume=$($params.ExcludeBootVolume)."
+
+  Import-AwsTools
+  $diskshadow = Get-DiskShadowPath
+
+  $stateDir = Join-Path $env:ProgramData 'vss-snapshots'
+  $pendingFile = Join-Path $stateDir 'pending-shadow-sets.txt'
+  $work = Join-Path $stateDir ('work\{0}-a{1}' -f $params.RunId, $params.Attempt)
+  if ($work -match '\s') { Stop-WithFailure 'instance' 'script-failed' "The work folder path must not contain spaces (DiskShadow scripts): $work" }
+  Enter-RunLock
+  $script:Work = $work
+  $script:PendingFile = $pendingFile
+  # Under the lock no other run is active: what an earlier, killed run left behind can go.
+  $workRoot = Join-Path $stateDir 'work'
+  if (Test-Path -LiteralPath $workRoot) {
+    Get-ChildItem -LiteralPath $workRoot -Directory | ForEach-Object { Remove-Item -LiteralPath $_.FullName -Recurse -Force -ErrorAction SilentlyContinue }
+  }
+  $null = New-Item -ItemType Directory -Path $work -Force
+  Remove-StaleShadowSets $pendingFile
+
+  $volumes = @(Get-ShadowVolumes $params.ExcludeBootVolume)
+  if ($volumes.Count -eq 0) {
+    Stop-WithFailure 'instance' 'script-failed' 'No fixed NTFS/ReFS volume with a drive letter or mount point was found on the EBS disks to be snapshotted.'
+  }
+  $aliases = @()
+  for ($i = 0; $i -lt $volumes.Count; $i++) {
+    $volumes[$i].Alias = "vss_v$i"
+    $aliases += "vss_v$i"
+  }
+  Write-Log ('Volumes to shadow: {0}.' -f (($volumes | ForEach-Object { $_.Name }) -join ', '))
+  Test-ShadowStorage $volumes
+  Test-UnshadowedDisks $volumes $params.ExcludeBootVolume
+  $deviceMap = Get-DeviceMap $instanceId $region
+
+  $files = @{
+    Script    = Join-Path $work 'snapshot.dsh'
+    StepCmd   = Join-Path $work 'snapshot-step.cmd'
+    Metadata  = Join-Path $work 'backup.cab'
+    Log       = Join-Path $work 'diskshadow.log'
+    Stdout    = Join-Path $work 'diskshadow.out'
+    Stderr    = Join-Path $work 'diskshadow.err'
+    SetId     = Join-Path $work 'shadow-set.txt'
+    ShadowIds = Join-Path $work 'shadow-ids.txt'
+    Created   = Join-Path $work 'created.flag'
+    Proceed   = Join-Path $work 'proceed.flag'
+    Abort     = Join-Path $work 'abort.flag'
+  }
+  $script:Files = $files
+  New-SnapshotStepCmd $files $aliases
+  New-DiskShadowScript $files $volumes
+
+  Write-Log 'Starting DiskShadow (begin backup, create).'
+  $process = Start-Process -FilePath $diskshadow -ArgumentList @('/s', $files.Script, '/l', $files.Log) -WorkingDirectory $work -NoNewWindow -PassThru -RedirectStandardOutput $files.Stdout -RedirectStandardError $files.Stderr
+  $null = $process.Handle
+  $script:DiskShadowProcess = $process
+
+  $created = Wait-ForFile $files.Created $process $ShadowCreateTimeoutSeconds
+  $output = Read-DiskShadowOutput @($files.Stdout, $files.Stderr, $files.Log)
+  $setId = ConvertTo-GuidText ((Get-Content -LiteralPath $files.SetId -ErrorAction SilentlyContinue) -join '')
+  if (-not $setId) { $setId = Find-ShadowSetId $output }
+  if ($setId) {
+    $script:SetId = $setId
+    $result.shadowSetId = $setId
+    Set-PendingSets $pendingFile (@(Get-PendingSets $pendingFile) + $setId)
+  }
+
+  if (-not $created) {
+    $result.vss = 'failed'
+    if (-not $process.HasExited) {
+      Stop-WithFailure 'vss' 'vss-timeout' "DiskShadow did not create the shadow copies within $ShadowCreateTimeoutSeconds s (VSS freeze or writers stuck)."
+    }
+    $code = Get-VssFailureCode $output
+    $detail = Get-LastMeaningfulLine $output
+    Stop-WithFailure 'vss' $code "DiskShadow could not create the shadow copies (exit code $($process.ExitCode)): $detail"
+  }
+  if (-not $setId) {
+    $result.vss = 'failed'
+    Stop-WithFailure 'vss' 'script-failed' 'DiskShadow created the shadow copies but did not report their shadow set id.'
+  }
+
+  $shadowIds = Read-ShadowIds $files
+  $records = @()
+  foreach ($volume in $volumes) { $records += New-VolumeRecord $volume.Name $shadowIds[$volume.Alias] }
+  $result.volumes = $records
+  $result.vss = 'created'
+  Write-Log "Shadow copy set $setId created for $($volumes.Count) volume(s); writers have resumed."
+
+  try {
+    $snapshots = @(Request-Snapshots $params $instanceId $region $setId)
+  } catch {
+    Set-Content -LiteralPath $files.Abort -Value 'abort' -Encoding ASCII
+    throw
+  }
+  $entries = @()
+  foreach ($snapshot in $snapshots) { $entries += New-SnapshotRecord $snapshot.SnapshotId $snapshot.VolumeId $deviceMap[$snapshot.VolumeId] }
+  $result.snapshots = $entries
+  Write-Log ('CreateSnapshots accepted: {0}.' -f (($snapshots | ForEach-Object { "$($_.SnapshotId) of $($_.VolumeId)" }) -join ', '))
+
+  # The EBS point in time is fixed now. A shadow copy that vanished before it (diff area overflow) is not
+  # inside the snapshots: then they are not app-consistent and must not say so.
+  $present = @(Get-SetShadowCopies $setId).Count
+  if ($present -lt $volumes.Count) {
+    Set-Content -LiteralPath $files.Abort -Value 'abort' -Encoding ASCII
+    Remove-AppConsistentTag $snapshots $region
+    $result.vss = 'failed'
+    Stop-WithFailure 'vss' 'vss-insufficient-storage' "Only $present of $($volumes.Count) shadow copies still existed when the EBS snapshots were requested: Windows discarded shadow copies (shadow storage too small for the write rate)."
+  }
+  $result.appConsistent = $true
+
+  Set-Content -LiteralPath $files.Proceed -Value 'proceed' -Encoding ASCII
+  if (-not $process.WaitForExit($EndBackupTimeoutSeconds * 1000)) {
+    Add-Warning "DiskShadow did not finish end backup within $EndBackupTimeoutSeconds s; it is stopped and the writers are not told the backup completed."
+  } elseif ($process.ExitCode -ne 0) {
+    Add-Warning "DiskShadow end backup returned $($process.ExitCode); the snapshots stand, but the writers may not record this backup."
+  } else {
+    Write-Log 'DiskShadow end backup completed.'
+  }
+
+  Add-DeviceTags $snapshots $deviceMap $region
+  $result.outcome = 'success'
+  $result.message = "Requested $($snapshots.Count) EBS snapshot(s) containing shadow copy set $setId."
+}
+
+function Complete-Cleanup {
+  $result = $script:Result
+  $process = $script:DiskShadowProcess
+  if ($process -and -not $process.HasExited) {
+    if ($script:Files) { Set-Content -LiteralPath $script:Files.Abort -Value 'abort' -Encoding ASCII -ErrorAction SilentlyContinue }
+    if (-not $process.WaitForExit(30000)) {
+      Write-Log 'Stopping DiskShadow.'
+      Stop-Process -Id $process.Id -Force -ErrorAction SilentlyContinue
+      $null = $process.WaitForExit(10000)
+    }
+  }
+  if ($script:Files) {
+    $output = Read-DiskShadowOutput @($script:Files.Stdout, $script:Files.Stderr)
+    if (-not $output.Trim()) { $output = Read-DiskShadowOutput @($script:Files.Log) }
+    foreach ($line in @($output -split "`r?`n" | Where-Object { $_.Trim() })) { Write-Log "diskshadow: $line" }
+    if (-not $script:SetId) {
+      $found = Find-ShadowSetId $output
+      if ($found) { $script:SetId = $found; $result.shadowSetId = $found }
+    }
+  }
+  if ($script:SetId) {
+    if (Remove-ShadowSet $script:SetId) {
+      $result.cleanup = 'done'
+      Set-PendingSets $script:PendingFile @(Get-PendingSets $script:PendingFile | Where-Object { $_ -ne $script:SetId })
+    } else {
+      $result.cleanup = 'failed'
+      Add-Warning "Shadow set $($script:SetId) could not be deleted now; the next run deletes it."
+    }
+  }
+  if ($script:Work -and (Test-Path -LiteralPath $script:Work)) {
+    Remove-Item -LiteralPath $script:Work -Recurse -Force -ErrorAction SilentlyContinue
+  }
+  Exit-RunLock
+}
+
+$script:Result = New-ResultObject
+try {
+  $stray = @(Invoke-DiskShadowSnapshot 3>&1 4>&1 6>&1)
+  foreach ($item in $stray) { Write-Log "output: $item" }
+  $script:ExitCode = 0
+} catch {
+  if ($script:Failure) {
+    $script:Result.errorCode = $script:Failure.Code
+    $script:Result.retryable = [bool]$FailureRetryable[$script:Failure.Code]
+    $script:Result.message = $script:Failure.Message
+    $script:ExitCode = Get-ExitCodeFor $script:Failure.Stage $script:Failure.Code
+  } else {
+    $script:Result.errorCode = 'script-failed'
+    $script:Result.retryable = $true
+    $script:Result.message = "Unexpected error: $($_.Exception.Message)"
+    $script:ExitCode = $ExitCodes['unexpected']
+  }
+  Write-Log "FAILED: $($script:Result.message)"
+  Write-Log "$($_.ScriptStackTrace)"
+} finally {
+  try {
+    Complete-Cleanup
+  } catch {
+    $script:Result.cleanup = 'failed'
+    Add-Warning "Cleanup failed: $($_.Exception.Message)"
+  }
+  $script:Result.exitCode = $script:ExitCode
+  $script:Result.message = Limit-Text $script:Result.message
+  $script:Result.warnings = @($script:Warnings | ForEach-Object { Limit-Text $_ })
+  Write-Stdout (Format-ResultLine $script:Result)
+  foreach ($line in $script:Log) { Write-Stdout $line }
+}
+exit $script:ExitCode

@@ -1,0 +1,200 @@
+/**
+ * The result line: one TypeScript definition (src/lib/result-line.ts), and the scripts in src/scripts
+ * write exactly the keys and defaults it accepts. The scripts' lines are rebuilt from their own source
+ * (keys and literal defaults read with tree-sitter), serialised as ConvertTo-Json -Compress would, and
+ * parsed back.
+ */
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Tree } from 'web-tree-sitter';
+import { z } from 'zod';
+import {
+  formatResultLine,
+  parseResultLine,
+  RESULT_LINE_PREFIX,
+  RESULT_LINE_VERSION,
+  RestoreResultLine,
+  RestoredDisk,
+  RevertedVolume,
+  ShadowedVolume,
+  SnapshotEntry,
+  SnapshotResultLine,
+} from '../src/lib/result-line.ts';
+import type { ResultLine, SnapshotResultLine as SnapshotLine } from '../src/lib/result-line.ts';
+import { evaluateLiteral, functionNamed, hashEntries, parsePowerShell, readScript, topLevelLiterals } from './powershell.ts';
+
+const success: SnapshotLine = {
+  version: 1,
+  operation: 'snapshot',
+  method: 'diskshadow',
+  runId: '20261128T000000Z-3f2a9c1e',
+  attempt: 1,
+  instanceId: 'i-0123456789abcdef0',
+  outcome: 'success',
+  errorCode: null,
+  retryable: false,
+  exitCode: 0,
+  message: 'Requested 2 EBS snapshot(s) containing shadow copy set 4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f.',
+  vss: 'created',
+  shadowSetId: '4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f',
+  appConsistent: true,
+  cleanup: 'done',
+  warnings: [],
+  snapshots: [
+    { snapshotId: 'snap-0aaaaaaaaaaaaaaa1', volumeId: 'vol-0aaaaaaaaaaaaaaa1', device: '/dev/sda1' },
+    { snapshotId: 'snap-0aaaaaaaaaaaaaaa2', volumeId: 'vol-0aaaaaaaaaaaaaaa2', device: null },
+  ],
+  volumes: [
+    { path: 'C:\\', shadowCopyId: 'a1b2c3d4-0000-4000-8000-000000000001' },
+    { path: 'D:\\Data\\', shadowCopyId: null },
+  ],
+};
+
+/** What PowerShell 5.1 `ConvertTo-Json -Compress` plus the scripts' \uXXXX escaping produce. */
+function asPowerShellWouldPrint(value: unknown): string {
+  const json = JSON.stringify(value).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return `${RESULT_LINE_PREFIX} ${json}`;
+}
+
+describe('formatResultLine / parseResultLine', () => {
+  it('round-trips a snapshot line', () => {
+    const line = formatResultLine(success);
+    expect(line.startsWith(`${RESULT_LINE_PREFIX} {`)).toBe(true);
+    expect(line).not.toMatch(/\n/);
+    expect(parseResultLine(line)).toEqual(success);
+  });
+
+  it('round-trips a restore line', () => {
+    const restore: ResultLine = {
+      version: 1,
+      operation: 'restore',
+      runId: '20261128T000000Z-3f2a9c1e',
+      instanceId: 'i-0fedcba9876543210',
+      outcome: 'failed',
+      errorCode: 'shadow-copy-not-found',
+      retryable: false,
+      exitCode: 23,
+      message: 'Disk 2 holds no shadow copy of the set.',
+      shadowSetId: '4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f',
+      warnings: ['Volume \\\\?\\Volume{x}\\ has no shadow copy'],
+      disks: [{ volumeId: 'vol-0aaaaaaaaaaaaaaa1', diskNumber: 2, signatureChanged: true, online: true, reverted: [] }],
+    };
+    expect(parseResultLine(formatResultLine(restore))).toEqual(restore);
+  });
+
+  it('finds the line among log lines, with CRLF, a BOM and the log after it', () => {
+    const output = `\uFEFF${formatResultLine(success)}\r\n2026-11-28T00:00:01Z Instance i-0123 in eu-west-1\r\n2026-11-28T00:00:09Z DiskShadow end backup completed.\r\n`;
+    expect(parseResultLine(output)).toEqual(success);
+  });
+
+  it('takes the last result line when there are several', () => {
+    const first = { ...success, message: 'first' };
+    const second = { ...success, message: 'second' };
+    expect(parseResultLine(`${formatResultLine(first)}\n${formatResultLine(second)}\nlog`)?.message).toBe('second');
+  });
+
+  it('returns undefined for no line, a truncated line, another version or a wrong shape', () => {
+    expect(parseResultLine('')).toBeUndefined();
+    expect(parseResultLine('Snapshots requested.\nall good')).toBeUndefined();
+    expect(parseResultLine(formatResultLine(success).slice(0, 200))).toBeUndefined();
+    expect(parseResultLine(asPowerShellWouldPrint({ ...success, version: 2 }))).toBeUndefined();
+    expect(parseResultLine(asPowerShellWouldPrint({ ...success, outcome: 'maybe' }))).toBeUndefined();
+    expect(parseResultLine(`log mentions ${RESULT_LINE_PREFIX} in passing`)).toBeUndefined();
+  });
+
+  it('keeps non-ASCII text intact through the \\uXXXX escaping', () => {
+    const localized = { ...success, outcome: 'failed' as const, errorCode: 'vss-timeout', retryable: true, exitCode: 10, message: 'Schattenkopie fehlgeschlagen: Zeitüberschreitung 😕' };
+    const line = formatResultLine(localized);
+    expect(line).toMatch(/^[\x20-\x7e]+$/);
+    expect(parseResultLine(line)?.message).toBe(localized.message);
+  });
+
+  it('refuses to format an object outside the schema', () => {
+    expect(() => formatResultLine({ ...success, vss: 'maybe' } as unknown as ResultLine)).toThrow();
+  });
+
+  it('round-trips any message and warnings (property)', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.array(fc.string(), { maxLength: 3 }), (message, warnings) => {
+        const line = formatResultLine({ ...success, message, warnings });
+        return !line.includes('\n') && parseResultLine(`log\r\n${line}\r\nlog`)?.message === message;
+      }),
+    );
+  });
+});
+
+describe('the scripts write the result line this module parses', () => {
+  let snapshot: Tree;
+  let restore: Tree;
+  beforeAll(async () => {
+    snapshot = await parsePowerShell(readScript('diskshadow-snapshot.ps1'));
+    restore = await parsePowerShell(readScript('diskshadow-restore.ps1'));
+  });
+
+  const keysOf = (tree: Tree, fn: string): string[] => hashEntries(functionNamed(tree.rootNode, fn)).map((e) => e.key);
+  const schemaKeys = (schema: z.ZodObject): string[] => Object.keys(schema.shape).sort();
+
+  /** The object a script's New-ResultObject returns, its literal defaults evaluated. */
+  const defaults = (tree: Tree): Record<string, unknown> => {
+    const variables = topLevelLiterals(tree.rootNode);
+    return Object.fromEntries(
+      hashEntries(functionNamed(tree.rootNode, 'New-ResultObject')).map(({ key, value }) => {
+        const literal = evaluateLiteral(value.text, variables);
+        if (!literal.ok) throw new Error(`default of ${key} is not a literal: ${value.text}`);
+        return [key, literal.value];
+      }),
+    );
+  };
+
+  it('uses the prefix and version of result-line.ts', () => {
+    for (const tree of [snapshot, restore]) {
+      const literals = topLevelLiterals(tree.rootNode);
+      expect(literals.get('ResultPrefix')).toBe(RESULT_LINE_PREFIX);
+      expect(literals.get('ResultVersion')).toBe(RESULT_LINE_VERSION);
+    }
+  });
+
+  it('writes exactly the schema keys, at every level', () => {
+    expect(keysOf(snapshot, 'New-ResultObject').sort()).toEqual(schemaKeys(SnapshotResultLine));
+    expect(keysOf(snapshot, 'New-SnapshotRecord').sort()).toEqual(schemaKeys(SnapshotEntry));
+    expect(keysOf(snapshot, 'New-VolumeRecord').sort()).toEqual(schemaKeys(ShadowedVolume));
+    expect(keysOf(restore, 'New-ResultObject').sort()).toEqual(schemaKeys(RestoreResultLine));
+    expect(keysOf(restore, 'New-DiskRecord').sort()).toEqual(schemaKeys(RestoredDisk));
+    expect(keysOf(restore, 'New-RevertRecord').sort()).toEqual(schemaKeys(RevertedVolume));
+  });
+
+  it('prints a line the parser accepts even when it fails before doing anything', () => {
+    for (const tree of [snapshot, restore]) {
+      const line = asPowerShellWouldPrint(defaults(tree));
+      const parsed = parseResultLine(`${line}\r\n2026-11-28T00:00:00Z FAILED: something\r\n`);
+      expect(parsed, line).toBeDefined();
+      expect(parsed?.outcome).toBe('failed');
+    }
+  });
+
+  it('prints lines the parser accepts once the script has filled them in', () => {
+    const filled = {
+      ...defaults(snapshot),
+      runId: '20261128T000000Z-3f2a9c1e',
+      attempt: 2,
+      instanceId: 'i-0123456789abcdef0',
+      errorCode: 'vss-writer-retryable',
+      retryable: true,
+      exitCode: 10,
+      message: 'DiskShadow could not create the shadow copies (exit code 1): VSS_E_WRITERERROR_RETRYABLE',
+      vss: 'failed',
+      shadowSetId: '4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f',
+      cleanup: 'done',
+      warnings: ['Shadow storage of D:\\ is on another volume'],
+      volumes: [{ path: 'C:\\', shadowCopyId: null }],
+    };
+    expect(parseResultLine(asPowerShellWouldPrint(filled))).toMatchObject({ operation: 'snapshot', errorCode: 'vss-writer-retryable', attempt: 2 });
+  });
+
+  it('fits the 2,500 characters ListCommandInvocations returns for a typical instance', () => {
+    const volumes = Array.from({ length: 8 }, (_, i) => ({ path: `${String.fromCharCode(67 + i)}:\\`, shadowCopyId: 'a1b2c3d4-0000-4000-8000-000000000001' }));
+    const snapshots = Array.from({ length: 8 }, (_, i) => ({ snapshotId: `snap-0aaaaaaaaaaaaaa${i}f`, volumeId: `vol-0aaaaaaaaaaaaaa${i}f`, device: `xvd${String.fromCharCode(102 + i)}` }));
+    const line = formatResultLine({ ...success, volumes, snapshots, message: 'x'.repeat(400), warnings: ['y'.repeat(400)] });
+    expect(line.length).toBeLessThan(2500);
+  });
+});

@@ -1,0 +1,345 @@
+/**
+ * Static checks of the PowerShell scripts in src/scripts (no PowerShell on this machine): syntax through
+ * tree-sitter-powershell, IMDSv2 only, parameters only from $env:SSM_*, and the scripts' own tables
+ * (exit codes, error codes, VSS error patterns, tag keys) against the TypeScript that relies on them.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Node, Tree } from 'web-tree-sitter';
+import { DOCUMENTS, NON_SCRIPT_PARAMETERS } from '../src/documents/document-parameters.ts';
+import type { DocumentName } from '../src/documents/document-parameters.ts';
+import { FAILURES } from '../src/lib/failure-catalogue.ts';
+import { diagnoseVssOutput } from '../src/lib/methods/aws-vss.ts';
+import { SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
+import {
+  isRetryableExitCode,
+  RESTORE_ERROR_CODES,
+  RESTORE_EXIT_CODES,
+  RESULT_LINE_PREFIX,
+  SNAPSHOT_ERROR_CODES,
+  SNAPSHOT_EXIT_CODES,
+} from '../src/lib/result-line.ts';
+import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../src/lib/run-id.ts';
+import {
+  ancestor,
+  commandArguments,
+  commandName,
+  commands,
+  findAll,
+  hashEntries,
+  parsePowerShell,
+  powershellSyntaxProblems,
+  readScript,
+  scriptFiles,
+  topLevelAssignment,
+  topLevelLiterals,
+  unquote,
+} from './powershell.ts';
+
+const SNAPSHOT_SCRIPT = 'diskshadow-snapshot.ps1';
+const RESTORE_SCRIPT = 'diskshadow-restore.ps1';
+
+const IMDS_ADDRESS = /169\.254\.169\.254|fd00:ec2::254/i;
+const HTTP_COMMANDS = new Set(['invoke-restmethod', 'invoke-webrequest', 'irm', 'iwr']);
+
+/** Every way a script reaches the instance metadata service that does not use an IMDSv2 token. */
+async function imdsProblems(source: string): Promise<string[]> {
+  const root = (await parsePowerShell(source)).rootNode;
+  const problems: string[] = [];
+  const where = (n: Node): string => `line ${n.startPosition.row + 1}`;
+
+  const checkRequest = (command: Node): void => {
+    const text = command.text;
+    const enclosing = ancestor(command, 'function_statement')?.text ?? source;
+    if (!HTTP_COMMANDS.has(commandName(command).toLowerCase())) {
+      problems.push(`${where(command)}: the metadata service is reached with ${commandName(command)}, not Invoke-RestMethod/Invoke-WebRequest with a token`);
+      return;
+    }
+    const headers = /-Headers\s+\$([A-Za-z_][A-Za-z0-9_]*)/i.exec(text);
+    if (!headers) {
+      problems.push(`${where(command)}: metadata request without -Headers`);
+      return;
+    }
+    const isTokenRequest = /-Method\s+Put\b/i.test(text) && /\/api\/token/.test(text);
+    const header = isTokenRequest ? 'X-aws-ec2-metadata-token-ttl-seconds' : 'X-aws-ec2-metadata-token';
+    const assignment = new RegExp(`\\$${headers[1]}\\s*=\\s*@\\{[^}]*['"]${header}['"]\\s*=`, 'i');
+    if (!assignment.test(enclosing)) problems.push(`${where(command)}: $${headers[1]} does not carry the ${header} header`);
+  };
+
+  const imdsVariables = new Set<string>();
+  for (const literal of findAll(root, (n) => n.childCount === 0 && IMDS_ADDRESS.test(n.text)).concat(findAll(root, (n) => n.type === 'string_literal' && IMDS_ADDRESS.test(n.text)))) {
+    const command = ancestor(literal, 'command');
+    if (command) {
+      checkRequest(command);
+      continue;
+    }
+    const assignment = ancestor(literal, 'assignment_expression');
+    const left = assignment?.children.find((c) => c?.type === 'left_assignment_expression')?.text.trim().toLowerCase();
+    if (left) imdsVariables.add(left);
+    else problems.push(`${where(literal)}: the metadata address outside an assignment or request`);
+  }
+  for (const variable of findAll(root, (n) => n.type === 'variable' && imdsVariables.has(n.text.toLowerCase()))) {
+    if (ancestor(variable, 'left_assignment_expression')) continue;
+    const command = ancestor(variable, 'command');
+    if (command) checkRequest(command);
+    else problems.push(`${where(variable)}: ${variable.text} used outside a metadata request (a URL built elsewhere escapes this check)`);
+  }
+  for (const forbidden of [/Get-EC2InstanceMetadata/i, /Net\.WebClient/i, /\bcurl(\.exe)?\b/i, /\bwget\b/i]) {
+    if (forbidden.test(source)) problems.push(`uses ${forbidden.source}: reach the metadata service only through the token helpers`);
+  }
+  return [...new Set(problems)];
+}
+
+describe('PowerShell syntax check', () => {
+  it.each(scriptFiles())('accepts %s: no ERROR or MISSING node', async (file) => {
+    expect(await powershellSyntaxProblems(readScript(file))).toEqual([]);
+  });
+
+  it.each([
+    ['an unclosed brace', 'function Get-X {\n  if ($a) { "x" }\n'],
+    ['an unclosed string', '$y = "unclosed\n$z = 1\n'],
+    ['an unclosed hash literal', '$h = @{ a = 1\n'],
+    ['a dangling operator', 'foreach ($a in $b) { $c = ($a + }\n'],
+    ['an unterminated here-string', '$s = @"\nhello\n'],
+    ['a drive-qualified variable in a string', '$m = "shadow set $SetId: gone"\n'],
+  ])('rejects %s', async (_what, source) => {
+    expect((await powershellSyntaxProblems(source)).length).toBeGreaterThan(0);
+  });
+
+  it('checks every script a document is built from, and builds a document from every script', () => {
+    expect(scriptFiles()).toEqual(Object.values(DOCUMENTS).map((d) => d.script).sort());
+  });
+});
+
+describe('instance metadata access', () => {
+  it.each(scriptFiles())('%s reaches IMDS only with an IMDSv2 token', async (file) => {
+    expect(await imdsProblems(readScript(file))).toEqual([]);
+  });
+
+  it.each([
+    ['an IMDSv1 call', "$id = Invoke-RestMethod -Uri 'http://169.254.169.254/latest/meta-data/instance-id'\n"],
+    [
+      'a URL built outside the request',
+      "$base = 'http://169.254.169.254/latest'\n$uri = \"$base/meta-data/instance-id\"\n$id = Invoke-RestMethod -Uri $uri\n",
+    ],
+    [
+      'headers without the token',
+      "$ImdsBase = 'http://169.254.169.254/latest'\nfunction Get-Id {\n  $h = @{ 'Accept' = 'text/plain' }\n  Invoke-RestMethod -Uri \"$ImdsBase/meta-data/instance-id\" -Headers $h\n}\n",
+    ],
+    ['the AWS Tools metadata cmdlet', "$id = Get-EC2InstanceMetadata -Category InstanceId\n"],
+  ])('flags %s', async (_what, source) => {
+    expect((await imdsProblems(source)).length).toBeGreaterThan(0);
+  });
+
+  it('asks for the token with PUT and a TTL header', async () => {
+    for (const file of scriptFiles()) {
+      const text = readScript(file);
+      expect(text).toMatch(/Invoke-RestMethod -Method Put -Uri "\$ImdsBase\/api\/token" -Headers \$headers/);
+      expect(text).toContain("'X-aws-ec2-metadata-token-ttl-seconds' = '300'");
+    }
+  });
+});
+
+describe('document parameters in the scripts', () => {
+  const cases = (Object.keys(DOCUMENTS) as DocumentName[]).map((name) => [name, DOCUMENTS[name].script] as const);
+
+  it.each(cases)('%s: the script reads every parameter as $env:SSM_<name> and nothing else', async (name, file) => {
+    const root = (await parsePowerShell(readScript(file))).rootNode;
+    const read = new Set(findAll(root, (n) => n.type === 'variable' && /^\$env:SSM_/i.test(n.text)).map((n) => n.text.replace(/^\$env:SSM_/i, '')));
+    const expected = Object.keys(DOCUMENTS[name].parameters).filter((p) => !NON_SCRIPT_PARAMETERS.includes(p));
+    expect([...read].sort()).toEqual(expected.sort());
+  });
+
+  it.each(scriptFiles())('%s has no {{ }} interpolation and reads no SSM_ variable another way', (file) => {
+    const text = readScript(file);
+    expect(text).not.toContain('{{');
+    // Serverless resolves ${...} in files loaded with ${file(...)}: the documents must not contain it.
+    expect(text).not.toContain('${');
+    expect(text).not.toMatch(/GetEnvironmentVariable|(?<!\$)env:\\?SSM_|Get-ChildItem\s+env:/i);
+  });
+
+  it('checks each parameter in the script against the pattern the document uses', async () => {
+    const snapshot = topLevelLiterals((await parsePowerShell(readScript(SNAPSHOT_SCRIPT))).rootNode);
+    const restore = topLevelLiterals((await parsePowerShell(readScript(RESTORE_SCRIPT))).rootNode);
+    const s = DOCUMENTS['diskshadow-snapshot'].parameters;
+    const r = DOCUMENTS['diskshadow-restore'].parameters;
+    expect(snapshot.get('RunIdPattern')).toBe(s.RunId.allowedPattern);
+    expect(snapshot.get('AttemptPattern')).toBe(s.Attempt.allowedPattern);
+    const booleanPattern = new RegExp(String(snapshot.get('BooleanPattern')));
+    for (const value of s.ExcludeBootVolume.allowedValues) expect(booleanPattern.test(value)).toBe(true);
+    for (const value of ['true', 'false', 'TRUE', 'Yes', '', 'True ']) expect(booleanPattern.test(value)).toBe(false);
+    expect(restore.get('RunIdPattern')).toBe(r.RunId.allowedPattern);
+    expect(restore.get('VolumeIdsPattern')).toBe(r.VolumeIds.allowedPattern);
+    expect(restore.get('ShadowSetIdPattern')).toBe(r.ShadowSetId.allowedPattern);
+    expect(snapshot.get('GuidPattern')).toBe(r.ShadowSetId.allowedPattern);
+  });
+});
+
+describe('exit codes and error codes', () => {
+  let snapshot: Tree;
+  let restore: Tree;
+  beforeAll(async () => {
+    snapshot = await parsePowerShell(readScript(SNAPSHOT_SCRIPT));
+    restore = await parsePowerShell(readScript(RESTORE_SCRIPT));
+  });
+
+  const table = (tree: Tree, name: string): Record<string, string> =>
+    Object.fromEntries(hashEntries(topLevelAssignment(tree.rootNode, name)).map((e) => [e.key, e.value.text.trim()]));
+
+  it('uses the exit codes of result-line.ts, even retryable and odd permanent', () => {
+    for (const [tree, expected] of [
+      [snapshot, SNAPSHOT_EXIT_CODES],
+      [restore, RESTORE_EXIT_CODES],
+    ] as const) {
+      const codes = Object.fromEntries(Object.entries(table(tree, 'ExitCodes')).map(([k, v]) => [k, Number(v)]));
+      expect(codes).toEqual(expected);
+      for (const [stage, code] of Object.entries(codes)) {
+        if (stage.endsWith('-retryable')) expect(isRetryableExitCode(code)).toBe(true);
+        if (stage.endsWith('-permanent')) expect(isRetryableExitCode(code)).toBe(false);
+      }
+    }
+    expect(isRetryableExitCode(SNAPSHOT_EXIT_CODES.unexpected)).toBe(true);
+    expect(isRetryableExitCode(SNAPSHOT_EXIT_CODES.success)).toBe(false);
+  });
+
+  it('reports snapshot error codes of the failure catalogue, with its retryable flags', () => {
+    const codes = Object.fromEntries(Object.entries(table(snapshot, 'FailureRetryable')).map(([k, v]) => [k, v.toLowerCase() === '$true']));
+    expect(codes).toEqual(SNAPSHOT_ERROR_CODES);
+    for (const [code, retryable] of Object.entries(codes)) {
+      expect(FAILURES, code).toHaveProperty(code);
+      expect(FAILURES[code as keyof typeof FAILURES].retryable, code).toBe(retryable);
+    }
+  });
+
+  it('reports restore error codes of result-line.ts', () => {
+    const codes = Object.fromEntries(Object.entries(table(restore, 'FailureRetryable')).map(([k, v]) => [k, v.toLowerCase() === '$true']));
+    expect(codes).toEqual(RESTORE_ERROR_CODES);
+  });
+
+  it('stops only with a known stage and a known error code', () => {
+    for (const [tree, stages, errorCodes] of [
+      [snapshot, ['vss', 'ebs', 'instance'], SNAPSHOT_ERROR_CODES],
+      [restore, ['instance', 'disk', 'revert'], RESTORE_ERROR_CODES],
+    ] as const) {
+      const calls = commands(tree.rootNode, 'Stop-WithFailure');
+      expect(calls.length).toBeGreaterThan(5);
+      for (const call of calls) {
+        const [stage, code] = commandArguments(call);
+        expect(stages, call.text).toContain(unquote(stage ?? ''));
+        if (code?.startsWith("'")) expect(Object.keys(errorCodes), call.text).toContain(unquote(code));
+        else expect(code, 'a computed code comes from Get-VssFailureCode').toBe('$code');
+      }
+    }
+  });
+
+  it('classifies VSS errors like the aws-vss diagnosis, by name and by HRESULT', () => {
+    const patterns = findAll(topLevelAssignment(snapshot.rootNode, 'VssErrorPatterns'), (n) => n.type === 'hash_literal_expression').map((hash) => {
+      const entries = Object.fromEntries(hashEntries(hash).map((e) => [e.key, unquote(e.value.text)]));
+      return { pattern: new RegExp(entries.Pattern ?? '(?!)', 'i'), code: entries.Code ?? '' };
+    });
+    const classify = (text: string): string => patterns.find((p) => p.pattern.test(text))?.code ?? 'script-failed';
+    for (const code of patterns.map((p) => p.code)) expect(Object.keys(SNAPSHOT_ERROR_CODES)).toContain(code);
+
+    const named = [
+      'VSS_E_WRITERERROR_NONRETRYABLE',
+      'VSS_E_WRITERERROR_TIMEOUT',
+      'VSS_E_WRITERERROR_OUTOFRESOURCES',
+      'VSS_E_WRITERERROR_RETRYABLE',
+      'VSS_E_SNAPSHOT_SET_IN_PROGRESS',
+      'VSS_E_INSUFFICIENT_STORAGE',
+      'VSS_E_FLUSH_WRITES_TIMEOUT',
+      'VSS_E_HOLD_WRITES_TIMEOUT',
+    ];
+    for (const name of named) {
+      const text = `COM call "lvbc->DoSnapshotSet" failed: ${name}`;
+      expect(classify(text), name).toBe(diagnoseVssOutput(text, 1).code);
+    }
+    expect(classify('Error 0x800423F3 from the writer')).toBe('vss-writer-retryable');
+    expect(classify('Error 0x800423f4')).toBe('vss-writer-nonretryable');
+    expect(classify('hr = 0x80042316')).toBe('vss-in-progress');
+    expect(classify('hr = 0x80042313')).toBe('vss-timeout');
+    expect(classify('hr = 0x80042317, the maximum number of shadow copies')).toBe('vss-insufficient-storage');
+    expect(classify('something else went wrong')).toBe('script-failed');
+  });
+});
+
+describe('snapshot script', () => {
+  const text = readScript(SNAPSHOT_SCRIPT);
+
+  it('tags with the keys the orchestrator and the restore read', async () => {
+    const literals = topLevelLiterals((await parsePowerShell(text)).rootNode);
+    expect(literals.get('RunTag')).toBe(RUN_TAG);
+    expect(literals.get('AttemptTag')).toBe(ATTEMPT_TAG);
+    expect(literals.get('MethodTag')).toBe(METHOD_TAG);
+    expect(literals.get('InstanceTag')).toBe(INSTANCE_TAG);
+    expect(literals.get('ShadowSetTag')).toBe(SHADOW_SET_TAG);
+    expect(literals.get('Method')).toBe('diskshadow');
+  });
+
+  it('makes one CreateSnapshots call, tagged on create, AppConsistent only after DiskShadow created the set', async () => {
+    const root = (await parsePowerShell(text)).rootNode;
+    const calls = commands(root, 'New-EC2SnapshotBatch');
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.text).toMatch(/-TagSpecification \$tagSpec/);
+    expect(commands(root, 'New-EC2Snapshot')).toHaveLength(0);
+    expect(text).toContain("$tagSpec.ResourceType = 'snapshot'");
+    expect(text).toContain("$tagSpec.Tags.Add((New-Ec2Tag 'AppConsistent' 'true'))");
+    // Requesting the snapshots comes after the shadow copies exist and the set id is known.
+    const order = ["$result.vss = 'created'", 'Request-Snapshots $params', "Set-Content -LiteralPath $files.Proceed"];
+    const positions = order.map((s) => text.indexOf(s));
+    expect(positions.every((p) => p > 0)).toBe(true);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+  });
+
+  it('drives DiskShadow with a persistent context, the writers and end backup only after the request', () => {
+    for (const line of ["'set context persistent'", "'begin backup'", "'add volume {0} alias {1}'", "'create'", "('exec {0}' -f $Files.StepCmd)", "'end backup'"]) {
+      expect(text).toContain(line);
+    }
+    expect(text).not.toMatch(/nowriters/i);
+    expect(text).not.toMatch(/delete shadows all/i);
+  });
+
+  it('cleans up in finally: DiskShadow stopped, this set deleted, work files removed', () => {
+    const finallyAt = text.lastIndexOf('} finally {');
+    expect(finallyAt).toBeGreaterThan(0);
+    expect(text.slice(finallyAt)).toContain('Complete-Cleanup');
+    const cleanup = text.slice(text.indexOf('function Complete-Cleanup'));
+    for (const step of ['Stop-Process -Id $process.Id', 'Remove-ShadowSet $script:SetId', 'Remove-Item -LiteralPath $script:Work -Recurse']) expect(cleanup).toContain(step);
+  });
+});
+
+describe('stdout discipline', () => {
+  it.each(scriptFiles())('%s prints exactly one result line, first, through one writer', async (file) => {
+    const text = readScript(file);
+    const root = (await parsePowerShell(text)).rootNode;
+    expect(topLevelLiterals(root).get('ResultPrefix')).toBe(RESULT_LINE_PREFIX);
+    expect(commands(root, 'Write-Host')).toHaveLength(0);
+    expect(commands(root, 'Format-ResultLine')).toHaveLength(1);
+    const writers = commands(root, 'Write-Output').concat(findAll(root, (n) => /^\[Console\]::Out/i.test(n.text) && n.type === 'member_access'));
+    for (const w of writers) expect(ancestor(w, 'function_statement')?.text, w.text).toMatch(/^function Write-Stdout/);
+    const finallyBlock = text.slice(text.lastIndexOf('} finally {'));
+    expect(finallyBlock.indexOf('Write-Stdout (Format-ResultLine $script:Result)')).toBeGreaterThan(0);
+    expect(finallyBlock.indexOf('Write-Stdout (Format-ResultLine')).toBeLessThan(finallyBlock.indexOf('foreach ($line in $script:Log) { Write-Stdout $line }'));
+    expect(text).toContain('"$ResultPrefix $json"');
+    expect(text).toContain('ConvertTo-Json -InputObject $Result -Compress -Depth 6');
+  });
+});
+
+describe('restore script', () => {
+  const text = readScript(RESTORE_SCRIPT);
+
+  it('reverts only shadow copies of the given set on the given disks, after checking all of them', async () => {
+    expect(text).toMatch(/\(\(ConvertTo-GuidText \$_\.SetID\) -eq \$SetId\) -and \(\$VolumePaths -contains \$_\.VolumeName\)/);
+    expect(text).toContain('"revert $($Shadow.ID)"');
+    expect(text).not.toMatch(/list shadows all|delete shadows|Get-Disk \| Where-Object \{ \$_\.IsOffline/i);
+    const root = (await parsePowerShell(text)).rootNode;
+    expect(commands(root, 'Invoke-Revert')).toHaveLength(1);
+    expect(text.indexOf('Initialize-RestoreDisk $params.VolumeIds[$i]')).toBeLessThan(text.indexOf('Invoke-Revert $diskshadow $shadow $work'));
+  });
+
+  it('refuses the boot disk and fixes signature collisions on the restored disk only', () => {
+    expect(text).toContain('if ($disk.IsBoot -or $disk.IsSystem)');
+    expect(text).toContain('Set-Disk -Number $number -Guid');
+    expect(text).toContain('Set-Disk -Number $number -Signature');
+    expect(text).toContain("'uniqueid disk id=$newId'".replace(/'/g, '"'));
+  });
+});
