@@ -8,7 +8,8 @@
  * and sends only to instances not yet covered. No instance gets two commands for one attempt.
  */
 import { ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
-import type { SSMClient } from '@aws-sdk/client-ssm';
+import type { Command, SendCommandCommandInput, SendCommandCommandOutput, SSMClient } from '@aws-sdk/client-ssm';
+import type { FinalizeRequestMiddleware } from '@smithy/types';
 import type { Config } from './config.ts';
 import { clock } from './clock.ts';
 import { chunk } from './discovery.ts';
@@ -81,7 +82,8 @@ interface BatchOptions {
 async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[], options: BatchOptions): Promise<void> {
   const instanceIds = batch.map((b) => b.instanceId);
   try {
-    const out = await ssm.send(
+    const out = await sendOnce(
+      ssm,
       new SendCommandCommand({
         DocumentName: options.documentName,
         DocumentVersion: options.documentVersion,
@@ -92,6 +94,7 @@ async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[
         MaxConcurrency: '100%',
         MaxErrors: '100%',
       }),
+      state.startedAt,
     );
     const commandId = out.Command?.CommandId;
     if (!commandId) throw new Error('SendCommand returned no CommandId.');
@@ -113,6 +116,41 @@ async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[
     }
     throw error;
   }
+}
+
+/**
+ * SendCommand has no idempotency token, and the SDK retries a call whose answer was lost (socket timeout,
+ * 5xx after the fact): such a retry would start the same snapshot command twice. So every retry of a send
+ * first looks the command up by its Comment (unique per run, wave, attempt and batch) and, when SSM already
+ * has it, answers with that command instead of sending again. The middleware sits inside the SDK's retry
+ * loop, so it sees each attempt.
+ */
+async function sendOnce(ssm: SSMClient, command: SendCommandCommand, since: string): Promise<SendCommandCommandOutput> {
+  const comment = command.input.Comment ?? '';
+  const lookUpBeforeRetry: FinalizeRequestMiddleware<SendCommandCommandInput, SendCommandCommandOutput> = (next) => {
+    let tries = 0;
+    return async (args) => {
+      tries += 1;
+      if (tries > 1) {
+        const existing = await findCommandByComment(ssm, comment, since);
+        if (existing) return { output: { Command: existing, $metadata: {} }, response: { statusCode: 200, headers: {} } };
+      }
+      return next(args);
+    };
+  };
+  command.middlewareStack.addRelativeTo(lookUpBeforeRetry, { relation: 'after', toMiddleware: 'retryMiddleware', name: 'vssSnapshotsSendOnce', override: true });
+  return ssm.send(command);
+}
+
+async function findCommandByComment(ssm: SSMClient, comment: string, since: string): Promise<Command | undefined> {
+  let nextToken: string | undefined;
+  do {
+    const page = await ssm.send(new ListCommandsCommand({ Filters: [{ key: 'InvokedAfter', value: since }], MaxResults: 50, NextToken: nextToken }));
+    const match = (page.Commands ?? []).find((c) => c.Comment === comment && c.CommandId);
+    if (match) return match;
+    nextToken = page.NextToken;
+  } while (nextToken);
+  return undefined;
 }
 
 function markSent(record: InstanceRecord, commandId: string, attempt: number): void {
