@@ -29,20 +29,29 @@ export class InvalidStateInputError extends Error {
 }
 
 /**
- * AWS error names worth retrying at the workflow level once the SDK's own retries are exhausted.
- * The state machine's Retry lists the same names.
+ * AWS error names worth retrying at the workflow level once the SDK's own retries are exhausted: the
+ * throttling, 5xx and timeout names the five services' SDK clients really raise (SNS: ThrottledException and
+ * InternalErrorException; EC2: RequestLimitExceeded, InternalError, Unavailable; S3: SlowDown; SSM:
+ * InternalServerError; a lost socket: TimeoutError). The state machine's Retry lists the same names.
  */
 export const TRANSIENT_AWS_ERRORS = [
   'ThrottlingException',
+  'ThrottledException',
+  'Throttling',
   'RequestLimitExceeded',
+  'SlowDown',
   'TooManyRequestsException',
   'InternalError',
+  'InternalErrorException',
+  'InternalFailure',
   'InternalServerError',
   'InternalServerErrorException',
   'ServiceUnavailable',
   'ServiceUnavailableException',
+  'Unavailable',
   'TimeoutError',
   'RequestTimeout',
+  'RequestTimeoutException',
 ] as const;
 
 /** Turns any thrown value into a short, single-line message safe to put into a report or alert. */
