@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { TRANSIENT_AWS_ERRORS } from '../src/lib/errors.ts';
 import { SimulatedAwsError } from '../src/local/aws-error.ts';
-import { lostResponse } from '../src/local/faults.ts';
+import { lambdaDiesAt, lostResponse } from '../src/local/faults.ts';
 import { parseFleet } from '../src/local/fleet.ts';
 import { runWorkflow } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
@@ -78,5 +78,42 @@ describe('a call the SDK gave up on after its own retries', () => {
     expect(faulty.result.status).toBe('SUCCEEDED');
     expect(outcomesOf(faulty.report)).toEqual(outcomesOf(clean.report));
     expect(faulty.dump.published.map((p) => p.subject)).toEqual(clean.dump.published.map((p) => p.subject));
+  });
+});
+
+describe('Verify Snapshots retried after it deleted the snapshots of an attempt it will retry', () => {
+  it('judges as the first try did, so the retry goes out in the same wave as without the crash', async () => {
+    const fleet = parseFleet({ instances: [{ attempts: ['crash-consistent', 'ok'] }, { attempts: ['vss-timeout', 'ok'] }, { attempts: ['snapshot-error', 'crash-consistent', 'ok'] }] });
+    const clean = await runFleet(fleet);
+    const world = worldFromFleet(fleet);
+
+    let deleted = false;
+    const diesBeforeSavingAfterDeleting = lambdaDiesAt(world, (c) => (deleted ||= c.operation === 'DeleteSnapshot') && c.operation === 'PutObject', { after: false });
+
+    const result = await runWorkflow(world, { interceptors: [diesBeforeSavingAfterDeleting] });
+
+    const dump = world.dump();
+    expect(dump.commands.map((c) => [c.comment, c.requestedAt, c.instanceIds])).toEqual(clean.dump.commands.map((c) => [c.comment, c.requestedAt, c.instanceIds]));
+    expect(outcomesOf(readReport(world, result))).toEqual(outcomesOf(clean.report));
+    expect(dump.deletedSnapshots).toHaveLength(clean.dump.deletedSnapshots.length);
+  });
+
+  it('still deletes every unusable snapshot when it died before deleting them', async () => {
+    const fleet = parseFleet({ instances: [{ volumes: [{ device: '/dev/sda1' }, { device: 'xvdf' }], attempts: ['crash-consistent', 'ok'] }] });
+    const world = worldFromFleet(fleet);
+
+    const result = await runWorkflow(world, { interceptors: [lambdaDiesAt(world, (c) => c.operation === 'DeleteSnapshot', { after: false })] });
+
+    const report = readReport(world, result);
+    expect(report?.instances[0]).toMatchObject({ outcome: 'succeeded', attempts: 2 });
+    expect(world.dump().snapshots.map((s) => s.tags['vss-snapshots:attempt'])).toEqual(['2', '2']);
+  });
+
+  it('does not report the deleted snapshots of an earlier attempt when the last attempt fails', async () => {
+    const { report, dump } = await runFleet({ instances: [{ attempts: ['crash-consistent', 'vss-timeout'] }] }, { input: { maxAttempts: 2 } });
+
+    expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'vss-timeout', attempts: 2, snapshots: [] });
+    expect(report?.summary.snapshots).toBe(0);
+    expect(dump.snapshots).toEqual([]);
   });
 });

@@ -82,6 +82,8 @@ export interface RunState {
   instances: InstanceRecord[];
   finishedAt?: string;
   alertMessageId?: string;
+  /** Unusable snapshots of attempts being retried, to delete once the verdicts are saved (verify-snapshots.ts). */
+  discard?: string[];
 }
 
 export const stateKey = (runId: string): string => `runs/${runId}/state.json`;

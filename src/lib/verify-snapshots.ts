@@ -11,6 +11,7 @@ import { fail } from './check-commands.ts';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { expectedVolumes } from './discovery.ts';
+import { TRANSIENT_AWS_ERRORS } from './errors.ts';
 import { ATTEMPT_TAG, RUN_TAG } from './run-id.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
 
@@ -37,7 +38,19 @@ export async function listRunSnapshots(ec2: EC2Client, runId: string): Promise<S
   return all;
 }
 
-export async function verifySnapshots(deps: { ec2: EC2Client; config: Config }, state: RunState): Promise<void> {
+export interface VerifyDeps {
+  ec2: EC2Client;
+  config: Config;
+  /**
+   * Saves the run state. Given, the verdicts are saved before any snapshot is deleted, so a retried
+   * invocation (the Lambda timed out after deleting) never judges an instance by its own deletions.
+   */
+  save?: (state: RunState) => Promise<void>;
+}
+
+export async function verifySnapshots(deps: VerifyDeps, state: RunState): Promise<void> {
+  // Deletions an interrupted earlier try decided on (and saved) but may not have finished.
+  await discardSnapshots(deps.ec2, state);
   const checking = state.instances.filter((i) => i.phase === 'verify');
   if (checking.length === 0) return;
   const snapshots = await listRunSnapshots(deps.ec2, state.runId);
@@ -57,7 +70,16 @@ export async function verifySnapshots(deps: { ec2: EC2Client; config: Config }, 
     }
     record.snapshots = verdict.snapshots;
     fail(record, state, verdict.code, verdict.detail);
-    if (record.phase === 'retry') await deleteUnusable(deps.ec2, verdict.unusable);
+    if (record.phase === 'retry') {
+      // The retry replaces them: delete them, and stop reporting them as this instance's snapshots.
+      const unusable = new Set(verdict.unusable.filter(Boolean));
+      record.snapshots = record.snapshots.filter((s) => !unusable.has(s.snapshotId));
+      state.discard = [...(state.discard ?? []), ...unusable];
+    }
+  }
+  if ((state.discard ?? []).length > 0) {
+    await deps.save?.(state);
+    await discardSnapshots(deps.ec2, state);
   }
 }
 
@@ -128,12 +150,25 @@ function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state:
   return { kind: 'ok', snapshots: refs };
 }
 
-async function deleteUnusable(ec2: EC2Client, snapshotIds: string[]): Promise<void> {
-  for (const id of snapshotIds.filter(Boolean)) {
+/**
+ * Deletes the snapshots listed in `state.discard` and empties the list. EC2 refusing a deletion is not
+ * fatal (already gone — a retried invocation repeats deletions —, in use by an AMI, not permitted): the
+ * snapshot stays, tagged with the run and its attempt, and the retry goes ahead. Anything else (throttling
+ * the SDK could not ride out, a timeout) fails the step, which is retried with the list saved.
+ */
+async function discardSnapshots(ec2: EC2Client, state: RunState): Promise<void> {
+  for (const id of state.discard ?? []) {
     try {
       await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
-    } catch {
-      // Not fatal: the snapshot stays, tagged with the run and its attempt, and the retry goes ahead.
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
     }
   }
+  delete state.discard;
+}
+
+/** An answer from EC2 that this request will not succeed (4xx, not throttling). */
+function isRefusal(error: unknown): boolean {
+  const e = error as { name?: string; $fault?: string } | undefined;
+  return e?.$fault === 'client' && !(TRANSIENT_AWS_ERRORS as readonly string[]).includes(e.name ?? '');
 }

@@ -180,3 +180,24 @@ export function lostResponse(world: World, match: (call: { service: string; oper
     throw socketTimeoutError();
   };
 }
+
+/** The error a Lambda that ran out of time raises in Step Functions (retried by every Task's Retry). */
+export function lambdaTimeout(): Error {
+  return Object.assign(new Error('Simulated: the Lambda timed out at this point.'), { name: 'Lambda.Unknown' });
+}
+
+/**
+ * An interceptor that kills the running Lambda around the calls `match` selects (the first `times`): with
+ * `after`, the call takes effect first (the side effect happened, the Lambda died before it could record
+ * it); without, the Lambda dies just before the call. The SDK does not retry the error; the state
+ * machine's Retry re-runs the whole step.
+ */
+export function lambdaDiesAt(world: World, match: (call: { service: string; operation: string; input: Record<string, unknown> }) => boolean, options: { after: boolean; times?: number }): CallInterceptor {
+  let left = options.times ?? 1;
+  return (call) => {
+    if (left <= 0 || !match(call)) return;
+    left -= 1;
+    if (options.after) OPERATIONS[call.service]?.[call.operation]?.(world, call.input);
+    throw lambdaTimeout();
+  };
+}
