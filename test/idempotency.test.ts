@@ -117,3 +117,40 @@ describe('Verify Snapshots retried after it deleted the snapshots of an attempt 
     expect(dump.snapshots).toEqual([]);
   });
 });
+
+describe('alerts when the alerting step is retried', () => {
+  const failingSend = () => {
+    throw Object.assign(new Error('Document is not accessible'), { name: 'InvalidDocument', $metadata: { httpStatusCode: 400 }, $fault: 'client' });
+  };
+
+  it('Finish Run retried after it saved that the alert went out does not publish again', async () => {
+    const { dump } = await runFleet({ instances: [{ attempts: ['writer-failure'] }] }, { lambdaFault: (state, n) => (state === 'Finish Run' && n === 1 ? { crashAfter: true } : undefined) });
+
+    expect(dump.published).toHaveLength(1);
+  });
+
+  it('Alert Workflow Failure retried after it recorded its alert does not publish again', async () => {
+    const { result, dump } = await runFleet(
+      { instances: [{}] },
+      {
+        interceptors: [(c) => (c.operation === 'SendCommand' ? failingSend() : undefined)],
+        lambdaFault: (state, n) => (state === 'Alert Workflow Failure' && n === 1 ? { crashAfter: true } : undefined),
+      },
+    );
+
+    expect(result).toMatchObject({ status: 'FAILED', error: 'InvalidDocument' });
+    expect(dump.published.map((p) => p.subject)).toEqual(['vss-snapshots: workflow failed at Send Snapshot Commands']);
+  });
+
+  it('is at least once: a Lambda dying between the publish and its record sends the alert twice (SNS cannot deduplicate)', async () => {
+    const fleet = parseFleet({ instances: [{ attempts: ['writer-failure'] }] });
+    const world = worldFromFleet(fleet);
+    let published = false;
+    const diesRightAfterPublishing = lambdaDiesAt(world, (c) => (published ||= c.operation === 'Publish') && c.operation === 'PutObject', { after: false });
+
+    await runWorkflow(world, { interceptors: [diesRightAfterPublishing] });
+
+    expect(world.published).toHaveLength(2);
+    expect(world.published[0]?.message).toBe(world.published[1]?.message);
+  });
+});

@@ -82,6 +82,8 @@ export interface RunState {
   instances: InstanceRecord[];
   finishedAt?: string;
   alertMessageId?: string;
+  /** The workflow-failure alert, once published (workflow-failure.ts): a retried alert step does not repeat it. */
+  failureAlertMessageId?: string;
   /** Unusable snapshots of attempts being retried, to delete once the verdicts are saved (verify-snapshots.ts). */
   discard?: string[];
 }

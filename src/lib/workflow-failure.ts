@@ -12,7 +12,8 @@ import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import { putReport } from './finish-run.ts';
 import { buildReport } from './report.ts';
-import { loadRunState, reportKey } from './run-state.ts';
+import { loadRunState, reportKey, saveRunState } from './run-state.ts';
+import type { RunState } from './run-state.ts';
 
 export const WorkflowFailureEvent = z.object({
   failedStep: z.string().default('unknown step'),
@@ -26,9 +27,12 @@ export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient;
   const failure = parsed.success ? parsed.data : { failedStep: 'unknown step', runId: undefined, executionId: undefined, error: { Error: 'Unknown', Cause: undefined } };
   const cause = causeText(failure.error.Cause);
   let partial = '';
+  let state: RunState | undefined;
   if (failure.runId) {
     try {
-      const state = await loadRunState(deps.s3, deps.config.reportBucket, failure.runId);
+      state = await loadRunState(deps.s3, deps.config.reportBucket, failure.runId);
+      // A retry of this step after the alert went out and was recorded (the Lambda timed out afterwards).
+      if (state.failureAlertMessageId) return { alerted: true, error: failure.error.Error, cause };
       state.finishedAt = nowIso();
       const location = `s3://${deps.config.reportBucket}/${reportKey(state.runId)}`;
       const report = buildReport(state, state.finishedAt, location);
@@ -50,7 +54,17 @@ export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient;
     `What to do: ${advice(failure.error.Error)}`,
     ...(failure.executionId ? [`Execution: ${failure.executionId}`] : []),
   ].join('\n');
-  await deps.sns.send(new PublishCommand({ TopicArn: deps.config.alertTopicArn, Subject: subject, Message: message }));
+  const published = await deps.sns.send(new PublishCommand({ TopicArn: deps.config.alertTopicArn, Subject: subject, Message: message }));
+  if (state) {
+    // Recorded so that a retry of this step does not alert twice. SNS has no deduplication: a crash
+    // between the publish and this save still sends the alert twice (at least once, never zero times).
+    state.failureAlertMessageId = published.MessageId ?? 'published';
+    try {
+      await saveRunState(deps.s3, deps.config.reportBucket, state);
+    } catch {
+      // The alert is out; failing the step now would only alert again.
+    }
+  }
   return { alerted: true, error: failure.error.Error, cause };
 }
 
