@@ -131,11 +131,8 @@ const lambdaArn = (key: string) => `arn:aws:lambda:${REGION}:${ACCOUNT_ID}:funct
 /** Executes one run of the nightly workflow against `world`. */
 export async function runWorkflow(world: World, options: RunOptions = {}): Promise<LocalRunResult> {
   provisionStack(world);
-  const environment = lambdaEnvironment(options.env);
-  const previousEnv = Object.fromEntries(Object.keys(environment).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, environment);
   // The fleet file's `faults` (if any) come after the caller's own interceptors.
-  const uninstall = installWorld(clients, world, { interceptors: [...(options.interceptors ?? []), ...worldFaultInterceptors(world)] });
+  const uninstall = attachWorld(world, lambdaEnvironment(options.env), [...(options.interceptors ?? []), ...worldFaultInterceptors(world)]);
   const definition = loadDefinition();
   const states = definition.States as Record<string, { Type: string; Resource?: string; Seconds?: number; SecondsPath?: string }>;
 
@@ -180,7 +177,10 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   const wallStart = performance.now();
   const simStart = world.now;
 
-  const machine = new StateMachine(definition, { validationOptions: { checkArn: false } });
+  // Validating the definition costs ~100 ms (JSON schema); once per process is enough for the same text.
+  const definitionText = JSON.stringify(definition);
+  const machine = new StateMachine(definition, { validationOptions: validatedDefinition === definitionText ? { noValidate: true } : { checkArn: false } });
+  validatedDefinition = definitionText;
   // The library stamps $$.Execution.StartTime with `new Date()` synchronously inside run(); give it the
   // virtual clock for that one call.
   const execution = withVirtualDate(world.now, () => machine.run(input as never, {
@@ -219,11 +219,51 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
     return { status: 'FAILED', executionArn, error: errorName, cause, stats: finalStats(stats, world, simStart, wallStart) };
   } finally {
     uninstall();
-    for (const [k, v] of Object.entries(previousEnv)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
   }
+}
+
+let validatedDefinition: string | undefined;
+
+interface Attachment {
+  world: World;
+  runs: number;
+  release: () => void;
+}
+let attached: Attachment | undefined;
+
+/**
+ * Plugs `world` beneath the shared SDK clients and sets the Lambda environment until the run ends. Two
+ * executions on the same world may overlap (the schedule and an operator starting together): they share
+ * the first one's attachment (its environment and interceptors), and it stays until the last of them ends.
+ */
+function attachWorld(world: World, environment: Record<string, string>, interceptors: CallInterceptor[]): () => void {
+  let mine = attached;
+  if (!mine || mine.world !== world) {
+    const previousEnv = Object.fromEntries(Object.keys(environment).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, environment);
+    const uninstall = installWorld(clients, world, { interceptors });
+    mine = {
+      world,
+      runs: 0,
+      release: () => {
+        uninstall();
+        for (const [k, v] of Object.entries(previousEnv)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+      },
+    };
+    attached = mine;
+  }
+  const attachment = mine;
+  attachment.runs += 1;
+  return () => {
+    attachment.runs -= 1;
+    if (attachment.runs === 0 && attached === attachment) {
+      attached = undefined;
+      attachment.release();
+    }
+  };
 }
 
 function withVirtualDate<T>(now: number, fn: () => T): T {
