@@ -8,6 +8,8 @@ import type { Behaviour } from './fleet.ts';
 import type { SimCommand, SimDocument, SimInstance, SimInvocation, World } from './world.ts';
 
 const MAX_PENDING_PER_VOLUME = 5;
+/** Windows holds a VSS freeze for at most 10 seconds (aws-facts.md). */
+const VSS_FREEZE_MS = 10_000;
 
 /** Parses the VSS document's `tags` parameter: `Key=k,Value=v;Key=...`. */
 export function parseVssTags(text: string | undefined): Record<string, string> {
@@ -88,7 +90,18 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
   // The behaviours that exit 0. The snapshot set is requested just before the script ends.
   const invocation: SimInvocation = { ...base, finishAt: doneAt, final: ok('') };
   invocation.effect = () => {
-    const created = behaviour === 'no-snapshots' ? [] : createSnapshotSet(world, command, document, instance, behaviour, doneAt);
+    // The agent's one CreateSnapshots call, made inside the VSS freeze: when the account's bucket keeps it
+    // throttled past the freeze (limits.ts), VSS gives up and no snapshot is taken.
+    const gate = world.instanceApiGate;
+    const waited = behaviour === 'no-snapshots' || !gate ? 0 : gate('ec2:CreateSnapshots', doneAt, VSS_FREEZE_MS);
+    if (waited === undefined) {
+      invocation.status = 'Failed';
+      invocation.statusDetails = 'Failed';
+      invocation.responseCode = method === 'diskshadow' ? 10 : 1;
+      invocation.output = failureOutput(method, instance, 'vss-timeout', true, 'Thaw pipe connection timed out: EC2 CreateSnapshots was throttled (RequestLimitExceeded) for the whole VSS freeze');
+      return;
+    }
+    const created = behaviour === 'no-snapshots' ? [] : createSnapshotSet(world, command, document, instance, behaviour, doneAt + waited);
     if (created === 'limit') {
       invocation.status = 'Failed';
       invocation.statusDetails = 'Failed';
