@@ -28,6 +28,11 @@ const EnvSchema = z.object({
   SNAPSHOT_DEADLINE_SECONDS: int(60, 72_000).default(21_600),
   COMMAND_TIMEOUT_SECONDS: int(60, 172_800).default(1_800),
   DELIVERY_TIMEOUT_SECONDS: int(30, 2_592_000).default(600),
+  // Each instance's VSS agent calls EC2 CreateSnapshots inside a freeze Windows ends after 10 s; the account
+  // bucket for that call holds 100 tokens refilled at 5 per second (aws-facts.md). So commands go out in
+  // slices of at most 100 instances, 20 s apart: 100 snapshot sets per 20 s is what the bucket sustains.
+  SEND_SLICE_INSTANCES: int(1, 10_000).default(100),
+  SEND_SLICE_SECONDS: int(1, 3_600).default(20),
   EXCLUDE_BOOT_VOLUME: bool.default(false),
   COPY_ONLY: bool.default(false),
   VSS_DOCUMENT_NAME: z.string().min(3).default('AWSEC2-CreateVssSnapshot'),
@@ -49,6 +54,10 @@ export type Config = {
   snapshotDeadlineSeconds: number;
   commandTimeoutSeconds: number;
   deliveryTimeoutSeconds: number;
+  /** At most this many instances get their snapshot command per Send invocation... */
+  sendSliceInstances: number;
+  /** ...and the workflow waits this long between two such slices. */
+  sendSliceSeconds: number;
   excludeBootVolume: boolean;
   copyOnly: boolean;
   documents: Record<SnapshotMethod, { name: string | undefined; version: string }>;
@@ -75,6 +84,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     snapshotDeadlineSeconds: e.SNAPSHOT_DEADLINE_SECONDS,
     commandTimeoutSeconds: e.COMMAND_TIMEOUT_SECONDS,
     deliveryTimeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,
+    sendSliceInstances: e.SEND_SLICE_INSTANCES,
+    sendSliceSeconds: e.SEND_SLICE_SECONDS,
     excludeBootVolume: e.EXCLUDE_BOOT_VOLUME,
     copyOnly: e.COPY_ONLY,
     documents: {

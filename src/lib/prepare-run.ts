@@ -71,6 +71,7 @@ export async function prepareRun(event: unknown, deps: PrepareRunDeps): Promise<
       commandPollSeconds: config.commandPollSeconds,
       snapshotPollSeconds: config.snapshotPollSeconds,
       retryDelaySeconds: config.retryDelaySeconds,
+      sendSliceSeconds: config.sendSliceSeconds,
     },
   };
 }

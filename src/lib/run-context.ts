@@ -26,6 +26,8 @@ export const RunContextSchema = z.object({
     commandPollSeconds: z.number().int().positive(),
     snapshotPollSeconds: z.number().int().positive(),
     retryDelaySeconds: z.number().int().min(0),
+    /** Between two slices of one wave's commands (config SEND_SLICE_SECONDS). */
+    sendSliceSeconds: z.number().int().positive().default(20),
   }),
 });
 

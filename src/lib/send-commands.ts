@@ -3,6 +3,12 @@
  * enough that one failing instance never stops the others, the document version pinned, and the run id and
  * attempt in the parameters so they end up in the snapshots' tags.
  *
+ * Paced: a wave (every instance due for its next attempt) goes out in slices of at most
+ * `config.sendSliceInstances` instances, one slice per invocation, the state machine waiting
+ * `sendSliceSeconds` between them. Every instance's VSS agent calls EC2 CreateSnapshots inside a freeze
+ * that Windows ends after 10 s, and the account's CreateSnapshots bucket holds 100 calls refilled at 5 per
+ * second: sending thousands at once would make most of them time out in the freeze.
+ *
  * Idempotent: a retried invocation (say the Lambda timed out after sending) first looks up the commands
  * this run already sent for this wave (ListCommands; the run id and wave are in each command's Comment)
  * and sends only to instances not yet covered. No instance gets two commands for one attempt.
@@ -28,29 +34,40 @@ const commentPattern = (runId: string, wave: number): RegExp => new RegExp(`^vss
 
 export async function sendSnapshotCommands(deps: { ssm: SSMClient; config: Config }, state: RunState): Promise<void> {
   const { ssm, config } = deps;
-  const targets = state.instances.filter((i) => i.phase === 'send' || i.phase === 'retry');
+  // Instances still in 'send' after the first wave began are the rest of the current wave; otherwise the
+  // instances to retry start a new wave.
+  const continuing = state.wave > 0 && state.instances.some((i) => i.phase === 'send');
+  if (!continuing) for (const record of state.instances) if (record.phase === 'retry') record.phase = 'send';
+  const targets = state.instances.filter((i) => i.phase === 'send');
   if (targets.length === 0) return;
-  const wave = state.wave + 1;
+  const wave = continuing ? state.wave : state.wave + 1;
   const driver = methodDriver(state.options.method);
   const document = config.documents[state.options.method];
   if (!document.name) throw new ConfigurationError(`No SSM document is configured for method ${state.options.method} (DISKSHADOW_DOCUMENT_NAME).`);
 
   const byId = new Map(targets.map((t) => [t.instanceId, t]));
+  let alreadySent = 0;
   for (const sent of await commandsAlreadySent(ssm, state, wave)) {
     for (const id of sent.instanceIds) {
       const record = byId.get(id);
       if (record) {
         markSent(record, sent.commandId, sent.attempt);
         byId.delete(id);
+        alreadySent += 1;
       }
     }
     state.commands.push(sent);
   }
+  const slice = [...byId.values()].slice(0, Math.max(0, config.sendSliceInstances - alreadySent));
 
   // Instances can be on different attempts within one wave; the attempt is a document parameter (and a
   // snapshot tag), so each attempt number gets its own commands.
   const byAttempt = new Map<number, InstanceRecord[]>();
-  for (const record of byId.values()) byAttempt.set(record.attempts + 1, [...(byAttempt.get(record.attempts + 1) ?? []), record]);
+  for (const record of slice) {
+    const list = byAttempt.get(record.attempts + 1);
+    if (list) list.push(record);
+    else byAttempt.set(record.attempts + 1, [record]);
+  }
   let batchNo = state.commands.filter((c) => c.wave === wave).length;
   for (const [attempt, records] of [...byAttempt.entries()].sort((a, b) => a[0] - b[0])) {
     const parameters = driver.parameters({
@@ -94,7 +111,8 @@ async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[
         MaxConcurrency: '100%',
         MaxErrors: '100%',
       }),
-      state.startedAt,
+      // A lost answer is looked up moments later: the commands of the last 5 minutes are enough.
+      new Date(Math.max(Date.parse(state.startedAt), clock.now() - 5 * 60_000)).toISOString(),
     );
     const commandId = out.Command?.CommandId;
     if (!commandId) throw new Error('SendCommand returned no CommandId.');
@@ -160,22 +178,29 @@ function markSent(record: InstanceRecord, commandId: string, attempt: number): v
   delete record.verifySince;
 }
 
-/** Commands of this run and wave that SSM already knows about (from an earlier, interrupted try). */
+/**
+ * Commands of this run and wave that SSM already knows about (from an earlier, interrupted try). Only
+ * commands sent after the last one the run state knows can be missing from it, so the sweep starts there
+ * (less 5 minutes for clock skew): one page, even on the hundredth slice of a wave.
+ */
 async function commandsAlreadySent(ssm: SSMClient, state: RunState, wave: number): Promise<RunState['commands']> {
   const pattern = commentPattern(state.runId, wave);
   const found: RunState['commands'] = [];
+  const known = new Set(state.commands.map((c) => c.commandId));
+  const lastSent = state.commands.reduce((latest, c) => Math.max(latest, c.sentAt), 0);
+  const after = lastSent > 0 ? new Date(Math.max(Date.parse(state.startedAt), lastSent - 5 * 60_000)).toISOString() : state.startedAt;
   let nextToken: string | undefined;
   do {
     const page = await ssm.send(
       new ListCommandsCommand({
-        Filters: [{ key: 'InvokedAfter', value: state.startedAt }],
+        Filters: [{ key: 'InvokedAfter', value: after }],
         MaxResults: 50,
         NextToken: nextToken,
       }),
     );
     for (const command of page.Commands ?? []) {
       const match = pattern.exec(command.Comment ?? '');
-      if (command.CommandId && match && !state.commands.some((c) => c.commandId === command.CommandId)) {
+      if (command.CommandId && match && !known.has(command.CommandId)) {
         found.push({
           commandId: command.CommandId,
           wave,

@@ -42,6 +42,8 @@ describe('sendSnapshotCommands', () => {
   it('sends 120 instances in batches of at most 50 with MaxErrors 100% and a pinned version', async () => {
     const s = state(120);
 
+    // Two invocations: a slice is at most SEND_SLICE_INSTANCES (100) instances.
+    await sendSnapshotCommands({ ssm: ssm as never, config }, s);
     await sendSnapshotCommands({ ssm: ssm as never, config }, s);
 
     const calls = ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
