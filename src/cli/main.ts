@@ -2,6 +2,7 @@
  * `vss-snapshots`: the command line. `run` executes one nightly cycle of the real workflow against a
  * simulated AWS account; `bench` measures it at scale. Exit codes follow contract §2.
  */
+import { benchCommand } from './bench-command.ts';
 import { runCommand } from './run-command.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, alert: 3 } as const;
@@ -12,6 +13,10 @@ Commands:
   run     run one nightly snapshot cycle against a simulated AWS account
           [--fleet FILE] [--input JSON] [--method aws-vss|diskshadow] [--json]
           [--report FILE] [--dump-world FILE] [--quiet]
+  bench   measure one run at scale: API calls against their floor, state transitions,
+          payload sizes, Lambda GB-s, simulated/wall time and cost (docs/performance.md)
+          --instances N[,N...] [--volumes V] [--fail-rate R] [--json] [--markdown]
+          [--command-seconds S] [--snapshot-minutes M] [--ssm-rate R] [--no-pressure] [--quiet]
   help    show this text
 
 Exit codes: 0 no alert needed · 3 alert (an instance failed or nothing matched) · 2 bad input · 1 run failed`;
@@ -26,6 +31,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'run':
         return await runCommand(rest);
+      case 'bench':
+        return await benchCommand(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,0 +1,428 @@
+/**
+ * `vss-snapshots bench`: one run of the real workflow (the ASL and the handlers, unchanged) on a generated
+ * simulated account of N instances, measured the way AWS would bill and limit it: API calls against their
+ * floor, state transitions, history events, payload sizes, Lambda GB-seconds, the run-state object's size
+ * and S3 traffic, simulated and wall time, and the orchestration cost in USD.
+ */
+import { reportKey } from '../lib/run-state.ts';
+import type { RunReport } from '../lib/report.ts';
+import { DEFAULT_LIMITS, accountLimits, withSsmRate } from '../local/limits.ts';
+import type { LimitStats, LimitsConfig } from '../local/limits.ts';
+import { REPORT_BUCKET, loadDefinition, runWorkflow } from '../local/runner.ts';
+import type { EventLog, LocalRunResult } from '../local/runner.ts';
+import type { CallInterceptor } from '../local/transport.ts';
+import { worldFromFleet } from '../local/world.ts';
+import type { World } from '../local/world.ts';
+import { benchFleet } from './fleet.ts';
+import type { BenchFleetOptions } from './fleet.ts';
+import { lambdaSettings, settingsFor } from './lambda-config.ts';
+import { PRICES } from './prices.ts';
+
+export interface BenchOptions extends BenchFleetOptions {
+  /** EC2 token buckets, the SSM rate and call latency (limits.ts). */
+  pressure: boolean;
+  /** Assumed SSM read rate per second (write = half); default limits.ts. */
+  ssmRate?: number;
+  /** Extra Lambda environment (e.g. SEND_SLICE_INSTANCES). */
+  env?: Record<string, string>;
+  /** A line of progress now and then (stderr in the CLI). */
+  progress?: (line: string) => void;
+}
+
+export const BENCH_DEFAULTS = { volumes: 2, failRate: 0, commandSeconds: 60, snapshotMinutes: 10, pressure: true } as const;
+
+/** Step Functions' limits and the issue's targets (issue 6). */
+export const LIMITS = { historyEvents: 25_000, payloadBytes: 262_144 } as const;
+export const TARGETS = {
+  apiCallsPerFloor: 2,
+  transitionsPerInstance: 0.05,
+  historyEvents: 25_000,
+  payloadBytes: 131_072,
+  slackSeconds: 300,
+  costUsd: 0.02,
+  wallSeconds: 120,
+} as const;
+
+export interface Target {
+  name: string;
+  limit: number;
+  value: number;
+  met: boolean;
+}
+
+export interface BenchResult {
+  instances: number;
+  volumes: number;
+  failRate: number;
+  commandSeconds: number;
+  snapshotMinutes: number;
+  status: LocalRunResult['status'];
+  error?: string;
+  pressure: null | { assumptions: string; throttled: Record<string, number>; latencySeconds: number; instanceCreateSnapshots: LimitStats['instance'] };
+  apiCalls: {
+    total: number;
+    floor: number;
+    ratio: number;
+    perInstance: number;
+    floorPerInstance: number;
+    byOperation: Record<string, number>;
+    floors: Record<string, number>;
+    ratios: Record<string, number | null>;
+  };
+  stateTransitions: number;
+  stateTransitionsPerInstance: number;
+  maxHistoryEvents: number;
+  executions: number;
+  maxPayloadBytes: number;
+  lambda: {
+    invocations: number;
+    gbSeconds: number;
+    memoryMb: number;
+    architecture: string;
+    settingsFrom: string;
+    billedSeconds: number;
+    maxInvocationSeconds: number;
+    maxInvocationState: string;
+    timeoutSeconds: number;
+    byState: Record<string, { invocations: number; seconds: number; maxSeconds: number }>;
+  };
+  runState: { bytes: number; bytesPerInstance: number; reportBytes: number; s3Gets: number; s3Puts: number; mbRead: number; mbWritten: number };
+  simulatedSeconds: number;
+  rateForcedSeconds: number;
+  wallSeconds: number;
+  costUsd: number;
+  cost: { stepFunctions: number; lambdaCompute: number; lambdaRequests: number; s3Requests: number; sns: number; pricesAsOf: string; region: string };
+  summary: { targeted: number; succeeded: number; failed: number; skipped: number };
+  alert: null | { subject: string; namedInstances: number; more: number | null; bytes: number };
+  targets: Target[];
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchResult> {
+  const wallStart = performance.now();
+  const fleet = benchFleet(options);
+  const world = worldFromFleet(fleet);
+  const limitsConfig: LimitsConfig = options.ssmRate !== undefined ? withSsmRate(DEFAULT_LIMITS, options.ssmRate) : DEFAULT_LIMITS;
+  const limits = options.pressure ? accountLimits(world, limitsConfig) : undefined;
+  const s3 = s3Meter(world);
+  const timing = taskTiming(world);
+  const progress = progressReporter(world, options.progress);
+
+  let result: LocalRunResult;
+  try {
+    result = await runWorkflow(world, {
+      env: { ...options.env },
+      interceptors: [...(limits ? [limits.interceptor] : []), s3.interceptor],
+      onEvent: (event) => {
+        timing.onEvent(event);
+        progress(event);
+      },
+    });
+  } finally {
+    limits?.uninstall();
+  }
+  const wallSeconds = (performance.now() - wallStart) / 1000;
+  const report = readReport(world, result);
+
+  const byOperation = Object.fromEntries(Object.entries(world.apiCalls).sort(([a], [b]) => a.localeCompare(b)));
+  const floors = apiFloors(world, report);
+  for (const op of Object.keys(byOperation)) floors[op] ??= 0;
+  const total = sum(Object.values(byOperation));
+  const floor = sum(Object.values(floors));
+  const n = options.instances;
+  const ratios = Object.fromEntries(Object.keys(floors).sort().map((op) => [op, floors[op] ? round((byOperation[op] ?? 0) / (floors[op] ?? 1), 2) : null]));
+
+  const settings = lambdaSettings();
+  let gbSeconds = 0;
+  let computeUsd = 0;
+  let maxInvocation = { seconds: 0, state: '', timeout: settings.provider.timeoutSeconds };
+  const byState: BenchResult['lambda']['byState'] = {};
+  for (const [state, t] of timing.byState) {
+    const fn = settingsFor(settings, t.functionKey);
+    const gb = (fn.memoryMb / 1024) * (t.billedMs / 1000);
+    gbSeconds += gb;
+    computeUsd += gb * (PRICES.lambdaPerGbSecond[fn.architecture] ?? PRICES.lambdaPerGbSecond.x86_64 ?? 0);
+    byState[state] = { invocations: t.invocations, seconds: round(t.billedMs / 1000, 1), maxSeconds: round(t.maxMs / 1000, 1) };
+    if (t.maxMs / 1000 > maxInvocation.seconds) maxInvocation = { seconds: t.maxMs / 1000, state, timeout: fn.timeoutSeconds };
+  }
+
+  const stats = result.stats;
+  const cost = {
+    stepFunctions: stats.stateTransitions * PRICES.stepFunctionsPerTransition,
+    lambdaCompute: computeUsd,
+    lambdaRequests: stats.lambdaInvocations * PRICES.lambdaPerRequest,
+    s3Requests: (byOperation['s3:PutObject'] ?? 0) * PRICES.s3PerPut + (byOperation['s3:GetObject'] ?? 0) * PRICES.s3PerGet,
+    sns: (byOperation['sns:Publish'] ?? 0) * PRICES.snsPerPublish,
+  };
+  const costUsd = cost.stepFunctions + cost.lambdaCompute + cost.lambdaRequests + cost.s3Requests + cost.sns;
+
+  const createSnapshots = limitsConfig.ec2.createSnapshots;
+  // Every CreateSnapshots call that got through had to wait for its token: the least time the bucket forces.
+  const granted = limits ? limits.stats.instance.calls - limits.stats.instance.failed : 0;
+  const rateForcedSeconds = Math.max(0, (granted - createSnapshots.burst) / createSnapshots.perSecond);
+  const alert = report?.alert ? describeAlert(report.alert) : null;
+  const summary = { targeted: report?.summary.targeted ?? 0, succeeded: report?.summary.succeeded ?? 0, failed: report?.summary.failed ?? 0, skipped: report?.summary.skipped ?? 0 };
+
+  const out: BenchResult = {
+    instances: n,
+    volumes: options.volumes,
+    failRate: options.failRate,
+    commandSeconds: options.commandSeconds,
+    snapshotMinutes: options.snapshotMinutes,
+    status: result.status,
+    ...(result.error ? { error: `${result.error}: ${result.cause ?? ''}` } : {}),
+    pressure: limits
+      ? {
+          assumptions: describeLimits(limitsConfig),
+          throttled: limits.stats.throttled,
+          latencySeconds: round(limits.stats.latencyMs / 1000, 1),
+          instanceCreateSnapshots: { ...limits.stats.instance, maxWaitMs: Math.round(limits.stats.instance.maxWaitMs) },
+        }
+      : null,
+    apiCalls: {
+      total,
+      floor,
+      ratio: round(total / Math.max(1, floor), 2),
+      perInstance: round(total / Math.max(1, n), 4),
+      floorPerInstance: round(floor / Math.max(1, n), 4),
+      byOperation,
+      floors: Object.fromEntries(Object.entries(floors).sort(([a], [b]) => a.localeCompare(b))),
+      ratios,
+    },
+    stateTransitions: stats.stateTransitions,
+    stateTransitionsPerInstance: round(stats.stateTransitions / Math.max(1, n), 4),
+    maxHistoryEvents: stats.historyEvents,
+    executions: 1,
+    maxPayloadBytes: stats.maxPayloadBytes,
+    lambda: {
+      invocations: stats.lambdaInvocations,
+      gbSeconds: round(gbSeconds, 2),
+      memoryMb: settings.provider.memoryMb,
+      architecture: settings.provider.architecture,
+      settingsFrom: settings.source,
+      billedSeconds: round(sum([...timing.byState.values()].map((t) => t.billedMs)) / 1000, 1),
+      maxInvocationSeconds: round(maxInvocation.seconds, 1),
+      maxInvocationState: maxInvocation.state,
+      timeoutSeconds: maxInvocation.timeout,
+      byState,
+    },
+    runState: {
+      bytes: s3.stateBytes,
+      bytesPerInstance: Math.round(s3.stateBytes / Math.max(1, n)),
+      reportBytes: s3.reportBytes,
+      s3Gets: s3.stateGets,
+      s3Puts: s3.statePuts,
+      mbRead: round(s3.bytesRead / 1e6, 1),
+      mbWritten: round(s3.bytesWritten / 1e6, 1),
+    },
+    simulatedSeconds: stats.simulatedSeconds,
+    rateForcedSeconds: Math.round(rateForcedSeconds),
+    wallSeconds: round(wallSeconds, 1),
+    costUsd: round(costUsd, 5),
+    cost: { ...roundAll(cost, 6), pricesAsOf: PRICES.asOf, region: PRICES.region },
+    summary,
+    alert,
+    targets: [],
+  };
+  out.targets = evaluateTargets(out);
+  return out;
+}
+
+/** The issue's targets, judged on this run (they are stated for 10,000 healthy instances). */
+export function evaluateTargets(r: BenchResult): Target[] {
+  const durationLimit = r.commandSeconds + r.snapshotMinutes * 60 + TARGETS.slackSeconds + r.rateForcedSeconds;
+  const t = (name: string, limit: number, value: number): Target => ({ name, limit: round(limit, 4), value, met: value <= limit });
+  const expectedFailures = Math.round(r.instances * r.failRate);
+  return [
+    t('failed instances ≤ those set to fail', expectedFailures, r.summary.failed),
+    t('API calls ≤ 2 × floor', round(TARGETS.apiCallsPerFloor * r.apiCalls.floor, 0), r.apiCalls.total),
+    t('state transitions per instance ≤ 0.05', TARGETS.transitionsPerInstance, r.stateTransitionsPerInstance),
+    t('history events per execution ≤ 25,000', TARGETS.historyEvents, r.maxHistoryEvents),
+    t('largest payload ≤ 128 KiB', TARGETS.payloadBytes, r.maxPayloadBytes),
+    t('simulated seconds ≤ command + snapshot + 5 min + rate-forced', durationLimit, r.simulatedSeconds),
+    t('cost ≤ $0.02', TARGETS.costUsd, r.costUsd),
+    t('Lambda invocation ≤ its timeout', r.lambda.timeoutSeconds, r.lambda.maxInvocationSeconds),
+    t('bench wall seconds ≤ 120', TARGETS.wallSeconds, r.wallSeconds),
+  ];
+}
+
+/**
+ * The fewest calls that could do the run's work: one listing of the instances (1,000 a page) and of their
+ * agents (50 a page); per attempt wave, one SendCommand per 50 instances, one ListCommands sweep (50
+ * commands a page), one ListCommandInvocations page per command and one DescribeSnapshots listing (1,000 a
+ * page); every deletion and cancellation once; the report written once, the alert published once, the
+ * overlap check once. Reading and writing the run-state object is the design's own overhead (floor 0).
+ */
+export function apiFloors(world: World, report: RunReport | undefined): Record<string, number> {
+  const instances = report?.instances ?? [];
+  const candidates = instances.filter((i) => i.outcome !== 'skipped').length;
+  const floors: Record<string, number> = {
+    'sfn:ListExecutions': 1,
+    's3:GetObject': 0,
+    's3:PutObject': report ? 1 : 0,
+    'ec2:DescribeInstances': Math.max(1, Math.ceil(instances.length / 1000)),
+    'ssm:DescribeInstanceInformation': Math.ceil(candidates / 50),
+  };
+  const maxAttempt = Math.max(0, ...instances.map((i) => i.attempts));
+  let send = 0;
+  let sweeps = 0;
+  for (let a = 1; a <= maxAttempt; a += 1) {
+    const commands = Math.ceil(instances.filter((i) => i.attempts >= a).length / 50);
+    send += commands;
+    sweeps += Math.ceil(commands / 50);
+  }
+  floors['ssm:SendCommand'] = send;
+  floors['ssm:ListCommands'] = sweeps;
+  floors['ssm:ListCommandInvocations'] = send;
+
+  // One DescribeSnapshots listing per wave in which some command succeeded (there is something to verify).
+  const attemptOf = (comment: string | undefined) => Number(/ attempt ([0-9]+) /.exec(comment ?? '')?.[1] ?? 0);
+  const verifiedWaves = new Set<number>();
+  let cancelled = 0;
+  for (const command of world.commands.values()) {
+    if (command.invocations.some((i) => i.status === 'Success')) verifiedWaves.add(attemptOf(command.comment));
+    if (command.invocations.some((i) => i.status === 'Cancelled')) cancelled += 1;
+  }
+  const snapshotsByAttempt = new Map<number, number>();
+  for (const s of world.snapshots.values()) {
+    const attempt = Number(s.tags['vss-snapshots:attempt'] ?? 0);
+    snapshotsByAttempt.set(attempt, (snapshotsByAttempt.get(attempt) ?? 0) + 1);
+  }
+  floors['ec2:DescribeSnapshots'] = sum([...verifiedWaves].map((a) => Math.max(1, Math.ceil((snapshotsByAttempt.get(a) ?? 0) / 1000))));
+  const deleted = [...world.snapshots.values()].filter((s) => s.deleted).length;
+  if (deleted > 0) floors['ec2:DeleteSnapshot'] = deleted;
+  if (cancelled > 0) floors['ssm:CancelCommand'] = cancelled;
+  if (report?.alert) floors['sns:Publish'] = 1;
+  return floors;
+}
+
+interface S3Meter {
+  interceptor: CallInterceptor;
+  stateBytes: number;
+  reportBytes: number;
+  stateGets: number;
+  statePuts: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+/** Sizes and traffic of the run-state object (runs/<id>/state.json) and the report. */
+function s3Meter(world: World): S3Meter {
+  const meter: S3Meter = {
+    stateBytes: 0,
+    reportBytes: 0,
+    stateGets: 0,
+    statePuts: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    interceptor: ({ service, operation, input }) => {
+      if (service !== 's3') return;
+      const key = String(input.Key ?? '');
+      const isState = /^runs\/.*\/state\.json$/.test(key);
+      if (operation === 'GetObject') {
+        const bytes = Buffer.byteLength(world.buckets.get(String(input.Bucket))?.get(key) ?? '');
+        meter.bytesRead += bytes;
+        if (isState) meter.stateGets += 1;
+      }
+      if (operation === 'PutObject') {
+        const bytes = typeof input.Body === 'string' ? Buffer.byteLength(input.Body) : input.Body instanceof Uint8Array ? input.Body.byteLength : 0;
+        meter.bytesWritten += bytes;
+        if (isState) {
+          meter.statePuts += 1;
+          meter.stateBytes = Math.max(meter.stateBytes, bytes);
+        }
+        if (key.startsWith('reports/')) meter.reportBytes = bytes;
+      }
+    },
+  };
+  return meter;
+}
+
+interface StateTiming {
+  functionKey: string;
+  invocations: number;
+  billedMs: number;
+  maxMs: number;
+}
+
+/**
+ * Per Task state: invocations and duration. A Lambda's billed time here is its virtual time (API latency,
+ * throttling back-off) plus the real time its code ran in this process, which also includes the simulated
+ * services' own work: an upper bound on compute.
+ */
+function taskTiming(world: World): { byState: Map<string, StateTiming>; onEvent: (event: EventLog) => void } {
+  const definition = loadDefinition();
+  const keys = new Map<string, string>();
+  for (const [name, state] of Object.entries(definition.States as Record<string, { Type: string; Resource?: string }>)) {
+    if (state.Type === 'Task') keys.set(name, /function:vss-snapshots-([A-Za-z0-9]+)$/.exec(state.Resource ?? '')?.[1] ?? name);
+  }
+  const byState = new Map<string, StateTiming>();
+  const open = new Map<string, { virtual: number; wall: number }>();
+  const close = (name: string) => {
+    const started = open.get(name);
+    if (!started) return;
+    open.delete(name);
+    const ms = Math.max(1, world.now - started.virtual + (performance.now() - started.wall));
+    const t = byState.get(name) ?? { functionKey: keys.get(name) ?? name, invocations: 0, billedMs: 0, maxMs: 0 };
+    t.invocations += 1;
+    t.billedMs += Math.ceil(ms);
+    t.maxMs = Math.max(t.maxMs, ms);
+    byState.set(name, t);
+  };
+  return {
+    byState,
+    onEvent: (event) => {
+      if (!('state' in event) || !keys.has(event.state.name)) return;
+      const name = event.state.name;
+      if (event.type === 'StateEntered') open.set(name, { virtual: world.now, wall: performance.now() });
+      else if (event.type === 'StateRetried') {
+        close(name);
+        open.set(name, { virtual: world.now, wall: performance.now() });
+      } else if (event.type === 'StateExited' || event.type === 'StateFailed' || event.type === 'StateCaught') close(name);
+    },
+  };
+}
+
+function progressReporter(world: World, write: ((line: string) => void) | undefined): (event: EventLog) => void {
+  if (!write) return () => undefined;
+  const start = world.now;
+  let last = 0;
+  return (event) => {
+    if (event.type !== 'StateExited' || event.state.type !== 'Task') return;
+    const now = performance.now();
+    const out = event.state.output as { counts?: Record<string, number> } | undefined;
+    if (now - last < 2000 && event.state.name !== 'Finish Run') return;
+    last = now;
+    const c = out?.counts;
+    const counts = c ? ` to send ${c.send}, running ${c.command}, verifying ${c.verify}, to retry ${c.retry}, succeeded ${c.succeeded}, failed ${c.failed}` : '';
+    write(`  [+${Math.round((world.now - start) / 1000)} s simulated] ${event.state.name}:${counts}`);
+  };
+}
+
+function readReport(world: World, result: LocalRunResult): RunReport | undefined {
+  const runId = (result.output as { runId?: string } | undefined)?.runId;
+  const objects = world.buckets.get(REPORT_BUCKET);
+  const key = runId ? reportKey(runId) : [...(objects?.keys() ?? [])].filter((k) => k.startsWith('reports/')).sort().at(-1);
+  const text = key ? objects?.get(key) : undefined;
+  return text ? (JSON.parse(text) as RunReport) : undefined;
+}
+
+function describeAlert(alert: { subject: string; message: string }): NonNullable<BenchResult['alert']> {
+  const named = alert.message.split('\n').filter((l) => l.startsWith('- ')).length;
+  const more = /and ([0-9]+) more/.exec(alert.message);
+  return { subject: alert.subject, namedInstances: named, more: more ? Number(more[1]) : null, bytes: Buffer.byteLength(alert.message) };
+}
+
+function describeLimits(c: LimitsConfig): string {
+  const b = (s: { burst: number; perSecond: number }) => `${s.burst}/${s.perSecond}/s`;
+  return (
+    `EC2 non-mutating ${b(c.ec2.nonMutating)}, unfiltered ${b(c.ec2.unfilteredNonMutating)}, CreateSnapshots ${b(c.ec2.createSnapshots)} ` +
+    `(instances wait at most ${c.instanceMaxWaitMs / 1000} s: the VSS freeze), DeleteSnapshot ${b(c.ec2.deleteSnapshot)}; ` +
+    `SSM (assumed) read ${b(c.ssm.read)}, SendCommand/CancelCommand ${b(c.ssm.write)} per API; latency per call ${c.latencyMs.default} ms ` +
+    `(DescribeInstances ${c.latencyMs['ec2:DescribeInstances']} ms, DescribeSnapshots ${c.latencyMs['ec2:DescribeSnapshots']} ms, SendCommand ${c.latencyMs['ssm:SendCommand']} ms), ` +
+    `S3 ${c.latencyMs.s3} ms + ${c.s3BytesPerSecond / 1e6} MB/s`
+  );
+}
+
+const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
+const round = (value: number, digits: number): number => Number(value.toFixed(digits));
+const roundAll = <T extends Record<string, number>>(o: T, digits: number): T => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, round(v, digits)])) as T;
