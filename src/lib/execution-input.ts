@@ -75,8 +75,11 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
   if (result.success) return result.data;
   const messages = result.error.issues.slice(0, 5).map((issue) => {
     if (issue.code === 'unrecognized_keys') {
-      const keys = issue.keys.map((k) => `"${printable(k)}"`).join(', ');
-      return `unknown field ${keys}; allowed fields: ${ALLOWED_INPUT_FIELDS.join(', ')}`;
+      // A hostile input can carry thousands of keys: name a few, so the cause stays readable and far below
+      // Step Functions' 32,768-character limit for an error cause.
+      const shown = issue.keys.slice(0, MAX_NAMED_KEYS).map((k) => `"${printable(k)}"`).join(', ');
+      const more = issue.keys.length > MAX_NAMED_KEYS ? ` and ${issue.keys.length - MAX_NAMED_KEYS} more` : '';
+      return `unknown field ${shown}${more}; allowed fields: ${ALLOWED_INPUT_FIELDS.join(', ')}`;
     }
     const [field, ...rest] = issue.path;
     const where = rest.length > 0 ? `${String(field)}[${rest.join('][')}]` : String(field);
@@ -84,6 +87,8 @@ export function parseExecutionInput(raw: unknown): ExecutionInput {
   });
   throw new InvalidInputError(`Invalid execution input: ${messages.join('; ')}.`);
 }
+
+const MAX_NAMED_KEYS = 10;
 
 /** Keeps hostile keys from turning an error message into something unreadable. */
 function printable(value: string): string {
