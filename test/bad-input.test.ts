@@ -90,6 +90,7 @@ describe('hostile execution inputs', () => {
     expect(result.status).toBe('FAILED');
     expect(result.error).toBe('InvalidInputError');
     expect(result.cause).toMatch(cause);
+    if (/unknown field|JSON object/.test(cause.source)) expect(result.cause).toMatch(ALLOWED);
     expect(result.cause?.length).toBeLessThan(2_000);
     expect(dump.commands).toEqual([]);
     expect(dump.snapshots).toEqual([]);
@@ -97,10 +98,6 @@ describe('hostile execution inputs', () => {
     expect(dump.objects).toEqual([]);
     expect(dump.apiCalls).toEqual({});
     expect(({} as Record<string, unknown>).force).toBeUndefined();
-  });
-
-  it('names the allowed fields whenever a field is unknown', () => {
-    for (const [, , cause] of HOSTILE_INPUTS.filter(([, , c]) => /unknown field/.test(c.source))) expect(cause.source + ALLOWED.source).toMatch(/allowed fields/);
   });
 
   it('accepts the console\'s pre-filled Comment and a null input as the default run', async () => {
