@@ -66,7 +66,7 @@ export async function prepareRun(event: unknown, deps: PrepareRunDeps): Promise<
     runId,
     dryRun: state.dryRun,
     wave: 0,
-    counts: countPhases(state),
+    counts: { ...countPhases(state), discard: 0 },
     waits: {
       commandPollSeconds: config.commandPollSeconds,
       snapshotPollSeconds: config.snapshotPollSeconds,

@@ -15,6 +15,8 @@ const Counts = z.object({
   failed: z.number().int(),
   skipped: z.number().int(),
   planned: z.number().int(),
+  /** Unusable snapshots not yet deleted (bounded per invocation); absent before a step reported it. */
+  discard: z.number().int().min(0).default(0),
 });
 
 export const RunContextSchema = z.object({
@@ -24,6 +26,7 @@ export const RunContextSchema = z.object({
   counts: Counts,
   waits: z.object({
     commandPollSeconds: z.number().int().positive(),
+    /** Set by Prepare Run from the configuration, then by each Verify to its adaptive next wait. */
     snapshotPollSeconds: z.number().int().positive(),
     retryDelaySeconds: z.number().int().min(0),
     /** Between two slices of one wave's commands (config SEND_SLICE_SECONDS). */

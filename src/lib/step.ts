@@ -11,15 +11,22 @@ import type { RunContext } from './run-context.ts';
 import { countPhases, loadRunState, saveRunState } from './run-state.ts';
 import type { RunState } from './run-state.ts';
 
-export function stepHandler(step: string, work: (state: RunState, config: Config) => Promise<void>) {
+/** What a step may tell the state machine besides the counts: when to poll the snapshots again. */
+export interface StepOutcome {
+  nextPollSeconds?: number;
+}
+
+export function stepHandler(step: string, work: (state: RunState, config: Config) => Promise<void | StepOutcome>) {
   return async (event: unknown): Promise<RunContext> => {
     const context = parseRunContext(event);
     const config = loadConfig();
     const state = await loadRunState(clients.s3, config.reportBucket, context.runId);
-    await work(state, config);
+    const outcome = await work(state, config);
     await saveRunState(clients.s3, config.reportBucket, state);
-    const counts = countPhases(state);
+    // `discard`: unusable snapshots still to delete; the workflow polls on until there are none.
+    const counts = { ...countPhases(state), discard: state.discard?.length ?? 0 };
     logger.info(step, { runId: state.runId, wave: state.wave, counts });
-    return { ...context, wave: state.wave, counts };
+    const waits = outcome?.nextPollSeconds ? { ...context.waits, snapshotPollSeconds: outcome.nextPollSeconds } : context.waits;
+    return { ...context, wave: state.wave, counts, waits };
   };
 }

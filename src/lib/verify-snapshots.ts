@@ -4,6 +4,12 @@
  * waited for, up to the snapshot deadline), not `error`, and tagged `AppConsistent=true`. Anything else
  * is a failure with a reason; unusable snapshots of an attempt that will be retried are deleted so a
  * successful instance ends with exactly one snapshot per volume from this run.
+ *
+ * Polls adaptively: the next poll comes when the slowest pending snapshot should be done, judged by its
+ * Progress (EBS snapshots can stay pending for hours: a fixed 2-minute poll would list every snapshot of a
+ * 10,000-instance run 180 times in 6 hours), but never later than 30 minutes, the next deadline, or the
+ * end of a missing snapshot's visibility grace. Deletions are bounded per invocation (EC2 allows 5
+ * DeleteSnapshot per second: thousands would outlast the Lambda); the rest wait for the next invocation.
  */
 import { DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
@@ -17,6 +23,15 @@ import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
 
 /** After a command succeeds, EC2 may take a moment to list its snapshots (eventual consistency). */
 export const SNAPSHOT_VISIBILITY_GRACE_MS = 120_000;
+/** The longest wait between two polls of pending snapshots. */
+export const MAX_SNAPSHOT_POLL_SECONDS = 1_800;
+/** Time one invocation spends deleting unusable snapshots; the rest are left in `state.discard`. */
+export const DISCARD_BUDGET_MS = 120_000;
+
+export interface VerifyOutcome {
+  /** When to poll again (the state machine's "Wait For Snapshots"). */
+  nextPollSeconds: number;
+}
 
 const tagOf = (s: Snapshot, key: string): string | undefined => s.Tags?.find((t) => t.Key === key)?.Value;
 
@@ -48,18 +63,27 @@ export interface VerifyDeps {
   save?: (state: RunState) => Promise<void>;
 }
 
-export async function verifySnapshots(deps: VerifyDeps, state: RunState): Promise<void> {
+export async function verifySnapshots(deps: VerifyDeps, state: RunState): Promise<VerifyOutcome> {
   // Deletions an interrupted earlier try decided on (and saved) but may not have finished.
-  await discardSnapshots(deps.ec2, state);
+  const started = clock.now();
+  await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
+  const minPoll = deps.config.snapshotPollSeconds;
   const checking = state.instances.filter((i) => i.phase === 'verify');
-  if (checking.length === 0) return;
+  if (checking.length === 0) return { nextPollSeconds: minPoll };
   const snapshots = await listRunSnapshots(deps.ec2, state.runId);
   const byVolume = new Map<string, Snapshot[]>();
   for (const s of snapshots) if (s.VolumeId) byVolume.set(s.VolumeId, [...(byVolume.get(s.VolumeId) ?? []), s]);
 
+  // When a decision is next possible: the slowest pending snapshot, unless a missing one is due sooner.
+  let progressWaitMs = 0;
+  let missingWaitMs = Infinity;
   for (const record of checking) {
     const verdict = judge(record, byVolume, state, deps.config);
-    if (verdict.kind === 'pending') continue;
+    if (verdict.kind === 'pending') {
+      if (verdict.missing) missingWaitMs = Math.min(missingWaitMs, verdict.decisionInMs);
+      else progressWaitMs = Math.max(progressWaitMs, verdict.decisionInMs);
+      continue;
+    }
     if (verdict.kind === 'ok') {
       record.phase = 'succeeded';
       record.snapshots = verdict.snapshots;
@@ -79,13 +103,23 @@ export async function verifySnapshots(deps: VerifyDeps, state: RunState): Promis
   }
   if ((state.discard ?? []).length > 0) {
     await deps.save?.(state);
-    await discardSnapshots(deps.ec2, state);
+    await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
   }
+  const waitSeconds = Math.ceil(Math.min(progressWaitMs, missingWaitMs, MAX_SNAPSHOT_POLL_SECONDS * 1000) / 1000);
+  return { nextPollSeconds: Math.max(minPoll, waitSeconds) };
+}
+
+/** Time until a pending snapshot should complete, from its Progress (or, at 0 %, as long again as so far). */
+export function estimatedRemainingMs(snapshot: Snapshot, now: number): number {
+  const elapsed = Math.max(0, now - (snapshot.StartTime?.getTime() ?? now));
+  const progress = Number.parseInt(snapshot.Progress ?? '', 10);
+  if (!(progress > 0 && progress < 100)) return elapsed;
+  return (elapsed * (100 - progress)) / progress;
 }
 
 type Verdict =
   | { kind: 'ok'; snapshots: SnapshotRef[] }
-  | { kind: 'pending' }
+  | { kind: 'pending'; missing: boolean; decisionInMs: number }
   | { kind: 'bad'; code: 'no-snapshots' | 'crash-consistent' | 'snapshot-error' | 'snapshot-timeout'; detail: string; snapshots: SnapshotRef[]; unusable: string[] };
 
 function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state: RunState, config: Config): Verdict {
@@ -98,6 +132,7 @@ function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state:
   const errored: string[] = [];
   const crash: string[] = [];
   const pending: string[] = [];
+  let pendingWaitMs = 0;
 
   for (const volume of volumes) {
     const mine = (byVolume.get(volume.volumeId) ?? []).filter((s) => tagOf(s, ATTEMPT_TAG) === String(record.attempts));
@@ -124,6 +159,7 @@ function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state:
       unusable.push(ref.snapshotId);
     } else if (snap.State !== 'completed') {
       pending.push(`${ref.snapshotId} of ${volume.device}`);
+      pendingWaitMs = Math.max(pendingWaitMs, estimatedRemainingMs(snap, now));
     }
   }
 
@@ -134,11 +170,12 @@ function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state:
     return { kind: 'bad', code: 'crash-consistent', detail: `Snapshot(s) not tagged AppConsistent=true: ${crash.join(', ')}.`, snapshots: refs, unusable };
   }
   if (missing.length > 0) {
-    if (now - since < SNAPSHOT_VISIBILITY_GRACE_MS) return { kind: 'pending' };
+    if (now - since < SNAPSHOT_VISIBILITY_GRACE_MS) return { kind: 'pending', missing: true, decisionInMs: SNAPSHOT_VISIBILITY_GRACE_MS - (now - since) };
     return { kind: 'bad', code: 'no-snapshots', detail: `No snapshot tagged with this run for ${missing.join(', ')}.`, snapshots: refs, unusable: refs.map((r) => r.snapshotId) };
   }
   if (pending.length > 0) {
-    if (now - since < config.snapshotDeadlineSeconds * 1000) return { kind: 'pending' };
+    const deadlineInMs = config.snapshotDeadlineSeconds * 1000 - (now - since);
+    if (deadlineInMs > 0) return { kind: 'pending', missing: false, decisionInMs: Math.min(pendingWaitMs, deadlineInMs) };
     return {
       kind: 'bad',
       code: 'snapshot-timeout',
@@ -151,20 +188,29 @@ function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state:
 }
 
 /**
- * Deletes the snapshots listed in `state.discard` and empties the list. EC2 refusing a deletion is not
+ * Deletes the snapshots listed in `state.discard`, removing each from the list, until the list is empty or
+ * `until` (epoch ms) has passed; the rest stay for the next invocation. EC2 refusing a deletion is not
  * fatal (already gone — a retried invocation repeats deletions —, in use by an AMI, not permitted): the
  * snapshot stays, tagged with the run and its attempt, and the retry goes ahead. Anything else (throttling
  * the SDK could not ride out, a timeout) fails the step, which is retried with the list saved.
  */
-async function discardSnapshots(ec2: EC2Client, state: RunState): Promise<void> {
-  for (const id of state.discard ?? []) {
-    try {
-      await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
-    } catch (error) {
-      if (!isRefusal(error)) throw error;
+async function discardSnapshots(ec2: EC2Client, state: RunState, until: number): Promise<void> {
+  const ids = state.discard ?? [];
+  let done = 0;
+  try {
+    for (const id of ids) {
+      if (clock.now() >= until) break;
+      try {
+        await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
+      } catch (error) {
+        if (!isRefusal(error)) throw error;
+      }
+      done += 1;
     }
+  } finally {
+    if (done >= ids.length) delete state.discard;
+    else state.discard = ids.slice(done);
   }
-  delete state.discard;
 }
 
 /** An answer from EC2 that this request will not succeed (4xx, not throttling). */
