@@ -3,7 +3,7 @@
  * malformed variable is a ConfigurationError that names it: a deployment mistake must never turn into a
  * silently different backup.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConfigurationError } from './errors.ts';
 
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');

@@ -3,7 +3,7 @@
  * strictly before anything is sent: an unknown key (`instanceID` for `instanceIds`) or a wrong type is an
  * InvalidInputError that names the field and what is allowed.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidInputError } from './errors.ts';
 
 export const INSTANCE_ID_PATTERN = /^i-[0-9a-f]{8}([0-9a-f]{9})?$/;

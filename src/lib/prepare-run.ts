@@ -5,7 +5,7 @@
 import { ListExecutionsCommand } from '@aws-sdk/client-sfn';
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Config } from './config.ts';
 import { InvalidStateInputError, RunInProgressError } from './errors.ts';
 import { parseExecutionInput } from './execution-input.ts';

@@ -8,7 +8,7 @@
  * (non-ASCII escaped as \uXXXX). The simulated instances print the same line, so the local run exercises
  * the parser that runs in AWS. Tests check the scripts' keys and exit-code tables against this module.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { FailureCode } from './failure-catalogue.ts';
 
 export const RESULT_LINE_PREFIX = 'VSS-SNAPSHOTS-RESULT';

@@ -3,7 +3,7 @@
  * per-instance detail (that lives in the run state object, see run-state.ts). Its size does not grow
  * with the fleet, which keeps every state far below Step Functions' 256 KiB payload limit.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidStateInputError } from './errors.ts';
 
 const Counts = z.object({

@@ -6,7 +6,7 @@
 import { PublishCommand } from '@aws-sdk/client-sns';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { z } from 'zod';
+import * as z from 'zod';
 import { nowIso } from './clock.ts';
 import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
