@@ -87,7 +87,7 @@ export function markdownTable(results: BenchResult[]): string {
     mb(r.runState.bytes),
     `${int(r.runState.s3Gets)}+${int(r.runState.s3Puts)}`,
     minutes(r.simulatedSeconds),
-    String(r.wallSeconds),
+    r.wallSeconds.toFixed(1),
     r.costUsd.toFixed(4),
     `${int(r.summary.succeeded)} / ${int(r.summary.failed)}`,
   ]);
