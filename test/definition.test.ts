@@ -1,12 +1,26 @@
-/** The one state machine definition: valid ASL, every Task retried and caught, placeholders only for ARNs. */
-import { readFileSync } from 'node:fs';
-import aslValidator from 'asl-validator';
+/** Every state machine definition: valid ASL, every Task retried and caught, placeholders only for ARNs. */
+import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 
-const text = readFileSync(new URL('../statemachine/nightly-snapshots.asl.json', import.meta.url), 'utf8');
-const definition = JSON.parse(text) as { States: Record<string, { Type: string; Retry?: { ErrorEquals: string[] }[]; Catch?: unknown[]; Resource?: string; SecondsPath?: string }> };
+const aslValidator = createRequire(import.meta.url)('asl-validator') as (
+  definition: unknown,
+  options: { checkArn: boolean; checkPaths: boolean },
+) => { isValid: boolean; errorsText: (separator?: string) => string };
 
-describe('statemachine/nightly-snapshots.asl.json', () => {
+type Definition = { States: Record<string, { Type: string; Retry?: { ErrorEquals: string[] }[]; Catch?: unknown[]; Resource?: string }> };
+
+const DIRECTORY = new URL('../statemachine/', import.meta.url);
+const files = readdirSync(DIRECTORY).filter((f) => f.endsWith('.asl.json')).sort();
+
+it('finds the nightly definition', () => {
+  expect(files).toContain('nightly-snapshots.asl.json');
+});
+
+describe.each(files)('statemachine/%s', (file) => {
+  const text = readFileSync(new URL(file, DIRECTORY), 'utf8');
+  const definition = JSON.parse(text) as Definition;
+
   it('passes asl-validator with path checks', () => {
     const { isValid, errorsText } = aslValidator(JSON.parse(text.replace(/\$\{(\w+)\}/g, 'arn:aws:lambda:us-east-1:123456789012:function:$1')), { checkArn: true, checkPaths: true });
     expect(errorsText('\n')).toBe('');

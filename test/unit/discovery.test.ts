@@ -1,4 +1,5 @@
 import { DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import type { Instance } from '@aws-sdk/client-ec2';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-vitest/extend';
@@ -25,13 +26,13 @@ function state(overrides: Partial<RunState> = {}): RunState {
   };
 }
 
-const instance = (id: string, extra: Record<string, unknown> = {}) => ({
+const instance = (id: string, extra: Partial<Instance> = {}): Instance => ({
   InstanceId: id,
   State: { Name: 'running' },
-  Platform: 'windows',
+  Platform: 'windows' as Instance['Platform'], // what the API really returns (the SDK's enum says 'Windows')
   RootDeviceName: '/dev/sda1',
   Tags: [{ Key: 'ConsistentSnapshot', Value: 'WindowsVSS' }],
-  BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeId: `vol-${id.slice(2)}`, Status: 'attached' } }],
+  BlockDeviceMappings: [{ DeviceName: '/dev/sda1', Ebs: { VolumeId: `vol-${id.slice(2)}`, Status: 'attached' as const } }],
   ...extra,
 });
 
@@ -73,7 +74,7 @@ describe('discoverInstances', () => {
 
   it('treats Platform case-insensitively and never widens the selection beyond an exact tag match', async () => {
     ec2.on(DescribeInstancesCommand).resolves({
-      Reservations: [{ Instances: [instance('i-00000001', { Platform: 'WINDOWS' }), instance('i-00000002', { Tags: [{ Key: 'ConsistentSnapshot', Value: 'windowsvss' }] })] }],
+      Reservations: [{ Instances: [instance('i-00000001', { Platform: 'WINDOWS' as Instance['Platform'] }), instance('i-00000002', { Tags: [{ Key: 'ConsistentSnapshot', Value: 'windowsvss' }] })] }],
     });
     ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [{ InstanceId: 'i-00000001', PingStatus: 'Online' }] });
     const s = state();
