@@ -4,8 +4,8 @@
  * encryption, the schedule and the alerting wiring. The packaged CloudFormation template is the artifact.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { builtinModules, createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -422,8 +422,23 @@ describe('packaging', () => {
     for (const [id, group] of groups) expect(group.Properties?.RetentionInDays, id).toEqual(expect.any(Number));
   });
 
+  it('bundles everything but the AWS SDK v3, which the nodejs22.x runtime provides, within 300 KB each', () => {
+    const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+    for (const [name, fn] of Object.entries(state.service.functions)) {
+      const code = readZipEntries(path.join(packageDir, path.basename(fn.package.artifact))).get(`${fn.handler.replace(/\.handler$/, '')}.mjs`);
+      const text = String(code);
+      const imported = new Set([...text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)["']([@a-z][\w@/.:-]*)["']/g)].map((m) => m[1] ?? ''));
+      const outside = [...imported].filter((m) => !builtins.has(m) && !m.startsWith('@aws-sdk/'));
+      expect(outside, `${name} imports packages it does not bundle`).toEqual([]);
+      expect(code?.length ?? Infinity, name).toBeLessThanOrEqual(300 * 1024);
+    }
+  });
+
   it('every packaged bundle loads in Node and exports its handler', async () => {
     const bundles = path.join(workDir, 'bundles');
+    // Stand-in for the runtime's /var/runtime/node_modules: the SDK v3 this repository installs.
+    mkdirSync(path.join(bundles, 'node_modules'), { recursive: true });
+    symlinkSync(path.join(ROOT, 'node_modules', '@aws-sdk'), path.join(bundles, 'node_modules', '@aws-sdk'), 'dir');
     const checks = Object.entries(state.service.functions).map(async ([name, fn]) => {
       const file = `${fn.handler.replace(/\.handler$/, '')}.mjs`;
       const code = readZipEntries(path.join(packageDir, path.basename(fn.package.artifact))).get(file);
