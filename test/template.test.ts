@@ -416,9 +416,10 @@ describe('packaging', () => {
     }
   });
 
-  it('sets log retention on every function log group and the state machine log group', () => {
+  it('sets log retention on every log group: functions, state machines and the command output', () => {
     const groups = resourcesOfType('AWS::Logs::LogGroup');
-    expect(groups.length).toBe(handlerFiles().length + resourcesOfType('AWS::StepFunctions::StateMachine').length);
+    expect(groups.length).toBe(handlerFiles().length + resourcesOfType('AWS::StepFunctions::StateMachine').length + 1);
+    expect(groups.map(([id]) => id)).toContain('CommandOutputLogGroup');
     for (const [id, group] of groups) expect(group.Properties?.RetentionInDays, id).toEqual(expect.any(Number));
   });
 
@@ -732,7 +733,22 @@ describe('IAM', () => {
     expect(output, 'the policy ARN is a stack output').toBeDefined();
     const statements = policies.find((p) => p.owner === 'WindowsInstancePolicy')?.statements ?? [];
     const actions = new Set(statements.flatMap(actionsOf));
-    expect([...actions].sort()).toEqual(['ec2:CreateSnapshots', 'ec2:CreateTags', 'ec2:DeleteTags', 'ec2:DescribeImages', 'ec2:DescribeInstanceAttribute', 'ec2:DescribeSnapshots']);
+    expect([...actions].sort()).toEqual([
+      'ec2:CreateSnapshots',
+      'ec2:CreateTags',
+      'ec2:DeleteTags',
+      'ec2:DescribeImages',
+      'ec2:DescribeInstanceAttribute',
+      'ec2:DescribeSnapshots',
+      'logs:CreateLogStream',
+      'logs:DescribeLogGroups',
+      'logs:DescribeLogStreams',
+      'logs:PutLogEvents',
+    ]);
+    // The command output goes to this stack's log group and nowhere else.
+    for (const s of statements.filter((st) => actionsOf(st).some((a) => a === 'logs:CreateLogStream' || a === 'logs:PutLogEvents'))) {
+      expect(resourcesOf(s), s.Sid).toEqual(['getatt:CommandOutputLogGroup.Arn']);
+    }
     for (const s of statements) {
       const resources = resourcesOf(s);
       if (resources.some((a) => a.includes(':instance/'))) {

@@ -39,6 +39,12 @@ const EnvSchema = z.object({
   VSS_DOCUMENT_VERSION: z.string().regex(/^([0-9]+|\$DEFAULT|\$LATEST)$/).default('1'),
   DISKSHADOW_DOCUMENT_NAME: z.string().min(3).optional(),
   DISKSHADOW_DOCUMENT_VERSION: z.string().regex(/^([0-9]+|\$DEFAULT|\$LATEST)$/).default('1'),
+  // Where SSM streams each snapshot command's full output (the result line is also read from the
+  // invocation's output, which SSM truncates at 24,000 characters). Unset: no CloudWatch output.
+  COMMAND_LOG_GROUP: z
+    .string()
+    .regex(/^[A-Za-z0-9_./#-]{1,512}$/, 'must be a CloudWatch Logs group name')
+    .optional(),
   ALERT_TOPIC_ARN: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$/),
   REPORT_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
 });
@@ -61,6 +67,8 @@ export type Config = {
   excludeBootVolume: boolean;
   copyOnly: boolean;
   documents: Record<SnapshotMethod, { name: string | undefined; version: string }>;
+  /** CloudWatch Logs group for the commands' full output, if any. */
+  commandLogGroup: string | undefined;
   alertTopicArn: string;
   reportBucket: string;
 };
@@ -92,6 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'aws-vss': { name: e.VSS_DOCUMENT_NAME, version: e.VSS_DOCUMENT_VERSION },
       diskshadow: { name: e.DISKSHADOW_DOCUMENT_NAME, version: e.DISKSHADOW_DOCUMENT_VERSION },
     },
+    commandLogGroup: e.COMMAND_LOG_GROUP,
     alertTopicArn: e.ALERT_TOPIC_ARN,
     reportBucket: e.REPORT_BUCKET,
   };

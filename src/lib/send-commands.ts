@@ -110,6 +110,9 @@ async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[
         TimeoutSeconds: options.config.deliveryTimeoutSeconds,
         MaxConcurrency: '100%',
         MaxErrors: '100%',
+        ...(options.config.commandLogGroup
+          ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: options.config.commandLogGroup } }
+          : {}),
       }),
       // A lost answer is looked up moments later: the commands of the last 5 minutes are enough.
       new Date(Math.max(Date.parse(state.startedAt), clock.now() - 5 * 60_000)).toISOString(),

@@ -87,4 +87,19 @@ describe('sendSnapshotCommands', () => {
     ]);
     expect(s.instances[1]?.code).toBe('send-rejected');
   });
+
+  it('streams the full command output to CloudWatch Logs when a log group is configured, and not otherwise', async () => {
+    const withLogs = loadConfig({ ALERT_TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:alerts', REPORT_BUCKET: 'reports-bucket', COMMAND_LOG_GROUP: '/vss-snapshots/prod/command-output' });
+
+    await sendSnapshotCommands({ ssm: ssm as never, config: withLogs }, state(1));
+    await sendSnapshotCommands({ ssm: ssm as never, config }, state(1));
+
+    const [logged, plain] = ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+    expect(logged?.CloudWatchOutputConfig).toEqual({ CloudWatchOutputEnabled: true, CloudWatchLogGroupName: '/vss-snapshots/prod/command-output' });
+    expect(plain?.CloudWatchOutputConfig).toBeUndefined();
+  });
+
+  it('refuses a malformed COMMAND_LOG_GROUP naming the variable', () => {
+    expect(() => loadConfig({ ALERT_TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:alerts', REPORT_BUCKET: 'reports-bucket', COMMAND_LOG_GROUP: 'bad name;rm' })).toThrow(/COMMAND_LOG_GROUP/);
+  });
 });
