@@ -921,6 +921,30 @@ describe('alerts', () => {
     expect(watches('AWS/SNS', 'NumberOfNotificationsFailed', 'getatt:AlertTopic.TopicName')).toBe(true);
   });
 
+  it("lists every stack parameter in the README's table with the template's default", () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    for (const [name, parameter] of Object.entries(template.Parameters ?? {})) {
+      const row = readme.split('\n').find((line) => line.includes(`| \`${name}\` |`));
+      expect(row, `README row for ${name}`).toBeDefined();
+      const shown = row?.split('|')[3]?.trim().replace(/^`|`$/g, '');
+      const expected = String(parameter.Default ?? '');
+      expect(shown === expected || (expected === '' && shown === 'empty'), `${name}: README says ${shown}, template ${expected}`).toBe(true);
+    }
+  });
+
+  it('alarms when no run has started for MissedRunHours hours, only while the schedule is enabled', () => {
+    const [[, alarm]] = resourcesOfType('AWS::CloudWatch::Alarm').filter(([id]) => id === 'MissedRunAlarm') as [[string, Resource]];
+    expect(alarm.Condition).toBe('ScheduleEnabled');
+    expect(template.Conditions?.ScheduleEnabled).toEqual({ 'Fn::Equals': [{ Ref: 'ScheduleState' }, 'ENABLED'] });
+    const p = resolver.value(alarm.Properties as Json) as JsonObject;
+    expect(p).toMatchObject({ Namespace: 'AWS/States', MetricName: 'ExecutionsStarted', Period: 3600, Threshold: 1, ComparisonOperator: 'LessThanThreshold', TreatMissingData: 'breaching' });
+    expect(p.Dimensions).toEqual([{ Name: 'StateMachineArn', Value: 'ref:NightlySnapshotsStateMachine' }]);
+    // Missing hours are breaching: MissedRunHours of them in a row, and only then, alarm.
+    expect(p.EvaluationPeriods).toBe(p.DatapointsToAlarm);
+    expect(String(p.EvaluationPeriods)).toBe(String(template.Parameters?.MissedRunHours?.Default));
+    expect(Number(template.Parameters?.MissedRunHours?.Default)).toBe(25);
+  });
+
   it('has a dashboard of exactly the metrics the handlers emit, with the Powertools service dimension', () => {
     const emitted = new Set<string>();
     for (const file of handlerFiles()) {
