@@ -7,10 +7,9 @@
 import { CancelCommandCommand, ListCommandInvocationsCommand, ListCommandsCommand } from '@aws-sdk/client-ssm';
 import type { CommandInvocation, SSMClient } from '@aws-sdk/client-ssm';
 import { clock } from './clock.ts';
-import { FAILURES } from './failure-catalogue.ts';
-import type { FailureCode } from './failure-catalogue.ts';
 import { methodDriver } from './methods/index.ts';
 import type { Diagnosis, InvocationResult } from './methods/types.ts';
+import { fail } from './record-failure.ts';
 import type { InstanceRecord, RunState } from './run-state.ts';
 
 const FINAL_COMMAND_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
@@ -125,21 +124,6 @@ function judgeInvocation(record: InstanceRecord, result: InvocationResult, state
     return;
   }
   fail(record, state, verdict.code, verdict.detail);
-}
-
-/** Records a failure of the current attempt: retry if worth it and attempts remain, else final. */
-export function fail(record: InstanceRecord, state: RunState, code: FailureCode, detail: string): void {
-  const kind = FAILURES[code];
-  const canRetry = kind.retryable && record.attempts < state.options.maxAttempts;
-  record.code = code;
-  record.phase = canRetry ? 'retry' : 'failed';
-  const attemptNote = kind.retryable
-    ? canRetry
-      ? ` (attempt ${record.attempts} of ${state.options.maxAttempts}; will retry)`
-      : ` (gave up after ${record.attempts} attempt${record.attempts === 1 ? '' : 's'})`
-    : ' (not retried: another attempt cannot fix this)';
-  record.detail = `${detail}${attemptNote}`;
-  record.reason = `${kind.title}: ${record.detail} ${kind.action}`;
 }
 
 function groupByCommand(records: InstanceRecord[]): Map<string, string[]> {

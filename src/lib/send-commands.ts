@@ -20,7 +20,7 @@ import type { Config } from './config.ts';
 import { clock } from './clock.ts';
 import { chunk } from './discovery.ts';
 import { methodDriver } from './methods/index.ts';
-import { fail } from './check-commands.ts';
+import { fail } from './record-failure.ts';
 import { ConfigurationError } from './errors.ts';
 import type { InstanceRecord, RunState } from './run-state.ts';
 

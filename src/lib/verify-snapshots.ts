@@ -13,7 +13,7 @@
  */
 import { DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
-import { fail } from './check-commands.ts';
+import { fail } from './record-failure.ts';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { expectedVolumes } from './discovery.ts';
