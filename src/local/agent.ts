@@ -3,6 +3,8 @@
  * document (AWS's VSS document or this project's DiskShadow one) according to the fleet's behaviour for
  * this attempt, and prints what the real document would print.
  */
+import { SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
+import { formatResultLine } from '../lib/result-line.ts';
 import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../lib/run-id.ts';
 import type { Behaviour } from './fleet.ts';
 import type { SimCommand, SimDocument, SimInstance, SimInvocation, World } from './world.ts';
@@ -109,20 +111,30 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
       invocation.output = failureOutput(method, instance, 'ConcurrentSnapshotLimitExceeded', false, 'ConcurrentSnapshotLimitExceeded: too many pending snapshots for a volume');
       return;
     }
-    invocation.output = successOutput(method, instance, created, behaviour !== 'crash-consistent');
+    invocation.output = successOutput(method, instance, created, behaviour !== 'crash-consistent', command, world);
   };
   return invocation;
 }
 
-function createSnapshotSet(world: World, command: SimCommand, document: SimDocument, instance: SimInstance, behaviour: Behaviour, at: number): { snapshotId: string; volumeId: string; device: string }[] | 'limit' {
+/** A deterministic lower-case GUID (shadow copy and shadow set ids, as the scripts report them). */
+export function simGuid(world: World): string {
+  return `${world.nextHex(8)}-${world.nextHex(4)}-4${world.nextHex(3)}-8${world.nextHex(3)}-${world.nextHex(12)}`;
+}
+
+type CreatedSet = { snapshotId: string; volumeId: string; device: string }[] & { shadowSetId?: string };
+
+function createSnapshotSet(world: World, command: SimCommand, document: SimDocument, instance: SimInstance, behaviour: Behaviour, at: number): CreatedSet | 'limit' {
   const excludeBoot = (command.parameters.ExcludeBootVolume?.[0] ?? 'False') === 'True';
   const volumes = world.volumesOf(instance.instanceId).filter((v) => !(excludeBoot && v.device === instance.rootDevice));
   for (const v of volumes) {
     const pending = world.snapshotsOfVolume(v.volumeId).filter((s) => !s.deleted && world.snapshotState(s) === 'pending').length;
     if (pending >= MAX_PENDING_PER_VOLUME) return 'limit';
   }
-  const tags = behaviour === 'untagged' ? {} : runTags(document, command, instance);
-  const created: { snapshotId: string; volumeId: string; device: string }[] = [];
+  // DiskShadow: one persistent shadow copy set per run of the script, named in every snapshot's tags.
+  const shadowSetId = document.kind === 'diskshadow' ? simGuid(world) : undefined;
+  const tags = behaviour === 'untagged' ? {} : { ...runTags(document, command, instance), ...(shadowSetId ? { [SHADOW_SET_TAG]: shadowSetId } : {}) };
+  const created: CreatedSet = [];
+  if (shadowSetId) created.shadowSetId = shadowSetId;
   for (const v of volumes) {
     const snapshotId = `snap-0${world.nextHex(16)}`;
     const startTime = at - 1_000;
@@ -151,9 +163,31 @@ function createSnapshotSet(world: World, command: SimCommand, document: SimDocum
 
 /** Output hooks: the DiskShadow document prints one result line; AWS's prints its own log text. */
 export const outputFormat = {
-  success(method: string, instance: SimInstance, created: { snapshotId: string; volumeId: string; device: string }[], appConsistent: boolean): string {
+  success(method: string, instance: SimInstance, created: CreatedSet, appConsistent: boolean, command?: SimCommand, world?: World): string {
     if (method === 'diskshadow') {
-      return `VSS-SNAPSHOTS-RESULT ${JSON.stringify({ version: 1, instanceId: instance.instanceId, vss: appConsistent ? 'ok' : 'failed', snapshots: created, errorCode: null, retryable: false, message: 'ok' })}\n`;
+      // Exactly the line src/scripts/diskshadow-snapshot.ps1 prints (src/lib/result-line.ts), then its log.
+      const shadowSetId = created.shadowSetId ?? null;
+      const line = formatResultLine({
+        version: 1,
+        operation: 'snapshot',
+        method: 'diskshadow',
+        runId: command?.parameters.RunId?.[0] ?? null,
+        attempt: Number(command?.parameters.Attempt?.[0] ?? '1') || 1,
+        instanceId: instance.instanceId,
+        outcome: 'success',
+        errorCode: null,
+        retryable: false,
+        exitCode: 0,
+        message: `Requested ${created.length} EBS snapshot(s) containing shadow copy set ${shadowSetId ?? '(none)'}.`,
+        vss: 'created',
+        shadowSetId,
+        appConsistent,
+        cleanup: 'done',
+        warnings: [],
+        snapshots: created.map((c) => ({ snapshotId: c.snapshotId, volumeId: c.volumeId, device: c.device || null })),
+        volumes: created.map((c, i) => ({ path: i === 0 ? 'C:\\' : `${String.fromCharCode(68 + i - 1)}:\\`, shadowCopyId: world ? simGuid(world) : null })),
+      });
+      return `${line}\nDiskShadow created shadow copy set ${shadowSetId}; CreateSnapshots accepted.\n`;
     }
     return `Creating VSS snapshot set for ${instance.instanceId}\n${created.map((c) => `Snapshot ${c.snapshotId} created for ${c.device}`).join('\n')}\nVSS snapshot set completed.\n`;
   },
@@ -165,5 +199,5 @@ export const outputFormat = {
   },
 };
 
-const successOutput = (m: string, i: SimInstance, c: { snapshotId: string; volumeId: string; device: string }[], a: boolean) => outputFormat.success(m, i, c, a);
+const successOutput = (m: string, i: SimInstance, c: CreatedSet, a: boolean, command: SimCommand, world: World) => outputFormat.success(m, i, c, a, command, world);
 const failureOutput = (m: string, i: SimInstance, code: string, r: boolean, msg: string) => outputFormat.failure(m, i, code, r, msg);

@@ -1,6 +1,7 @@
 /** The EC2 API of the simulated account: instances, volumes and snapshots. */
 import type { Filter } from '@aws-sdk/client-ec2';
 import { awsError, checkRange, paginate } from './aws-error.ts';
+import { volumeOperations } from './ec2-volumes.ts';
 import { ACCOUNT_ID } from './world.ts';
 import type { SimInstance, SimSnapshot, World } from './world.ts';
 
@@ -66,7 +67,7 @@ function instanceMatches(world: World, instance: SimInstance, filter: Filter): b
 }
 
 function describeInstance(world: World, instance: SimInstance) {
-  const volumes = world.volumesOf(instance.instanceId);
+  const volumes = world.volumesOf(instance.instanceId).map((v) => world.settleVolume(v)).filter((v) => v.instanceId === instance.instanceId);
   return {
     InstanceId: instance.instanceId,
     InstanceType: 'm5.large',
@@ -80,7 +81,7 @@ function describeInstance(world: World, instance: SimInstance) {
     Tags: Object.entries(instance.tags).map(([Key, Value]) => ({ Key, Value })),
     BlockDeviceMappings: volumes.map((v) => ({
       DeviceName: v.device,
-      Ebs: { VolumeId: v.volumeId, Status: 'attached', DeleteOnTermination: v.device === instance.rootDevice, AttachTime: new Date(v.createdAt) },
+      Ebs: { VolumeId: v.volumeId, Status: v.attachState ?? 'attached', DeleteOnTermination: v.device === instance.rootDevice, AttachTime: new Date(v.createdAt) },
     })),
   };
 }
@@ -122,6 +123,7 @@ export function describeSnapshot(world: World, s: SimSnapshot) {
 }
 
 export const ec2Operations: Record<string, (world: World, input: Input) => unknown> = {
+  ...volumeOperations,
   DescribeInstances(world, input) {
     const ids = input.InstanceIds as string[] | undefined;
     const filters = (input.Filters as Filter[] | undefined) ?? [];

@@ -37,6 +37,8 @@ const FleetInstance = z.strictObject({
   attempts: z.array(z.enum(BEHAVIOURS)).min(1).default(['ok']),
   commandSeconds: z.number().min(0).max(172_800).default(30),
   snapshotMinutes: z.number().min(0).max(10_000).default(2),
+  /** What the DiskShadow restore document does when this instance is a restore target. */
+  restore: z.enum(['ok', 'revert-failed', 'disk-online-failed']).optional(),
 });
 
 export const FleetSchema = z.strictObject({

@@ -1,6 +1,7 @@
 /** The SSM API of the simulated account: agents, documents and Run Command. */
 import { awsError, checkRange, paginate } from './aws-error.ts';
 import { planSnapshotInvocation } from './agent.ts';
+import { planRestoreInvocation } from './restore-agent.ts';
 import type { SimCommand, SimInvocation, World } from './world.ts';
 
 type Input = Record<string, unknown>;
@@ -155,7 +156,8 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
       invocations: [],
     };
     for (const id of ids) {
-      const invocation = planSnapshotInvocation(world, command, document, world.instances.get(id) as never);
+      const instance = world.instances.get(id) as never;
+      const invocation = document.kind === 'restore' ? planRestoreInvocation(world, command, instance) : planSnapshotInvocation(world, command, document, instance);
       command.invocations.push(invocation);
       world.track(invocation);
     }

@@ -27,6 +27,8 @@ export interface SimInstance {
   snapshotMinutes: number;
   /** Snapshot commands this instance has run (selects the behaviour of the next one). */
   snapshotCommandsRun: number;
+  /** What the DiskShadow restore document does here (fleet file `restore`; default ok). */
+  restoreBehaviour?: 'ok' | 'revert-failed' | 'disk-online-failed';
 }
 
 export interface SimVolume {
@@ -39,6 +41,17 @@ export interface SimVolume {
   createdAt: number;
   availableAt: number;
   tags: Record<string, string>;
+  /** Volumes made by CreateVolume (fleet volumes are attached from the start and have none of these). */
+  volumeType?: string;
+  clientToken?: string;
+  /** What CreateVolume was asked (ClientToken idempotency compares it). */
+  createRequest?: string;
+  /** `attaching` until `attachedAt`, `detaching` until `detachAt`; undefined with an instance = attached. */
+  attachState?: 'attaching' | 'attached' | 'detaching';
+  attachedAt?: number;
+  detachAt?: number;
+  deleted?: boolean;
+  deletedAt?: number;
 }
 
 export interface SimSnapshot {
@@ -210,6 +223,18 @@ export class World {
     this.volumeIndex = undefined;
   }
 
+  /** Moves an attachment on by the clock: `attaching` becomes `attached`, `detaching` ends (the volume is free). */
+  settleVolume(volume: SimVolume): SimVolume {
+    if (volume.attachState === 'attaching' && volume.attachedAt !== undefined && this.now >= volume.attachedAt) volume.attachState = 'attached';
+    if (volume.attachState === 'detaching' && volume.detachAt !== undefined && this.now >= volume.detachAt) {
+      delete volume.instanceId;
+      delete volume.device;
+      delete volume.attachState;
+      this.reindexVolumes();
+    }
+    return volume;
+  }
+
   /** Every snapshot (deleted ones included) of this volume, in insertion order. */
   snapshotsOfVolume(volumeId: string): SimSnapshot[] {
     let index = this.snapshotIndex;
@@ -267,14 +292,16 @@ export class World {
         availabilityZone: i.availabilityZone,
         tags: i.tags,
       })),
-      volumes: [...this.volumes.values()].map((v) => ({
+      volumes: [...this.volumes.values()].filter((v) => !v.deleted).map((v) => this.settleVolume(v)).map((v) => ({
         volumeId: v.volumeId,
         instanceId: v.instanceId ?? null,
         device: v.device ?? null,
         sizeGiB: v.sizeGiB,
         availabilityZone: v.availabilityZone,
         ...(v.snapshotId ? { snapshotId: v.snapshotId } : {}),
+        ...(v.clientToken ? { state: v.instanceId ? (v.attachState ?? 'attached') : this.now < v.availableAt ? 'creating' : 'available', tags: v.tags } : {}),
       })),
+      deletedVolumes: [...this.volumes.values()].filter((v) => v.deleted).map((v) => v.volumeId),
       snapshots: [...this.snapshots.values()]
         .filter((s) => !s.deleted)
         .map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, instanceId: s.instanceId, state: this.snapshotState(s), startTime: new Date(s.startTime).toISOString(), tags: s.tags })),
@@ -305,7 +332,10 @@ function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 export interface WorldDump {
   now: string;
   instances: { instanceId: string; name?: string; platform: string; state: string; availabilityZone: string; tags: Record<string, string> }[];
-  volumes: { volumeId: string; instanceId: string | null; device: string | null; sizeGiB: number; availabilityZone: string; snapshotId?: string }[];
+  /** `state` and `tags` only on volumes made by CreateVolume (restores). */
+  volumes: { volumeId: string; instanceId: string | null; device: string | null; sizeGiB: number; availabilityZone: string; snapshotId?: string; state?: string; tags?: Record<string, string> }[];
+  /** Volumes deleted by DeleteVolume. */
+  deletedVolumes: string[];
   snapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> }[];
   deletedSnapshots: string[];
   commands: {
@@ -344,6 +374,7 @@ export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
       commandSeconds: spec.commandSeconds,
       snapshotMinutes: spec.snapshotMinutes,
       snapshotCommandsRun: 0,
+      ...(spec.restore && spec.restore !== 'ok' ? { restoreBehaviour: spec.restore } : {}),
     };
     world.instances.set(instanceId, instance);
     for (const v of volumes) {
