@@ -59,3 +59,21 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`.slice(0, 1000);
   return String(error).slice(0, 1000);
 }
+
+/**
+ * A restore cannot be done as asked, for a reason found before anything was created: the run's snapshots
+ * of the source are not usable (pending, in error, not app-consistent), or the target cannot take them.
+ */
+export class RestoreRefusedError extends Error {
+  override name = 'RestoreRefusedError';
+}
+
+/** A restored volume went to state `error`, or a volume or attachment did not become ready in time. */
+export class RestoreVolumeError extends Error {
+  override name = 'RestoreVolumeError';
+}
+
+/** The DiskShadow restore document failed or timed out on the target: the volumes are not consistent. */
+export class RevertFailedError extends Error {
+  override name = 'RevertFailedError';
+}

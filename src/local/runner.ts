@@ -8,6 +8,7 @@ import './polyfill.ts';
 import { readFileSync } from 'node:fs';
 import { StateMachine } from 'aws-local-stepfunctions';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
+import { DOCUMENTS } from '../documents/document-parameters.ts';
 import { clients } from '../lib/clients.ts';
 import { worldFaultInterceptors } from './faults.ts';
 import { installWorld } from './transport.ts';
@@ -18,15 +19,32 @@ import type { SimDocument, World } from './world.ts';
 /** One event of the local execution's log (state entered/exited, retried, caught, ...). */
 export type EventLog = ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer E> ? E : never;
 
-export const STATE_MACHINE_NAME = 'vss-snapshots-nightly';
-export const STATE_MACHINE_ARN = `arn:aws:states:${REGION}:${ACCOUNT_ID}:stateMachine:${STATE_MACHINE_NAME}`;
+/** The state machines of the stack: each runs here from its own statemachine/*.asl.json, unchanged. */
+export const WORKFLOWS = {
+  nightly: { file: 'nightly-snapshots.asl.json', stateMachineName: 'vss-snapshots-nightly' },
+  restore: { file: 'restore.asl.json', stateMachineName: 'vss-snapshots-restore' },
+} as const;
+export type WorkflowName = keyof typeof WORKFLOWS;
+
+export const STATE_MACHINE_NAME = WORKFLOWS.nightly.stateMachineName;
+export const stateMachineArn = (workflow: WorkflowName) => `arn:aws:states:${REGION}:${ACCOUNT_ID}:stateMachine:${WORKFLOWS[workflow].stateMachineName}`;
+export const STATE_MACHINE_ARN = stateMachineArn('nightly');
 export const TOPIC_ARN = `arn:aws:sns:${REGION}:${ACCOUNT_ID}:vss-snapshots-alerts`;
 export const REPORT_BUCKET = `vss-snapshots-reports-${ACCOUNT_ID}`;
 export const DISKSHADOW_DOCUMENT = 'VssSnapshots-DiskShadowSnapshot';
-const DEFINITION_URL = new URL('../../statemachine/nightly-snapshots.asl.json', import.meta.url);
+export const RESTORE_DOCUMENT = 'VssSnapshots-DiskShadowRestore';
 
-/** Handler modules by the ASL placeholder's function key (`${SendSnapshotCommandsFunctionArn}`). */
+/** Handler modules by the ASL placeholder's function key (`${SendSnapshotCommandsFunctionArn}`), all workflows. */
 const HANDLER_MODULES: Record<string, string> = {
+  ValidateRestoreInput: '../handlers/restore-validate-input.ts',
+  PlanRestore: '../handlers/restore-plan.ts',
+  CreateRestoreVolumes: '../handlers/restore-create-volumes.ts',
+  CheckRestoreVolumes: '../handlers/restore-check-volumes.ts',
+  AttachRestoreVolumes: '../handlers/restore-attach-volumes.ts',
+  SendRevertCommand: '../handlers/restore-send-revert.ts',
+  CheckRevertCommand: '../handlers/restore-check-revert.ts',
+  FinishRestore: '../handlers/restore-finish.ts',
+  CleanUpRestore: '../handlers/restore-clean-up.ts',
   PrepareRun: '../handlers/prepare-run.ts',
   DiscoverInstances: '../handlers/discover-instances.ts',
   SendSnapshotCommands: '../handlers/send-snapshot-commands.ts',
@@ -70,6 +88,18 @@ export function provisionStack(world: World): void {
       executionTimeout: { allowedPattern: '^[1-9][0-9]{1,5}$' },
     },
   });
+  // The restore document with the parameters the stack deploys (src/documents/document-parameters.ts).
+  world.documents.set(RESTORE_DOCUMENT, {
+    name: RESTORE_DOCUMENT,
+    versions: ['1'],
+    kind: 'restore',
+    parameters: Object.fromEntries(
+      Object.entries(DOCUMENTS['diskshadow-restore'].parameters).map(([name, p]) => [
+        name,
+        { allowedPattern: p.allowedPattern, ...('default' in p && p.default !== undefined ? { default: p.default } : {}) },
+      ]),
+    ),
+  });
 }
 
 /** The Lambda environment of a local deployment (the stack sets the same variables in AWS). */
@@ -78,6 +108,7 @@ export function lambdaEnvironment(overrides: Record<string, string> = {}): Recor
     ALERT_TOPIC_ARN: TOPIC_ARN,
     REPORT_BUCKET,
     DISKSHADOW_DOCUMENT_NAME: DISKSHADOW_DOCUMENT,
+    RESTORE_DOCUMENT_NAME: RESTORE_DOCUMENT,
     POWERTOOLS_LOG_LEVEL: 'SILENT',
     POWERTOOLS_METRICS_DISABLED: 'true',
     AWS_REGION: REGION,
@@ -93,6 +124,8 @@ export interface LambdaFault {
 }
 
 export interface RunOptions {
+  /** Which state machine to run (default the nightly one). */
+  workflow?: WorkflowName;
   input?: unknown;
   executionName?: string;
   env?: Record<string, string>;
@@ -121,19 +154,22 @@ export interface LocalRunResult {
   stats: RunStats;
 }
 
-export function loadDefinition(): StateMachineDefinition {
-  const text = readFileSync(DEFINITION_URL, 'utf8').replace(/\$\{([A-Za-z0-9]+)FunctionArn\}/g, (_m, key: string) => lambdaArn(key));
+export function loadDefinition(workflow: WorkflowName = 'nightly'): StateMachineDefinition {
+  const text = readFileSync(new URL(`../../statemachine/${WORKFLOWS[workflow].file}`, import.meta.url), 'utf8').replace(/\$\{([A-Za-z0-9]+)FunctionArn\}/g, (_m, key: string) => lambdaArn(key));
   return JSON.parse(text) as StateMachineDefinition;
 }
 
 const lambdaArn = (key: string) => `arn:aws:lambda:${REGION}:${ACCOUNT_ID}:function:vss-snapshots-${key}`;
 
-/** Executes one run of the nightly workflow against `world`. */
+/** Executes one execution of a workflow (default the nightly one) against `world`. */
 export async function runWorkflow(world: World, options: RunOptions = {}): Promise<LocalRunResult> {
   provisionStack(world);
   // The fleet file's `faults` (if any) come after the caller's own interceptors.
   const uninstall = attachWorld(world, lambdaEnvironment(options.env), [...(options.interceptors ?? []), ...worldFaultInterceptors(world)]);
-  const definition = loadDefinition();
+  const workflow = options.workflow ?? 'nightly';
+  const definition = loadDefinition(workflow);
+  const machineName = WORKFLOWS[workflow].stateMachineName;
+  const machineArn = stateMachineArn(workflow);
   const states = definition.States as Record<string, { Type: string; Resource?: string; Seconds?: number; SecondsPath?: string }>;
 
   const stats: RunStats = { stateTransitions: 0, historyEvents: 0, maxPayloadBytes: 0, lambdaInvocations: 0, lambdaMillis: 0, simulatedSeconds: 0, wallSeconds: 0 };
@@ -170,24 +206,24 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   const zeroRetry = Object.fromEntries(Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => [n, 0]));
 
   const name = options.executionName ?? `run-${world.nextHex(8)}`;
-  const executionArn = `arn:aws:states:${REGION}:${ACCOUNT_ID}:execution:${STATE_MACHINE_NAME}:${name}`;
+  const executionArn = `arn:aws:states:${REGION}:${ACCOUNT_ID}:execution:${machineName}:${name}`;
   const input = options.input ?? {};
-  world.executions.push({ executionArn, stateMachineArn: STATE_MACHINE_ARN, name, status: 'RUNNING', startDate: world.now, input: JSON.stringify(input) });
+  world.executions.push({ executionArn, stateMachineArn: machineArn, name, status: 'RUNNING', startDate: world.now, input: JSON.stringify(input) });
   const record = world.executions.at(-1);
   const wallStart = performance.now();
   const simStart = world.now;
 
   // Validating the definition costs ~100 ms (JSON schema); once per process is enough for the same text.
   const definitionText = JSON.stringify(definition);
-  const machine = new StateMachine(definition, { validationOptions: validatedDefinition === definitionText ? { noValidate: true } : { checkArn: false } });
-  validatedDefinition = definitionText;
+  const machine = new StateMachine(definition, { validationOptions: validatedDefinitions.has(definitionText) ? { noValidate: true } : { checkArn: false } });
+  validatedDefinitions.add(definitionText);
   // The library stamps $$.Execution.StartTime with `new Date()` synchronously inside run(); give it the
   // virtual clock for that one call.
   const execution = withVirtualDate(world.now, () => machine.run(input as never, {
     overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: zero, retryIntervalOverrides: zeroRetry },
     context: {
       Execution: { Id: executionArn, Name: name, StartTime: new Date(world.now).toISOString(), Input: input as never, RoleArn: `arn:aws:iam::${ACCOUNT_ID}:role/vss-snapshots` },
-      StateMachine: { Id: STATE_MACHINE_ARN, Name: STATE_MACHINE_NAME },
+      StateMachine: { Id: machineArn, Name: machineName },
     } as never,
   }));
 
@@ -222,7 +258,7 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   }
 }
 
-let validatedDefinition: string | undefined;
+const validatedDefinitions = new Set<string>();
 
 interface Attachment {
   world: World;

@@ -1,0 +1,7 @@
+import { clients } from '../lib/clients.ts';
+import { loadRestoreConfig } from '../lib/restore/config.ts';
+import { checkRevertCommand } from '../lib/restore/revert.ts';
+import { restoreStep } from '../lib/restore/step.ts';
+
+/** Restore state "Check Revert Command". */
+export const handler = restoreStep('Check Revert Command', (state) => checkRevertCommand({ ssm: clients.ssm, config: loadRestoreConfig() }, state));

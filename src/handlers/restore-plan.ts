@@ -1,0 +1,6 @@
+import { clients } from '../lib/clients.ts';
+import { planRestore } from '../lib/restore/plan.ts';
+import { restoreStep } from '../lib/restore/step.ts';
+
+/** Restore state "Plan Restore". */
+export const handler = restoreStep('Plan Restore', (state) => planRestore({ ec2: clients.ec2, ssm: clients.ssm }, state));

@@ -1,0 +1,96 @@
+/**
+ * "Clean Up Restore": every failure after Plan Restore lands here. Unless the input said keepOnFailure,
+ * it detaches from the target and deletes every volume this restore created. It finds them by their
+ * restore-id tag (set on create), not from the payload, so a volume whose id was lost with a crashed
+ * Lambda is found too. Detaching takes a while: the state machine calls this step again until done.
+ */
+import { DeleteVolumeCommand, DetachVolumeCommand, paginateDescribeVolumes } from '@aws-sdk/client-ec2';
+import type { EC2Client, Volume } from '@aws-sdk/client-ec2';
+import { clock } from '../clock.ts';
+import type { RestoreConfig } from './config.ts';
+import { RESTORE_TAGS } from './state.ts';
+import type { RestoreState } from './state.ts';
+
+export interface CleanupDeps {
+  ec2: EC2Client;
+  config: RestoreConfig;
+}
+
+async function restoreVolumes(ec2: EC2Client, restoreId: string): Promise<Volume[]> {
+  const volumes: Volume[] = [];
+  const pages = paginateDescribeVolumes({ client: ec2, pageSize: 500 }, { Filters: [{ Name: `tag:${RESTORE_TAGS.restoreId}`, Values: [restoreId] }] });
+  for await (const page of pages) volumes.push(...(page.Volumes ?? []));
+  return volumes;
+}
+
+/** The original failure as one line: Step Functions passes a Lambda error's Cause as a JSON string. */
+export function failureCause(cause: unknown): string {
+  if (typeof cause !== 'string') return cause === undefined ? '(no cause)' : JSON.stringify(cause).slice(0, 2000);
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: string };
+    if (typeof parsed.errorMessage === 'string') return parsed.errorMessage.slice(0, 2000);
+  } catch {
+    // A plain message.
+  }
+  return cause.slice(0, 2000);
+}
+
+export async function cleanUpRestore(deps: CleanupDeps, state: RestoreState): Promise<RestoreState> {
+  const r = state.restore;
+  const previous = state.cleanup ?? { done: false, deadline: new Date(clock.now() + deps.config.cleanupDeadlineSeconds * 1000).toISOString(), deleted: [], detached: [], kept: [], waiting: [] };
+  const volumes = await restoreVolumes(deps.ec2, r.restoreId);
+  const deleted = new Set(previous.deleted);
+  const detached = new Set(previous.detached);
+  const kept: string[] = [];
+  const waiting: string[] = [];
+
+  for (const v of volumes) {
+    const id = v.VolumeId ?? '';
+    const state = v.State ?? 'unknown';
+    if (state === 'deleting' || state === 'deleted') {
+      deleted.add(id);
+      continue;
+    }
+    if (r.keepOnFailure) {
+      kept.push(`${id} (${state}${v.Attachments?.[0] ? `, ${v.Attachments[0].State} to ${v.Attachments[0].InstanceId} at ${v.Attachments[0].Device}` : ''})`);
+      continue;
+    }
+    const attachment = v.Attachments?.find((a) => a.State !== 'detached');
+    if (attachment) {
+      if (attachment.InstanceId !== r.targetInstanceId) {
+        // Someone moved it: not this restore's to detach.
+        kept.push(`${id} (attached to ${attachment.InstanceId}, not the target: left alone)`);
+        continue;
+      }
+      if (attachment.State === 'attached' || attachment.State === 'attaching') {
+        await deps.ec2.send(new DetachVolumeCommand({ VolumeId: id, InstanceId: r.targetInstanceId }));
+        detached.add(id);
+      }
+      waiting.push(`${id} detaching`);
+      continue;
+    }
+    if (state === 'creating') {
+      waiting.push(`${id} creating`);
+      continue;
+    }
+    await deps.ec2.send(new DeleteVolumeCommand({ VolumeId: id }));
+    deleted.add(id);
+  }
+
+  const overdue = clock.now() > Date.parse(previous.deadline);
+  const done = waiting.length === 0 || overdue;
+  const cleanup = { done, deadline: previous.deadline, deleted: [...deleted].sort(), detached: [...detached].sort(), kept, waiting };
+  if (!done) return { ...state, cleanup };
+
+  const error = state.error?.Error ?? 'RestoreFailed';
+  let summary: string;
+  if (r.keepOnFailure) summary = kept.length > 0 ? `Kept as asked (keepOnFailure): ${kept.join(', ')}.` : 'Nothing had been created.';
+  else if (deleted.size === 0 && waiting.length === 0 && kept.length === 0) summary = 'Nothing had been created.';
+  else {
+    summary = `Cleaned up: ${deleted.size > 0 ? `deleted ${[...deleted].sort().join(', ')}` : 'deleted nothing'}${detached.size > 0 ? ` (detached from ${r.targetInstanceId} first: ${[...detached].sort().join(', ')})` : ''}.`;
+    if (kept.length > 0) summary += ` Left: ${kept.join(', ')}.`;
+    if (waiting.length > 0) summary += ` Not cleaned up in time, delete yourself (tag ${RESTORE_TAGS.restoreId}=${r.restoreId}): ${waiting.join(', ')}.`;
+  }
+  const cause = `Restore ${r.restoreId} of ${r.sourceInstanceId} (run ${r.runId}) to ${r.targetInstanceId} failed: ${failureCause(state.error?.Cause)} ${summary}`;
+  return { ...state, cleanup, failure: { error, cause: cause.slice(0, 30_000) } };
+}

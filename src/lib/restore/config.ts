@@ -1,0 +1,51 @@
+/**
+ * Settings of the restore Lambdas, from their environment, checked in one place (ConfigurationError
+ * names a bad variable). Separate from ../config.ts: the restore functions need neither the selector tag
+ * nor the alert topic or report bucket.
+ */
+import * as z from 'zod';
+import { ConfigurationError } from '../errors.ts';
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const EnvSchema = z.object({
+  RESTORE_DOCUMENT_NAME: z.string().min(3).max(128).optional(),
+  RESTORE_DOCUMENT_VERSION: z.string().regex(/^([0-9]+|\$DEFAULT|\$LATEST)$/).default('1'),
+  RESTORE_VOLUME_TYPE: z.enum(['gp3', 'gp2', 'io1', 'io2', 'st1', 'sc1', 'standard']).default('gp3'),
+  RESTORE_COMMAND_TIMEOUT_SECONDS: int(60, 172_800).default(1_800),
+  DELIVERY_TIMEOUT_SECONDS: int(30, 2_592_000).default(600),
+  /** How long created volumes may take to become available, and attachments to be attached. */
+  RESTORE_VOLUME_DEADLINE_SECONDS: int(60, 86_400).default(1_800),
+  RESTORE_CLEANUP_DEADLINE_SECONDS: int(60, 86_400).default(900),
+});
+
+export interface RestoreConfig {
+  restoreDocument: { name: string | undefined; version: string };
+  volumeType: string;
+  commandTimeoutSeconds: number;
+  deliveryTimeoutSeconds: number;
+  volumeDeadlineSeconds: number;
+  cleanupDeadlineSeconds: number;
+}
+
+export function loadRestoreConfig(env: NodeJS.ProcessEnv = process.env): RestoreConfig {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ');
+    throw new ConfigurationError(`Lambda environment is invalid: ${problems}`);
+  }
+  const e = parsed.data;
+  return {
+    restoreDocument: { name: e.RESTORE_DOCUMENT_NAME, version: e.RESTORE_DOCUMENT_VERSION },
+    volumeType: e.RESTORE_VOLUME_TYPE,
+    commandTimeoutSeconds: e.RESTORE_COMMAND_TIMEOUT_SECONDS,
+    deliveryTimeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,
+    volumeDeadlineSeconds: e.RESTORE_VOLUME_DEADLINE_SECONDS,
+    cleanupDeadlineSeconds: e.RESTORE_CLEANUP_DEADLINE_SECONDS,
+  };
+}

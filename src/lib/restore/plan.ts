@@ -1,0 +1,173 @@
+/**
+ * "Plan Restore": finds the run's snapshots of the source and looks up the target, changing nothing. Every
+ * reason to refuse is found here, before a volume exists: an unknown run, instance or device is an
+ * InvalidInputError; unusable snapshots or a target that cannot take them a RestoreRefusedError.
+ */
+import { DescribeInstancesCommand, paginateDescribeSnapshots } from '@aws-sdk/client-ec2';
+import type { EC2Client, Instance, Snapshot } from '@aws-sdk/client-ec2';
+import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { InvalidInputError, RestoreRefusedError } from '../errors.ts';
+import { SHADOW_SET_TAG } from '../methods/diskshadow.ts';
+import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../run-id.ts';
+import { freeDeviceNames, normalizeDevice } from './devices.ts';
+import type { PlannedVolume, RestoreState } from './state.ts';
+
+export interface PlanDeps {
+  ec2: EC2Client;
+  ssm: SSMClient;
+}
+
+/** One snapshot of the run, as the restore reads it. */
+export interface RunSnapshot {
+  snapshotId: string;
+  volumeId: string;
+  device: string | undefined;
+  state: string;
+  progress: string;
+  sizeGiB: number;
+  attempt: number;
+  method: 'aws-vss' | 'diskshadow';
+  appConsistent: boolean;
+  shadowSetId: string | undefined;
+  instanceId: string | undefined;
+}
+
+const tagsOf = (s: { Tags?: { Key?: string; Value?: string }[] }): Record<string, string> =>
+  Object.fromEntries((s.Tags ?? []).filter((t) => t.Key !== undefined).map((t) => [t.Key as string, t.Value ?? '']));
+
+export function toRunSnapshot(s: Snapshot): RunSnapshot {
+  const tags = tagsOf(s);
+  const shadowSetId = tags[SHADOW_SET_TAG] || undefined;
+  return {
+    snapshotId: s.SnapshotId ?? '',
+    volumeId: s.VolumeId ?? '',
+    device: tags.Device ? normalizeDevice(tags.Device) : undefined,
+    state: s.State ?? 'unknown',
+    progress: s.Progress ?? '',
+    sizeGiB: s.VolumeSize ?? 1,
+    attempt: Number(tags[ATTEMPT_TAG] ?? '0') || 0,
+    // A shadow set id means a DiskShadow snapshot whatever the method tag says: never skip its revert.
+    method: tags[METHOD_TAG] === 'diskshadow' || shadowSetId ? 'diskshadow' : 'aws-vss',
+    appConsistent: tags.AppConsistent === 'true',
+    shadowSetId,
+    instanceId: tags[INSTANCE_TAG] || undefined,
+  };
+}
+
+/** The usable snapshot first: completed and app-consistent, then the latest attempt. */
+function preference(a: RunSnapshot, b: RunSnapshot): number {
+  const score = (s: RunSnapshot) => (s.state === 'completed' ? 2 : 0) + (s.appConsistent ? 1 : 0);
+  return score(b) - score(a) || b.attempt - a.attempt;
+}
+
+async function describeInstance(ec2: EC2Client, instanceId: string): Promise<Instance | undefined> {
+  try {
+    const out = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+    return out.Reservations?.flatMap((r) => r.Instances ?? []).find((i) => i.InstanceId === instanceId);
+  } catch (error) {
+    if ((error as Error).name === 'InvalidInstanceID.NotFound' || (error as Error).name === 'InvalidInstanceID.Malformed') return undefined;
+    throw error;
+  }
+}
+
+async function runSnapshots(ec2: EC2Client, runId: string): Promise<RunSnapshot[]> {
+  const found: RunSnapshot[] = [];
+  const pages = paginateDescribeSnapshots(
+    { client: ec2, pageSize: 1000 },
+    { OwnerIds: ['self'], Filters: [{ Name: `tag:${RUN_TAG}`, Values: [runId] }] },
+  );
+  for await (const page of pages) for (const s of page.Snapshots ?? []) found.push(toRunSnapshot(s));
+  return found;
+}
+
+export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<RestoreState> {
+  const { runId, sourceInstanceId: source, targetInstanceId: target, devices } = state.restore;
+
+  const target$ = await describeInstance(deps.ec2, target);
+  if (!target$) throw new InvalidInputError(`Target instance ${target} does not exist in this account and Region (field "targetInstanceId").`);
+  // The source may be gone (the reason for many restores); its DiskShadow snapshots still name it in a tag.
+  const source$ = await describeInstance(deps.ec2, source);
+  const sourceDevices = new Map<string, string>();
+  for (const m of source$?.BlockDeviceMappings ?? []) if (m.Ebs?.VolumeId && m.DeviceName) sourceDevices.set(m.Ebs.VolumeId, normalizeDevice(m.DeviceName));
+
+  const all = await runSnapshots(deps.ec2, runId);
+  if (all.length === 0) {
+    throw new InvalidInputError(`Run ${runId} has no snapshots in this account and Region (field "runId"): the run id is unknown, or its snapshots were deleted.`);
+  }
+  // DiskShadow snapshots carry the instance id; AWS VSS snapshots are matched by the source's volumes.
+  const ofSource = all.filter((s) => (s.instanceId ? s.instanceId === source : sourceDevices.has(s.volumeId)));
+  if (ofSource.length === 0) {
+    const why = source$ ? '' : ` The instance ${source} does not exist (any more): only snapshots tagged with its id (DiskShadow method) can be found for it.`;
+    throw new InvalidInputError(`Run ${runId} has no snapshots of source instance ${source} (field "sourceInstanceId"); it has ${all.length} snapshot(s) of other instances.${why}`);
+  }
+
+  const byDevice = new Map<string, RunSnapshot[]>();
+  for (const s of ofSource) {
+    const device = s.device ?? sourceDevices.get(s.volumeId) ?? s.volumeId;
+    byDevice.set(device, [...(byDevice.get(device) ?? []), s]);
+  }
+  const available = [...byDevice.keys()].sort();
+  if (devices) {
+    const unknown = devices.filter((d) => !byDevice.has(d));
+    if (unknown.length > 0) {
+      throw new InvalidInputError(`Run ${runId} has no snapshot of device ${unknown.join(', ')} of ${source} (field "devices"); it has: ${available.join(', ')}.`);
+    }
+  }
+  const chosen = (devices ?? available).map((device) => ({ device, snapshot: [...(byDevice.get(device) ?? [])].sort(preference)[0] as RunSnapshot }));
+
+  const unusable = chosen.flatMap(({ device, snapshot: s }) => {
+    if (s.state === 'error') return [`${device} (${s.snapshotId}) is in state error`];
+    if (s.state !== 'completed') return [`${device} (${s.snapshotId}) is still ${s.state}${s.progress ? ` (${s.progress})` : ''}; try again when it is completed`];
+    if (!s.appConsistent) return [`${device} (${s.snapshotId}) is not tagged AppConsistent=true (only crash-consistent)`];
+    if (s.method === 'diskshadow' && !s.shadowSetId) return [`${device} (${s.snapshotId}) is a DiskShadow snapshot without the ${SHADOW_SET_TAG} tag: it cannot be reverted`];
+    return [];
+  });
+  if (unusable.length > 0) throw new RestoreRefusedError(`Refusing to restore run ${runId} of ${source}: ${unusable.join('; ')}. Nothing was created.`);
+
+  const methods = new Set(chosen.map((c) => c.snapshot.method));
+  if (methods.size > 1) throw new RestoreRefusedError(`Run ${runId} of ${source} mixes aws-vss and diskshadow snapshots; restore the devices of each method separately (field "devices").`);
+  const method = chosen[0]?.snapshot.method ?? 'aws-vss';
+  const shadowSets = new Set(chosen.map((c) => c.snapshot.shadowSetId));
+  if (method === 'diskshadow' && shadowSets.size > 1) {
+    throw new RestoreRefusedError(`The chosen snapshots of ${source} belong to ${shadowSets.size} different shadow copy sets (attempts); restore the devices of one attempt at a time (field "devices").`);
+  }
+
+  const targetState = target$.State?.Name ?? 'unknown';
+  if (targetState !== 'running' && targetState !== 'stopped') {
+    throw new RestoreRefusedError(`Target instance ${target} is ${targetState}; volumes can be attached only to a running or stopped instance.`);
+  }
+  if (method === 'diskshadow') await assertCanRevert(deps, target$, targetState);
+  const availabilityZone = target$.Placement?.AvailabilityZone;
+  if (!availabilityZone) throw new RestoreRefusedError(`Target instance ${target} reports no Availability Zone.`);
+
+  const inUse = [target$.RootDeviceName ?? '', ...(target$.BlockDeviceMappings ?? []).map((m) => m.DeviceName ?? '')].filter(Boolean);
+  const names = freeDeviceNames(inUse, chosen.length);
+  if (!names) throw new RestoreRefusedError(`Target instance ${target} has not enough free device names (xvdf-xvdz) for ${chosen.length} volume(s); in use: ${inUse.join(', ')}.`);
+
+  const volumes: PlannedVolume[] = chosen.map(({ device, snapshot }, i) => ({
+    sourceDevice: device,
+    sourceVolumeId: snapshot.volumeId,
+    snapshotId: snapshot.snapshotId,
+    sizeGiB: snapshot.sizeGiB,
+    device: names[i] as string,
+    volumeId: null,
+  }));
+  return {
+    ...state,
+    plan: { method, availabilityZone, targetState, shadowSetId: method === 'diskshadow' ? (chosen[0]?.snapshot.shadowSetId ?? null) : null, volumes },
+  };
+}
+
+/** The revert runs on the target through SSM: it must be a running Windows instance with an online agent. */
+async function assertCanRevert(deps: PlanDeps, target: Instance, state: string): Promise<void> {
+  const id = target.InstanceId ?? '';
+  const windows = (target.Platform ?? '').toLowerCase() === 'windows' || /windows/i.test(target.PlatformDetails ?? '');
+  if (!windows) throw new RestoreRefusedError(`These are DiskShadow snapshots: they must be reverted by the restore document on a Windows instance, and target ${id} is not Windows.`);
+  if (state !== 'running') throw new RestoreRefusedError(`These are DiskShadow snapshots: the restore document must revert them on the target, so target ${id} must be running (it is ${state}). Start it and restore again.`);
+  const info = await deps.ssm.send(new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [id] }] }));
+  const ping = info.InstanceInformationList?.find((i) => i.InstanceId === id)?.PingStatus;
+  if (ping !== 'Online') {
+    throw new RestoreRefusedError(`These are DiskShadow snapshots: the restore document must revert them on target ${id}, whose SSM agent is ${ping ? `${ping}` : 'not registered'}. Fix the agent and restore again.`);
+  }
+}
