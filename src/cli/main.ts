@@ -1,8 +1,10 @@
 /**
  * `vss-snapshots`: the command line. `run` executes one nightly cycle of the real workflow against a
- * simulated AWS account; `bench` measures it at scale. Exit codes follow contract §2.
+ * simulated AWS account; `restore` restores a run's snapshots with the restore workflow there; `bench`
+ * measures a run at scale. Exit codes follow contract §2.
  */
 import { benchCommand } from './bench-command.ts';
+import { restoreCommand } from './restore-command.ts';
 import { runCommand } from './run-command.ts';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, alert: 3 } as const;
@@ -13,6 +15,11 @@ Commands:
   run     run one nightly snapshot cycle against a simulated AWS account
           [--fleet FILE] [--input JSON] [--method aws-vss|diskshadow] [--json]
           [--report FILE] [--dump-world FILE] [--quiet]
+  restore restore one run's snapshots of an instance to another: a nightly cycle in the simulated
+          account first, then the restore state machine (create volumes in the target's AZ, attach
+          them at free devices, revert DiskShadow snapshots); exit 0 restored, 1 failed, 2 bad input
+          --source ID --target ID [--run ID|latest] [--devices xvdf,xvdg] [--keep-on-failure]
+          [--fleet FILE] [--method aws-vss|diskshadow] [--json] [--dump-world FILE] [--quiet]
   bench   measure one run at scale: API calls against their floor, state transitions,
           payload sizes, Lambda GB-s, simulated/wall time and cost (docs/performance.md)
           --instances N[,N...] [--volumes V] [--fail-rate R] [--json] [--markdown]
@@ -33,6 +40,8 @@ export async function main(argv: string[]): Promise<number> {
         return await runCommand(rest);
       case 'bench':
         return await benchCommand(rest);
+      case 'restore':
+        return await restoreCommand(rest);
       case undefined:
       case 'help':
       case '--help':
