@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, SNAPSHOT_METHODS } from '../src/lib/config.ts';
+import { loadRestoreConfig } from '../src/lib/restore/config.ts';
 import { RUN_TAG } from '../src/lib/run-id.ts';
 import { reportKey, stateKey } from '../src/lib/run-state.ts';
 
@@ -31,6 +32,7 @@ const aslValidator = createRequire(import.meta.url)('asl-validator') as (
 const RESOURCE_STAR_ALLOWED: Record<string, string> = {
   'ec2:DescribeInstances': 'no resource-level permissions; read only',
   'ec2:DescribeSnapshots': 'no resource-level permissions; read only',
+  'ec2:DescribeVolumes': 'no resource-level permissions; read only (restore)',
   'ec2:DescribeImages': 'no resource-level permissions; read only (instance policy, as in AWSEC2VssSnapshotPolicy)',
   'ssm:DescribeInstanceInformation': 'no resource-level permissions; read only',
   'ssm:ListCommands': 'no resource-level permissions; read only',
@@ -52,6 +54,15 @@ const RESOURCE_STAR_ALLOWED: Record<string, string> = {
 
 /** Least privilege, pinned: the exact actions of each function's role. A new permission is a deliberate change here. */
 const FUNCTION_ACTIONS: Record<string, string[]> = {
+  'restore-validate-input': ['logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-create-volumes': ['ec2:CreateTags', 'ec2:CreateVolume', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-check-volumes': ['ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-attach-volumes': ['ec2:AttachVolume', 'ec2:DescribeInstances', 'ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-send-revert': ['logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:ListCommands', 'ssm:SendCommand', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-check-revert': ['logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:ListCommandInvocations', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-finish': ['ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-clean-up': ['ec2:DeleteVolume', 'ec2:DescribeVolumes', 'ec2:DetachVolume', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'prepare-run': ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:PutObject', 'states:ListExecutions', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'discover-instances': [
     'ec2:DescribeInstances',
@@ -655,10 +666,12 @@ describe('IAM', () => {
     [{ SnapshotMethod: 'diskshadow' }, 'ConsistentSnapshot', 'WindowsVSS', 'arn:aws:ssm:us-east-1:123456789012:document/ref:DiskShadowSnapshotDocument'],
   ])('scopes ssm:SendCommand to the chosen document and to instances tagged as the parameters say (%o)', (overrides, tagKey, tagValue, documentArn) => {
     const r = new Resolver(template, overrides);
-    const grants = policiesOf(template, r)
+    const all = policiesOf(template, r)
       .filter((p) => p.kind === 'identity')
       .flatMap((p) => p.statements.filter((s) => allows(s, 'ssm:SendCommand')).map((s) => ({ owner: p.owner, s })));
-    expect(new Set(grants.map((g) => g.owner))).toEqual(new Set(['SendSnapshotCommandsRole']));
+    // The restore's revert step is the only other sender (its own test below).
+    expect(new Set(all.map((g) => g.owner))).toEqual(new Set(['SendSnapshotCommandsRole', 'SendRevertCommandRole']));
+    const grants = all.filter((g) => g.owner === 'SendSnapshotCommandsRole');
     const documentGrants = grants.filter(({ s }) => resourcesOf(s).every((a) => a.includes(':document/')));
     const instanceGrants = grants.filter(({ s }) => resourcesOf(s).every((a) => a.includes(':instance/')));
     expect(documentGrants.length + instanceGrants.length, 'documents and instances in separate statements').toBe(grants.length);
@@ -674,6 +687,40 @@ describe('IAM', () => {
     expect([env.TAG_KEY, env.TAG_VALUE]).toEqual([tagKey, tagValue]);
     const config = loadConfig(env);
     expect(documentArn.endsWith(`:document/${config.documents[config.method].name}`), `${config.method} sends ${config.documents[config.method].name}`).toBe(true);
+  });
+
+  it('lets the restore send only the restore document, and only to instances', () => {
+    const grants = policies.filter((p) => p.owner === 'SendRevertCommandRole' && p.kind === 'identity').flatMap((p) => p.statements).filter((s) => allows(s, 'ssm:SendCommand'));
+    expect(grants.flatMap(resourcesOf).sort()).toEqual(['arn:aws:ec2:us-east-1:123456789012:instance/*', 'arn:aws:ssm:us-east-1:123456789012:document/ref:DiskShadowRestoreDocument']);
+    for (const s of grants) expect(actionsOf(s)).toEqual(['ssm:SendCommand']);
+    const env = functionEnv('SendRevertCommandLambdaFunction');
+    expect(env.RESTORE_DOCUMENT_NAME).toBe('ref:DiskShadowRestoreDocument');
+  });
+
+  it('lets the restore create volumes only tagged with a restore id and from run snapshots, and touch only such volumes', () => {
+    const identity = policies.filter((p) => p.kind === 'identity').flatMap((p) => p.statements.map((s) => ({ owner: p.owner, s })));
+    const volumeArn = 'arn:aws:ec2:us-east-1:123456789012:volume/*';
+    const restoreTag = 'aws:ResourceTag/vss-snapshots:restore-id';
+    for (const action of ['ec2:CreateVolume', 'ec2:AttachVolume', 'ec2:DetachVolume', 'ec2:DeleteVolume']) {
+      const grants = identity.filter(({ s }) => allows(s, action));
+      expect(grants.length, action).toBeGreaterThan(0);
+      for (const { owner, s } of grants) {
+        expect(owner, action).toMatch(/Restore|Revert/);
+        for (const arn of resourcesOf(s)) {
+          expect(['arn:aws:ec2:us-east-1:123456789012:volume/*', 'arn:aws:ec2:us-east-1:123456789012:instance/*', 'arn:aws:ec2:us-east-1::snapshot/*'], `${owner} ${s.Sid}`).toContain(arn);
+        }
+        if (!resourcesOf(s).includes(volumeArn)) continue;
+        if (action === 'ec2:CreateVolume') expect(s.Condition?.StringLike?.['aws:RequestTag/vss-snapshots:restore-id'], `${owner} ${s.Sid}`).toBe('?*');
+        else expect(s.Condition?.StringLike?.[restoreTag], `${owner} ${s.Sid}`).toBe('?*');
+      }
+      if (action === 'ec2:CreateVolume') {
+        const fromSnapshots = grants.filter(({ s }) => resourcesOf(s).includes('arn:aws:ec2:us-east-1::snapshot/*'));
+        expect(fromSnapshots.length).toBeGreaterThan(0);
+        for (const { s } of fromSnapshots) expect(s.Condition?.StringLike?.[`aws:ResourceTag/${RUN_TAG}`]).toBe('?*');
+      }
+    }
+    const tagging = identity.filter(({ owner, s }) => owner === 'CreateRestoreVolumesRole' && allows(s, 'ec2:CreateTags'));
+    for (const { s } of tagging) expect(s.Condition?.StringEquals?.['ec2:CreateAction']).toBe('CreateVolume');
   });
 
   it('lets the verify step delete only snapshots tagged with a run id', () => {
@@ -783,7 +830,8 @@ describe('configuration', () => {
     const methods = template.Parameters?.SnapshotMethod?.AllowedValues ?? [];
     expect(methods.length).toBeGreaterThan(0);
     for (const method of methods) expect(SNAPSHOT_METHODS as readonly string[]).toContain(method);
-    const configSource = readFileSync(path.join(ROOT, 'src', 'lib', 'config.ts'), 'utf8');
+    // The nightly functions' settings (src/lib/config.ts) and the restore's (src/lib/restore/config.ts).
+    const configSource = ['config.ts', path.join('restore', 'config.ts')].map((f) => readFileSync(path.join(ROOT, 'src', 'lib', f), 'utf8')).join('\n');
     const known = new Set([...configSource.matchAll(/^\s{2}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1] as string));
     for (const [id] of resourcesOfType('AWS::Lambda::Function')) {
       for (const method of methods) {
@@ -792,6 +840,7 @@ describe('configuration', () => {
         const config = loadConfig(env);
         expect(config.method, id).toBe(method);
         expect(config.documents[config.method].name, `${id}: a document is configured for ${method}`).toBeTruthy();
+        if (lambdaHandlers().get(id)?.startsWith('restore-')) expect(() => loadRestoreConfig(env), id).not.toThrow();
       }
     }
   });
