@@ -187,6 +187,7 @@ const HOSTILE_FLEETS: [string, unknown, RegExp][] = [
   ['a malformed instance id', { instances: [{ instanceId: 'i-XYZ; rm -rf /' }] }, /instances\[0\]\.instanceId/],
   ['a duplicate instance id', { instances: [{ instanceId: ID }, { instanceId: ID }] }, /instances\[1\]\.instanceId .* appears twice/],
   ['an unknown behaviour', { instances: [{ attempts: ['ok', 'rm -rf'] }] }, /instances\[0\]\.attempts\[1\]/],
+  ['a device twice on an instance without an id', { instances: [{ volumes: [{ device: '/dev/sda1' }, { device: '/dev/sda1' }] }] }, /instances\[0\] has device \/dev\/sda1 twice/],
   ['a device name with a command', { instances: [{ volumes: [{ device: 'xvdf; format C:' }] }] }, /instances\[0\]\.volumes\[0\]\.device/],
   ['a fault rate above 0.5', { instances: [], faults: { rate: 0.9 } }, /faults\.rate/],
   ['an unknown fault kind', { instances: [], faults: { rate: 0.1, kinds: ['meteor'] } }, /faults\.kinds\[0\]/],

@@ -71,9 +71,12 @@ export function parseFleet(raw: unknown, source = 'fleet'): Fleet {
   }
   const ids = new Set<string>();
   for (const [i, instance] of result.data.instances.entries()) {
-    if (!instance.instanceId) continue;
-    if (ids.has(instance.instanceId)) throw new FleetError(`${source}: instances[${i}].instanceId ${instance.instanceId} appears twice.`);
-    ids.add(instance.instanceId);
+    // The Name tag is the instance's name (contract §5): one given only in `tags` names it too.
+    if (instance.name === undefined && instance.tags?.Name !== undefined) instance.name = instance.tags.Name;
+    if (instance.instanceId) {
+      if (ids.has(instance.instanceId)) throw new FleetError(`${source}: instances[${i}].instanceId ${instance.instanceId} appears twice.`);
+      ids.add(instance.instanceId);
+    }
     const devices = new Set<string>();
     for (const v of instance.volumes ?? []) {
       if (devices.has(v.device)) throw new FleetError(`${source}: instances[${i}] has device ${v.device} twice.`);
@@ -90,11 +93,33 @@ export function loadFleetFile(path: string): Fleet {
   } catch (error) {
     throw new FleetError(`Cannot read fleet file ${path}: ${(error as Error).message}`);
   }
-  let raw: unknown;
-  try {
-    raw = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
-  } catch (error) {
-    throw new FleetError(`Fleet file ${path} is not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(error as Error).message}`);
+  return parseFleet(parseFleetText(text, path), path);
+}
+
+/**
+ * A fleet file is JSON or YAML (contract §5), whatever its name: `.yaml`/`.yml` is read as YAML, anything
+ * else as JSON first and, when that fails, as YAML (a superset of JSON), so `fleet.txt` or `fleet` in YAML works.
+ */
+export function parseFleetText(text: string, path: string): unknown {
+  const yamlName = /\.ya?ml$/i.test(path);
+  if (!yamlName) {
+    try {
+      return JSON.parse(text);
+    } catch (jsonError) {
+      let raw: unknown;
+      try {
+        raw = parseYaml(text);
+      } catch {
+        raw = undefined;
+      }
+      // Plain text parses as a YAML string: only a mapping can be a fleet, so report the JSON error then.
+      if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) return raw;
+      throw new FleetError(`Fleet file ${path} is not valid JSON or YAML: ${(jsonError as Error).message}`);
+    }
   }
-  return parseFleet(raw, path);
+  try {
+    return parseYaml(text);
+  } catch (error) {
+    throw new FleetError(`Fleet file ${path} is not valid YAML: ${(error as Error).message}`);
+  }
 }
