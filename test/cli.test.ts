@@ -55,8 +55,27 @@ describe('vss-snapshots run', () => {
     expect(JSON.parse(out.stdout)).toMatchObject({ dryRun: true, alert: null, summary: { targeted: 0 } });
   });
 
+  it('reads --input from a file when the value is a path rather than JSON', () => {
+    const input = join(dir, 'input.json');
+    writeFileSync(input, '{"dryRun": true}');
+    const out = cli('run', '--input', input, '--json');
+
+    expect(out.status).toBe(0);
+    expect(JSON.parse(out.stdout)).toMatchObject({ dryRun: true, alert: null });
+  });
+
+  it('says the input was rejected, not accepted or alerted, when Prepare Run refuses it', () => {
+    const out = cli('run', '--input', '{"maxAttempts": 9}', '--json');
+
+    expect(out.status).toBe(2);
+    expect(out.stdout).toBe('');
+    expect(out.stderr).toMatch(/Prepare Run: input rejected, nothing sent/);
+    expect(out.stderr).not.toMatch(/input accepted|alerting/);
+  });
+
   it.each([
     [['run', '--input', '{"instanceID": []}'], /unknown field "instanceID"/],
+    [['run', '--input', join(dir, 'missing-input.json')], /--input is not valid JSON/],
     [['run', '--input', 'not json'], /--input is not valid JSON/],
     [['run', '--fleet', '/nonexistent.json'], /Cannot read fleet file/],
     [['run', '--fleet', 'package.json'], /not a valid fleet file/],

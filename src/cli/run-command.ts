@@ -1,5 +1,5 @@
 /** `vss-snapshots run`: one nightly cycle against a simulated account, with progress and a summary. */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SNAPSHOT_METHODS } from '../lib/config.ts';
 import type { RunReport } from '../lib/report.ts';
@@ -34,14 +34,7 @@ export async function runCommand(args: string[]): Promise<number> {
     throw new UsageError((error as Error).message);
   }
   const opts = parsed.values;
-  let input: unknown = {};
-  if (opts.input !== undefined) {
-    try {
-      input = JSON.parse(opts.input);
-    } catch (error) {
-      throw new UsageError(`--input is not valid JSON (${(error as Error).message}). Example: --input '{"dryRun": true}'`);
-    }
-  }
+  const input: unknown = opts.input === undefined ? {} : parseInputOption(opts.input);
   if (opts.method !== undefined && !(SNAPSHOT_METHODS as readonly string[]).includes(opts.method)) {
     throw new UsageError(`--method must be one of ${SNAPSHOT_METHODS.join(', ')} (got "${opts.method}").`);
   }
@@ -51,10 +44,11 @@ export async function runCommand(args: string[]): Promise<number> {
   progress(`vss-snapshots: one nightly run against a simulated AWS account (${fleet.instances.length} instances in ${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'})`);
 
   const start = world.now;
+  const caught = new Set<string>();
   const result = await runWorkflow(world, {
     input,
     env: opts.method ? { SNAPSHOT_METHOD: opts.method } : {},
-    onEvent: (event) => progress(describeEvent(event, world, start)),
+    onEvent: (event) => progress(describeEvent(event, world, start, caught)),
   });
   const report = readReport(world, result);
   if (opts['dump-world']) writeFileSync(opts['dump-world'], `${JSON.stringify(world.dump(), null, 2)}\n`);
@@ -81,6 +75,25 @@ export async function runCommand(args: string[]): Promise<number> {
   return needsAlert ? EXIT.alert : EXIT.ok;
 }
 
+/**
+ * `--input` is the execution input as JSON text (contract §2). A value that is not JSON but names an
+ * existing file is read as that file's JSON, so `--input input.json` works as well.
+ */
+function parseInputOption(value: string): unknown {
+  try {
+    return JSON.parse(value);
+  } catch (error) {
+    if (existsSync(value) && statSync(value).isFile()) {
+      try {
+        return JSON.parse(readFileSync(value, 'utf8'));
+      } catch (fileError) {
+        throw new UsageError(`--input file ${value} is not valid JSON (${(fileError as Error).message}).`);
+      }
+    }
+    throw new UsageError(`--input is not valid JSON (${(error as Error).message}). Example: --input '{"dryRun": true}'`);
+  }
+}
+
 function readReport(world: World, result: LocalRunResult): RunReport | undefined {
   const objects = world.buckets.get(REPORT_BUCKET);
   if (!objects) return undefined;
@@ -95,8 +108,16 @@ const elapsed = (ms: number): string => {
   return `+${String(Math.floor(s / 3600)).padStart(2, '0')}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
 };
 
-function describeEvent(event: EventLog, world: World, start: number): string {
+/** One progress line per event worth telling; `caught` remembers states whose error a Catch took. */
+function describeEvent(event: EventLog, world: World, start: number, caught = new Set<string>()): string {
   const at = `[${elapsed(world.now - start)}]`;
+  if (event.type === 'StateCaught') {
+    caught.add(event.state.name);
+    // InvalidInputError goes to "Input Rejected": the execution fails, nothing is sent and nothing is alerted.
+    if (event.catch.catcher.Next === 'Input Rejected') return `${at} ${event.state.name}: input rejected, nothing sent`;
+    return `${at} ${event.state.name}: failed, alerting`;
+  }
+  if (event.type === 'StateExited' && caught.delete(event.state.name)) return '';
   if (event.type === 'StateExited' && event.state.type === 'Task') {
     const out = event.state.output as { counts?: Record<string, number>; wave?: number; summary?: Record<string, number> } | undefined;
     if (out?.counts && event.state.name !== 'Prepare Run') {
@@ -121,6 +142,5 @@ function describeEvent(event: EventLog, world: World, start: number): string {
   }
   if (event.type === 'StateEntered' && event.state.type === 'Wait') return `${at} ${event.state.name}`;
   if (event.type === 'StateRetried') return `${at} ${event.state.name}: retried after an error`;
-  if (event.type === 'StateCaught') return `${at} ${event.state.name}: failed, alerting`;
   return '';
 }
