@@ -36,6 +36,15 @@ describe('vss-snapshots run', () => {
     expect(dump.apiCalls['ssm:SendCommand']).toBe(1);
   });
 
+  it('counts only the snapshots of succeeded instances as verified in the summary', () => {
+    const fleet = join(dir, 'cc.json');
+    writeFileSync(fleet, JSON.stringify({ instances: [{ name: 'good' }, { name: 'cc', attempts: ['crash-consistent'] }] }));
+    const out = cli('run', '--fleet', fleet, '--quiet');
+
+    expect(out.status).toBe(3);
+    expect(out.stdout).toMatch(/1 succeeded, 1 failed, 0 skipped of 2 matched; 1 snapshots verified \(1 more of failed instances, unusable\)/);
+  });
+
   it('writes the report to --report and accepts a YAML fleet', () => {
     const fleet = join(dir, 'fleet.yaml');
     writeFileSync(fleet, 'instances:\n  - name: yaml-01\n    volumes:\n      - device: /dev/sda1\n');
