@@ -91,6 +91,14 @@ describe('each behaviour of the fleet table gets the reaction the contract expec
 
     expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'snapshot-timeout', attempts: 1 });
   });
+
+  it('reports a script still running at the document executionTimeout as an execution timeout, as SSM ends it', async () => {
+    const { report, dump } = await runFleet(single(['ok'], { commandSeconds: 400 }), { env: { COMMAND_TIMEOUT_SECONDS: '300' }, input: { maxAttempts: 1 } });
+
+    expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'execution-timeout', attempts: 1 });
+    expect(dump.commands[0]?.invocations[0]).toMatchObject({ status: 'TimedOut', statusDetails: 'ExecutionTimedOut' });
+    expect(dump.snapshots).toHaveLength(0);
+  });
 });
 
 describe('discovery', () => {

@@ -66,6 +66,17 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
   const ok = (output: string) => ({ status: 'Success' as const, statusDetails: 'Success', responseCode: 0, output });
   const failed = (code: number, output: string) => ({ status: 'Failed' as const, statusDetails: 'Failed', responseCode: code, output });
 
+  // A script still running at the document's executionTimeout is stopped by the agent: ExecutionTimedOut,
+  // whatever it would have done afterwards (the instant failures below end long before).
+  const instant = behaviour === 'access-denied' || behaviour === 'undeliverable';
+  if (!instant && behaviour !== 'hang' && instance.commandSeconds > timeoutSeconds) {
+    return {
+      ...base,
+      finishAt: requestedAt + timeoutSeconds * 1000,
+      final: { status: 'TimedOut', statusDetails: 'ExecutionTimedOut', responseCode: -1, output: 'Creating VSS snapshot set...\n' },
+    };
+  }
+
   switch (behaviour) {
     case 'access-denied':
       return { ...base, finishAt: requestedAt + 1_000, final: { status: 'Failed', statusDetails: 'AccessDenied', responseCode: -1, output: '' } };
