@@ -357,8 +357,11 @@ export interface WorldDump {
 export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
   const world = new World(start);
   if (fleet.faults) world.faults = fleet.faults;
+  const givenIds = new Set(fleet.instances.flatMap((i) => (i.instanceId ? [i.instanceId] : [])));
   for (const [index, spec] of fleet.instances.entries()) {
-    const instanceId = spec.instanceId ?? `i-0${world.nextHex(16)}`;
+    // A generated id never takes one the fleet gives to another instance.
+    let instanceId = spec.instanceId ?? `i-0${world.nextHex(16)}`;
+    while (spec.instanceId === undefined && (givenIds.has(instanceId) || world.instances.has(instanceId))) instanceId = `i-0${world.nextHex(16)}`;
     const az = AZS[index % AZS.length] as string;
     const volumes = spec.volumes ?? [{ device: '/dev/sda1', sizeGiB: 30 }];
     const instance: SimInstance = {

@@ -47,3 +47,16 @@ describe('parseFleet', () => {
     expect(parseFleet({ instances: [{ name: 'a', tags: { Name: 'b' } }] }).instances[0]?.name).toBe('a');
   });
 });
+
+describe('worldFromFleet', () => {
+  it('never gives a generated id to an instance when the fleet gives that id to another one', () => {
+    const generated = worldFromFleet(parseFleet({ instances: [{ name: 'gen' }] })).dump().instances[0]?.instanceId as string;
+    const dump = worldFromFleet(parseFleet({ instances: [{ name: 'gen' }, { name: 'given', instanceId: generated }] })).dump();
+
+    expect(dump.instances).toHaveLength(2);
+    expect(dump.instances.find((i) => i.name === 'given')?.instanceId).toBe(generated);
+    expect(dump.instances.find((i) => i.name === 'gen')?.instanceId).not.toBe(generated);
+    const owners = dump.volumes.map((v) => v.instanceId);
+    expect(new Set(owners).size).toBe(2);
+  });
+});
