@@ -9,6 +9,19 @@ const BIN = new URL('../bin/vss-snapshots.mjs', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'vss-cli-'));
 const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
 
+describe('vss-snapshots', () => {
+  it('without a command prints the usage to stderr and exits 2; help prints it to stdout and exits 0', () => {
+    const none = cli();
+    const help = cli('help');
+
+    expect(none.status).toBe(2);
+    expect(none.stdout).toBe('');
+    expect(none.stderr).toMatch(/^Usage: vss-snapshots/);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: vss-snapshots/);
+  });
+});
+
 describe('vss-snapshots run', () => {
   it('runs the demo fleet, prints a readable summary and exits 0', () => {
     const out = cli('run');

@@ -43,11 +43,14 @@ export async function main(argv: string[]): Promise<number> {
       case 'restore':
         return await restoreCommand(rest);
       case undefined:
+        // No command is a usage error: the usage goes where errors go.
+        process.stderr.write(`${USAGE}\n`);
+        return EXIT.usage;
       case 'help':
       case '--help':
       case '-h':
         process.stdout.write(`${USAGE}\n`);
-        return command === undefined ? EXIT.usage : EXIT.ok;
+        return EXIT.ok;
       default:
         throw new UsageError(`Unknown command "${command}".`);
     }
