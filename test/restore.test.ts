@@ -15,7 +15,7 @@ import { awsError } from '../src/local/aws-error.ts';
 import { DEMO_FLEET } from '../src/local/demo-fleet.ts';
 import { lambdaDiesAt, lostResponse } from '../src/local/faults.ts';
 import { parseFleet } from '../src/local/fleet.ts';
-import { RESTORE_DOCUMENT, runWorkflow } from '../src/local/runner.ts';
+import { REPORT_BUCKET, RESTORE_DOCUMENT, runWorkflow } from '../src/local/runner.ts';
 import type { RunOptions } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
 import type { World } from '../src/local/world.ts';
@@ -103,6 +103,36 @@ describe.each<Method>(['aws-vss', 'diskshadow'])('restore of a demo run (%s)', (
     expect(created.map((v) => v.snapshotId)).toEqual([xvdg?.snapshotId]);
     expect(created[0]).toMatchObject({ instanceId: DC, device: 'xvdf', availabilityZone: 'us-east-1a' });
     if (method === 'diskshadow') expect(restoreCommands(world)[0]?.parameters.VolumeIds).toEqual([created[0]?.volumeId]);
+  });
+});
+
+describe('restore of a source that no longer exists', () => {
+  it('finds its AWS VSS snapshots through the run report and restores them', async () => {
+    const { world, runId } = await nightlyWorld('aws-vss');
+    const snapshots = runSnapshotsOf(world, runId, SQL);
+    // Terminated and gone from DescribeInstances, its volumes deleted with it.
+    for (const v of world.volumesOf(SQL)) v.deleted = true;
+    world.instances.delete(SQL);
+
+    const result = await restore(world, 'aws-vss', { runId, sourceInstanceId: SQL, targetInstanceId: DC, devices: ['xvdf'] });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    const created = liveRestored(world);
+    expect(created.map((v) => v.snapshotId)).toEqual([snapshots.find((s) => s.tags.Device === 'xvdf')?.snapshotId]);
+    expect(created[0]).toMatchObject({ instanceId: DC, availabilityZone: 'us-east-1a' });
+  });
+
+  it('says where it looked when neither a tag nor the report names the snapshots', async () => {
+    const { world, runId } = await nightlyWorld('aws-vss');
+    for (const v of world.volumesOf(SQL)) v.deleted = true;
+    world.instances.delete(SQL);
+    for (const key of [...(world.buckets.get(REPORT_BUCKET)?.keys() ?? [])]) if (key.startsWith('reports/')) world.buckets.get(REPORT_BUCKET)?.delete(key);
+
+    const result = await restore(world, 'aws-vss', { runId, sourceInstanceId: SQL, targetInstanceId: DC });
+
+    expect(result.status).toBe('FAILED');
+    expect(result.cause).toMatch(/does not exist \(any more\).*run's report/);
+    expect(liveRestored(world)).toHaveLength(0);
   });
 });
 

@@ -55,7 +55,7 @@ const RESOURCE_STAR_ALLOWED: Record<string, string> = {
 /** Least privilege, pinned: the exact actions of each function's role. A new permission is a deliberate change here. */
 const FUNCTION_ACTIONS: Record<string, string[]> = {
   'restore-validate-input': ['logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
-  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-create-volumes': ['ec2:CreateTags', 'ec2:CreateVolume', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-check-volumes': ['ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-attach-volumes': ['ec2:AttachVolume', 'ec2:DescribeInstances', 'ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],

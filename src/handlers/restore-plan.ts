@@ -1,6 +1,9 @@
 import { clients } from '../lib/clients.ts';
+import { loadRestoreConfig } from '../lib/restore/config.ts';
 import { planRestore } from '../lib/restore/plan.ts';
 import { restoreStep } from '../lib/restore/step.ts';
 
 /** Restore state "Plan Restore". */
-export const handler = restoreStep('Plan Restore', (state) => planRestore({ ec2: clients.ec2, ssm: clients.ssm }, state));
+export const handler = restoreStep('Plan Restore', (state) =>
+  planRestore({ ec2: clients.ec2, ssm: clients.ssm, s3: clients.s3, reportBucket: loadRestoreConfig().reportBucket }, state),
+);

@@ -22,6 +22,12 @@ const EnvSchema = z.object({
   /** How long created volumes may take to become available, and attachments to be attached. */
   RESTORE_VOLUME_DEADLINE_SECONDS: int(60, 86_400).default(1_800),
   RESTORE_CLEANUP_DEADLINE_SECONDS: int(60, 86_400).default(900),
+  // The nightly runs' report bucket: its reports say which volume and device each snapshot was of, which
+  // finds the snapshots of a source instance that no longer exists.
+  REPORT_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)
+    .optional(),
 });
 
 export interface RestoreConfig {
@@ -31,6 +37,7 @@ export interface RestoreConfig {
   deliveryTimeoutSeconds: number;
   volumeDeadlineSeconds: number;
   cleanupDeadlineSeconds: number;
+  reportBucket: string | undefined;
 }
 
 export function loadRestoreConfig(env: NodeJS.ProcessEnv = process.env): RestoreConfig {
@@ -47,5 +54,6 @@ export function loadRestoreConfig(env: NodeJS.ProcessEnv = process.env): Restore
     deliveryTimeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,
     volumeDeadlineSeconds: e.RESTORE_VOLUME_DEADLINE_SECONDS,
     cleanupDeadlineSeconds: e.RESTORE_CLEANUP_DEADLINE_SECONDS,
+    reportBucket: e.REPORT_BUCKET,
   };
 }

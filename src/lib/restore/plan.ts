@@ -5,8 +5,12 @@
  */
 import { DescribeInstancesCommand, paginateDescribeSnapshots } from '@aws-sdk/client-ec2';
 import type { EC2Client, Instance, Snapshot } from '@aws-sdk/client-ec2';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
 import type { SSMClient } from '@aws-sdk/client-ssm';
+import type { RunReport } from '../report.ts';
+import { reportKey } from '../run-state.ts';
 import { InvalidInputError, RestoreRefusedError } from '../errors.ts';
 import { SHADOW_SET_TAG } from '../methods/diskshadow.ts';
 import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../run-id.ts';
@@ -16,6 +20,9 @@ import type { PlannedVolume, RestoreState } from './state.ts';
 export interface PlanDeps {
   ec2: EC2Client;
   ssm: SSMClient;
+  s3: S3Client;
+  /** Where the nightly runs' reports are; without it a vanished source's AWS VSS snapshots cannot be found. */
+  reportBucket: string | undefined;
 }
 
 /** One snapshot of the run, as the restore reads it. */
@@ -90,6 +97,9 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
   const source$ = await describeInstance(deps.ec2, source);
   const sourceDevices = new Map<string, string>();
   for (const m of source$?.BlockDeviceMappings ?? []) if (m.Ebs?.VolumeId && m.DeviceName) sourceDevices.set(m.Ebs.VolumeId, normalizeDevice(m.DeviceName));
+  // The run's report says which volume (and device) each of the source's snapshots was of at the time of
+  // the run: it finds the AWS VSS snapshots of a source that was terminated since, or whose volumes moved.
+  for (const [volumeId, device] of await reportedVolumes(deps, runId, source)) sourceDevices.set(volumeId, device);
 
   const all = await runSnapshots(deps.ec2, runId);
   if (all.length === 0) {
@@ -98,7 +108,9 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
   // DiskShadow snapshots carry the instance id; AWS VSS snapshots are matched by the source's volumes.
   const ofSource = all.filter((s) => (s.instanceId ? s.instanceId === source : sourceDevices.has(s.volumeId)));
   if (ofSource.length === 0) {
-    const why = source$ ? '' : ` The instance ${source} does not exist (any more): only snapshots tagged with its id (DiskShadow method) can be found for it.`;
+    const why = source$
+      ? ''
+      : ` The instance ${source} does not exist (any more): its snapshots are found by the tag with its id (DiskShadow method) or through the run's report (reports/${runId}.json in the report bucket), and neither names them.`;
     throw new InvalidInputError(`Run ${runId} has no snapshots of source instance ${source} (field "sourceInstanceId"); it has ${all.length} snapshot(s) of other instances.${why}`);
   }
 
@@ -157,6 +169,23 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
     ...state,
     plan: { method, availabilityZone, targetState, shadowSetId: method === 'diskshadow' ? (chosen[0]?.snapshot.shadowSetId ?? null) : null, volumes },
   };
+}
+
+/** Volume id -> device of the source's snapshots, from the run report (empty when there is none). */
+async function reportedVolumes(deps: PlanDeps, runId: string, source: string): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  if (!deps.reportBucket) return found;
+  let report: RunReport;
+  try {
+    const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.reportBucket, Key: reportKey(runId) }));
+    report = JSON.parse((await out.Body?.transformToString()) ?? '{}') as RunReport;
+  } catch (error) {
+    if (error instanceof Error && (error.name === 'NoSuchKey' || error.name === 'NotFound' || error instanceof SyntaxError)) return found;
+    throw error;
+  }
+  const instance = report.instances?.find((i) => i.instanceId === source);
+  for (const s of instance?.snapshots ?? []) if (s.volumeId) found.set(s.volumeId, normalizeDevice(s.device ?? s.volumeId));
+  return found;
 }
 
 /** The revert runs on the target through SSM: it must be a running Windows instance with an online agent. */
