@@ -4,15 +4,10 @@
  * silently different backup.
  */
 import * as z from 'zod';
-import { ConfigurationError } from './errors.ts';
+import { parseEnvironment, wholeNumber } from './environment.ts';
 
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
-const int = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^[0-9]+$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+const int = wholeNumber;
 
 export const SNAPSHOT_METHODS = ['aws-vss', 'diskshadow'] as const;
 export type SnapshotMethod = (typeof SNAPSHOT_METHODS)[number];
@@ -75,12 +70,7 @@ export type Config = {
 
 /** Reads and checks the environment. Cheap enough to call per invocation; throws ConfigurationError. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ');
-    throw new ConfigurationError(`Lambda environment is invalid: ${problems}`);
-  }
-  const e = parsed.data;
+  const e = parseEnvironment(EnvSchema, env);
   return {
     tagKey: e.TAG_KEY,
     tagValue: e.TAG_VALUE,

@@ -1,17 +1,12 @@
 /**
  * Settings of the restore Lambdas, from their environment, checked in one place (ConfigurationError
  * names a bad variable). Separate from ../config.ts: the restore functions need neither the selector tag
- * nor the alert topic or report bucket.
+ * nor the alert topic; the report bucket only to read run reports.
  */
 import * as z from 'zod';
-import { ConfigurationError } from '../errors.ts';
+import { parseEnvironment, wholeNumber } from '../environment.ts';
 
-const int = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^[0-9]+$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+const int = wholeNumber;
 
 const EnvSchema = z.object({
   RESTORE_DOCUMENT_NAME: z.string().min(3).max(128).optional(),
@@ -41,12 +36,7 @@ export interface RestoreConfig {
 }
 
 export function loadRestoreConfig(env: NodeJS.ProcessEnv = process.env): RestoreConfig {
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ');
-    throw new ConfigurationError(`Lambda environment is invalid: ${problems}`);
-  }
-  const e = parsed.data;
+  const e = parseEnvironment(EnvSchema, env);
   return {
     restoreDocument: { name: e.RESTORE_DOCUMENT_NAME, version: e.RESTORE_DOCUMENT_VERSION },
     volumeType: e.RESTORE_VOLUME_TYPE,
