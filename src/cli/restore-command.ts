@@ -3,6 +3,7 @@
  * fresh in each process, so it first runs one nightly cycle on the fleet (quietly) to have snapshots to
  * restore, then starts the restore with the real definition and handlers, as an operator would.
  */
+import { progressWriter } from './progress.ts';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SNAPSHOT_METHODS } from '../lib/config.ts';
@@ -46,7 +47,7 @@ export async function restoreCommand(args: string[]): Promise<number> {
   }
   const fleet = opts.fleet ? loadFleetFile(opts.fleet) : parseFleet(DEMO_FLEET, 'built-in demo fleet');
   const world = worldFromFleet(fleet);
-  const progress = opts.quiet ? () => undefined : (line: string) => (line ? process.stderr.write(`${line}\n`) : undefined);
+  const progress = progressWriter((text) => process.stderr.write(text), opts.quiet);
   const env: Record<string, string> = opts.method ? { SNAPSHOT_METHOD: opts.method } : {};
 
   // 1. One nightly cycle, so the simulated account has a run's snapshots.

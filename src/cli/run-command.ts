@@ -1,4 +1,5 @@
 /** `vss-snapshots run`: one nightly cycle against a simulated account, with progress and a summary. */
+import { progressWriter } from './progress.ts';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SNAPSHOT_METHODS } from '../lib/config.ts';
@@ -40,7 +41,7 @@ export async function runCommand(args: string[]): Promise<number> {
   }
   const fleet = opts.fleet ? loadFleetFile(opts.fleet) : parseFleet(DEMO_FLEET, 'built-in demo fleet');
   const world = worldFromFleet(fleet);
-  const progress = opts.quiet ? () => undefined : (line: string) => (line ? process.stderr.write(`${line}\n`) : undefined);
+  const progress = progressWriter((text) => process.stderr.write(text), opts.quiet);
   progress(`vss-snapshots: one nightly run against a simulated AWS account (${fleet.instances.length} instances in ${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'})`);
 
   const start = world.now;
