@@ -106,6 +106,25 @@ describe.each<Method>(['aws-vss', 'diskshadow'])('restore of a demo run (%s)', (
   });
 });
 
+describe('restore of many DiskShadow disks', () => {
+  it('reads the result line of a 13-disk revert, longer than the 2,500 characters ListCommandInvocations returns', async () => {
+    const { world, runId } = await nightlyWorld('diskshadow', (fleet) => {
+      (fleet.instances[0] as { volumes: { device: string; sizeGiB: number }[] }).volumes = [
+        { device: '/dev/sda1', sizeGiB: 80 },
+        ...'fghijklmnopq'.split('').map((letter) => ({ device: `xvd${letter}`, sizeGiB: 50 })),
+      ];
+    });
+
+    const result = await restore(world, 'diskshadow', { runId, sourceInstanceId: SQL, targetInstanceId: DC });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    const invocation = restoreCommands(world)[0]?.invocations[0];
+    expect(invocation && world.refresh(invocation).output.split('\n')[0]?.length).toBeGreaterThan(2_500);
+    expect((result.output as RestoreReport).revert?.disks).toHaveLength(13);
+    expect(liveRestored(world).filter((v) => v.instanceId === DC)).toHaveLength(13);
+  });
+});
+
 describe('restore of a source that no longer exists', () => {
   it('finds its AWS VSS snapshots through the run report and restores them', async () => {
     const { world, runId } = await nightlyWorld('aws-vss');

@@ -4,8 +4,8 @@
  * their snapshots hold. It brings only those disks online, fixes signature collisions and reverts only
  * that set's shadow copies; its result line (src/lib/result-line.ts) says what it did.
  */
-import { ListCommandInvocationsCommand, ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
-import type { SSMClient } from '@aws-sdk/client-ssm';
+import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import type { GetCommandInvocationCommandOutput, SSMClient } from '@aws-sdk/client-ssm';
 import { validateDocumentParameters } from '../../documents/document-parameters.ts';
 import { clock } from '../clock.ts';
 import { ConfigurationError, RevertFailedError } from '../errors.ts';
@@ -85,12 +85,23 @@ export async function sendRevertCommand(deps: RevertDeps, state: RestoreState): 
   return { ...state, revert: { commandId, documentName, status: 'pending', deadline, disks: [], warnings: [] } };
 }
 
+/**
+ * Reads the invocation with GetCommandInvocation, not ListCommandInvocations: the latter cuts a plugin's
+ * output at 2,500 characters, and the restore result line carries one record per disk (about 230
+ * characters each), so a restore of ten or more disks would lose its line after a successful revert.
+ * GetCommandInvocation returns the first 24,000 characters of stdout.
+ */
 export async function checkRevertCommand(deps: RevertDeps, state: RestoreState): Promise<RestoreState> {
   const revert = state.revert;
   if (!revert) throw new RevertFailedError('Check Revert Command ran before a command was sent.');
   const target = state.restore.targetInstanceId;
-  const out = await deps.ssm.send(new ListCommandInvocationsCommand({ CommandId: revert.commandId, InstanceId: target, Details: true }));
-  const invocation = out.CommandInvocations?.find((i) => i.InstanceId === target);
+  let invocation: GetCommandInvocationCommandOutput | undefined;
+  try {
+    invocation = await deps.ssm.send(new GetCommandInvocationCommand({ CommandId: revert.commandId, InstanceId: target }));
+  } catch (error) {
+    // Right after SendCommand the invocation may not be visible yet (eventual consistency): still pending.
+    if ((error as Error).name !== 'InvocationDoesNotExist') throw error;
+  }
   const status = invocation?.Status ?? 'Pending';
   if (!invocation || !FINAL.has(status)) {
     if (clock.now() > Date.parse(revert.deadline)) {
@@ -98,15 +109,15 @@ export async function checkRevertCommand(deps: RevertDeps, state: RestoreState):
     }
     return { ...state, revert: { ...revert, status: 'pending' } };
   }
-  const plugin = invocation.CommandPlugins?.[0];
-  const output = plugin?.Output ?? '';
+  const output = invocation.StandardOutputContent ?? '';
+  const responseCode = invocation.ResponseCode;
   const line = parseResultLine(output);
   const restoreLine = line?.operation === 'restore' ? line : undefined;
   if (status !== 'Success') {
     const details = invocation.StatusDetails ?? status;
     const what = restoreLine
-      ? `${restoreLine.errorCode ?? 'failed'}: ${restoreLine.message} (exit code ${plugin?.ResponseCode ?? restoreLine.exitCode}${restoreLine.retryable ? ', retryable: restore again' : ''})`
-      : `${details}${plugin?.ResponseCode !== undefined && plugin.ResponseCode >= 0 ? ` (exit code ${plugin.ResponseCode})` : ''}, no result line`;
+      ? `${restoreLine.errorCode ?? 'failed'}: ${restoreLine.message} (exit code ${responseCode ?? restoreLine.exitCode}${restoreLine.retryable ? ', retryable: restore again' : ''})`
+      : `${details}${responseCode !== undefined && responseCode >= 0 ? ` (exit code ${responseCode})` : ''}, no result line`;
     throw new RevertFailedError(`The restore document failed on ${target} (command ${revert.commandId}): ${what}. The volumes are not reverted.`);
   }
   if (!restoreLine || restoreLine.outcome !== 'success') {
