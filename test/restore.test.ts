@@ -277,6 +277,21 @@ describe('restore failures clean up what they created', () => {
     expect(world.dump().volumes.filter((v) => v.instanceId === APP)).toHaveLength(2);
   });
 
+  it('waits when DescribeVolumes does not know a volume CreateVolume just returned (EC2 eventual consistency)', async () => {
+    const { world, runId } = await nightlyWorld('aws-vss');
+    let describes = 0;
+    const notYetVisible = ({ operation, input }: { operation: string; input: Record<string, unknown> }) => {
+      const ids = input.VolumeIds as string[] | undefined;
+      if (operation === 'DescribeVolumes' && ids && ids.length > 0 && ++describes === 1) throw awsError('InvalidVolume.NotFound', `The volume '${ids[0]}' does not exist.`);
+    };
+
+    const result = await restore(world, 'aws-vss', { runId, sourceInstanceId: SQL, targetInstanceId: DC }, { interceptors: [notYetVisible] });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(describes).toBeGreaterThan(1);
+    expect(liveRestored(world).filter((v) => v.instanceId === DC)).toHaveLength(3);
+  });
+
   it('does not create a second volume when the Lambda dies after CreateVolume and the step is retried', async () => {
     const { world, runId } = await nightlyWorld('aws-vss');
     const dies = lambdaDiesAt(world, (call) => call.operation === 'CreateVolume', { after: true, times: 2 });

@@ -70,7 +70,15 @@ async function describeVolumes(ec2: EC2Client, volumeIds: string[]): Promise<Map
 export async function checkVolumes(deps: VolumeDeps, state: RestoreState): Promise<RestoreState> {
   const plan = planOf(state);
   const ids = createdVolumeIds(state);
-  const found = await describeVolumes(deps.ec2, ids);
+  let found: Map<string, Volume>;
+  try {
+    found = await describeVolumes(deps.ec2, ids);
+  } catch (error) {
+    // EC2 is eventually consistent: DescribeVolumes right after CreateVolume may not know the new id yet
+    // (InvalidVolume.NotFound). While creating, that is "not yet available", bounded by the deadline.
+    if (state.phase !== 'creating' || (error as Error).name !== 'InvalidVolume.NotFound') throw error;
+    found = new Map();
+  }
   const target = state.restore.targetInstanceId;
   const notReady: string[] = [];
   for (const v of plan.volumes) {
