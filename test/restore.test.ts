@@ -244,6 +244,25 @@ describe('restore failures clean up what they created', () => {
     expect(world.dump().volumes.filter((v) => v.instanceId === APP).map((v) => v.device)).toEqual(['/dev/sda1', 'xvdf']);
   });
 
+  it('cleans up all the same when EC2 refuses a DetachVolume for a state DescribeVolumes no longer shows (IncorrectState)', async () => {
+    const { world, runId } = await nightlyWorld('diskshadow', (fleet) => {
+      (fleet.instances[4] as { restore?: string }).restore = 'revert-failed';
+    });
+    let detaches = 0;
+    const staleDescribe = ({ operation, input }: { operation: string; input: Record<string, unknown> }) => {
+      if (operation === 'DetachVolume' && ++detaches === 1) throw awsError('IncorrectState', `Volume '${String(input.VolumeId)}' is in the 'available' state.`);
+    };
+
+    const result = await restore(world, 'diskshadow', { runId, sourceInstanceId: SQL, targetInstanceId: APP }, { interceptors: [staleDescribe] });
+
+    expect(result.error).toBe('RevertFailedError');
+    expect(result.cause).toMatch(/Cleaned up: deleted /);
+    expect(result.cause).not.toMatch(/cleanup failed/i);
+    const created = restoredVolumes(world);
+    expect(created).toHaveLength(3);
+    expect(created.every((v) => v.deleted && v.instanceId === undefined)).toBe(true);
+  });
+
   it('keeps the volumes attached with keepOnFailure, and says so', async () => {
     const { world, runId } = await nightlyWorld('diskshadow', (fleet) => {
       (fleet.instances[4] as { restore?: string }).restore = 'disk-online-failed';

@@ -23,6 +23,23 @@ async function restoreVolumes(ec2: EC2Client, restoreId: string): Promise<Volume
   return volumes;
 }
 
+/**
+ * Runs a Detach/DeleteVolume; false when EC2 refused it because the volume is not in the state the
+ * (eventually consistent) DescribeVolumes showed: IncorrectState ("is in the 'available' state"),
+ * InvalidAttachment.NotFound, VolumeInUse. The state machine calls this step again, which then sees the
+ * volume as it is. Any other error still fails the cleanup.
+ */
+async function tolerateStale(call: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await call();
+    return true;
+  } catch (error) {
+    const name = (error as Error).name;
+    if (name === 'IncorrectState' || name === 'InvalidAttachment.NotFound' || name === 'VolumeInUse') return false;
+    throw error;
+  }
+}
+
 /** The original failure as one line: Step Functions passes a Lambda error's Cause as a JSON string. */
 export function failureCause(cause: unknown): string {
   if (typeof cause !== 'string') return cause === undefined ? '(no cause)' : JSON.stringify(cause).slice(0, 2000);
@@ -63,8 +80,7 @@ export async function cleanUpRestore(deps: CleanupDeps, state: RestoreState): Pr
         continue;
       }
       if (attachment.State === 'attached' || attachment.State === 'attaching') {
-        await deps.ec2.send(new DetachVolumeCommand({ VolumeId: id, InstanceId: r.targetInstanceId }));
-        detached.add(id);
+        if (await tolerateStale(() => deps.ec2.send(new DetachVolumeCommand({ VolumeId: id, InstanceId: r.targetInstanceId })))) detached.add(id);
       }
       waiting.push(`${id} detaching`);
       continue;
@@ -73,8 +89,14 @@ export async function cleanUpRestore(deps: CleanupDeps, state: RestoreState): Pr
       waiting.push(`${id} creating`);
       continue;
     }
-    await deps.ec2.send(new DeleteVolumeCommand({ VolumeId: id }));
-    deleted.add(id);
+    try {
+      if (await tolerateStale(() => deps.ec2.send(new DeleteVolumeCommand({ VolumeId: id })))) deleted.add(id);
+      else waiting.push(`${id} ${state}`);
+    } catch (error) {
+      // Deleted meanwhile (an earlier, interrupted try of this step).
+      if ((error as Error).name !== 'InvalidVolume.NotFound') throw error;
+      deleted.add(id);
+    }
   }
 
   const overdue = clock.now() > Date.parse(previous.deadline);
