@@ -196,6 +196,18 @@ describe('restore input and refusals: nothing is created', () => {
     expect(world.apiCalls['ec2:CreateVolume']).toBeUndefined();
   });
 
+  it('refuses AWS VSS snapshots of different attempts (different points in time) instead of mixing them', async () => {
+    const { world, runId } = await nightlyWorld('aws-vss');
+    const xvdf = runSnapshotsOf(world, runId, SQL).find((s) => s.tags.Device === 'xvdf');
+    if (xvdf) xvdf.tags['vss-snapshots:attempt'] = '2';
+
+    const result = await restore(world, 'aws-vss', { runId, sourceInstanceId: SQL, targetInstanceId: APP });
+
+    expect(result.error).toBe('RestoreRefusedError');
+    expect(result.cause).toMatch(/different attempts.*xvdf attempt 2/);
+    expect(world.apiCalls['ec2:CreateVolume']).toBeUndefined();
+  });
+
   it('refuses a snapshot in state error', async () => {
     const { world, runId } = await nightlyWorld('aws-vss');
     const boot = runSnapshotsOf(world, runId, SQL).find((s) => s.tags.Device === '/dev/sda1');

@@ -140,6 +140,14 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
   const methods = new Set(chosen.map((c) => c.snapshot.method));
   if (methods.size > 1) throw new RestoreRefusedError(`Run ${runId} of ${source} mixes aws-vss and diskshadow snapshots; restore the devices of each method separately (field "devices").`);
   const method = chosen[0]?.snapshot.method ?? 'aws-vss';
+  // One attempt's snapshots are one point in time; another attempt's are a later one. Mixing them (one
+  // device's latest attempt still pending, so an earlier attempt's snapshot was chosen) would restore an
+  // application whose volumes disagree, and AWS VSS snapshots have no shadow set to catch that below.
+  const attempts = new Set(chosen.map((c) => c.snapshot.attempt));
+  if (attempts.size > 1) {
+    const which = chosen.map((c) => `${c.device} attempt ${c.snapshot.attempt} (${c.snapshot.snapshotId})`).join(', ');
+    throw new RestoreRefusedError(`The usable snapshots of ${source} in run ${runId} come from different attempts, so from different points in time: ${which}. Restore the devices of one attempt at a time (field "devices"). Nothing was created.`);
+  }
   const shadowSets = new Set(chosen.map((c) => c.snapshot.shadowSetId));
   if (method === 'diskshadow' && shadowSets.size > 1) {
     throw new RestoreRefusedError(`The chosen snapshots of ${source} belong to ${shadowSets.size} different shadow copy sets (attempts); restore the devices of one attempt at a time (field "devices").`);
