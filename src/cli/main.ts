@@ -13,7 +13,7 @@ const USAGE = `Usage: vss-snapshots <command> [options]
 
 Commands:
   run     run one nightly snapshot cycle against a simulated AWS account
-          [--fleet FILE] [--input JSON] [--method aws-vss|diskshadow] [--json]
+          [--fleet FILE] [--input JSON|FILE] [--method aws-vss|diskshadow] [--json]
           [--report FILE] [--dump-world FILE] [--quiet]
   restore restore one run's snapshots of an instance to another: a nightly cycle in the simulated
           account first, then the restore state machine (create volumes in the target's AZ, attach
