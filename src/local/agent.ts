@@ -44,7 +44,7 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
     responseCode: -1,
     output: '',
     requestedAt,
-    visibleAt: requestedAt + 2_000,
+    visibleAt: requestedAt + world.lagMs('invocation-visible'),
     applied: false,
   };
   const timeoutSeconds = Number(command.parameters.executionTimeout?.[0] ?? '3600');
@@ -89,12 +89,13 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
         final: { status: 'TimedOut', statusDetails: 'ExecutionTimedOut', responseCode: -1, output: 'Creating VSS snapshot set...\n' },
       };
     case 'vss-timeout':
-      return { ...base, finishAt: doneAt, final: failed(method === 'diskshadow' ? 10 : 1, failureOutput(method, instance, 'VSS_E_FLUSH_WRITES_TIMEOUT', true, 'timeout waiting for VSS Freeze')) };
+      if (method === 'aws-vss') return vssTimeoutLeavingSnapshots(world, base, command, document, instance, doneAt);
+      return { ...base, finishAt: doneAt, final: failed(10, failureOutput(method, instance, 'VSS_E_FLUSH_WRITES_TIMEOUT', true, 'timeout waiting for VSS Freeze', world)) };
     case 'writer-failure':
       return {
         ...base,
         finishAt: doneAt,
-        final: failed(method === 'diskshadow' ? 20 : 1, failureOutput(method, instance, 'VSS_E_WRITERERROR_NONRETRYABLE', false, 'A VSS writer failed: VSS_E_WRITERERROR_NONRETRYABLE')),
+        final: failed(method === 'diskshadow' ? 20 : 1, failureOutput(method, instance, 'VSS_E_WRITERERROR_NONRETRYABLE', false, 'A VSS writer failed: VSS_E_WRITERERROR_NONRETRYABLE', world)),
       };
     default:
       break;
@@ -111,7 +112,7 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
       invocation.status = 'Failed';
       invocation.statusDetails = 'Failed';
       invocation.responseCode = method === 'diskshadow' ? 10 : 1;
-      invocation.output = failureOutput(method, instance, 'vss-timeout', true, 'Thaw pipe connection timed out: EC2 CreateSnapshots was throttled (RequestLimitExceeded) for the whole VSS freeze');
+      invocation.output = failureOutput(method, instance, 'vss-timeout', true, 'Thaw pipe connection timed out: EC2 CreateSnapshots was throttled (RequestLimitExceeded) for the whole VSS freeze', world);
       return;
     }
     const created = behaviour === 'no-snapshots' ? [] : createSnapshotSet(world, command, document, instance, behaviour, doneAt + waited);
@@ -119,7 +120,7 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
       invocation.status = 'Failed';
       invocation.statusDetails = 'Failed';
       invocation.responseCode = method === 'diskshadow' ? 20 : 1;
-      invocation.output = failureOutput(method, instance, 'ConcurrentSnapshotLimitExceeded', false, 'ConcurrentSnapshotLimitExceeded: too many pending snapshots for a volume');
+      invocation.output = failureOutput(method, instance, 'ConcurrentSnapshotLimitExceeded', false, 'ConcurrentSnapshotLimitExceeded: too many pending snapshots for a volume', world);
       return;
     }
     invocation.output = successOutput(method, instance, created, behaviour !== 'crash-consistent', command, world);
@@ -134,11 +135,18 @@ export function simGuid(world: World): string {
 
 type CreatedSet = { snapshotId: string; volumeId: string; device: string }[] & { shadowSetId?: string };
 
-function createSnapshotSet(world: World, command: SimCommand, document: SimDocument, instance: SimInstance, behaviour: Behaviour, at: number): CreatedSet | 'limit' {
+/**
+ * The snapshot set the document requests at `at`. AWS's document gives the run's tags on create and tags
+ * `AppConsistent=true` (and `AwsVssConfig`) only after the thaw, in a separate call ("executionTimeout ... to
+ * complete tagging of the resources it creates", EC2 user guide, create-vss-snapshots-ssm.html): those tags
+ * become visible later still (EC2 eventual consistency). A set taken when VSS failed gets no `AppConsistent`.
+ */
+function createSnapshotSet(world: World, command: SimCommand, document: SimDocument, instance: SimInstance, behaviour: Behaviour, at: number, consistent = behaviour !== 'crash-consistent'): CreatedSet | 'limit' {
   const excludeBoot = (command.parameters.ExcludeBootVolume?.[0] ?? 'False') === 'True';
   const volumes = world.volumesOf(instance.instanceId).filter((v) => !(excludeBoot && v.device === instance.rootDevice));
   for (const v of volumes) {
-    const pending = world.snapshotsOfVolume(v.volumeId).filter((s) => !s.deleted && world.snapshotState(s) === 'pending').length;
+    // Deleting a pending snapshot takes effect only once it completes: it still counts (EBS user guide).
+    const pending = world.snapshotsOfVolume(v.volumeId).filter((s) => world.snapshotState(s) === 'pending').length;
     if (pending >= MAX_PENDING_PER_VOLUME) return 'limit';
   }
   // DiskShadow: one persistent shadow copy set per run of the script, named in every snapshot's tags.
@@ -146,9 +154,14 @@ function createSnapshotSet(world: World, command: SimCommand, document: SimDocum
   const tags = behaviour === 'untagged' ? {} : { ...runTags(document, command, instance), ...(shadowSetId ? { [SHADOW_SET_TAG]: shadowSetId } : {}) };
   const created: CreatedSet = [];
   if (shadowSetId) created.shadowSetId = shadowSetId;
+  const lateTags: Record<string, string> = {
+    ...(consistent ? { AppConsistent: 'true' } : {}),
+    ...(document.kind === 'aws-vss' ? { AwsVssConfig: 'AwsVssComponents 2.5.0' } : {}),
+  };
   for (const v of volumes) {
     const snapshotId = `snap-0${world.nextHex(16)}`;
     const startTime = at - 1_000;
+    const afterThaw = at + 2_000;
     world.addSnapshot({
       snapshotId,
       volumeId: v.volumeId,
@@ -157,19 +170,34 @@ function createSnapshotSet(world: World, command: SimCommand, document: SimDocum
       startTime,
       completeAt: startTime + instance.snapshotMinutes * 60_000,
       finalState: behaviour === 'snapshot-error' ? 'error' : 'completed',
-      visibleAt: startTime + 3_000,
+      visibleAt: startTime + world.lagMs('snapshot-visible'),
       description: command.parameters.description?.[0] ?? `${document.name} ${instance.instanceId}`,
-      tags: {
-        ...tags,
-        Device: v.device ?? '',
-        ...(behaviour === 'crash-consistent' ? {} : { AppConsistent: 'true' }),
-        ...(document.kind === 'aws-vss' ? { AwsVssConfig: 'AwsVssComponents 2.5.0' } : {}),
-      },
+      tags: { ...tags, Device: v.device ?? '', ...lateTags },
+      // The DiskShadow script tags everything on create (TagSpecifications); AWS's document tags after the thaw.
+      ...(document.kind === 'aws-vss' ? { tagVisibleAt: Object.fromEntries(Object.keys(lateTags).map((k) => [k, afterThaw + world.lagMs('snapshot-tag')])) } : {}),
       deleted: false,
     });
     created.push({ snapshotId, volumeId: v.volumeId, device: v.device ?? '' });
   }
   return created;
+}
+
+/**
+ * AWS's document when the VSS freeze times out ("Thaw pipe connection timed out"): the EBS snapshots were
+ * requested inside the freeze and stay, without `AppConsistent=true` — only crash-consistent (EC2 user guide,
+ * application-consistent-snapshots-troubleshooting.html; aws-facts.md) — and the command fails. The orchestrator
+ * must clean them up or keep them as a labelled fallback.
+ */
+function vssTimeoutLeavingSnapshots(world: World, base: Omit<SimInvocation, 'finishAt' | 'final'>, command: SimCommand, document: SimDocument, instance: SimInstance, doneAt: number): SimInvocation {
+  const message = 'Thaw pipe connection timed out';
+  const invocation: SimInvocation = { ...base, finishAt: doneAt, final: { status: 'Failed', statusDetails: 'Failed', responseCode: 1, output: '' } };
+  invocation.effect = () => {
+    const gate = world.instanceApiGate;
+    const waited = gate ? gate('ec2:CreateSnapshots', doneAt, VSS_FREEZE_MS) : 0;
+    if (waited !== undefined) createSnapshotSet(world, command, document, instance, 'vss-timeout', doneAt + waited, false);
+    invocation.output = failureOutput('aws-vss', instance, 'VSS_E_HOLD_WRITES_TIMEOUT', true, message, world);
+  };
+  return invocation;
 }
 
 /** Output hooks: the DiskShadow document prints one result line; AWS's prints its own log text. */
@@ -202,13 +230,50 @@ export const outputFormat = {
     }
     return `Creating VSS snapshot set for ${instance.instanceId}\n${created.map((c) => `Snapshot ${c.snapshotId} created for ${c.device}`).join('\n')}\nVSS snapshot set completed.\n`;
   },
-  failure(method: string, instance: SimInstance, errorCode: string, retryable: boolean, message: string): string {
+  failure(method: string, instance: SimInstance, errorCode: string, retryable: boolean, message: string, world?: World): string {
     if (method === 'diskshadow') {
       return `DiskShadow failed\nVSS-SNAPSHOTS-RESULT ${JSON.stringify({ version: 1, instanceId: instance.instanceId, vss: 'failed', snapshots: [], errorCode, retryable, message })}\n`;
     }
-    return `Creating VSS snapshot set for ${instance.instanceId}\nERROR: ${message}\n`;
+    return awsVssFailureLog(instance, errorCode, message, world);
   },
 };
 
+/**
+ * HRESULTs of the VSS errors (vsserror.h, learn.microsoft.com "Volume Shadow Copy Service Error Codes"): AWS's
+ * document does not promise to print the VSS_E_* names; it may print only the code.
+ */
+export const VSS_HRESULTS: Record<string, string> = {
+  VSS_E_FLUSH_WRITES_TIMEOUT: '0x80042313',
+  VSS_E_HOLD_WRITES_TIMEOUT: '0x80042314',
+  VSS_E_SNAPSHOT_SET_IN_PROGRESS: '0x80042316',
+  VSS_E_INSUFFICIENT_STORAGE: '0x8004231F',
+  VSS_E_WRITERERROR_OUTOFRESOURCES: '0x800423F1',
+  VSS_E_WRITERERROR_TIMEOUT: '0x800423F2',
+  VSS_E_WRITERERROR_RETRYABLE: '0x800423F3',
+  VSS_E_WRITERERROR_NONRETRYABLE: '0x800423F4',
+};
+
+/**
+ * What AWS's document prints when it fails: its progress log first (well over the 2,500 characters that
+ * ListCommandInvocations keeps), then the error — as the VSS_E_* name, as the bare HRESULT, or as a phrase,
+ * chosen per invocation by the account's seeded generator. Only the full output (GetCommandInvocation, 24,000
+ * characters) holds the error.
+ */
+function awsVssFailureLog(instance: SimInstance, errorCode: string, message: string, world?: World): string {
+  const lines = [
+    `Installing/validating AwsVssComponents package on ${instance.instanceId}`,
+    'AwsVssComponents 2.5.0 is installed.',
+    ...Array.from({ length: 24 }, (_, i) => `[${String(i).padStart(2, '0')}] ec2-vss-agent: enumerating writers and volumes; gathering writer metadata for component set ${i + 1}; waiting for writer status (this line is part of the normal progress log)`),
+    'Creating VSS snapshot set...',
+  ];
+  const hresult = VSS_HRESULTS[errorCode];
+  const pick = world ? world.chance() : 0;
+  let error: string;
+  if (hresult && pick < 1 / 3) error = `Exception calling "DoSnapshotSet" with "0" argument(s): "Error ${hresult}"`;
+  else if (hresult && pick < 2 / 3) error = `ec2-vss-agent failed with HRESULT ${hresult} (${errorCode})`;
+  else error = `ERROR: ${message}`;
+  return `${lines.join('\n')}\n${error}\n`;
+}
+
 const successOutput = (m: string, i: SimInstance, c: CreatedSet, a: boolean, command: SimCommand, world: World) => outputFormat.success(m, i, c, a, command, world);
-const failureOutput = (m: string, i: SimInstance, code: string, r: boolean, msg: string) => outputFormat.failure(m, i, code, r, msg);
+const failureOutput = (m: string, i: SimInstance, code: string, r: boolean, msg: string, world?: World) => outputFormat.failure(m, i, code, r, msg, world);

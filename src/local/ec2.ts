@@ -87,7 +87,7 @@ function describeInstance(world: World, instance: SimInstance) {
 }
 
 function snapshotMatches(world: World, snapshot: SimSnapshot, filter: Filter): boolean {
-  const tagResult = matchTags(filter, snapshot.tags);
+  const tagResult = matchTags(filter, world.visibleTags(snapshot));
   if (tagResult !== undefined) return tagResult;
   const values = filter.Values ?? [];
   const any = (v: string) => values.some((p) => filterValueMatches(p, v));
@@ -118,9 +118,12 @@ export function describeSnapshot(world: World, s: SimSnapshot) {
     OwnerId: ACCOUNT_ID,
     Description: s.description,
     Encrypted: false,
-    Tags: Object.entries(s.tags).map(([Key, Value]) => ({ Key, Value })),
+    Tags: Object.entries(world.visibleTags(s)).map(([Key, Value]) => ({ Key, Value })),
   };
 }
+
+/** CreateTags accepts at most 50 tags per resource and these resource kinds here. */
+const TAGGABLE = /^(snap|vol|i)-[0-9a-f]+$/;
 
 export const ec2Operations: Record<string, (world: World, input: Input) => unknown> = {
   ...volumeOperations,
@@ -149,11 +152,11 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
     checkRange(maxResults, 5, 1000, 'MaxResults', 'InvalidParameterValue');
     for (const id of ids ?? []) {
       const s = world.snapshots.get(id);
-      if (!s || s.deleted || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+      if (!s || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
     }
     const idSet = ids && ids.length > 0 ? new Set(ids) : undefined;
     const visible = [...world.snapshots.values()].filter(
-      (s) => !s.deleted && s.visibleAt <= world.now && (!idSet || idSet.has(s.snapshotId)) && filters.every((f) => snapshotMatches(world, s, f)),
+      (s) => !world.snapshotGone(s) && s.visibleAt <= world.now && (!idSet || idSet.has(s.snapshotId)) && filters.every((f) => snapshotMatches(world, s, f)),
     );
     const { page, nextToken } = paginate(visible, maxResults ?? 1000, input.NextToken as string | undefined, 'ec2');
     return { Snapshots: page.map((s) => describeSnapshot(world, s)), ...(nextToken ? { NextToken: nextToken } : {}) };
@@ -162,10 +165,57 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
   DeleteSnapshot(world, input) {
     const id = input.SnapshotId as string;
     const s = world.snapshots.get(id);
-    if (!s || s.deleted) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+    if (!s || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
     const inUse = world.volumesFromSnapshot(id).some((v) => v.createdAt > world.now);
     if (inUse) throw awsError('InvalidSnapshot.InUse', `The snapshot ${id} is currently in use`);
-    s.deleted = true;
+    // A pending snapshot is still listed, and still counts as pending, until it completes (EBS user guide,
+    // "Delete a snapshot"); deleting it again meanwhile is accepted.
+    if (!s.deleted) {
+      s.deleted = true;
+      s.deletedAt = world.now;
+    }
+    return {};
+  },
+
+  CreateTags(world, input) {
+    const resources = (input.Resources as string[] | undefined) ?? [];
+    const tags = (input.Tags as { Key?: string; Value?: string }[] | undefined) ?? [];
+    if (resources.length === 0) throw awsError('MissingParameter', 'The request must contain the parameter resourceIdSet');
+    if (resources.length > 1000) throw awsError('InvalidParameterValue', 'Tags can be applied to at most 1000 resources per call.');
+    for (const t of tags) {
+      if (!t.Key || t.Key.length > 128 || t.Key.toLowerCase().startsWith('aws:')) throw awsError('InvalidParameterValue', `Tag key '${t.Key}' is not valid.`);
+      if ((t.Value ?? '').length > 256) throw awsError('InvalidParameterValue', `Tag value for '${t.Key}' is longer than 256 characters.`);
+    }
+    for (const id of resources) {
+      if (!TAGGABLE.test(id)) throw awsError('InvalidID', `The ID '${id}' is not valid`);
+      if (id.startsWith('snap-')) {
+        const s = world.snapshots.get(id);
+        if (!s || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+      } else if (id.startsWith('vol-')) {
+        const v = world.volumes.get(id);
+        if (!v || v.deleted) throw awsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
+      } else if (!world.instances.has(id)) {
+        throw awsError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+      }
+    }
+    // All or nothing: the resources were checked first. New tags show in Describe calls after a lag.
+    for (const id of resources) {
+      if (id.startsWith('snap-')) {
+        const s = world.snapshots.get(id) as SimSnapshot;
+        s.tagVisibleAt ??= {};
+        for (const t of tags) {
+          s.tags[t.Key as string] = t.Value ?? '';
+          s.tagVisibleAt[t.Key as string] = world.now + world.lagMs('snapshot-tag');
+        }
+        if (Object.keys(s.tags).length > 50) throw awsError('TagLimitExceeded', `The maximum number of tags for ${id} (50) would be exceeded.`);
+      } else if (id.startsWith('vol-')) {
+        const v = world.volumes.get(id);
+        for (const t of tags) if (v) v.tags[t.Key as string] = t.Value ?? '';
+      } else {
+        const i = world.instances.get(id);
+        for (const t of tags) if (i) i.tags[t.Key as string] = t.Value ?? '';
+      }
+    }
     return {};
   },
 };

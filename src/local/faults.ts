@@ -13,10 +13,9 @@
  * HTTP 500/503, and the transient name `TimeoutError` (with `code: 'ETIMEDOUT'`). When the SDK gives up,
  * the Lambda fails with that same name, which the state machine's Retry (TRANSIENT_AWS_ERRORS) lists.
  */
-import { ec2Operations } from './ec2.ts';
-import { s3Operations, sfnOperations, snsOperations } from './services.ts';
-import { ssmOperations } from './ssm.ts';
 import { SimulatedAwsError } from './aws-error.ts';
+import { MUTATING_CALLS, applyCall } from './operations.ts';
+import { seededRandom } from './random.ts';
 import type { CallInterceptor } from './transport.ts';
 import type { World } from './world.ts';
 
@@ -42,32 +41,7 @@ export interface FaultLog {
   events: string[];
 }
 
-type Operation = (world: World, input: Record<string, unknown>) => unknown;
-const OPERATIONS: Record<string, Record<string, Operation>> = {
-  ec2: ec2Operations,
-  ssm: ssmOperations,
-  sns: snsOperations,
-  s3: s3Operations,
-  sfn: sfnOperations,
-};
-
-/**
- * Calls that change the account and whose simulated operation is synchronous, so a timeout can land
- * after the effect. (S3 PutObject also changes the account, but writing the same body twice is harmless.)
- */
-const MUTATING = new Set(['ssm:SendCommand', 'ssm:CancelCommand', 'ec2:DeleteSnapshot', 'sns:Publish']);
-
-/** mulberry32: a tiny seeded PRNG, plenty for picking faults reproducibly. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+export { seededRandom } from './random.ts';
 
 /** The throttling error each service really answers with (EC2's is not ThrottlingException). */
 export function throttlingError(service: string): SimulatedAwsError {
@@ -119,7 +93,7 @@ export function faultInterceptor(spec: FaultSpec, options: FaultOptions = {}): C
   const random = seededRandom(spec.seed);
   const kinds = spec.kinds.length > 0 ? spec.kinds : FAULT_KIND_NAMES;
   const log = options.log ?? emptyFaultLog();
-  return ({ service, operation, input }) => {
+  return async ({ service, operation, input }) => {
     if (spec.rate <= 0 || random() >= spec.rate) return;
     const kind = kinds[Math.floor(random() * kinds.length)] as FaultKind;
     const key = `${service}:${operation}`;
@@ -130,10 +104,9 @@ export function faultInterceptor(spec: FaultSpec, options: FaultOptions = {}): C
     else {
       error = socketTimeoutError();
       const afterEffect = random() < 0.5;
-      const run = OPERATIONS[service]?.[operation];
-      if (afterEffect && options.timeoutsAfterEffect !== false && options.world && MUTATING.has(key) && run) {
+      if (afterEffect && options.timeoutsAfterEffect !== false && options.world && MUTATING_CALLS.has(key)) {
         // The service did the work; only the answer was lost. Errors of the call itself surface as usual.
-        run(options.world, input);
+        await applyCall(options.world, service, operation, input);
         applied = true;
       }
     }
@@ -171,12 +144,10 @@ export function faultLogOf(world: World): FaultLog {
  */
 export function lostResponse(world: World, match: (call: { service: string; operation: string }) => boolean, times = 1): CallInterceptor {
   let left = times;
-  return ({ service, operation, input }) => {
+  return async ({ service, operation, input }) => {
     if (left <= 0 || !match({ service, operation })) return;
-    const run = OPERATIONS[service]?.[operation];
-    if (!run) return;
     left -= 1;
-    run(world, input);
+    await applyCall(world, service, operation, input);
     throw socketTimeoutError();
   };
 }
@@ -194,10 +165,10 @@ export function lambdaTimeout(): Error {
  */
 export function lambdaDiesAt(world: World, match: (call: { service: string; operation: string; input: Record<string, unknown> }) => boolean, options: { after: boolean; times?: number }): CallInterceptor {
   let left = options.times ?? 1;
-  return (call) => {
+  return async (call) => {
     if (left <= 0 || !match(call)) return;
     left -= 1;
-    if (options.after) OPERATIONS[call.service]?.[call.operation]?.(world, call.input);
+    if (options.after) await applyCall(world, call.service, call.operation, call.input);
     throw lambdaTimeout();
   };
 }

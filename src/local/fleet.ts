@@ -43,11 +43,25 @@ const FleetInstance = z.strictObject({
 
 export const FleetSchema = z.strictObject({
   instances: z.array(FleetInstance).max(20_000),
+  /** API faults (docs/reliability.md). Absent: a realistic 1 % (src/local/world.ts DEFAULT_FAULTS); rate 0 turns them off. */
   faults: z
     .strictObject({
       rate: z.number().min(0).max(0.5),
       seed: z.number().int().default(1),
       kinds: z.array(z.enum(FAULT_KINDS)).min(1).default(['throttle', 'server', 'timeout']),
+    })
+    .optional(),
+  /** Eventual consistency of the read APIs (src/local/consistency.ts). Absent: realistic lags up to 10 s; 0 turns them off. */
+  consistency: z
+    .strictObject({
+      maxLagSeconds: z.number().min(0).max(600),
+      seed: z.number().int().default(1),
+    })
+    .optional(),
+  /** Account quotas the simulated services enforce (src/local/world.ts Quotas). */
+  quotas: z
+    .strictObject({
+      pendingInvocations: z.number().int().min(1).max(1_000_000).optional(),
     })
     .optional(),
 });

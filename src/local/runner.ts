@@ -54,8 +54,13 @@ const HANDLER_MODULES: Record<string, string> = {
   AlertWorkflowFailure: '../handlers/alert-workflow-failure.ts',
 };
 
-/** The account-level resources a deployment creates (topic, bucket, documents). */
-export function provisionStack(world: World): void {
+/**
+ * The account-level resources a deployment creates (topic, bucket, documents), and the IAM scope its roles get:
+ * the snapshot documents may be sent only to instances carrying the deployed selector tag (the stack's
+ * TagKey/TagValue, the Lambdas' TAG_KEY/TAG_VALUE).
+ */
+export function provisionStack(world: World, environment: Record<string, string | undefined> = {}): void {
+  world.iam = { snapshotSendTag: { key: environment.TAG_KEY ?? 'ConsistentSnapshot', value: environment.TAG_VALUE ?? 'WindowsVSS' } };
   world.topics.add(TOPIC_ARN);
   if (!world.buckets.has(REPORT_BUCKET)) world.buckets.set(REPORT_BUCKET, new Map());
   const bool = { allowedValues: ['True', 'False'] };
@@ -163,9 +168,10 @@ const lambdaArn = (key: string) => `arn:aws:lambda:${REGION}:${ACCOUNT_ID}:funct
 
 /** Executes one execution of a workflow (default the nightly one) against `world`. */
 export async function runWorkflow(world: World, options: RunOptions = {}): Promise<LocalRunResult> {
-  provisionStack(world);
+  const environment = lambdaEnvironment(options.env);
+  provisionStack(world, environment);
   // The fleet file's `faults` (if any) come after the caller's own interceptors.
-  const uninstall = attachWorld(world, lambdaEnvironment(options.env), [...(options.interceptors ?? []), ...worldFaultInterceptors(world)]);
+  const uninstall = attachWorld(world, environment, [...(options.interceptors ?? []), ...worldFaultInterceptors(world)]);
   const workflow = options.workflow ?? 'nightly';
   const definition = loadDefinition(workflow);
   const machineName = WORKFLOWS[workflow].stateMachineName;
@@ -208,7 +214,7 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   const name = options.executionName ?? `run-${world.nextHex(8)}`;
   const executionArn = `arn:aws:states:${REGION}:${ACCOUNT_ID}:execution:${machineName}:${name}`;
   const input = options.input ?? {};
-  world.executions.push({ executionArn, stateMachineArn: machineArn, name, status: 'RUNNING', startDate: world.now, input: JSON.stringify(input) });
+  world.executions.push({ executionArn, stateMachineArn: machineArn, name, status: 'RUNNING', startDate: world.now, input: JSON.stringify(input), listedAt: world.now + world.lagMs('execution-listed') });
   const record = world.executions.at(-1);
   const wallStart = performance.now();
   const simStart = world.now;

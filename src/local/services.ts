@@ -32,10 +32,31 @@ async function bodyText(body: unknown): Promise<string> {
   throw awsError('InvalidRequest', 'The simulated S3 accepts string or byte bodies only.');
 }
 
+/**
+ * S3 is strongly consistent (S3 user guide, "Amazon S3 data consistency model"), and honours conditional writes
+ * (S3 user guide, "How to prevent object overwrites with conditional writes"): `If-None-Match: *` fails with
+ * 412 PreconditionFailed when the key exists; `If-Match: <ETag>` fails with 412 when the object's ETag differs
+ * and with 404 NoSuchKey when there is no object. (Two conditional writes racing in flight can also get 409
+ * ConditionalRequestConflict; calls here are applied one at a time, so the 412 is what a loser sees.)
+ */
 export const s3Operations: Record<string, (world: World, input: Input) => unknown> = {
   async PutObject(world, input) {
-    bucketOf(world, input).set(input.Key as string, await bodyText(input.Body));
-    return { ETag: `"${world.nextHex(32)}"` };
+    const bucket = bucketOf(world, input);
+    const key = input.Key as string;
+    const etagKey = `${String(input.Bucket)}/${key}`;
+    const exists = bucket.has(key);
+    if (input.IfNoneMatch !== undefined) {
+      if (input.IfNoneMatch !== '*') throw awsError('NotImplemented', 'If-None-Match accepts only "*" on PutObject.', 501);
+      if (exists) throw awsError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 412);
+    }
+    if (input.IfMatch !== undefined) {
+      if (!exists) throw awsError('NoSuchKey', 'The specified key does not exist.', 404);
+      if (world.etags.get(etagKey) !== input.IfMatch) throw awsError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 412);
+    }
+    bucket.set(key, await bodyText(input.Body));
+    const etag = `"${world.nextHex(32)}"`;
+    world.etags.set(etagKey, etag);
+    return { ETag: etag };
   },
   GetObject(world, input) {
     const text = bucketOf(world, input).get(input.Key as string);
@@ -43,16 +64,28 @@ export const s3Operations: Record<string, (world: World, input: Input) => unknow
     return {
       ContentType: 'application/json',
       ContentLength: Buffer.byteLength(text),
+      ETag: world.etags.get(`${String(input.Bucket)}/${String(input.Key)}`),
       Body: { transformToString: async () => text, transformToByteArray: async () => new Uint8Array(Buffer.from(text)) },
     };
+  },
+  DeleteObject(world, input) {
+    const bucket = bucketOf(world, input);
+    const key = input.Key as string;
+    if (input.IfMatch !== undefined && bucket.has(key) && world.etags.get(`${String(input.Bucket)}/${key}`) !== input.IfMatch) {
+      throw awsError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', 412);
+    }
+    bucket.delete(key);
+    world.etags.delete(`${String(input.Bucket)}/${key}`);
+    return {};
   },
 };
 
 export const sfnOperations: Record<string, (world: World, input: Input) => unknown> = {
+  /** "Best effort": a just-started execution may be missing (Step Functions API reference, ListExecutions). */
   ListExecutions(world, input) {
     const status = input.statusFilter as string | undefined;
     const rows = world.executions
-      .filter((e) => e.stateMachineArn === input.stateMachineArn && (!status || e.status === status))
+      .filter((e) => e.stateMachineArn === input.stateMachineArn && (!status || e.status === status) && (e.listedAt ?? 0) <= world.now)
       .sort((a, b) => b.startDate - a.startDate)
       .map((e) => ({
         executionArn: e.executionArn,
@@ -64,5 +97,20 @@ export const sfnOperations: Record<string, (world: World, input: Input) => unkno
       }));
     const { page, nextToken } = paginate(rows, (input.maxResults as number | undefined) || 100, input.nextToken as string | undefined, 'sfn');
     return { executions: page, ...(nextToken ? { nextToken } : {}) };
+  },
+
+  /** Reads one execution by its ARN; strongly consistent for an execution the caller already knows of. */
+  DescribeExecution(world, input) {
+    const execution = world.executions.find((e) => e.executionArn === input.executionArn);
+    if (!execution) throw awsError('ExecutionDoesNotExist', `Execution Does Not Exist: '${String(input.executionArn)}'`);
+    return {
+      executionArn: execution.executionArn,
+      stateMachineArn: execution.stateMachineArn,
+      name: execution.name,
+      status: execution.status,
+      startDate: new Date(execution.startDate),
+      ...(execution.stopDate ? { stopDate: new Date(execution.stopDate) } : {}),
+      input: execution.input,
+    };
   },
 };

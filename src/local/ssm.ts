@@ -2,7 +2,8 @@
 import { awsError, checkRange, paginate } from './aws-error.ts';
 import { planSnapshotInvocation } from './agent.ts';
 import { planRestoreInvocation } from './restore-agent.ts';
-import type { SimCommand, SimInvocation, World } from './world.ts';
+import { ACCOUNT_ID, REGION } from './world.ts';
+import type { SimCommand, SimDocument, SimInvocation, World } from './world.ts';
 
 type Input = Record<string, unknown>;
 const LIST_OUTPUT_LIMIT = 2_500;
@@ -28,6 +29,7 @@ function commandStatus(world: World, command: SimCommand) {
 
 function describeCommand(world: World, c: SimCommand) {
   const s = commandStatus(world, c);
+  const details = c.rateExceeded ? 'Rate Exceeded' : s.status;
   return {
     CommandId: c.commandId,
     DocumentName: c.documentName,
@@ -37,7 +39,7 @@ function describeCommand(world: World, c: SimCommand) {
     Parameters: c.parameters,
     RequestedDateTime: new Date(c.requestedAt),
     Status: s.status,
-    StatusDetails: s.status,
+    StatusDetails: details,
     TargetCount: c.instanceIds.length,
     CompletedCount: s.completed,
     ErrorCount: s.errors,
@@ -92,6 +94,33 @@ function toListedInvocation(world: World, i: SimInvocation, command: SimCommand,
   };
 }
 
+/** Invocations not final yet, account-wide: what SSM's limit for pending invocations counts. */
+function pendingInvocations(world: World): number {
+  let n = 0;
+  for (const command of world.commands.values()) for (const i of command.invocations) if (!i.applied && i.finishAt > world.now) n += 1;
+  return n;
+}
+
+/**
+ * IAM, as the stack grants it: `ssm:SendCommand` is evaluated against the document and against every instance
+ * ARN in the request; the snapshot documents are allowed only on instances carrying the deployed selector tag
+ * (`ssm:resourceTag/<key>` condition). One instance outside that scope fails the whole call with
+ * AccessDeniedException naming it (IAM user guide, "Policy evaluation logic"; aws-facts.md). An instance
+ * unknown to the account has no tags, so it is outside the scope too.
+ */
+function authorizeSend(world: World, document: SimDocument, ids: string[]): void {
+  if (document.kind === 'restore') return;
+  const { key, value } = world.iam.snapshotSendTag;
+  for (const id of ids) {
+    const instance = world.instances.get(id);
+    if (instance?.tags[key] === value) continue;
+    throw awsError(
+      'AccessDeniedException',
+      `User: arn:aws:sts::${ACCOUNT_ID}:assumed-role/vss-snapshots-send-snapshot-commands/vss-snapshots-send-snapshot-commands is not authorized to perform: ssm:SendCommand on resource: arn:aws:ec2:${REGION}:${ACCOUNT_ID}:instance/${id} because no identity-based policy allows the ssm:SendCommand action`,
+    );
+  }
+}
+
 export const ssmOperations: Record<string, (world: World, input: Input) => unknown> = {
   DescribeInstanceInformation(world, input) {
     checkRange(input.MaxResults as number | undefined, 5, 50, 'MaxResults', 'ValidationException');
@@ -139,11 +168,13 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     checkRange(timeoutSeconds, 30, 2_592_000, 'TimeoutSeconds', 'ValidationException');
     const parameters = (input.Parameters as Record<string, string[]> | undefined) ?? {};
     validateParameters(world, documentName, parameters);
+    authorizeSend(world, document, ids);
     for (const id of ids) {
       const instance = world.instances.get(id);
       // Unknown, unmanaged or terminated instances are rejected for the whole call.
       if (!instance || instance.agent === 'none') throw awsError('InvalidInstanceId', 'Instances [[' + id + ']] not in a valid state for account ' + '123456789012');
     }
+    const pending = pendingInvocations(world);
     const command: SimCommand = {
       commandId: `${world.nextHex(8)}-${world.nextHex(4)}-4${world.nextHex(3)}-a${world.nextHex(3)}-${world.nextHex(12)}`,
       documentName,
@@ -152,11 +183,32 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
       parameters,
       ...(comment ? { comment } : {}),
       requestedAt: world.now,
+      listedAt: world.now + world.lagMs('command-listed'),
       timeoutSeconds,
       invocations: [],
+      ...(pending + ids.length > world.quotas.pendingInvocations ? { rateExceeded: true } : {}),
     };
     for (const id of ids) {
       const instance = world.instances.get(id) as never;
+      if (command.rateExceeded) {
+        // Cancelled before it ran anywhere (SSM API reference, Command.StatusDetails "Rate Exceeded").
+        const cancelled: SimInvocation = {
+          commandId: command.commandId,
+          instanceId: id,
+          status: 'Pending',
+          statusDetails: 'Pending',
+          responseCode: -1,
+          output: '',
+          requestedAt: world.now,
+          visibleAt: world.now + world.lagMs('invocation-visible'),
+          finishAt: world.now,
+          final: { status: 'Cancelled', statusDetails: 'Rate Exceeded', responseCode: -1, output: '' },
+          applied: false,
+        };
+        command.invocations.push(cancelled);
+        world.track(cancelled);
+        continue;
+      }
       const invocation = document.kind === 'restore' ? planRestoreInvocation(world, command, instance) : planSnapshotInvocation(world, command, document, instance);
       command.invocations.push(invocation);
       world.track(invocation);
@@ -168,7 +220,8 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
   ListCommands(world, input) {
     checkRange(input.MaxResults as number | undefined, 1, 50, 'MaxResults', 'ValidationException');
     const filters = (input.Filters as { key?: string; value?: string }[] | undefined) ?? [];
-    let list = [...world.commands.values()];
+    // A new command is listed only after a lag (eventual consistency; modelled, not documented either way).
+    let list = [...world.commands.values()].filter((c) => c.listedAt <= world.now);
     if (input.CommandId) {
       list = list.filter((c) => c.commandId === input.CommandId);
       if (list.length === 0) throw awsError('InvalidCommandId', `Command ${String(input.CommandId)} does not exist.`);
@@ -226,6 +279,7 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
       ResponseCode: invocation.responseCode,
       StandardOutputContent: invocation.output.slice(0, GET_STDOUT_LIMIT),
       StandardErrorContent: '',
+      ...(invocation.applied ? { ExecutionEndDateTime: new Date(invocation.finishAt).toISOString() } : {}),
     };
   },
 

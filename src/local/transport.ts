@@ -6,23 +6,11 @@
 import { ConfiguredRetryStrategy } from '@smithy/core/retry';
 import type { Clients } from '../lib/clients.ts';
 import { clock } from '../lib/clock.ts';
-import { ec2Operations } from './ec2.ts';
-import { s3Operations, sfnOperations, snsOperations } from './services.ts';
-import { ssmOperations } from './ssm.ts';
-import { awsError } from './aws-error.ts';
+import { applyCall } from './operations.ts';
 import type { World } from './world.ts';
 
-type Operation = (world: World, input: Record<string, unknown>) => unknown;
-const SERVICES: Record<string, Record<string, Operation>> = {
-  ec2: ec2Operations,
-  ssm: ssmOperations,
-  sns: snsOperations,
-  s3: s3Operations,
-  sfn: sfnOperations,
-};
-
 /** Hook for fault injection and rate limits: runs before each call; may throw an AWS-shaped error. */
-export type CallInterceptor = (call: { service: string; operation: string; input: Record<string, unknown> }) => void;
+export type CallInterceptor = (call: { service: string; operation: string; input: Record<string, unknown> }) => void | Promise<void>;
 
 const MIDDLEWARE = 'vssSnapshotsSimulatedAccount';
 
@@ -52,7 +40,6 @@ export function installWorld(clients: Clients, world: World, options: InstallOpt
   process.env.AWS_REGION ??= 'us-east-1';
   for (const [service, sdkClient] of Object.entries(clients)) {
     const client = sdkClient as unknown as PluggableClient;
-    const operations = SERVICES[service] ?? {};
     client.middlewareStack.remove(MIDDLEWARE);
     client.middlewareStack.add(
       (_next: unknown, context: { commandName?: string }) => async (args: { input?: unknown }) => {
@@ -60,10 +47,8 @@ export function installWorld(clients: Clients, world: World, options: InstallOpt
         const input = (args.input ?? {}) as Record<string, unknown>;
         world.countCall(`${service}:${operation}`);
         world.settle();
-        for (const intercept of options.interceptors ?? []) intercept({ service, operation, input });
-        const handler = operations[operation];
-        if (!handler) throw awsError('UnsupportedOperation', `The simulated account does not implement ${service}:${operation}.`);
-        const output = (await handler(world, input)) as Record<string, unknown>;
+        for (const intercept of options.interceptors ?? []) await intercept({ service, operation, input });
+        const output = await applyCall(world, service, operation, input);
         return { output: { ...output, $metadata: { httpStatusCode: 200, requestId: 'simulated', attempts: 1 } }, response: {} };
       },
       { step: 'deserialize', priority: 'high', name: MIDDLEWARE, override: true },

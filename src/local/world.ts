@@ -4,7 +4,10 @@
  * reachable through the SDK clients (see transport.ts); the services' behaviour follows
  * ../shared/docs/aws-facts.md, not what would be convenient for the orchestrator.
  */
+import { ConsistencyModel, DEFAULT_MAX_LAG_SECONDS } from './consistency.ts';
+import type { LagKind } from './consistency.ts';
 import type { Behaviour, Fleet } from './fleet.ts';
+import { seededRandom, streamSeed } from './random.ts';
 
 export const ACCOUNT_ID = '123456789012';
 export const REGION = 'us-east-1';
@@ -12,6 +15,12 @@ export const AZS = ['us-east-1a', 'us-east-1b', 'us-east-1c'];
 export const DEFAULT_TAGS = { ConsistentSnapshot: 'WindowsVSS' };
 /** The virtual clock starts at the seed's nightly time. */
 export const DEFAULT_START = Date.parse('2026-11-28T00:00:00Z');
+/**
+ * API faults when the fleet file names none: AWS APIs throttle, fail with 5xx and lose answers now and then,
+ * and every run here meets that by default (1 % of calls; half the socket timeouts of a mutating call land
+ * after it took effect). `"faults": {"rate": 0}` turns them off for a test that needs a clean account.
+ */
+export const DEFAULT_FAULTS: NonNullable<Fleet['faults']> = { rate: 0.01, seed: 1, kinds: ['throttle', 'server', 'timeout'] };
 
 export interface SimInstance {
   instanceId: string;
@@ -65,7 +74,14 @@ export interface SimSnapshot {
   visibleAt: number;
   description: string;
   tags: Record<string, string>;
+  /** Tags added after creation (CreateTags): when each becomes visible to Describe calls (eventual consistency). */
+  tagVisibleAt?: Record<string, number>;
+  /**
+   * DeleteSnapshot was accepted. A pending snapshot's deletion takes effect only once it completes (EBS user
+   * guide, "Delete a snapshot"): until then it is still listed and still counts against the volume's pending limit.
+   */
   deleted: boolean;
+  deletedAt?: number;
 }
 
 export interface SimInvocation {
@@ -93,8 +109,12 @@ export interface SimCommand {
   parameters: Record<string, string[]>;
   comment?: string;
   requestedAt: number;
+  /** ListCommands does not list it before this (eventual consistency). */
+  listedAt: number;
   timeoutSeconds: number;
   invocations: SimInvocation[];
+  /** SSM cancelled it before it ran: the account's pending-invocation limit was exceeded ("Rate Exceeded"). */
+  rateExceeded?: boolean;
 }
 
 export interface SimDocument {
@@ -113,7 +133,37 @@ export interface SimExecution {
   startDate: number;
   stopDate?: number;
   input: string;
+  /** ListExecutions does not list it before this ("best effort", eventually consistent). */
+  listedAt?: number;
 }
+
+/** One entry of the mutation log (contract §6): every call that changed, or tried to change, the account. */
+export interface Mutation {
+  at: number;
+  call: string;
+  ids: string[];
+  ok: boolean;
+  error?: string;
+}
+
+/**
+ * What the stack's IAM lets the workflow do, as the deployed template grants it: the snapshot documents may be
+ * sent only to instances carrying the deployed selector tag (serverless.yml, "send-to-tagged-instances-only").
+ */
+export interface IamScope {
+  snapshotSendTag: { key: string; value: string };
+}
+
+/** Account quotas the simulated services enforce. */
+export interface Quotas {
+  /**
+   * SSM cancels a command before it runs ("Rate Exceeded") when the instances it targets would exceed the account's
+   * limit for pending invocations (SSM API reference, Command.StatusDetails). AWS does not publish the number:
+   * an assumption, set per fleet file (`quotas.pendingInvocations`).
+   */
+  pendingInvocations: number;
+}
+export const DEFAULT_QUOTAS: Quotas = { pendingInvocations: 5_000 };
 
 export class World {
   now: number;
@@ -127,8 +177,18 @@ export class World {
   readonly executions: SimExecution[] = [];
   readonly published: { topicArn: string; subject?: string; message: string; at: number }[] = [];
   readonly apiCalls: Record<string, number> = {};
+  /** Every mutating call, in order (contract §6 `mutations`). */
+  readonly mutations: Mutation[] = [];
+  /** Object ETags by `bucket/key` (conditional writes compare them). */
+  readonly etags = new Map<string, string>();
   /** API faults to inject into runs against this account (fleet file `faults`, see faults.ts). */
   faults?: NonNullable<Fleet['faults']>;
+  /** Eventual consistency of the read APIs (fleet file `consistency`, see consistency.ts). */
+  consistency = new ConsistencyModel({ maxLagSeconds: DEFAULT_MAX_LAG_SECONDS, seed: 1 });
+  iam: IamScope = { snapshotSendTag: { key: 'ConsistentSnapshot', value: 'WindowsVSS' } };
+  quotas: Quotas = { ...DEFAULT_QUOTAS };
+  /** Seeded choices of what simulated instances print and do (output variants, leftovers). */
+  readonly chance: () => number = seededRandom(streamSeed(1, 'instances'));
   /**
    * Rate limit on the API calls the simulated instances make themselves (the VSS agent's CreateSnapshots,
    * see limits.ts): answers how long the call waited for a token, or `undefined` when it was still
@@ -280,6 +340,29 @@ export class World {
     this.apiCalls[key] = (this.apiCalls[key] ?? 0) + 1;
   }
 
+  /** A lag for one change of this kind (ms), from the account's consistency model. */
+  lagMs(kind: LagKind): number {
+    return this.consistency.lagMs(kind);
+  }
+
+  logMutation(entry: Omit<Mutation, 'at'>): void {
+    this.mutations.push({ at: this.now, ...entry });
+  }
+
+  /** The snapshot's tags as Describe calls see them now (tags added after creation show up late). */
+  visibleTags(snapshot: SimSnapshot): Record<string, string> {
+    const late = snapshot.tagVisibleAt;
+    if (!late) return snapshot.tags;
+    const out: Record<string, string> = {};
+    for (const [key, value] of Object.entries(snapshot.tags)) if ((late[key] ?? 0) <= this.now) out[key] = value;
+    return out;
+  }
+
+  /** Deleted for good: a deleted snapshot that was pending goes only once it completes. */
+  snapshotGone(snapshot: SimSnapshot): boolean {
+    return snapshot.deleted && this.now >= snapshot.completeAt;
+  }
+
   /** Ground truth for tests and `--dump-world` (contract §6). */
   dump(): WorldDump {
     return {
@@ -301,11 +384,30 @@ export class World {
         ...(v.snapshotId ? { snapshotId: v.snapshotId } : {}),
         ...(v.clientToken ? { state: v.instanceId ? (v.attachState ?? 'attached') : this.now < v.availableAt ? 'creating' : 'available', tags: v.tags } : {}),
       })),
-      deletedVolumes: [...this.volumes.values()].filter((v) => v.deleted).map((v) => v.volumeId),
+      deletedVolumes: [...this.volumes.values()]
+        .filter((v) => v.deleted)
+        .map((v) => ({
+          volumeId: v.volumeId,
+          sizeGiB: v.sizeGiB,
+          availabilityZone: v.availabilityZone,
+          ...(v.snapshotId ? { snapshotId: v.snapshotId } : {}),
+          tags: v.tags,
+          deletedAt: new Date(v.deletedAt ?? this.now).toISOString(),
+        })),
       snapshots: [...this.snapshots.values()]
         .filter((s) => !s.deleted)
         .map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, instanceId: s.instanceId, state: this.snapshotState(s), startTime: new Date(s.startTime).toISOString(), tags: s.tags })),
-      deletedSnapshots: [...this.snapshots.values()].filter((s) => s.deleted).map((s) => s.snapshotId),
+      deletedSnapshots: [...this.snapshots.values()]
+        .filter((s) => s.deleted)
+        .map((s) => ({
+          snapshotId: s.snapshotId,
+          volumeId: s.volumeId,
+          instanceId: s.instanceId,
+          state: this.snapshotState(s),
+          startTime: new Date(s.startTime).toISOString(),
+          tags: s.tags,
+          deletedAt: new Date(s.deletedAt ?? this.now).toISOString(),
+        })),
       commands: [...this.commands.values()].map((c) => ({
         commandId: c.commandId,
         documentName: c.documentName,
@@ -319,6 +421,7 @@ export class World {
       published: this.published.map((p) => ({ topicArn: p.topicArn, subject: p.subject ?? null, message: p.message })),
       objects: [...this.buckets.entries()].flatMap(([bucket, objects]) => [...objects.keys()].map((key) => `s3://${bucket}/${key}`)),
       apiCalls: { ...this.apiCalls },
+      mutations: this.mutations.map((m) => ({ at: new Date(m.at).toISOString(), call: m.call, ids: m.ids, ok: m.ok, ...(m.error ? { error: m.error } : {}) })),
     };
   }
 }
@@ -334,10 +437,11 @@ export interface WorldDump {
   instances: { instanceId: string; name?: string; platform: string; state: string; availabilityZone: string; tags: Record<string, string> }[];
   /** `state` and `tags` only on volumes made by CreateVolume (restores). */
   volumes: { volumeId: string; instanceId: string | null; device: string | null; sizeGiB: number; availabilityZone: string; snapshotId?: string; state?: string; tags?: Record<string, string> }[];
-  /** Volumes deleted by DeleteVolume. */
-  deletedVolumes: string[];
+  /** Volumes deleted by DeleteVolume, with what they were. */
+  deletedVolumes: { volumeId: string; sizeGiB: number; availabilityZone: string; snapshotId?: string; tags: Record<string, string>; deletedAt: string }[];
   snapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> }[];
-  deletedSnapshots: string[];
+  /** Snapshots deleted by DeleteSnapshot (a pending one is gone only once it completes), with what they were. */
+  deletedSnapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string>; deletedAt: string }[];
   commands: {
     commandId: string;
     documentName: string;
@@ -351,12 +455,16 @@ export interface WorldDump {
   published: { topicArn: string; subject: string | null; message: string }[];
   objects: string[];
   apiCalls: Record<string, number>;
+  /** Every mutating call in order: when, what, on which ids, and whether it took effect (contract §6). */
+  mutations: { at: string; call: string; ids: string[]; ok: boolean; error?: string }[];
 }
 
 /** Builds a world from a fleet file: instances, their volumes, agents and behaviours. */
 export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
   const world = new World(start);
-  if (fleet.faults) world.faults = fleet.faults;
+  world.faults = fleet.faults ?? { ...DEFAULT_FAULTS, kinds: [...DEFAULT_FAULTS.kinds] };
+  world.consistency = new ConsistencyModel({ maxLagSeconds: fleet.consistency?.maxLagSeconds ?? DEFAULT_MAX_LAG_SECONDS, seed: fleet.consistency?.seed ?? 1 });
+  if (fleet.quotas?.pendingInvocations !== undefined) world.quotas.pendingInvocations = fleet.quotas.pendingInvocations;
   const givenIds = new Set(fleet.instances.flatMap((i) => (i.instanceId ? [i.instanceId] : [])));
   for (const [index, spec] of fleet.instances.entries()) {
     // A generated id never takes one the fleet gives to another instance.
