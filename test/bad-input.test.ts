@@ -109,6 +109,9 @@ describe('hostile execution inputs', () => {
   });
 });
 
+/** The stack's selector tag: its IAM lets the workflow send the snapshot document only to instances carrying it. */
+const DEPLOYED = { ConsistentSnapshot: 'WindowsVSS' };
+
 /** Tag values EC2 accepts (any character) that would be code if they ever reached a script. */
 const SHELL_VALUES = [
   "'; Remove-Item C:\\ -Recurse #",
@@ -131,12 +134,13 @@ const SHELL_VALUES = [
 
 describe('tag values with shell metacharacters', () => {
   it.each(SHELL_VALUES)('%s selects exactly its instances, which are snapshotted, and never reaches a command', async (value) => {
+    // They also carry the deployed selector tag: the stack's IAM sends the snapshot document only to those.
     const fleet = {
       instances: [
-        { instanceId: 'i-00000000000000001', name: value, tags: { Backup: value } },
-        { instanceId: 'i-00000000000000002', tags: { Backup: value, Owner: value }, volumes: [{ device: '/dev/sda1' }, { device: 'xvdf' }] },
-        { instanceId: 'i-00000000000000003', tags: { Backup: `${value} ` } },
-        { instanceId: 'i-00000000000000004', tags: { Backup: value.replace(/[*?]/g, 'x') || 'x' } },
+        { instanceId: 'i-00000000000000001', name: value, tags: { ...DEPLOYED, Backup: value } },
+        { instanceId: 'i-00000000000000002', tags: { ...DEPLOYED, Backup: value, Owner: value }, volumes: [{ device: '/dev/sda1' }, { device: 'xvdf' }] },
+        { instanceId: 'i-00000000000000003', tags: { ...DEPLOYED, Backup: `${value} ` } },
+        { instanceId: 'i-00000000000000004', tags: { ...DEPLOYED, Backup: value.replace(/[*?]/g, 'x') || 'x' } },
       ],
     };
 
@@ -169,7 +173,7 @@ describe('tag values with shell metacharacters', () => {
   });
 
   it.each(["'; Remove-Item C:\\ -Recurse #", '{{x}}'])('%s stays data with the DiskShadow method as well', async (value) => {
-    const fleet = { instances: [{ instanceId: 'i-00000000000000001', tags: { Backup: value } }] };
+    const fleet = { instances: [{ instanceId: 'i-00000000000000001', tags: { ...DEPLOYED, Backup: value } }] };
 
     const { result, report, dump } = await runFleet(fleet, { input: { tagKey: 'Backup', tagValue: value }, env: { SNAPSHOT_METHOD: 'diskshadow' } });
 

@@ -30,7 +30,7 @@ describe('vss-snapshots run', () => {
     expect(out.stdout).toMatch(/INSTANCE\s+NAME\s+OUTCOME/);
     expect(out.stdout).toMatch(/5 succeeded, 0 failed, 2 skipped of 7 matched/);
     expect(out.stdout).toMatch(/fileserver-01\s+succeeded\s+2/);
-    expect(out.stderr).toMatch(/Wait Before Retry/);
+    expect(out.stderr).toMatch(/waiting to retry/);
     expect(out.stderr).not.toMatch(/NodeVersionSupportWarning/);
   });
 
@@ -49,13 +49,13 @@ describe('vss-snapshots run', () => {
     expect(dump.apiCalls['ssm:SendCommand']).toBe(1);
   });
 
-  it('counts only the snapshots of succeeded instances as verified in the summary', () => {
+  it('counts only the snapshots of succeeded instances as verified, and a kept crash-consistent fallback apart', () => {
     const fleet = join(dir, 'cc.json');
     writeFileSync(fleet, JSON.stringify({ instances: [{ name: 'good' }, { name: 'cc', attempts: ['crash-consistent'] }] }));
     const out = cli('run', '--fleet', fleet, '--quiet');
 
     expect(out.status).toBe(3);
-    expect(out.stdout).toMatch(/1 succeeded, 1 failed, 0 skipped of 2 matched; 1 snapshots verified \(1 more of failed instances, unusable\)/);
+    expect(out.stdout).toMatch(/1 succeeded, 1 failed, 0 skipped of 2 matched; 1 snapshots verified; 1 crash-consistent fallback snapshot\(s\) kept for failed instances \(NOT application-consistent\)/);
   });
 
   it('writes the report to --report and accepts a YAML fleet', () => {

@@ -61,7 +61,7 @@ describe('a call the SDK gave up on after its own retries', () => {
     ['sns', 'Publish', 'InternalErrorException', 500],
     ['ec2', 'DescribeInstances', 'Unavailable', 503],
     ['ec2', 'DescribeSnapshots', 'RequestLimitExceeded', 503],
-    ['sfn', 'ListExecutions', 'InternalFailure', 500],
+    ['s3', 'GetObject', 'InternalError', 500],
     ['ssm', 'ListCommands', 'ThrottlingException', 400],
   ] as const)('%s:%s failing with %s on all 5 SDK attempts is retried by the workflow, not alerted as a failed run', async (service, operation, name, status) => {
     const fleet = { instances: [{ attempts: ['ok'] }, { attempts: ['writer-failure'] }] };
@@ -81,8 +81,8 @@ describe('a call the SDK gave up on after its own retries', () => {
   });
 });
 
-describe('Verify Snapshots retried after it deleted the snapshots of an attempt it will retry', () => {
-  it('judges as the first try did, so the retry goes out in the same wave as without the crash', async () => {
+describe('a step retried after it deleted the snapshots of an attempt it will retry', () => {
+  it('judges as the first try did, so the retry goes out when it would have without the crash', async () => {
     const fleet = parseFleet({ instances: [{ attempts: ['crash-consistent', 'ok'] }, { attempts: ['vss-timeout', 'ok'] }, { attempts: ['snapshot-error', 'crash-consistent', 'ok'] }] });
     const clean = await runFleet(fleet);
     const world = worldFromFleet(fleet);
@@ -109,12 +109,17 @@ describe('Verify Snapshots retried after it deleted the snapshots of an attempt 
     expect(world.dump().snapshots.map((s) => s.tags['vss-snapshots:attempt'])).toEqual(['2', '2']);
   });
 
-  it('does not report the deleted snapshots of an earlier attempt when the last attempt fails', async () => {
+  it('does not report the deleted snapshots of an earlier attempt when the last attempt fails, and keeps only its crash-consistent set as the fallback', async () => {
     const { report, dump } = await runFleet({ instances: [{ attempts: ['crash-consistent', 'vss-timeout'] }] }, { input: { maxAttempts: 2 } });
 
     expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'vss-timeout', attempts: 2, snapshots: [] });
     expect(report?.summary.snapshots).toBe(0);
-    expect(dump.snapshots).toEqual([]);
+    // AWS's document leaves the snapshots of a timed-out freeze, without AppConsistent: the last one is the fallback.
+    const fallback = report?.instances[0]?.fallbackSnapshots ?? [];
+    expect(fallback).toHaveLength(1);
+    expect(dump.snapshots.map((s) => s.snapshotId)).toEqual(fallback.map((f) => f.snapshotId));
+    expect(dump.snapshots[0]?.tags).toMatchObject({ 'vss-snapshots:attempt': '2', 'vss-snapshots:fallback': 'vss-timeout', 'vss-snapshots:consistency': 'crash-consistent' });
+    expect(dump.snapshots[0]?.tags.AppConsistent).toBeUndefined();
   });
 });
 
@@ -139,7 +144,7 @@ describe('alerts when the alerting step is retried', () => {
     );
 
     expect(result).toMatchObject({ status: 'FAILED', error: 'InvalidDocument' });
-    expect(dump.published.map((p) => p.subject)).toEqual(['vss-snapshots: workflow failed at Send Snapshot Commands']);
+    expect(dump.published.map((p) => p.subject)).toEqual(['vss-snapshots: workflow failed at Advance Instances']);
   });
 
   it('is at least once: a Lambda dying between the publish and its record sends the alert twice (SNS cannot deduplicate)', async () => {

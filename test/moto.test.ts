@@ -22,7 +22,7 @@ import {
 import type { Instance, Tag } from '@aws-sdk/client-ec2';
 import { CreateBucketCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateScheduleCommand, GetScheduleCommand, SchedulerClient } from '@aws-sdk/client-scheduler';
-import { CreateStateMachineCommand, ListExecutionsCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { CreateStateMachineCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { CreateTopicCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
@@ -38,7 +38,8 @@ import { buildReport } from '../src/lib/report.ts';
 import { ATTEMPT_TAG, RUN_TAG } from '../src/lib/run-id.ts';
 import { loadRunState, reportKey, saveRunState } from '../src/lib/run-state.ts';
 import type { RunState } from '../src/lib/run-state.ts';
-import { listRunSnapshots, verifySnapshots } from '../src/lib/verify-snapshots.ts';
+import { leaseKey } from '../src/lib/run-lease.ts';
+import { listRunSnapshots, verifyDue } from '../src/lib/verify-snapshots.ts';
 import { alertWorkflowFailure } from '../src/lib/workflow-failure.ts';
 import { MOTO_ACCOUNT, MOTO_REGION, motoAvailability, startMoto } from './moto-server.ts';
 import type { MotoServer } from './moto-server.ts';
@@ -61,7 +62,6 @@ const baseState = (overrides: Partial<RunState> = {}): RunState => ({
   selector: { tagKey: 'ConsistentSnapshot', tagValue: 'WindowsVSS' },
   options: { method: 'aws-vss', excludeBootVolume: false, maxAttempts: 3 },
   notFound: [],
-  wave: 1,
   commands: [],
   instances: [],
   ...overrides,
@@ -248,7 +248,7 @@ describe.skipIf(!availability.available)('wire-level against moto_server', () =>
       record.verifySince = Date.now();
       const set = await snapshotSet(id as string, 1);
 
-      await verifySnapshots({ ec2, config }, state);
+      await verifyDue({ ec2, config }, state);
 
       expect(record.phase).toBe('succeeded');
       expect(record.snapshots.map((s) => s.snapshotId).sort()).toEqual([...set].sort());
@@ -263,11 +263,12 @@ describe.skipIf(!availability.available)('wire-level against moto_server', () =>
       if (!record) throw new Error('not discovered');
       record.phase = 'verify';
       record.attempts = 1;
-      record.verifySince = Date.now();
+      // Past the grace EC2's eventual consistency gets: a missing AppConsistent is now final.
+      record.verifySince = Date.now() - (config.consistencyGraceSeconds + 1) * 1000;
       const crash = await snapshotSet(id as string, 1, []);
       const saved: RunState[] = [];
 
-      await verifySnapshots({ ec2, config, save: async (s) => void saved.push(structuredClone(s)) }, state);
+      await verifyDue({ ec2, config, save: async (s) => void saved.push(structuredClone(s)) }, state);
 
       expect(record).toMatchObject({ phase: 'retry', code: 'crash-consistent', snapshots: [] });
       expect(saved[0]?.discard).toEqual(crash);
@@ -345,8 +346,8 @@ describe.skipIf(!availability.available)('wire-level against moto_server', () =>
     });
   });
 
-  describe('Step Functions: StartExecution and the overlap guard\'s ListExecutions', () => {
-    it('refuses the later of two running executions, and lets it run with force', async () => {
+  describe('Step Functions and S3: the run lease (conditional writes) of the overlap guard', () => {
+    it('lets exactly one of two runs started in the same second take the lease, refuses the other, and lets it run with force', async () => {
       const definition = readFileSync(new URL('../statemachine/nightly-snapshots.asl.json', import.meta.url), 'utf8').replace(
         /\$\{([A-Za-z0-9]+)FunctionArn\}/g,
         (_m, key: string) => `arn:aws:lambda:${MOTO_REGION}:${MOTO_ACCOUNT}:function:vss-snapshots-${key}`,
@@ -356,19 +357,21 @@ describe.skipIf(!availability.available)('wire-level against moto_server', () =>
       );
       const stateMachineArn = machine.stateMachineArn ?? '';
       const schedule = await sfn.send(new StartExecutionCommand({ stateMachineArn, name: 'schedule-20261128', input: '{}' }));
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
       const operator = await sfn.send(new StartExecutionCommand({ stateMachineArn, name: 'operator-retry', input: '{"instanceIds": ["i-0123456789abcdef0"]}' }));
-      const running = await sfn.send(new ListExecutionsCommand({ stateMachineArn, statusFilter: 'RUNNING' }));
-      expect(running.executions?.map((e) => e.name).sort()).toEqual(['operator-retry', 'schedule-20261128']);
-      const started = (arn: string | undefined) => running.executions?.find((e) => e.executionArn === arn)?.startDate?.toISOString() ?? '';
-      const event = (arn: string | undefined, input: unknown) => ({ input, execution: { id: arn, name: arn?.split(':').at(-1), startTime: started(arn), stateMachineId: stateMachineArn } });
+      const startTime = new Date().toISOString();
+      const event = (arn: string | undefined, input: unknown) => ({ input, execution: { id: arn, name: arn?.split(':').at(-1), startTime, stateMachineId: stateMachineArn } });
 
-      const first = await prepareRun(event(schedule.executionArn, {}), { sfn, s3, config });
-      const refused = prepareRun(event(operator.executionArn, { instanceIds: ['i-0123456789abcdef0'] }), { sfn, s3, config });
-      await expect(refused).rejects.toMatchObject({ name: 'RunInProgressError', message: expect.stringContaining('schedule-20261128') });
+      // Both at once: S3 serialises the two If-None-Match writes; the loser reads the winner's lease.
+      const outcomes = await Promise.allSettled([prepareRun(event(schedule.executionArn, {}), { sfn, s3, config }), prepareRun(event(operator.executionArn, { instanceIds: ['i-0123456789abcdef0'] }), { sfn, s3, config })]);
+      expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+      const refused = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+      expect(refused.reason).toMatchObject({ name: 'RunInProgressError' });
+      const lease = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: leaseKey(stateMachineArn) }));
+      const holder = JSON.parse((await lease.Body?.transformToString()) ?? '{}') as { holder: string };
+      expect([schedule.executionArn, operator.executionArn]).toContain(holder.holder);
+      expect(refused.reason.message).toContain(holder.holder.split(':').at(-1));
+
       const forced = await prepareRun(event(operator.executionArn, { instanceIds: ['i-0123456789abcdef0'], force: true }), { sfn, s3, config });
-
-      expect(first.runId).not.toBe(forced.runId);
       expect((await loadRunState(s3, BUCKET, forced.runId)).selector.instanceIds).toEqual(['i-0123456789abcdef0']);
     });
   });

@@ -38,6 +38,8 @@ const BEHAVIOUR_CODE: Record<Behaviour, string> = {
   'snapshot-error': 'snapshot-error',
 };
 const PERMANENT = new Set<Behaviour>(['writer-failure', 'access-denied']);
+/** The tag the simulated stack was deployed with (its IAM scope for the snapshot command). */
+export const DEPLOYED_TAG = { key: 'ConsistentSnapshot', value: 'WindowsVSS' };
 const ROOT_DEVICE = '/dev/sda1';
 
 /** Tags an instance of this fleet entry carries in the simulated account. */
@@ -62,6 +64,8 @@ export function expectedOutcome(spec: FleetInstance, options: RunOptionsForOracl
   if (spec.agent === 'none') return { outcome: 'failed', attempts: 0, code: 'not-managed' };
   if (spec.agent === 'offline') return { outcome: 'failed', attempts: 0, code: 'agent-offline' };
   if (options.dryRun) return { outcome: 'planned', attempts: 0, code: 'planned' };
+  // The stack's IAM sends the snapshot document only to instances carrying the deployed selector tag.
+  if (tagsOf(spec)[DEPLOYED_TAG.key] !== DEPLOYED_TAG.value) return { outcome: 'failed', attempts: 0, code: 'access-denied' };
   const max = options.maxAttempts ?? 3;
   for (let attempt = 1; ; attempt += 1) {
     const behaviour = spec.attempts[Math.min(attempt, spec.attempts.length) - 1] as Behaviour;
@@ -91,7 +95,7 @@ export function outcomesOf(report: RunReport | undefined): Record<string, Outcom
   );
 }
 
-const COMMENT = /^vss-snapshots (\S+) wave [0-9]+ attempt ([0-9]+) batch [0-9]+$/;
+const COMMENT = /^vss-snapshots (\S+) attempt ([0-9]+) send [0-9]+(\.[0-9]+)*$/;
 
 /** `runId instanceId attempt` of every (instance, attempt) that received more than one snapshot command. */
 export function doubleCommands(dump: WorldDump): string[] {
@@ -172,9 +176,35 @@ export function checkRunInvariants(args: {
   const perInstanceCommands = commandsPerInstance(dump, report.runId);
   const publishedText = dump.published.map((p) => `${p.subject}\n${p.message}`).join('\n');
 
+  // No leaked snapshot (contract §4): every live snapshot of this run is a succeeded instance's verified set or a
+  // failed instance's complete, labelled crash-consistent fallback.
+  const accounted = new Map<string, string>();
+  for (const instance of report.instances) {
+    for (const s of instance.snapshots) accounted.set(s.snapshotId, `${instance.instanceId} verified`);
+    for (const s of instance.fallbackSnapshots ?? []) accounted.set(s.snapshotId, `${instance.instanceId} fallback`);
+  }
+  if (!report.dryRun) {
+    const leaked = dump.snapshots.filter((s) => s.tags[RUN_TAG] === report.runId && !accounted.has(s.snapshotId)).map((s) => `${s.snapshotId} of ${s.instanceId} (attempt ${s.tags[ATTEMPT_TAG]})`);
+    expect(leaked, 'no leaked snapshot of this run').toEqual([]);
+  }
+
   for (const instance of report.instances) {
     // What the report lists still exists.
     for (const s of instance.snapshots) expect(live.has(s.snapshotId), `${instance.instanceId}: reported ${s.snapshotId} exists`).toBe(true);
+    if (instance.outcome !== 'failed') expect(instance.fallbackSnapshots ?? [], `${instance.instanceId}: a fallback only for a failed instance`).toEqual([]);
+    const fallback = instance.fallbackSnapshots ?? [];
+    if (fallback.length > 0) {
+      // A fallback is complete (one per volume, none in error), of the last attempt, and labelled as such.
+      const volumes = (volumesByInstance.get(instance.instanceId) ?? []).filter((v) => !(options.excludeBootVolume && v.device === ROOT_DEVICE));
+      expect(new Set(fallback.map((f) => f.volumeId)), `${instance.instanceId}: a complete fallback set`).toEqual(new Set(volumes.map((v) => v.volumeId)));
+      for (const f of fallback) {
+        const snap = live.get(f.snapshotId);
+        expect(snap, `${instance.instanceId}: fallback ${f.snapshotId} exists`).toBeDefined();
+        expect(snap?.state).not.toBe('error');
+        expect(snap?.tags).toMatchObject({ [ATTEMPT_TAG]: String(instance.attempts), 'vss-snapshots:fallback': instance.code });
+        if (snap?.tags.AppConsistent !== 'true') expect(snap?.tags['vss-snapshots:consistency']).toBe('crash-consistent');
+      }
+    }
     // Attempts are the commands this instance really received in this run.
     expect(perInstanceCommands.get(instance.instanceId) ?? 0, `${instance.instanceId}: attempts = commands received`).toBe(instance.attempts);
     if (instance.outcome === 'succeeded') {

@@ -16,6 +16,7 @@ import { loadConfig, SNAPSHOT_METHODS } from '../src/lib/config.ts';
 import { loadRestoreConfig } from '../src/lib/restore/config.ts';
 import { RUN_TAG } from '../src/lib/run-id.ts';
 import { reportKey, stateKey } from '../src/lib/run-state.ts';
+import { leaseKey } from '../src/lib/run-lease.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -64,7 +65,7 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
   'restore-check-revert': ['logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:GetCommandInvocation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-finish': ['ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-clean-up': ['ec2:DeleteVolume', 'ec2:DescribeVolumes', 'ec2:DetachVolume', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
-  'prepare-run': ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:PutObject', 'states:ListExecutions', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'prepare-run': ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 's3:PutObject', 'states:DescribeExecution', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'discover-instances': [
     'ec2:DescribeInstances',
     'logs:CreateLogStream',
@@ -76,30 +77,8 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
     'xray:PutTelemetryRecords',
     'xray:PutTraceSegments',
   ],
-  'send-snapshot-commands': [
-    'logs:CreateLogStream',
-    'logs:PutLogEvents',
-    's3:GetObject',
-    's3:ListBucket',
-    's3:PutObject',
-    'ssm:ListCommands',
-    'ssm:SendCommand',
-    'xray:PutTelemetryRecords',
-    'xray:PutTraceSegments',
-  ],
-  'check-commands': [
-    'logs:CreateLogStream',
-    'logs:PutLogEvents',
-    's3:GetObject',
-    's3:ListBucket',
-    's3:PutObject',
-    'ssm:CancelCommand',
-    'ssm:ListCommandInvocations',
-    'ssm:ListCommands',
-    'xray:PutTelemetryRecords',
-    'xray:PutTraceSegments',
-  ],
-  'verify-snapshots': [
+  'advance-instances': [
+    'ec2:CreateTags',
     'ec2:DeleteSnapshot',
     'ec2:DescribeSnapshots',
     'logs:CreateLogStream',
@@ -107,6 +86,11 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
     's3:GetObject',
     's3:ListBucket',
     's3:PutObject',
+    'ssm:CancelCommand',
+    'ssm:GetCommandInvocation',
+    'ssm:ListCommandInvocations',
+    'ssm:ListCommands',
+    'ssm:SendCommand',
     'xray:PutTelemetryRecords',
     'xray:PutTraceSegments',
   ],
@@ -671,8 +655,8 @@ describe('IAM', () => {
       .filter((p) => p.kind === 'identity')
       .flatMap((p) => p.statements.filter((s) => allows(s, 'ssm:SendCommand')).map((s) => ({ owner: p.owner, s })));
     // The restore's revert step is the only other sender (its own test below).
-    expect(new Set(all.map((g) => g.owner))).toEqual(new Set(['SendSnapshotCommandsRole', 'SendRevertCommandRole']));
-    const grants = all.filter((g) => g.owner === 'SendSnapshotCommandsRole');
+    expect(new Set(all.map((g) => g.owner))).toEqual(new Set(['AdvanceInstancesRole', 'SendRevertCommandRole']));
+    const grants = all.filter((g) => g.owner === 'AdvanceInstancesRole');
     const documentGrants = grants.filter(({ s }) => resourcesOf(s).every((a) => a.includes(':document/')));
     const instanceGrants = grants.filter(({ s }) => resourcesOf(s).every((a) => a.includes(':instance/')));
     expect(documentGrants.length + instanceGrants.length, 'documents and instances in separate statements').toBe(grants.length);
@@ -684,7 +668,7 @@ describe('IAM', () => {
       expect(s.Condition).toEqual({ StringEquals: { [`ssm:resourceTag/${tagKey}`]: tagValue } });
     }
     // The Lambda's own view of the selector and document agrees with IAM.
-    const env = functionEnv('SendSnapshotCommandsLambdaFunction', r);
+    const env = functionEnv('AdvanceInstancesLambdaFunction', r);
     expect([env.TAG_KEY, env.TAG_VALUE]).toEqual([tagKey, tagValue]);
     const config = loadConfig(env);
     expect(documentArn.endsWith(`:document/${config.documents[config.method].name}`), `${config.method} sends ${config.documents[config.method].name}`).toBe(true);
@@ -724,7 +708,7 @@ describe('IAM', () => {
     for (const { s } of tagging) expect(s.Condition?.StringEquals?.['ec2:CreateAction']).toBe('CreateVolume');
   });
 
-  it('lets the verify step delete only snapshots tagged with a run id', () => {
+  it('lets the workflow delete only snapshots tagged with a run id', () => {
     const grants = policies.flatMap((p) => p.statements).filter((s) => allows(s, 'ec2:DeleteSnapshot'));
     expect(grants.length).toBeGreaterThan(0);
     for (const s of grants) {
@@ -736,16 +720,31 @@ describe('IAM', () => {
     }
   });
 
+  it('lets the workflow tag only run snapshots, and only with the fallback and consistency keys', () => {
+    const grants = policies
+      .filter((p) => p.kind === 'identity' && p.owner === 'AdvanceInstancesRole')
+      .flatMap((p) => p.statements)
+      .filter((s) => allows(s, 'ec2:CreateTags'));
+    expect(grants).toHaveLength(1);
+    for (const s of grants) {
+      expect(actionsOf(s)).toEqual(['ec2:CreateTags']);
+      expect(resourcesOf(s)).toEqual(['arn:aws:ec2:us-east-1::snapshot/*']);
+      expect(s.Condition?.StringLike?.[`aws:ResourceTag/${RUN_TAG}`]).toBe('?*');
+      expect((s.Condition as Record<string, Record<string, unknown>> | undefined)?.['ForAllValues:StringEquals']?.['aws:TagKeys']).toEqual(['vss-snapshots:fallback', 'vss-snapshots:consistency']);
+    }
+  });
+
   it('scopes S3, SNS, KMS and Step Functions grants to this stack’s resources', () => {
     const runsPrefix = `${stateKey('x').split('/')[0]}/*`;
     const reportsPrefix = `${reportKey('x').split('/')[0]}/*`;
+    const leasesPrefix = `${leaseKey('arn:aws:states:us-east-1:123456789012:stateMachine:x').split('/')[0]}/*`;
     const machineNames = resourcesOfType('AWS::StepFunctions::StateMachine').map(([, m]) => m.Properties?.StateMachineName);
     for (const policy of policies.filter((p) => p.kind === 'identity')) {
       for (const s of policy.statements.filter((x) => x.Effect === 'Allow')) {
         for (const action of actionsOf(s)) {
           const where = `${policy.owner} ${s.Sid} ${action}`;
           if (action === 's3:GetObject' || action === 's3:PutObject') {
-            for (const arn of resourcesOf(s)) expect([`getatt:ReportBucket.Arn/${runsPrefix}`, `getatt:ReportBucket.Arn/${reportsPrefix}`], where).toContain(arn);
+            for (const arn of resourcesOf(s)) expect([`getatt:ReportBucket.Arn/${runsPrefix}`, `getatt:ReportBucket.Arn/${reportsPrefix}`, `getatt:ReportBucket.Arn/${leasesPrefix}`], where).toContain(arn);
           } else if (action === 's3:ListBucket') {
             expect(resourcesOf(s), where).toEqual(['getatt:ReportBucket.Arn']);
           } else if (action.startsWith('s3:')) {
@@ -755,11 +754,13 @@ describe('IAM', () => {
           } else if (action.startsWith('kms:')) {
             expect(resourcesOf(s), where).toEqual(['getatt:AlertKey.Arn']);
             expect(s.Condition?.StringEquals?.['kms:ViaService'], where).toBe('sns.us-east-1.amazonaws.com');
-          } else if (action === 'states:ListExecutions') {
-            expect(resourcesOf(s).map((a) => a.replace(/^arn:aws:states:us-east-1:123456789012:stateMachine:/, '')), where).toEqual(
-              expect.arrayContaining([expect.any(String)]),
-            );
-            for (const arn of resourcesOf(s)) expect(machineNames.map((n) => `arn:aws:states:us-east-1:123456789012:stateMachine:${n}`), where).toContain(arn);
+          } else if (action === 'states:DescribeExecution') {
+            expect(resourcesOf(s).length, where).toBeGreaterThan(0);
+            for (const arn of resourcesOf(s)) expect(machineNames.map((n) => `arn:aws:states:us-east-1:123456789012:execution:${n}:*`), where).toContain(arn);
+          } else if (action === 'states:StartExecution') {
+            expect(resourcesOf(s), where).toEqual(['ref:NightlySnapshotsStateMachine']);
+          } else if (action.startsWith('states:')) {
+            throw new Error(`Unexpected Step Functions action ${where}`);
           }
         }
       }

@@ -3,6 +3,7 @@
  * contract §5, checked against the report and against the world dump (ground truth).
  */
 import { describe, expect, it } from 'vitest';
+import { REPORT_BUCKET, runWorkflow } from '../src/local/runner.ts';
 import { runFleet, runSnapshotsByVolume, twoVolumes } from './helpers.ts';
 
 const ID = 'i-0123456789abcdef0';
@@ -230,11 +231,14 @@ describe('dry run and input', () => {
 });
 
 describe('overlap guard and workflow failures', () => {
-  it('refuses to start while another execution is running, alerts, and runs with force', async () => {
+  it('refuses to start while another execution holds the run lease, alerts, runs with force, and takes over a lease whose holder stopped', async () => {
     const { world } = await runFleet({ instances: [] });
-    world.executions.push({ executionArn: 'arn:aws:states:us-east-1:123456789012:execution:vss-snapshots-nightly:earlier', stateMachineArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:vss-snapshots-nightly', name: 'earlier', status: 'RUNNING', startDate: world.now - 60_000, input: '{}' });
+    const earlier = 'arn:aws:states:us-east-1:123456789012:execution:vss-snapshots-nightly:earlier';
+    world.executions.push({ executionArn: earlier, stateMachineArn: 'arn:aws:states:us-east-1:123456789012:stateMachine:vss-snapshots-nightly', name: 'earlier', status: 'RUNNING', startDate: world.now - 60_000, input: '{}' });
+    const lease = { holder: earlier, holderName: 'earlier', acquiredAt: new Date(world.now - 60_000).toISOString(), expiresAt: new Date(world.now + 86_400_000).toISOString() };
+    world.buckets.get(REPORT_BUCKET)?.set('leases/vss-snapshots-nightly.json', JSON.stringify(lease));
+    world.etags.set(`${REPORT_BUCKET}/leases/vss-snapshots-nightly.json`, '"earlier"');
     const published = world.published.length;
-    const { runWorkflow } = await import('../src/local/runner.ts');
 
     const refused = await runWorkflow(world, {});
     expect(refused).toMatchObject({ status: 'FAILED', error: 'RunInProgressError' });
@@ -243,6 +247,12 @@ describe('overlap guard and workflow failures', () => {
 
     const forced = await runWorkflow(world, { input: { force: true } });
     expect(forced.status).toBe('SUCCEEDED');
+
+    // The earlier execution was aborted without releasing its lease: the next run takes it over.
+    (world.executions.find((e) => e.executionArn === earlier) as { status: string }).status = 'ABORTED';
+    const next = await runWorkflow(world, {});
+    expect(next.status).toBe('SUCCEEDED');
+    expect(JSON.parse(world.buckets.get(REPORT_BUCKET)?.get('leases/vss-snapshots-nightly.json') ?? '{}')).toMatchObject({ holder: next.executionArn, released: true });
   });
 
   it('alerts naming the failed step when a step fails for good, and still writes what it knows', async () => {
@@ -254,7 +264,7 @@ describe('overlap guard and workflow failures', () => {
 
     expect(result).toMatchObject({ status: 'FAILED', error: 'InvalidDocument' });
     expect(dump.published).toHaveLength(1);
-    expect(dump.published[0]?.subject).toBe('vss-snapshots: workflow failed at Send Snapshot Commands');
+    expect(dump.published[0]?.subject).toBe('vss-snapshots: workflow failed at Advance Instances');
     expect(dump.published[0]?.message).toMatch(/Document is not accessible/);
     expect(dump.objects.some((o) => o.includes('/reports/'))).toBe(true);
   });

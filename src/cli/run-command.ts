@@ -120,14 +120,14 @@ function describeEvent(event: EventLog, world: World, start: number, caught = ne
   }
   if (event.type === 'StateExited' && caught.delete(event.state.name)) return '';
   if (event.type === 'StateExited' && event.state.type === 'Task') {
-    const out = event.state.output as { counts?: Record<string, number>; wave?: number; summary?: Record<string, number> } | undefined;
+    const out = event.state.output as { counts?: Record<string, number>; summary?: Record<string, number> } | undefined;
     if (out?.counts && event.state.name !== 'Prepare Run') {
       const c = out.counts;
       const parts = Object.entries({
         'awaiting command': c.send,
         'commands running': c.command,
         verifying: c.verify,
-        'to retry': c.retry,
+        'waiting to retry': c.retry,
         succeeded: c.succeeded,
         failed: c.failed,
         skipped: c.skipped,
@@ -135,7 +135,8 @@ function describeEvent(event: EventLog, world: World, start: number, caught = ne
       })
         .filter(([, n]) => (n ?? 0) > 0)
         .map(([k, n]) => `${n} ${k}`);
-      return `${at} ${event.state.name}${out.wave ? ` (attempt wave ${out.wave})` : ''}: ${parts.join(', ') || 'no instances'}`;
+      const extra = [c.unconfirmed ? `${c.unconfirmed} send${c.unconfirmed === 1 ? '' : 's'} unconfirmed` : '', c.discard ? `${c.discard} snapshot${c.discard === 1 ? '' : 's'} to delete` : ''].filter(Boolean);
+      return `${at} ${event.state.name}: ${[...parts, ...extra].join(', ') || 'no instances'}`;
     }
     if (out?.summary) return `${at} ${event.state.name}: report written`;
     if (event.state.name === 'Prepare Run') return `${at} Prepare Run: input accepted, no other run in progress`;

@@ -1,92 +1,200 @@
 /**
- * "Check Commands": one cheap ListCommands sweep tells which of this wave's commands are done; only those
- * are read per instance (ListCommandInvocations with details, once each). Every instance is judged by its
- * own invocation (a command can read Success while some of its invocations were Undeliverable). Past the
- * wave's deadline, whatever is still not final is cancelled and counted as a retryable failure.
+ * Following this run's commands. Each instance moves on as soon as its own invocation is final — a hung
+ * batch-mate never holds back its verification or its retry. One cheap ListCommands sweep per poll tells which
+ * commands gained final invocations (CompletedCount) and finds sends whose answer was lost (by their Comment);
+ * only those commands' invocations are read. A failed invocation's full output comes from GetCommandInvocation
+ * (24,000 characters: ListCommandInvocations keeps 2,500, often before the error). Past a command's deadline,
+ * whatever is not final is cancelled and counted as a retryable `no-result`.
  */
-import { CancelCommandCommand, ListCommandInvocationsCommand, ListCommandsCommand } from '@aws-sdk/client-ssm';
-import type { CommandInvocation, SSMClient } from '@aws-sdk/client-ssm';
+import { CancelCommandCommand, GetCommandInvocationCommand, ListCommandInvocationsCommand, ListCommandsCommand } from '@aws-sdk/client-ssm';
+import type { Command, CommandInvocation, SSMClient } from '@aws-sdk/client-ssm';
 import { clock } from './clock.ts';
+import type { Config } from './config.ts';
 import { methodDriver } from './methods/index.ts';
 import type { Diagnosis, InvocationResult } from './methods/types.ts';
 import { fail } from './record-failure.ts';
-import type { InstanceRecord, RunState } from './run-state.ts';
+import { onGrid } from './run-state.ts';
+import type { InstanceRecord, RunState, SentCommand } from './run-state.ts';
+import { SEND_CONFIRM_WINDOW_MS } from './send-command-once.ts';
 
-const FINAL_COMMAND_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
 const FINAL_INVOCATION_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
+/** How soon an unconfirmed send is looked for again. */
+export const CONFIRM_POLL_MS = 30_000;
 
-export async function checkCommands(deps: { ssm: SSMClient }, state: RunState): Promise<void> {
-  const waiting = state.instances.filter((i) => i.phase === 'command');
-  if (waiting.length === 0) return;
-  const pastDeadline = state.commandDeadline !== undefined && clock.now() >= state.commandDeadline;
-  const commandIds = new Set(waiting.map((i) => i.commandId ?? ''));
-  const finished = pastDeadline ? commandIds : await finishedCommands(deps.ssm, state, commandIds);
+export interface CheckDeps {
+  ssm: SSMClient;
+  config: Config;
+}
 
-  const byId = new Map(waiting.map((i) => [i.instanceId, i]));
-  for (const commandId of finished) {
-    for (const invocation of await invocationsOf(deps.ssm, commandId)) {
-      const record = invocation.InstanceId ? byId.get(invocation.InstanceId) : undefined;
-      if (!record || record.commandId !== commandId) continue;
-      if (!FINAL_INVOCATION_STATUSES.has(invocation.Status ?? '') && invocation.StatusDetails !== 'Undeliverable' && invocation.StatusDetails !== 'Terminated') continue;
-      judgeInvocation(record, toResult(invocation), state);
-    }
-  }
-
-  if (pastDeadline) {
-    const stuck = waiting.filter((r) => r.phase === 'command');
-    for (const [commandId, ids] of groupByCommand(stuck)) {
-      try {
-        await deps.ssm.send(new CancelCommandCommand({ CommandId: commandId, InstanceIds: ids }));
-      } catch {
-        // Best effort: the command is abandoned either way and the instance is reported.
-      }
-    }
-    for (const record of stuck) {
-      fail(record, state, 'no-result', `The command ${record.commandId} was not final by the deadline and was cancelled.`);
-    }
+/**
+ * Looks at every command of this run that is due for a look — unconfirmed sends and running commands — by
+ * `horizon` (default now: a caller may take what falls due in the next few seconds along, to poll less often).
+ */
+export async function pollCommands(deps: CheckDeps, state: RunState, horizon = clock.now()): Promise<void> {
+  const now = clock.now();
+  const due = state.commands.filter((c) => (c.status === 'open' || c.status === 'unconfirmed') && c.nextPollAt <= horizon);
+  if (due.length === 0) return;
+  const listing = await sweepCommands(deps.ssm, state, due);
+  const byId = new Map(state.instances.map((i) => [i.instanceId, i]));
+  for (const command of due) {
+    if (command.status === 'unconfirmed') resolveUnconfirmed(state, command, listing, byId, now);
+    else await followCommand(deps, state, command, listing.byId.get(command.commandId ?? ''), byId, now);
   }
 }
 
-/** Ids among `ours` whose command-level status is final (one paged ListCommands sweep). */
-async function finishedCommands(ssm: SSMClient, state: RunState, ours: Set<string>): Promise<Set<string>> {
-  const done = new Set<string>();
-  const waveStart = Math.min(...state.commands.filter((c) => ours.has(c.commandId)).map((c) => c.sentAt));
-  const after = new Date((Number.isFinite(waveStart) ? waveStart : Date.parse(state.startedAt)) - 60_000).toISOString();
+interface Listing {
+  byId: Map<string, Command>;
+  /** Commands whose Comment is a send's comment or one of its parts (`<comment>.<n>`), by that send's comment. */
+  bySend: Map<string, Command[]>;
+}
+
+/** One paged ListCommands sweep over the commands sent since the oldest due one (a minute's margin for skew). */
+async function sweepCommands(ssm: SSMClient, state: RunState, due: SentCommand[]): Promise<Listing> {
+  const oldest = Math.min(...due.map((c) => c.sentAt));
+  const after = new Date(Math.max(Date.parse(state.startedAt) - 60_000, oldest - 60_000)).toISOString();
+  const sends = new Set(due.filter((c) => c.status === 'unconfirmed').map((c) => c.comment));
+  const listing: Listing = { byId: new Map(), bySend: new Map() };
   let nextToken: string | undefined;
   do {
     const page = await ssm.send(new ListCommandsCommand({ Filters: [{ key: 'InvokedAfter', value: after }], MaxResults: 50, NextToken: nextToken }));
     for (const command of page.Commands ?? []) {
-      if (!command.CommandId || !ours.has(command.CommandId)) continue;
-      const allCounted = (command.TargetCount ?? 0) > 0 && (command.CompletedCount ?? 0) >= (command.TargetCount ?? 0);
-      if (FINAL_COMMAND_STATUSES.has(command.Status ?? '') || allCounted) done.add(command.CommandId);
+      if (!command.CommandId) continue;
+      listing.byId.set(command.CommandId, command);
+      const base = sendOf(command.Comment ?? '');
+      if (base && sends.has(base)) listing.bySend.set(base, [...(listing.bySend.get(base) ?? []), command]);
     }
     nextToken = page.NextToken;
   } while (nextToken);
-  return done;
+  return listing;
+}
+
+/** The send a command's Comment belongs to: the comment itself, or `<comment>.<part>` of a split send. */
+export function sendOf(comment: string): string | undefined {
+  const match = /^(vss-snapshots \S+ attempt [0-9]+ send [0-9]+)(\.[0-9]+)*$/.exec(comment);
+  return match?.[1];
+}
+
+/**
+ * A send whose answer was lost: once SSM lists its command(s), follow them; if none shows up within the
+ * confirm window (longer than the listing lags), it never reached SSM — its instances are sent again.
+ */
+function resolveUnconfirmed(state: RunState, send: SentCommand, listing: Listing, byId: Map<string, InstanceRecord>, now: number): void {
+  const waiting = new Set(send.instanceIds);
+  for (const found of listing.bySend.get(send.comment) ?? []) {
+    const commandId = found.CommandId as string;
+    if (state.commands.some((c) => c.commandId === commandId)) continue;
+    const ids = (found.InstanceIds ?? []).filter((id) => waiting.has(id));
+    if (ids.length === 0) continue;
+    const sentAt = found.RequestedDateTime ? new Date(found.RequestedDateTime).getTime() : send.sentAt;
+    state.commands.push({ comment: found.Comment ?? send.comment, commandId, attempt: send.attempt, instanceIds: ids, sentAt, status: 'open', deadline: send.deadline, nextPollAt: now, completedSeen: 0 });
+    for (const id of ids) {
+      waiting.delete(id);
+      const record = byId.get(id);
+      if (record?.phase === 'command' && record.sendComment === send.comment) record.commandId = commandId;
+    }
+  }
+  send.instanceIds = [...waiting];
+  if (waiting.size === 0) {
+    send.status = 'done';
+    return;
+  }
+  if (now < send.sentAt + SEND_CONFIRM_WINDOW_MS) {
+    send.nextPollAt = Math.min(now + CONFIRM_POLL_MS, send.sentAt + SEND_CONFIRM_WINDOW_MS);
+    return;
+  }
+  // Unlisted for longer than any listing lag: it never reached SSM. Send the same attempt again.
+  send.status = 'lost';
+  for (const id of waiting) {
+    const record = byId.get(id);
+    if (!record || record.phase !== 'command' || record.sendComment !== send.comment || record.commandId) continue;
+    record.phase = 'send';
+    record.attempts = send.attempt - 1;
+    record.dueAt = now;
+    delete record.sendComment;
+  }
+}
+
+async function followCommand(deps: CheckDeps, state: RunState, command: SentCommand, listed: Command | undefined, byId: Map<string, InstanceRecord>, now: number): Promise<void> {
+  const pastDeadline = now >= command.deadline;
+  const mine = () => command.instanceIds.map((id) => byId.get(id)).filter((r): r is InstanceRecord => r?.phase === 'command' && r.commandId === command.commandId);
+  const completed = listed?.CompletedCount ?? 0;
+  const listedFinal = listed !== undefined && ['Success', 'Failed', 'TimedOut', 'Cancelled'].includes(listed.Status ?? '');
+  if (pastDeadline || completed > command.completedSeen || listedFinal) {
+    for (const invocation of await invocationsOf(deps.ssm, command.commandId as string)) {
+      const record = invocation.InstanceId ? byId.get(invocation.InstanceId) : undefined;
+      if (!record || record.phase !== 'command' || record.commandId !== command.commandId) continue;
+      const final = FINAL_INVOCATION_STATUSES.has(invocation.Status ?? '') || invocation.StatusDetails === 'Undeliverable' || invocation.StatusDetails === 'Terminated';
+      if (!final) continue;
+      await judgeInvocation(deps, state, record, command, invocation, pastDeadline);
+    }
+    command.completedSeen = Math.max(command.completedSeen, completed);
+  }
+  if (pastDeadline) {
+    const stuck = mine();
+    if (stuck.length > 0) {
+      try {
+        await deps.ssm.send(new CancelCommandCommand({ CommandId: command.commandId, InstanceIds: stuck.map((r) => r.instanceId) }));
+      } catch {
+        // Best effort: the command is abandoned either way and the instances are reported.
+      }
+      for (const record of stuck) {
+        fail(record, state, 'no-result', `The command ${command.commandId} was not final by its deadline and was cancelled.`, deps.config.retryDelaySeconds);
+      }
+    }
+  }
+  const pollMs = deps.config.commandPollSeconds * 1000;
+  if (mine().length === 0) command.status = 'done';
+  else command.nextPollAt = Math.min(onGrid(now + pollMs, state, pollMs), Math.max(command.deadline, now + 1_000));
 }
 
 async function invocationsOf(ssm: SSMClient, commandId: string): Promise<CommandInvocation[]> {
   const all: CommandInvocation[] = [];
   let nextToken: string | undefined;
   do {
-    const page = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, Details: true, MaxResults: 50, NextToken: nextToken }));
+    const page = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId, MaxResults: 50, NextToken: nextToken }));
     all.push(...(page.CommandInvocations ?? []));
     nextToken = page.NextToken;
   } while (nextToken);
   return all;
 }
 
-function toResult(invocation: CommandInvocation): InvocationResult {
-  const plugins = invocation.CommandPlugins ?? [];
-  const output = plugins.map((p) => p.Output ?? '').join('\n');
-  const failedPlugin = plugins.find((p) => p.ResponseCode !== undefined && p.ResponseCode !== 0);
-  const responseCode = failedPlugin?.ResponseCode ?? plugins[0]?.ResponseCode;
-  return {
-    status: invocation.Status ?? 'Unknown',
-    statusDetails: invocation.StatusDetails ?? invocation.Status ?? 'Unknown',
-    ...(responseCode !== undefined ? { responseCode } : {}),
-    output,
-  };
+/** One final invocation: verify its snapshots, or record the failure read from its full output. */
+async function judgeInvocation(deps: CheckDeps, state: RunState, record: InstanceRecord, command: SentCommand, invocation: CommandInvocation, pastDeadline: boolean): Promise<void> {
+  let result: InvocationResult = { status: invocation.Status ?? 'Unknown', statusDetails: invocation.StatusDetails ?? invocation.Status ?? 'Unknown', output: '' };
+  if (result.status === 'Cancelled' && pastDeadline && result.statusDetails !== 'Rate Exceeded') {
+    // Cancelled by this run at the deadline (a retried invocation of this step sees its own cancel).
+    fail(record, state, 'no-result', `The command ${command.commandId} was not final by its deadline and was cancelled.`, deps.config.retryDelaySeconds);
+    return;
+  }
+  if (result.status === 'Failed' && (result.statusDetails === 'Failed' || result.statusDetails === 'Unknown')) {
+    const full = await fullResult(deps.ssm, command.commandId as string, record.instanceId);
+    if (!full) return; // Not readable yet (eventual consistency): the next poll reads it.
+    result = full;
+  }
+  const verdict = classifyInvocation(result, (r) => methodDriver(state.options.method).diagnose(r));
+  if (verdict === 'ok') {
+    record.phase = 'verify';
+    record.verifySince = clock.now();
+    record.nextCheckAt = clock.now();
+    return;
+  }
+  fail(record, state, verdict.code, verdict.detail, deps.config.retryDelaySeconds);
+}
+
+/** The invocation with its whole output (stdout 24,000 and stderr 8,000 characters); undefined while SSM does not know it yet. */
+async function fullResult(ssm: SSMClient, commandId: string, instanceId: string): Promise<InvocationResult | undefined> {
+  try {
+    const out = await ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
+    return {
+      status: out.Status ?? 'Failed',
+      statusDetails: out.StatusDetails ?? out.Status ?? 'Failed',
+      ...(out.ResponseCode !== undefined ? { responseCode: out.ResponseCode } : {}),
+      output: [out.StandardOutputContent ?? '', out.StandardErrorContent ?? ''].filter(Boolean).join('\n'),
+    };
+  } catch (error) {
+    if ((error as Error).name === 'InvocationDoesNotExist') return undefined;
+    throw error;
+  }
 }
 
 /** Classifies one final invocation (aws-facts.md, "Invocation status"). */
@@ -105,32 +213,15 @@ export function classifyInvocation(result: InvocationResult, diagnose: (r: Invoc
       return { code: 'execution-timeout', detail: 'The command ran past its execution timeout (ExecutionTimedOut).' };
     case 'Terminated':
       return { code: 'command-terminated', detail: 'The command was terminated before it ran on this instance.' };
+    case 'Rate Exceeded':
+      return { code: 'ssm-rate-exceeded', detail: "SSM cancelled the command before it ran: the account's pending-invocation limit was exceeded (Rate Exceeded)." };
     case 'Cancelled':
     case 'Canceled':
       return { code: 'command-cancelled', detail: 'The command was cancelled.' };
     default:
       if (result.status === 'Success') return 'ok';
       if (result.status === 'TimedOut') return { code: 'execution-timeout', detail: `The command timed out (${result.statusDetails}).` };
-      if (result.status === 'Cancelled') return { code: 'command-cancelled', detail: 'The command was cancelled.' };
+      if (result.status === 'Cancelled') return { code: 'command-cancelled', detail: `The command was cancelled (${result.statusDetails}).` };
       return diagnose(result);
   }
-}
-
-function judgeInvocation(record: InstanceRecord, result: InvocationResult, state: RunState): void {
-  const verdict = classifyInvocation(result, (r) => methodDriver(state.options.method).diagnose(r));
-  if (verdict === 'ok') {
-    record.phase = 'verify';
-    record.verifySince = clock.now();
-    return;
-  }
-  fail(record, state, verdict.code, verdict.detail);
-}
-
-function groupByCommand(records: InstanceRecord[]): Map<string, string[]> {
-  const map = new Map<string, string[]>();
-  for (const r of records) {
-    if (!r.commandId) continue;
-    map.set(r.commandId, [...(map.get(r.commandId) ?? []), r.instanceId]);
-  }
-  return map;
 }

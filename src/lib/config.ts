@@ -21,6 +21,11 @@ const EnvSchema = z.object({
   COMMAND_POLL_SECONDS: int(5, 3_600).default(60),
   SNAPSHOT_POLL_SECONDS: int(5, 3_600).default(120),
   SNAPSHOT_DEADLINE_SECONDS: int(60, 72_000).default(21_600),
+  // EC2 is eventually consistent: a new snapshot, or a tag added after creation (AWSEC2-CreateVssSnapshot tags
+  // AppConsistent after the thaw), may show in DescribeSnapshots only later — AWS advises retrying "up to a few
+  // minutes". A snapshot missing, or not yet marked consistent, this long after its command succeeded is judged
+  // missing or crash-consistent; sooner it is "not yet". The leftover sweep waits as long after the last outcome.
+  CONSISTENCY_GRACE_SECONDS: int(0, 3_600).default(300),
   COMMAND_TIMEOUT_SECONDS: int(60, 172_800).default(1_800),
   DELIVERY_TIMEOUT_SECONDS: int(30, 2_592_000).default(600),
   // Each instance's VSS agent calls EC2 CreateSnapshots inside a freeze Windows ends after 10 s; the account
@@ -53,6 +58,8 @@ export type Config = {
   commandPollSeconds: number;
   snapshotPollSeconds: number;
   snapshotDeadlineSeconds: number;
+  /** How long "not visible yet" / "not tagged yet" is given the benefit of the doubt (EC2 eventual consistency). */
+  consistencyGraceSeconds: number;
   commandTimeoutSeconds: number;
   deliveryTimeoutSeconds: number;
   /** At most this many instances get their snapshot command per Send invocation... */
@@ -80,6 +87,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     commandPollSeconds: e.COMMAND_POLL_SECONDS,
     snapshotPollSeconds: e.SNAPSHOT_POLL_SECONDS,
     snapshotDeadlineSeconds: e.SNAPSHOT_DEADLINE_SECONDS,
+    consistencyGraceSeconds: e.CONSISTENCY_GRACE_SECONDS,
     commandTimeoutSeconds: e.COMMAND_TIMEOUT_SECONDS,
     deliveryTimeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,
     sendSliceInstances: e.SEND_SLICE_INSTANCES,

@@ -7,6 +7,7 @@ import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import type { EC2Client, Filter, Instance } from '@aws-sdk/client-ec2';
 import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
 import type { InstanceInformation, SSMClient } from '@aws-sdk/client-ssm';
+import { clock } from './clock.ts';
 import { FAILURES } from './failure-catalogue.ts';
 import type { FailureCode } from './failure-catalogue.ts';
 import type { InstanceRecord, RunState } from './run-state.ts';
@@ -66,10 +67,17 @@ export async function agentInformation(ssm: SSMClient, instanceIds: string[]): P
   return info;
 }
 
+export interface DiscoverDeps {
+  ec2: EC2Client;
+  ssm: SSMClient;
+  /** The deployed selector tag: the stack's IAM sends the snapshot document only to instances carrying it. */
+  sendScope?: { tagKey: string; tagValue: string };
+}
+
 /** Fills `state.instances` and `state.notFound`; returns nothing, the caller saves the state. */
-export async function discoverInstances(deps: { ec2: EC2Client; ssm: SSMClient }, state: RunState): Promise<void> {
+export async function discoverInstances(deps: DiscoverDeps, state: RunState): Promise<void> {
   const instances = await listTaggedInstances(deps.ec2, state);
-  const records = instances.map((instance) => toRecord(instance));
+  const records = instances.map((instance) => toRecord(instance, deps.sendScope));
   for (const record of records) {
     if (record.phase === 'send' && expectedVolumes(record, state.options.excludeBootVolume).length === 0) {
       setFinal(record, 'no-ebs', 'Only the boot volume is attached and the boot volume is excluded from this run.');
@@ -88,6 +96,8 @@ export async function discoverInstances(deps: { ec2: EC2Client; ssm: SSMClient }
       setFinal(record, 'agent-offline', `SSM Agent ping status is ${agent.PingStatus ?? 'unknown'}${since}, so no command was sent.`);
     } else if (state.dryRun) {
       record.phase = 'planned';
+      record.finishedAt = clock.now();
+      delete record.dueAt;
       record.code = 'planned';
       record.detail = record.reason = `Dry run: would send the snapshot command (${state.options.method}) for ${describeVolumes(record, state)}.`;
     }
@@ -98,7 +108,7 @@ export async function discoverInstances(deps: { ec2: EC2Client; ssm: SSMClient }
   state.notFound = (state.selector.instanceIds ?? []).filter((id) => !seen.has(id));
 }
 
-function toRecord(instance: Instance): InstanceRecord {
+function toRecord(instance: Instance, sendScope?: DiscoverDeps['sendScope']): InstanceRecord {
   const instanceId = instance.InstanceId ?? '';
   const name = instance.Tags?.find((t) => t.Key === 'Name')?.Value;
   const volumes = (instance.BlockDeviceMappings ?? [])
@@ -109,7 +119,9 @@ function toRecord(instance: Instance): InstanceRecord {
     ...(name !== undefined ? { name } : {}),
     ...(instance.Placement?.AvailabilityZone ? { availabilityZone: instance.Placement.AvailabilityZone } : {}),
     volumes,
+    ...(sendScope ? { inSendScope: instance.Tags?.some((t) => t.Key === sendScope.tagKey && t.Value === sendScope.tagValue) ?? false } : {}),
     phase: 'send',
+    dueAt: clock.now(),
     attempts: 0,
     snapshots: [],
   };
@@ -128,6 +140,8 @@ function toRecord(instance: Instance): InstanceRecord {
 export function setFinal(record: InstanceRecord, code: FailureCode, detail: string): void {
   const kind = FAILURES[code];
   record.phase = 'skip' in kind && kind.skip ? 'skipped' : 'failed';
+  record.finishedAt = clock.now();
+  delete record.dueAt;
   record.code = code;
   record.detail = detail;
   record.reason = `${detail} ${kind.action}`;

@@ -50,7 +50,8 @@ export const FAILURES = {
   'access-denied': {
     retryable: false,
     title: 'Access denied',
-    action: "SSM refused the command (AccessDenied). Check that the workflow role's ssm:SendCommand permission matches this instance's tag and the snapshot document.",
+    action:
+      "The stack's IAM lets the workflow send the snapshot document only to instances carrying its selector tag (deploy parameters tagKey/tagValue). Tag the instance with it, or run with the deployed tag; if the instance has the tag, check the role's ssm:SendCommand policy and the document.",
   },
   'invalid-platform': {
     retryable: false,
@@ -71,6 +72,12 @@ export const FAILURES = {
     retryable: true,
     title: 'No result before the deadline',
     action: 'The command was still not final at the workflow deadline and was cancelled. Check the SSM Agent and the Run Command history of the instance.',
+  },
+  'ssm-rate-exceeded': {
+    retryable: true,
+    title: 'SSM cancelled the command before it ran (Rate Exceeded)',
+    action:
+      "The account's limit for pending Run Command invocations was exceeded, so SSM cancelled the command without running it. It is retried after the retry delay; if it persists, look for other Run Command users in the account at this time, or lower SEND_SLICE_INSTANCES.",
   },
   'command-cancelled': {
     retryable: false,

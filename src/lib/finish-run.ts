@@ -10,6 +10,7 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { nowIso } from './clock.ts';
 import type { Config } from './config.ts';
 import { buildReport } from './report.ts';
+import { releaseLease } from './run-lease.ts';
 import type { RunReport } from './report.ts';
 import { reportKey, saveRunState } from './run-state.ts';
 import type { RunState } from './run-state.ts';
@@ -33,6 +34,7 @@ export async function finishRun(deps: { s3: S3Client; sns: SNSClient; config: Co
     state.alertMessageId = published.MessageId ?? 'published';
   }
   await saveRunState(deps.s3, config.reportBucket, state);
+  if (state.lease) await releaseLease(deps.s3, config.reportBucket, state.lease.key, state.executionArn);
   return { runId: state.runId, dryRun: state.dryRun, summary: report.summary, reportLocation: location, alertPublished: report.alert !== null };
 }
 

@@ -14,7 +14,11 @@ export interface ReportInstance {
   code?: string;
   detail?: string;
   attempts: number;
+  /** When this instance's outcome became final. */
+  finishedAt?: string;
   snapshots: SnapshotRef[];
+  /** Failed instances: the complete crash-consistent set of the last attempt, kept on purpose (may be empty). */
+  fallbackSnapshots?: SnapshotRef[];
 }
 
 export interface RunReport {
@@ -24,7 +28,8 @@ export interface RunReport {
   dryRun: boolean;
   method: string;
   selector: { tagKey: string; tagValue: string; instanceIds?: string[] };
-  summary: { targeted: number; succeeded: number; failed: number; skipped: number; planned: number; snapshots: number };
+  /** `snapshots`: verified snapshots of succeeded instances; `fallbackSnapshots`: crash-consistent sets kept for failed ones. */
+  summary: { targeted: number; succeeded: number; failed: number; skipped: number; planned: number; snapshots: number; fallbackSnapshots: number };
   instances: ReportInstance[];
   notFound?: string[];
   reportLocation?: string;
@@ -51,6 +56,7 @@ export function buildReport(state: RunState, finishedAt: string, reportLocation:
       skipped: count('skipped'),
       planned: count('planned'),
       snapshots: instances.reduce((n, i) => n + i.snapshots.length, 0),
+      fallbackSnapshots: instances.reduce((n, i) => n + (i.fallbackSnapshots?.length ?? 0), 0),
     },
     instances,
     ...(state.notFound.length > 0 ? { notFound: state.notFound } : {}),
@@ -75,7 +81,9 @@ function toReportInstance(record: InstanceRecord): ReportInstance {
     ...(record.name !== undefined ? { name: record.name } : {}),
     outcome,
     attempts: record.attempts,
-    snapshots: record.snapshots,
+    ...(record.finishedAt !== undefined ? { finishedAt: new Date(record.finishedAt).toISOString() } : {}),
+    snapshots: outcome === 'succeeded' ? record.snapshots : [],
+    ...(outcome === 'failed' ? { fallbackSnapshots: record.fallbackSnapshots ?? [] } : {}),
   };
   if (outcome !== 'succeeded') {
     out.reason = record.reason ?? 'The workflow stopped before this instance was finished; see the workflow failure alert.';
@@ -110,7 +118,10 @@ function composeAlert(report: RunReport, executionArn: string): { subject: strin
   const lines = [
     `Snapshot run ${report.runId} finished with ${summary.failed} failed instance(s): they have NO application-consistent snapshot from this run.`,
     `Selector: ${what}. Started ${report.startedAt}, finished ${report.finishedAt}.`,
-    `Result: ${summary.succeeded} succeeded, ${summary.failed} failed, ${summary.skipped} skipped of ${summary.targeted}; ${summary.snapshots} snapshots.`,
+    `Result: ${summary.succeeded} succeeded, ${summary.failed} failed, ${summary.skipped} skipped of ${summary.targeted}; ${summary.snapshots} verified application-consistent snapshot(s).`,
+    ...(summary.fallbackSnapshots > 0
+      ? [`${summary.fallbackSnapshots} crash-consistent snapshot(s) of failed instances were kept as a fallback (tagged vss-snapshots:fallback): better than nothing, NOT application-consistent.`]
+      : []),
   ];
   let named = 0;
   for (const [code, members] of [...groups.entries()].sort((a, b) => b[1].length - a[1].length)) {
@@ -119,7 +130,8 @@ function composeAlert(report: RunReport, executionArn: string): { subject: strin
     for (const member of members) {
       if (named >= ALERT_MAX_NAMED) break;
       named += 1;
-      lines.push(`- ${member.instanceId}${member.name ? ` (${member.name})` : ''}, ${member.attempts} attempt(s): ${member.detail ?? member.reason ?? ''}`);
+      const fallback = member.fallbackSnapshots?.length ? ` Crash-consistent fallback kept: ${member.fallbackSnapshots.map((f) => f.snapshotId).join(', ')}.` : '';
+      lines.push(`- ${member.instanceId}${member.name ? ` (${member.name})` : ''}, ${member.attempts} attempt(s): ${member.detail ?? member.reason ?? ''}${fallback}`);
     }
   }
   if (failed.length > named) lines.push('', `... and ${failed.length - named} more failed instances, listed in the full report.`);

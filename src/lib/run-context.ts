@@ -1,5 +1,5 @@
 /**
- * The small object that travels between the workflow's states: ids, counts and wait times, never
+ * The small object that travels between the workflow's states: ids, counts and the next wait, never
  * per-instance detail (that lives in the run state object, see run-state.ts). Its size does not grow
  * with the fleet, which keeps every state far below Step Functions' 256 KiB payload limit.
  */
@@ -15,22 +15,21 @@ const Counts = z.object({
   failed: z.number().int(),
   skipped: z.number().int(),
   planned: z.number().int(),
-  /** Unusable snapshots not yet deleted (bounded per invocation); absent before a step reported it. */
+  /** Sends whose answer was lost and whose command SSM does not list yet. */
+  unconfirmed: z.number().int().min(0).default(0),
+  /** Snapshots decided for deletion and not deleted yet (bounded per invocation). */
   discard: z.number().int().min(0).default(0),
 });
 
 export const RunContextSchema = z.object({
   runId: z.string().regex(/^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$/),
   dryRun: z.boolean(),
-  wave: z.number().int().min(0),
+  /** Every instance final and the run's leftovers swept: the state machine goes on to Finish Run. */
+  done: z.boolean().default(false),
   counts: Counts,
   waits: z.object({
-    commandPollSeconds: z.number().int().positive(),
-    /** Set by Prepare Run from the configuration, then by each Verify to its adaptive next wait. */
-    snapshotPollSeconds: z.number().int().positive(),
-    retryDelaySeconds: z.number().int().min(0),
-    /** Between two slices of one wave's commands (config SEND_SLICE_SECONDS). */
-    sendSliceSeconds: z.number().int().positive().default(20),
+    /** Seconds until something is due: a send, a poll, a snapshot check, the sweep (Advance Instances sets it). */
+    nextSeconds: z.number().int().positive(),
   }),
 });
 

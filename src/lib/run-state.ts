@@ -10,16 +10,17 @@ import { RunStateNotFoundError } from './errors.ts';
 
 /** Where an instance is in the run. The last four are final. */
 export type Phase =
-  | 'send' // waiting for its next snapshot command
-  | 'command' // command sent, waiting for its invocation to be final
-  | 'verify' // command succeeded, waiting for the snapshots to be completed and checked
-  | 'retry' // failed in a way worth retrying; gets a new command after the retry delay
+  | 'send' // due for its first snapshot command
+  | 'command' // command sent (or possibly sent: see SentCommand.status), waiting for its own invocation to be final
+  | 'verify' // its invocation succeeded; waiting for its snapshots to be visible, completed and consistent
+  | 'retry' // failed in a way worth retrying; gets its next command at `dueAt` (its own failure + the retry delay)
   | 'succeeded'
   | 'failed'
   | 'skipped'
   | 'planned';
 
 export const FINAL_PHASES: readonly Phase[] = ['succeeded', 'failed', 'skipped', 'planned'];
+export const isFinal = (phase: Phase): boolean => FINAL_PHASES.includes(phase);
 
 export interface VolumeRef {
   volumeId: string;
@@ -39,26 +40,54 @@ export interface InstanceRecord {
   name?: string;
   availabilityZone?: string;
   volumes: VolumeRef[];
+  /**
+   * Whether the instance carries the deployed selector tag, which the stack's IAM requires for the snapshot
+   * command (false only when the run's input selected by another tag). Absent in older states: true.
+   */
+  inSendScope?: boolean;
   phase: Phase;
-  /** Snapshot commands sent to this instance so far. */
+  /** Snapshot commands sent to this instance so far (the attempt number of the latest). */
   attempts: number;
+  /** Phase `send`/`retry`: not to be sent before this (epoch ms). */
+  dueAt?: number;
   /** Machine-readable cause of the last failure (see failure-catalogue.ts). */
   code?: string;
   reason?: string;
   /** The reason without the advice: what the alert lists per instance. */
   detail?: string;
+  /** The comment of the send that carried the current command (its id may still be unknown). */
+  sendComment?: string;
   commandId?: string;
   /** When the command was seen final: the start of the snapshot verification window. */
   verifySince?: number;
+  /** Phase `verify`: when to look at its snapshots next. */
+  nextCheckAt?: number;
+  /** When the outcome became final (epoch ms; contract §4 `finishedAt`). */
+  finishedAt?: number;
+  /** The verified set (succeeded). Failed instances report none here: see `fallbackSnapshots`. */
   snapshots: SnapshotRef[];
+  /** Failed instances: the last attempt's complete crash-consistent set, kept on purpose and tagged so. */
+  fallbackSnapshots?: SnapshotRef[];
 }
 
+/**
+ * One SendCommand of this run. `unconfirmed`: its answer was lost (or the Lambda died around it) and SSM does
+ * not list it yet — it may exist; `lost`: it stayed unlisted past the confirm window and its instances were
+ * sent again; `open`: running; `done`: every targeted instance judged.
+ */
 export interface SentCommand {
-  commandId: string;
-  wave: number;
+  comment: string;
+  commandId?: string;
   attempt: number;
   instanceIds: string[];
   sentAt: number;
+  status: 'unconfirmed' | 'open' | 'done' | 'lost';
+  /** Give-up time: past it, what is not final is cancelled and counted as `no-result`. */
+  deadline: number;
+  /** When to read its invocations (or look for it, if unconfirmed) next. */
+  nextPollAt: number;
+  /** Final invocations ListCommands counted when last read (reading again pays only when it grows). */
+  completedSeen: number;
 }
 
 export interface RunState {
@@ -74,18 +103,24 @@ export interface RunState {
   };
   /** Requested instance ids that matched nothing (absent, untagged or terminated). */
   notFound: string[];
-  /** Current wave of commands (1 = first attempt for everyone). */
-  wave: number;
-  /** Give-up time of the current wave's commands (epoch ms). */
-  commandDeadline?: number;
   commands: SentCommand[];
   instances: InstanceRecord[];
+  /** Incremented by every save of a step that sends: tells a retried step the intents of its own earlier try. */
+  tickSeq?: number;
+  /** Numbers sends within the run (their Comments are unique). */
+  sendCounter?: number;
+  /** The next slice of commands may go out at this time (pacing, config SEND_SLICE_SECONDS). */
+  nextSendAt?: number;
+  /** The leftover sweep ran: every snapshot of the run is kept, kept as a fallback, or queued for deletion. */
+  swept?: boolean;
   finishedAt?: string;
   alertMessageId?: string;
   /** The workflow-failure alert, once published (workflow-failure.ts): a retried alert step does not repeat it. */
   failureAlertMessageId?: string;
-  /** Unusable snapshots of attempts being retried, to delete once the verdicts are saved (verify-snapshots.ts). */
+  /** Snapshots to delete, saved before any deletion (verify-snapshots.ts, sweep-run.ts). */
   discard?: string[];
+  /** The run lease this run holds (run-lease.ts), released when it finishes. */
+  lease?: { key: string };
 }
 
 export const stateKey = (runId: string): string => `runs/${runId}/state.json`;
@@ -118,7 +153,7 @@ export async function saveRunState(s3: S3Client, bucket: string, state: RunState
   );
 }
 
-/** Counts of instances per phase: what the state machine's Choice states route on. */
+/** Counts of instances per phase: what the progress shows and the state machine's Choice states route on. */
 export interface PhaseCounts {
   send: number;
   command: number;
@@ -134,4 +169,19 @@ export function countPhases(state: RunState): PhaseCounts {
   const counts: PhaseCounts = { send: 0, command: 0, verify: 0, retry: 0, succeeded: 0, failed: 0, skipped: 0, planned: 0 };
   for (const instance of state.instances) counts[instance.phase] += 1;
   return counts;
+}
+
+/**
+ * `t` rounded up to the run's grid of `stepMs` (counted from the run's start). Polls and checks of different
+ * instances fall on the same grid points, so one wake-up of the workflow serves them all.
+ */
+export function onGrid(t: number, state: Pick<RunState, 'startedAt'>, stepMs: number): number {
+  const start = Date.parse(state.startedAt);
+  if (!(stepMs > 0) || Number.isNaN(start) || t <= start) return t;
+  return start + Math.ceil((t - start) / stepMs) * stepMs;
+}
+
+/** Every instance is final, every command settled, the leftovers swept and deleted: Finish Run may go. */
+export function runIsDone(state: RunState): boolean {
+  return state.instances.every((i) => isFinal(i.phase)) && (state.swept === true || state.dryRun || state.commands.length === 0) && (state.discard ?? []).length === 0;
 }

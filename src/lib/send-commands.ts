@@ -1,219 +1,216 @@
 /**
- * "Send Snapshot Commands": one SSM SendCommand per 50 instances (the API's limit), with MaxErrors high
- * enough that one failing instance never stops the others, the document version pinned, and the run id and
- * attempt in the parameters so they end up in the snapshots' tags.
+ * Sending snapshot commands: one SSM SendCommand per 50 instances (the API's limit), with MaxErrors high enough
+ * that one failing instance never stops the others, the document version pinned, and the run id and attempt in
+ * the parameters so they end up in the snapshots' tags. Instances go out when they are due — the first time, or
+ * `retryDelay` after their own failure — in paced slices: at most `sendSliceInstances` per `sendSliceSeconds`,
+ * because every instance's VSS agent calls EC2 CreateSnapshots inside a freeze Windows ends after 10 s, and
+ * the account's CreateSnapshots bucket holds 100 calls refilled at 5 per second.
  *
- * Paced: a wave (every instance due for its next attempt) goes out in slices of at most
- * `config.sendSliceInstances` instances, one slice per invocation, the state machine waiting
- * `sendSliceSeconds` between them. Every instance's VSS agent calls EC2 CreateSnapshots inside a freeze
- * that Windows ends after 10 s, and the account's CreateSnapshots bucket holds 100 calls refilled at 5 per
- * second: sending thousands at once would make most of them time out in the freeze.
+ * At most one command per instance and attempt, whatever is lost:
+ * - Before sending, the sends this invocation is about to make are written to a small intent object; a retried
+ *   invocation (the Lambda died after sending, before the run state was saved) reads it and treats those sends
+ *   as unconfirmed instead of sending again.
+ * - A send whose answer is lost is looked up by its Comment inside the SDK's retry loop (send-command-once.ts);
+ *   when SSM does not list it yet it is unconfirmed, and check-commands.ts looks for it again until the confirm
+ *   window has passed.
  *
- * Idempotent: a retried invocation (say the Lambda timed out after sending) first looks up the commands
- * this run already sent for this wave (ListCommands; the run id and wave are in each command's Comment)
- * and sends only to instances not yet covered. No instance gets two commands for one attempt.
+ * The stack's IAM lets the send role use the snapshot document only on instances carrying the deployed selector
+ * tag; SSM checks every instance of a call and refuses the whole call for one outside that scope
+ * (AccessDeniedException). Instances known to lack the tag are failed without sending; an unexpected denial is
+ * isolated — the named instance (or, failing a name, half the batch at a time) is taken out and the rest sent
+ * again — so one denied instance never stops the others.
  */
-import { ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
-import type { Command, SendCommandCommandInput, SendCommandCommandOutput, SSMClient } from '@aws-sdk/client-ssm';
-import type { FinalizeRequestMiddleware } from '@smithy/types';
-import type { Config } from './config.ts';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 import { clock } from './clock.ts';
+import type { Config } from './config.ts';
 import { chunk } from './discovery.ts';
+import { ConfigurationError } from './errors.ts';
 import { methodDriver } from './methods/index.ts';
 import { fail } from './record-failure.ts';
-import { ConfigurationError } from './errors.ts';
-import type { InstanceRecord, RunState } from './run-state.ts';
+import { onGrid } from './run-state.ts';
+import type { InstanceRecord, RunState, SentCommand } from './run-state.ts';
+import { CONFIRM_POLL_MS } from './check-commands.ts';
+import { SendOutcomeUnknownError, sendCommandOnce } from './send-command-once.ts';
 
 export const MAX_IDS_PER_COMMAND = 50;
 
-/** The Comment that identifies a command of this run, wave and attempt (≤ 100 chars). */
-export function commandComment(runId: string, wave: number, attempt: number, batch: number): string {
-  return `vss-snapshots ${runId} wave ${wave} attempt ${attempt} batch ${batch}`;
+/** The Comment that identifies one send of this run (≤ 100 characters); parts of a split send add `.<n>`. */
+export function commandComment(runId: string, attempt: number, send: number): string {
+  return `vss-snapshots ${runId} attempt ${attempt} send ${send}`;
 }
-const commentPattern = (runId: string, wave: number): RegExp => new RegExp(`^vss-snapshots ${runId} wave ${wave} attempt ([1-9]) batch [0-9]+$`);
 
-export async function sendSnapshotCommands(deps: { ssm: SSMClient; config: Config }, state: RunState): Promise<void> {
-  const { ssm, config } = deps;
-  // Instances still in 'send' after the first wave began are the rest of the current wave; otherwise the
-  // instances to retry start a new wave.
-  const continuing = state.wave > 0 && state.instances.some((i) => i.phase === 'send');
-  if (!continuing) for (const record of state.instances) if (record.phase === 'retry') record.phase = 'send';
-  const targets = state.instances.filter((i) => i.phase === 'send');
-  if (targets.length === 0) return;
-  const wave = continuing ? state.wave : state.wave + 1;
-  const driver = methodDriver(state.options.method);
+/** What a send is about to do, written before it is done (see the module comment). */
+export interface SendIntent {
+  tickSeq: number;
+  sends: { comment: string; attempt: number; instanceIds: string[]; at: number }[];
+}
+export const intentKey = (runId: string): string => `runs/${runId}/send-intent.json`;
+
+export interface SendDeps {
+  ssm: SSMClient;
+  config: Config;
+  /** Persists the intent before anything is sent (S3 in AWS). */
+  writeIntent: (intent: SendIntent) => Promise<void>;
+}
+
+/** The deadline of a command sent at `sentAt`: delivery, execution and five minutes' margin. */
+export const commandDeadline = (config: Config, sentAt: number): number => sentAt + (config.deliveryTimeoutSeconds + config.commandTimeoutSeconds + 300) * 1000;
+
+/** Instances whose next command may go now (first attempt, or their retry delay has passed). */
+export function dueForSend(state: RunState, now: number): InstanceRecord[] {
+  return state.instances.filter((i) => (i.phase === 'send' || i.phase === 'retry') && (i.dueAt ?? 0) <= now);
+}
+
+/** Sends the next slice of due instances, if the pacing allows it now. */
+export async function sendDue(deps: SendDeps, state: RunState): Promise<void> {
+  const { config } = deps;
+  const now = clock.now();
+  const due = dueForSend(state, now);
+  if (due.length === 0 || (state.nextSendAt ?? 0) > now) return;
+
+  // The stack's IAM cannot send the snapshot document to these: say so, send nothing.
+  const { tagKey, tagValue } = config;
+  for (const record of due.filter((r) => r.inSendScope === false)) {
+    fail(record, state, 'access-denied', `The instance lacks the tag ${tagKey}=${tagValue}: the stack's IAM lets the workflow send the snapshot command only to instances with it, so none was sent.`);
+  }
+  const slice = due
+    .filter((r) => r.inSendScope !== false)
+    .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0) || a.instanceId.localeCompare(b.instanceId))
+    .slice(0, config.sendSliceInstances);
+  if (slice.length === 0) return;
+
   const document = config.documents[state.options.method];
   if (!document.name) throw new ConfigurationError(`No SSM document is configured for method ${state.options.method} (DISKSHADOW_DOCUMENT_NAME).`);
+  const driver = methodDriver(state.options.method);
 
-  const byId = new Map(targets.map((t) => [t.instanceId, t]));
-  let alreadySent = 0;
-  for (const sent of await commandsAlreadySent(ssm, state, wave)) {
-    for (const id of sent.instanceIds) {
-      const record = byId.get(id);
-      if (record) {
-        markSent(record, sent.commandId, sent.attempt);
-        byId.delete(id);
-        alreadySent += 1;
-      }
-    }
-    state.commands.push(sent);
-  }
-  const slice = [...byId.values()].slice(0, Math.max(0, config.sendSliceInstances - alreadySent));
-
-  // Instances can be on different attempts within one wave; the attempt is a document parameter (and a
-  // snapshot tag), so each attempt number gets its own commands.
+  // Instances can be on different attempts; the attempt is a document parameter (and a snapshot tag).
   const byAttempt = new Map<number, InstanceRecord[]>();
-  for (const record of slice) {
-    const list = byAttempt.get(record.attempts + 1);
-    if (list) list.push(record);
-    else byAttempt.set(record.attempts + 1, [record]);
-  }
-  let batchNo = state.commands.filter((c) => c.wave === wave).length;
+  for (const record of slice) byAttempt.set(record.attempts + 1, [...(byAttempt.get(record.attempts + 1) ?? []), record]);
+  const sends: { comment: string; attempt: number; records: InstanceRecord[] }[] = [];
   for (const [attempt, records] of [...byAttempt.entries()].sort((a, b) => a[0] - b[0])) {
+    for (const batch of chunk(records, MAX_IDS_PER_COMMAND)) {
+      state.sendCounter = (state.sendCounter ?? 0) + 1;
+      sends.push({ comment: commandComment(state.runId, attempt, state.sendCounter), attempt, records: batch });
+    }
+  }
+  await deps.writeIntent({ tickSeq: state.tickSeq ?? 0, sends: sends.map((s) => ({ comment: s.comment, attempt: s.attempt, instanceIds: s.records.map((r) => r.instanceId), at: now })) });
+
+  for (const send of sends) {
     const parameters = driver.parameters({
       runId: state.runId,
-      attempt,
+      attempt: send.attempt,
       excludeBootVolume: state.options.excludeBootVolume,
       copyOnly: config.copyOnly,
       commandTimeoutSeconds: config.commandTimeoutSeconds,
     });
-    for (const batch of chunk(records, MAX_IDS_PER_COMMAND)) {
-      batchNo += 1;
-      await sendBatch(ssm, state, batch, { documentName: document.name, documentVersion: document.version, parameters, wave, attempt, batchNo, config });
-    }
+    await sendBatch(deps, state, send.records, { documentName: document.name, documentVersion: document.version, parameters, attempt: send.attempt, comment: send.comment, base: send.comment, parts: { n: 0 } });
   }
-  state.wave = wave;
-  state.commandDeadline = clock.now() + (config.deliveryTimeoutSeconds + config.commandTimeoutSeconds + 300) * 1000;
+  state.nextSendAt = now + config.sendSliceSeconds * 1000;
 }
 
 interface BatchOptions {
   documentName: string;
   documentVersion: string;
   parameters: Record<string, string[]>;
-  wave: number;
   attempt: number;
-  batchNo: number;
-  config: Config;
+  /** This call's Comment; `base` is the send's, parts of a split send are `<base>.<n>`. */
+  comment: string;
+  base: string;
+  parts: { n: number };
 }
 
-async function sendBatch(ssm: SSMClient, state: RunState, batch: InstanceRecord[], options: BatchOptions): Promise<void> {
+async function sendBatch(deps: SendDeps, state: RunState, batch: InstanceRecord[], options: BatchOptions): Promise<void> {
+  const { config } = deps;
+  const now = clock.now();
   const instanceIds = batch.map((b) => b.instanceId);
+  const since = new Date(Math.max(Date.parse(state.startedAt), now - 5 * 60_000)).toISOString();
+  const record = (entry: Omit<SentCommand, 'attempt' | 'instanceIds' | 'sentAt' | 'deadline' | 'completedSeen'>) => {
+    state.commands.push({ ...entry, attempt: options.attempt, instanceIds, sentAt: now, deadline: commandDeadline(config, now), completedSeen: 0 });
+    for (const r of batch) {
+      r.phase = 'command';
+      r.attempts = options.attempt;
+      r.sendComment = options.base;
+      if (entry.commandId) r.commandId = entry.commandId;
+      else delete r.commandId;
+      delete r.dueAt;
+      delete r.verifySince;
+      delete r.nextCheckAt;
+    }
+  };
   try {
-    const out = await sendOnce(
-      ssm,
-      new SendCommandCommand({
+    const command = await sendCommandOnce(
+      deps.ssm,
+      {
         DocumentName: options.documentName,
         DocumentVersion: options.documentVersion,
         InstanceIds: instanceIds,
         Parameters: options.parameters,
-        Comment: commandComment(state.runId, options.wave, options.attempt, options.batchNo),
-        TimeoutSeconds: options.config.deliveryTimeoutSeconds,
+        Comment: options.comment,
+        TimeoutSeconds: config.deliveryTimeoutSeconds,
         MaxConcurrency: '100%',
         MaxErrors: '100%',
-        ...(options.config.commandLogGroup
-          ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: options.config.commandLogGroup } }
-          : {}),
-      }),
-      // A lost answer is looked up moments later: the commands of the last 5 minutes are enough.
-      new Date(Math.max(Date.parse(state.startedAt), clock.now() - 5 * 60_000)).toISOString(),
+        ...(config.commandLogGroup ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: config.commandLogGroup } } : {}),
+      },
+      since,
     );
-    const commandId = out.Command?.CommandId;
-    if (!commandId) throw new Error('SendCommand returned no CommandId.');
-    state.commands.push({ commandId, wave: options.wave, attempt: options.attempt, instanceIds, sentAt: clock.now() });
-    for (const record of batch) markSent(record, commandId, options.attempt);
+    record({ comment: options.comment, commandId: command.CommandId as string, status: 'open', nextPollAt: onGrid(now + config.commandPollSeconds * 1000, state, config.commandPollSeconds * 1000) });
   } catch (error) {
-    // One unknown or unregistered id rejects the whole call: isolate it and send the rest.
-    if (error instanceof Error && error.name === 'InvalidInstanceId') {
-      if (batch.length === 1) {
-        const record = batch[0] as InstanceRecord;
-        record.attempts = options.attempt;
-        fail(record, state, 'send-rejected', `SSM answered InvalidInstanceId for attempt ${options.attempt}.`);
-        return;
-      }
-      const half = Math.ceil(batch.length / 2);
-      await sendBatch(ssm, state, batch.slice(0, half), { ...options, batchNo: options.batchNo * 100 + 1 });
-      await sendBatch(ssm, state, batch.slice(half), { ...options, batchNo: options.batchNo * 100 + 2 });
+    const name = (error as Error).name;
+    if (error instanceof SendOutcomeUnknownError) {
+      // It may exist: follow it up by its Comment (check-commands.ts), never send it again while SSM may lag.
+      record({ comment: options.base, status: 'unconfirmed', nextPollAt: now + CONFIRM_POLL_MS });
       return;
     }
+    if (name === 'AccessDeniedException') return isolateDenied(deps, state, batch, options, (error as Error).message);
+    if (name === 'InvalidInstanceId') return isolateInvalid(deps, state, batch, options);
     throw error;
   }
 }
 
-/**
- * SendCommand has no idempotency token, and the SDK retries a call whose answer was lost (socket timeout,
- * 5xx after the fact): such a retry would start the same snapshot command twice. So every retry of a send
- * first looks the command up by its Comment (unique per run, wave, attempt and batch) and, when SSM already
- * has it, answers with that command instead of sending again. The middleware sits inside the SDK's retry
- * loop, so it sees each attempt.
- */
-async function sendOnce(ssm: SSMClient, command: SendCommandCommand, since: string): Promise<SendCommandCommandOutput> {
-  const comment = command.input.Comment ?? '';
-  const lookUpBeforeRetry: FinalizeRequestMiddleware<SendCommandCommandInput, SendCommandCommandOutput> = (next) => {
-    let tries = 0;
-    return async (args) => {
-      tries += 1;
-      if (tries > 1) {
-        const existing = await findCommandByComment(ssm, comment, since);
-        if (existing) return { output: { Command: existing, $metadata: {} }, response: { statusCode: 200, headers: {} } };
-      }
-      return next(args);
-    };
-  };
-  command.middlewareStack.addRelativeTo(lookUpBeforeRetry, { relation: 'after', toMiddleware: 'retryMiddleware', name: 'vssSnapshotsSendOnce', override: true });
-  return ssm.send(command);
-}
+const nextPart = (options: BatchOptions): BatchOptions => {
+  options.parts.n += 1;
+  return { ...options, comment: `${options.base}.${options.parts.n}` };
+};
 
-async function findCommandByComment(ssm: SSMClient, comment: string, since: string): Promise<Command | undefined> {
-  let nextToken: string | undefined;
-  do {
-    const page = await ssm.send(new ListCommandsCommand({ Filters: [{ key: 'InvokedAfter', value: since }], MaxResults: 50, NextToken: nextToken }));
-    const match = (page.Commands ?? []).find((c) => c.Comment === comment && c.CommandId);
-    if (match) return match;
-    nextToken = page.NextToken;
-  } while (nextToken);
-  return undefined;
-}
-
-function markSent(record: InstanceRecord, commandId: string, attempt: number): void {
-  record.phase = 'command';
-  record.commandId = commandId;
-  record.attempts = attempt;
-  delete record.verifySince;
-}
-
-/**
- * Commands of this run and wave that SSM already knows about (from an earlier, interrupted try). Only
- * commands sent after the last one the run state knows can be missing from it, so the sweep starts there
- * (less 5 minutes for clock skew): one page, even on the hundredth slice of a wave.
- */
-async function commandsAlreadySent(ssm: SSMClient, state: RunState, wave: number): Promise<RunState['commands']> {
-  const pattern = commentPattern(state.runId, wave);
-  const found: RunState['commands'] = [];
-  const known = new Set(state.commands.map((c) => c.commandId));
-  const lastSent = state.commands.reduce((latest, c) => Math.max(latest, c.sentAt), 0);
-  const after = lastSent > 0 ? new Date(Math.max(Date.parse(state.startedAt), lastSent - 5 * 60_000)).toISOString() : state.startedAt;
-  let nextToken: string | undefined;
-  do {
-    const page = await ssm.send(
-      new ListCommandsCommand({
-        Filters: [{ key: 'InvokedAfter', value: after }],
-        MaxResults: 50,
-        NextToken: nextToken,
-      }),
-    );
-    for (const command of page.Commands ?? []) {
-      const match = pattern.exec(command.Comment ?? '');
-      if (command.CommandId && match && !known.has(command.CommandId)) {
-        found.push({
-          commandId: command.CommandId,
-          wave,
-          attempt: Number(match[1]),
-          instanceIds: command.InstanceIds ?? [],
-          sentAt: command.RequestedDateTime ? new Date(command.RequestedDateTime).getTime() : clock.now(),
-        });
-      }
+/** IAM refused the whole call: take out the instance it names (or split the batch) and send the rest again. */
+async function isolateDenied(deps: SendDeps, state: RunState, batch: InstanceRecord[], options: BatchOptions, message: string): Promise<void> {
+  const { tagKey, tagValue } = deps.config;
+  const named = /:instance\/(i-[0-9a-f]+)/.exec(message)?.[1];
+  const denied = /:document\//.test(message) ? batch : batch.filter((r) => r.instanceId === named || batch.length === 1);
+  if (denied.length > 0) {
+    for (const r of denied) {
+      const why = denied.length === 1 && r.instanceId === named
+        ? `the stack's IAM allows it only on instances tagged ${tagKey}=${tagValue}, and this one is not (any more)`
+        : message.slice(0, 300);
+      fail(r, state, 'access-denied', `SSM refused the snapshot command for this instance (AccessDeniedException): ${why}.`);
     }
-    nextToken = page.NextToken;
-  } while (nextToken);
-  return found;
+    const rest = batch.filter((r) => !denied.includes(r));
+    if (rest.length > 0) await sendBatch(deps, state, rest, nextPart(options));
+    return;
+  }
+  const half = Math.ceil(batch.length / 2);
+  await sendBatch(deps, state, batch.slice(0, half), nextPart(options));
+  await sendBatch(deps, state, batch.slice(half), nextPart(options));
+}
+
+/** One unknown or unregistered id rejects the whole call: isolate it and send the rest. */
+async function isolateInvalid(deps: SendDeps, state: RunState, batch: InstanceRecord[], options: BatchOptions): Promise<void> {
+  if (batch.length === 1) {
+    const record = batch[0] as InstanceRecord;
+    record.attempts = options.attempt;
+    fail(record, state, 'send-rejected', `SSM answered InvalidInstanceId for attempt ${options.attempt}.`, deps.config.retryDelaySeconds);
+    return;
+  }
+  const half = Math.ceil(batch.length / 2);
+  await sendBatch(deps, state, batch.slice(0, half), nextPart(options));
+  await sendBatch(deps, state, batch.slice(half), nextPart(options));
+}
+
+/** Writes the intent object (S3 PutObject; small: at most one slice's ids). */
+export function s3IntentWriter(s3: S3Client, bucket: string, runId: string): (intent: SendIntent) => Promise<void> {
+  return async (intent) => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: intentKey(runId), Body: JSON.stringify(intent), ContentType: 'application/json' }));
+  };
 }

@@ -1,6 +1,6 @@
 /**
  * The shape every middle step of the workflow shares: parse the run context, load the run state, do one
- * thing, save the state, and hand the next state the fresh counts it routes on.
+ * thing, save the state, and hand the next state the fresh counts and the next wait it routes on.
  */
 import { clients } from './clients.ts';
 import { loadConfig } from './config.ts';
@@ -8,12 +8,13 @@ import type { Config } from './config.ts';
 import { logger } from './observability.ts';
 import { parseRunContext } from './run-context.ts';
 import type { RunContext } from './run-context.ts';
-import { countPhases, loadRunState, saveRunState } from './run-state.ts';
+import { countPhases, loadRunState, runIsDone, saveRunState } from './run-state.ts';
 import type { RunState } from './run-state.ts';
 
-/** What a step may tell the state machine besides the counts: when to poll the snapshots again. */
+/** What a step may tell the state machine besides the counts. */
 export interface StepOutcome {
-  nextPollSeconds?: number;
+  nextSeconds?: number;
+  done?: boolean;
 }
 
 export function stepHandler(step: string, work: (state: RunState, config: Config) => Promise<void | StepOutcome>) {
@@ -23,10 +24,13 @@ export function stepHandler(step: string, work: (state: RunState, config: Config
     const state = await loadRunState(clients.s3, config.reportBucket, context.runId);
     const outcome = await work(state, config);
     await saveRunState(clients.s3, config.reportBucket, state);
-    // `discard`: unusable snapshots still to delete; the workflow polls on until there are none.
-    const counts = { ...countPhases(state), discard: state.discard?.length ?? 0 };
-    logger.info(step, { runId: state.runId, wave: state.wave, counts });
-    const waits = outcome?.nextPollSeconds ? { ...context.waits, snapshotPollSeconds: outcome.nextPollSeconds } : context.waits;
-    return { ...context, wave: state.wave, counts, waits };
+    const counts = {
+      ...countPhases(state),
+      unconfirmed: state.commands.filter((c) => c.status === 'unconfirmed').length,
+      discard: state.discard?.length ?? 0,
+    };
+    const done = outcome?.done ?? runIsDone(state);
+    logger.info(step, { runId: state.runId, counts, done });
+    return { ...context, counts, done, waits: { nextSeconds: outcome?.nextSeconds ?? 1 } };
   };
 }

@@ -1,55 +1,61 @@
 /**
- * "Verify Snapshots": the proof. For every instance whose command succeeded, each volume it must
- * snapshot needs exactly one snapshot tagged with this run and attempt, `completed` (pending ones are
- * waited for, up to the snapshot deadline), not `error`, and tagged `AppConsistent=true`. Anything else
- * is a failure with a reason; unusable snapshots of an attempt that will be retried are deleted so a
- * successful instance ends with exactly one snapshot per volume from this run.
+ * Verifying an instance's snapshots: the proof. As soon as an instance's own command has succeeded, each
+ * volume it must snapshot needs one snapshot of this run and attempt — one whole set, never a mix of two —
+ * `completed` (pending ones are waited for, up to the snapshot deadline), not `error`, and marked consistent
+ * by the method (`AppConsistent=true` for AWS's document). Anything else is a failure with a reason; the
+ * snapshots of an attempt that will be retried are deleted, and a duplicate set (a command that ran twice)
+ * is deleted without failing the instance.
  *
- * Polls adaptively: the next poll comes when the slowest pending snapshot should be done, judged by its
- * Progress (EBS snapshots can stay pending for hours: a fixed 2-minute poll would list every snapshot of a
- * 10,000-instance run 180 times in 6 hours), but never later than 30 minutes, the next deadline, or the
- * end of a missing snapshot's visibility grace. Deletions are bounded per invocation (EC2 allows 5
- * DeleteSnapshot per second: thousands would outlast the Lambda); the rest wait for the next invocation.
+ * EC2 is eventually consistent: a snapshot, or a tag added after it was created (AWS's document tags
+ * `AppConsistent` after the thaw), may show up late. Missing or not-yet-consistent is therefore "not yet" for
+ * CONSISTENCY_GRACE_SECONDS after the command succeeded, and only then a failure.
+ *
+ * Polls adaptively per instance: a pending snapshot is looked at again when its Progress says it should be
+ * done (a fixed 2-minute poll would list a 6-hour snapshot 180 times), never later than 30 minutes, the next
+ * deadline, or the end of a grace. Deletions are bounded per invocation (EC2 allows 5 DeleteSnapshot per
+ * second); the rest wait in `state.discard` for the next one.
  */
 import { DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
-import { fail } from './record-failure.ts';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
-import { expectedVolumes } from './discovery.ts';
+import { chunk, expectedVolumes } from './discovery.ts';
 import { TRANSIENT_AWS_ERRORS } from './errors.ts';
-import { ATTEMPT_TAG, RUN_TAG } from './run-id.ts';
+import { methodDriver } from './methods/index.ts';
+import { fail, succeed } from './record-failure.ts';
+import { RUN_TAG } from './run-id.ts';
+import { onGrid } from './run-state.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
+import { attemptOf, bestSet, groupSets, idsOf, refOf, tagMap } from './snapshot-sets.ts';
 
-/** After a command succeeds, EC2 may take a moment to list its snapshots (eventual consistency). */
-export const SNAPSHOT_VISIBILITY_GRACE_MS = 120_000;
-/** The longest wait between two polls of pending snapshots. */
+/** The longest wait between two looks at a pending snapshot. */
 export const MAX_SNAPSHOT_POLL_SECONDS = 1_800;
+/** The shortest wait before looking again at a snapshot not yet visible or not yet marked consistent. */
+const MIN_RECHECK_MS = 15_000;
 /** Time one invocation spends deleting unusable snapshots; the rest are left in `state.discard`. */
 export const DISCARD_BUDGET_MS = 120_000;
+/** EC2 accepts up to 200 values in one filter. */
+const VOLUMES_PER_FILTER = 200;
 
-export interface VerifyOutcome {
-  /** When to poll again (the state machine's "Wait For Snapshots"). */
-  nextPollSeconds: number;
-}
-
-const tagOf = (s: Snapshot, key: string): string | undefined => s.Tags?.find((t) => t.Key === key)?.Value;
-
-export async function listRunSnapshots(ec2: EC2Client, runId: string): Promise<Snapshot[]> {
+/** This run's snapshots (optionally only of these volumes), every page. */
+export async function listRunSnapshots(ec2: EC2Client, runId: string, volumeIds?: readonly string[]): Promise<Snapshot[]> {
   const all: Snapshot[] = [];
-  let nextToken: string | undefined;
-  do {
-    const page = await ec2.send(
-      new DescribeSnapshotsCommand({
-        OwnerIds: ['self'],
-        Filters: [{ Name: `tag:${RUN_TAG}`, Values: [runId] }],
-        MaxResults: 1000,
-        NextToken: nextToken,
-      }),
-    );
-    all.push(...(page.Snapshots ?? []));
-    nextToken = page.NextToken;
-  } while (nextToken);
+  const groups: (readonly string[] | undefined)[] = volumeIds ? chunk(volumeIds, VOLUMES_PER_FILTER) : [undefined];
+  for (const ids of groups) {
+    let nextToken: string | undefined;
+    do {
+      const page = await ec2.send(
+        new DescribeSnapshotsCommand({
+          OwnerIds: ['self'],
+          Filters: [{ Name: `tag:${RUN_TAG}`, Values: [runId] }, ...(ids ? [{ Name: 'volume-id', Values: [...ids] }] : [])],
+          MaxResults: 1000,
+          NextToken: nextToken,
+        }),
+      );
+      all.push(...(page.Snapshots ?? []));
+      nextToken = page.NextToken;
+    } while (nextToken);
+  }
   return all;
 }
 
@@ -63,50 +69,43 @@ export interface VerifyDeps {
   save?: (state: RunState) => Promise<void>;
 }
 
-export async function verifySnapshots(deps: VerifyDeps, state: RunState): Promise<VerifyOutcome> {
-  // Deletions an interrupted earlier try decided on (and saved) but may not have finished.
-  const started = clock.now();
-  await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
-  const minPoll = deps.config.snapshotPollSeconds;
-  const checking = state.instances.filter((i) => i.phase === 'verify');
-  if (checking.length === 0) return { nextPollSeconds: minPoll };
-  const snapshots = await listRunSnapshots(deps.ec2, state.runId);
+/** Verifies every instance whose check is due by `horizon` (default now). */
+export async function verifyDue(deps: VerifyDeps, state: RunState, horizon = clock.now()): Promise<void> {
+  const now = clock.now();
+  const due = state.instances.filter((i) => i.phase === 'verify' && (i.nextCheckAt ?? 0) <= horizon);
+  if (due.length === 0) return;
+  const volumeIds = due.flatMap((r) => expectedVolumes(r, state.options.excludeBootVolume).map((v) => v.volumeId));
   const byVolume = new Map<string, Snapshot[]>();
-  for (const s of snapshots) if (s.VolumeId) byVolume.set(s.VolumeId, [...(byVolume.get(s.VolumeId) ?? []), s]);
-
-  // When a decision is next possible: the slowest pending snapshot, unless a missing one is due sooner.
-  let progressWaitMs = 0;
-  let missingWaitMs = Infinity;
-  for (const record of checking) {
-    const verdict = judge(record, byVolume, state, deps.config);
+  for (const s of await listRunSnapshots(deps.ec2, state.runId, volumeIds)) {
+    if (s.VolumeId) byVolume.set(s.VolumeId, [...(byVolume.get(s.VolumeId) ?? []), s]);
+  }
+  const toDiscard: string[] = [];
+  for (const record of due) {
+    const volumes = expectedVolumes(record, state.options.excludeBootVolume);
+    const snapshots = volumes.flatMap((v) => byVolume.get(v.volumeId) ?? []).filter((s) => attemptOf(s) === record.attempts);
+    const verdict = judge(record, snapshots, state, deps.config);
     if (verdict.kind === 'pending') {
-      if (verdict.missing) missingWaitMs = Math.min(missingWaitMs, verdict.decisionInMs);
-      else progressWaitMs = Math.max(progressWaitMs, verdict.decisionInMs);
+      // On the run's poll grid, so the checks of instances verified at different times share wake-ups.
+      record.nextCheckAt = onGrid(now + verdict.recheckInMs, state, deps.config.commandPollSeconds * 1000);
       continue;
     }
+    // A second set of this attempt (a command that ran twice) is deleted; the instance is judged by the best.
+    toDiscard.push(...verdict.duplicates);
     if (verdict.kind === 'ok') {
-      record.phase = 'succeeded';
-      record.snapshots = verdict.snapshots;
-      delete record.code;
-      delete record.reason;
-      delete record.detail;
+      succeed(record, verdict.snapshots);
       continue;
     }
-    record.snapshots = verdict.snapshots;
-    fail(record, state, verdict.code, verdict.detail);
-    if (record.phase === 'retry') {
-      // The retry replaces them: delete them, and stop reporting them as this instance's snapshots.
-      const unusable = new Set(verdict.unusable.filter(Boolean));
-      record.snapshots = record.snapshots.filter((s) => !unusable.has(s.snapshotId));
-      state.discard = [...(state.discard ?? []), ...unusable];
-    }
+    record.snapshots = [];
+    fail(record, state, verdict.code, verdict.detail, deps.config.retryDelaySeconds);
+    // A retry replaces this attempt's set: delete it now. A final failure's set is left to the sweep, which keeps
+    // a complete one as the crash-consistent fallback (sweep-run.ts).
+    if (record.phase === 'retry') toDiscard.push(...verdict.unusable);
   }
-  if ((state.discard ?? []).length > 0) {
+  if (toDiscard.length > 0) {
+    state.discard = [...new Set([...(state.discard ?? []), ...toDiscard])];
     await deps.save?.(state);
-    await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
+    await discardSnapshots(deps.ec2, state, now + DISCARD_BUDGET_MS);
   }
-  const waitSeconds = Math.ceil(Math.min(progressWaitMs, missingWaitMs, MAX_SNAPSHOT_POLL_SECONDS * 1000) / 1000);
-  return { nextPollSeconds: Math.max(minPoll, waitSeconds) };
 }
 
 /** Time until a pending snapshot should complete, from its Progress (or, at 0 %, as long again as so far). */
@@ -117,84 +116,84 @@ export function estimatedRemainingMs(snapshot: Snapshot, now: number): number {
   return (elapsed * (100 - progress)) / progress;
 }
 
+type FailureVerdictCode = 'no-snapshots' | 'crash-consistent' | 'snapshot-error' | 'snapshot-timeout';
 type Verdict =
-  | { kind: 'ok'; snapshots: SnapshotRef[] }
-  | { kind: 'pending'; missing: boolean; decisionInMs: number }
-  | { kind: 'bad'; code: 'no-snapshots' | 'crash-consistent' | 'snapshot-error' | 'snapshot-timeout'; detail: string; snapshots: SnapshotRef[]; unusable: string[] };
+  | { kind: 'ok'; snapshots: SnapshotRef[]; duplicates: string[] }
+  | { kind: 'pending'; recheckInMs: number }
+  | { kind: 'bad'; code: FailureVerdictCode; detail: string; unusable: string[]; duplicates: string[] };
 
-function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state: RunState, config: Config): Verdict {
+function judge(record: InstanceRecord, snapshots: Snapshot[], state: RunState, config: Config): Verdict {
   const now = clock.now();
-  const since = record.verifySince ?? now;
+  const elapsed = now - (record.verifySince ?? now);
+  const graceMs = config.consistencyGraceSeconds * 1000;
+  const pollMs = config.snapshotPollSeconds * 1000;
+  const driver = methodDriver(state.options.method);
+  const isConsistent = (s: Snapshot) => driver.isConsistent(tagMap(s));
   const volumes = expectedVolumes(record, state.options.excludeBootVolume);
-  const refs: SnapshotRef[] = [];
-  const unusable: string[] = [];
+  const sets = groupSets(snapshots);
+  const best = bestSet(sets, volumes, isConsistent);
+  const duplicates = idsOf(sets.filter((s) => s !== best));
+  const unusable = idsOf(sets);
+  const withinGrace = (): Verdict => ({ kind: 'pending', recheckInMs: Math.max(MIN_RECHECK_MS, Math.min(pollMs, graceMs - elapsed)) });
+
   const missing: string[] = [];
   const errored: string[] = [];
-  const crash: string[] = [];
+  const inconsistent: string[] = [];
   const pending: string[] = [];
+  const refs: SnapshotRef[] = [];
   let pendingWaitMs = 0;
-
   for (const volume of volumes) {
-    const mine = (byVolume.get(volume.volumeId) ?? []).filter((s) => tagOf(s, ATTEMPT_TAG) === String(record.attempts));
-    if (mine.length === 0) {
+    const snap = best?.byVolume.get(volume.volumeId);
+    if (!snap) {
       missing.push(`${volume.device} (${volume.volumeId})`);
       continue;
     }
-    // Newest first: should an attempt ever produce two, judge the latest and treat the rest as unusable.
-    mine.sort((a, b) => (b.StartTime?.getTime() ?? 0) - (a.StartTime?.getTime() ?? 0));
-    const [snap, ...extra] = mine as [Snapshot, ...Snapshot[]];
-    unusable.push(...extra.map((s) => s.SnapshotId ?? ''));
-    const ref: SnapshotRef = {
-      snapshotId: snap.SnapshotId ?? '',
-      volumeId: volume.volumeId,
-      device: tagOf(snap, 'Device') ?? volume.device,
-      state: snap.State ?? 'unknown',
-    };
+    const ref = refOf(snap, volume);
     refs.push(ref);
-    if (snap.State === 'error') {
-      errored.push(`${ref.snapshotId} of ${volume.device}`);
-      unusable.push(ref.snapshotId);
-    } else if (tagOf(snap, 'AppConsistent') !== 'true') {
-      crash.push(`${ref.snapshotId} of ${volume.device}`);
-      unusable.push(ref.snapshotId);
-    } else if (snap.State !== 'completed') {
+    if (snap.State === 'error') errored.push(`${ref.snapshotId} of ${volume.device}`);
+    else if (!isConsistent(snap)) inconsistent.push(`${ref.snapshotId} of ${volume.device}`);
+    else if (snap.State !== 'completed') {
       pending.push(`${ref.snapshotId} of ${volume.device}`);
       pendingWaitMs = Math.max(pendingWaitMs, estimatedRemainingMs(snap, now));
     }
   }
 
   if (errored.length > 0) {
-    return { kind: 'bad', code: 'snapshot-error', detail: `Snapshot(s) in state error: ${errored.join(', ')}.`, snapshots: refs, unusable };
-  }
-  if (crash.length > 0) {
-    return { kind: 'bad', code: 'crash-consistent', detail: `Snapshot(s) not tagged AppConsistent=true: ${crash.join(', ')}.`, snapshots: refs, unusable };
+    return { kind: 'bad', code: 'snapshot-error', detail: `Snapshot(s) in state error: ${errored.join(', ')}.`, unusable, duplicates };
   }
   if (missing.length > 0) {
-    if (now - since < SNAPSHOT_VISIBILITY_GRACE_MS) return { kind: 'pending', missing: true, decisionInMs: SNAPSHOT_VISIBILITY_GRACE_MS - (now - since) };
-    return { kind: 'bad', code: 'no-snapshots', detail: `No snapshot tagged with this run for ${missing.join(', ')}.`, snapshots: refs, unusable: refs.map((r) => r.snapshotId) };
+    if (elapsed < graceMs) return withinGrace();
+    return { kind: 'bad', code: 'no-snapshots', detail: `No snapshot tagged with this run and attempt for ${missing.join(', ')}.`, unusable, duplicates };
+  }
+  if (inconsistent.length > 0) {
+    if (elapsed < graceMs) return withinGrace();
+    const mark = state.options.method === 'aws-vss' ? 'AppConsistent=true' : 'the DiskShadow consistency tags';
+    return { kind: 'bad', code: 'crash-consistent', detail: `Snapshot(s) not tagged ${mark} ${Math.round(graceMs / 1000)} s after the command succeeded: ${inconsistent.join(', ')}.`, unusable, duplicates };
   }
   if (pending.length > 0) {
-    const deadlineInMs = config.snapshotDeadlineSeconds * 1000 - (now - since);
-    if (deadlineInMs > 0) return { kind: 'pending', missing: false, decisionInMs: Math.min(pendingWaitMs, deadlineInMs) };
+    const deadlineInMs = config.snapshotDeadlineSeconds * 1000 - elapsed;
+    if (deadlineInMs > 0) {
+      return { kind: 'pending', recheckInMs: Math.min(Math.max(pollMs, pendingWaitMs), deadlineInMs, MAX_SNAPSHOT_POLL_SECONDS * 1000) };
+    }
     return {
       kind: 'bad',
       code: 'snapshot-timeout',
       detail: `Still pending after ${Math.round(config.snapshotDeadlineSeconds / 60)} minutes: ${pending.join(', ')}.`,
-      snapshots: refs,
-      unusable: [],
+      unusable,
+      duplicates,
     };
   }
-  return { kind: 'ok', snapshots: refs };
+  return { kind: 'ok', snapshots: refs, duplicates };
 }
 
 /**
  * Deletes the snapshots listed in `state.discard`, removing each from the list, until the list is empty or
  * `until` (epoch ms) has passed; the rest stay for the next invocation. EC2 refusing a deletion is not
  * fatal (already gone — a retried invocation repeats deletions —, in use by an AMI, not permitted): the
- * snapshot stays, tagged with the run and its attempt, and the retry goes ahead. Anything else (throttling
+ * snapshot stays, tagged with the run and its attempt, and the run goes on. Anything else (throttling
  * the SDK could not ride out, a timeout) fails the step, which is retried with the list saved.
  */
-async function discardSnapshots(ec2: EC2Client, state: RunState, until: number): Promise<void> {
+export async function discardSnapshots(ec2: EC2Client, state: RunState, until: number): Promise<void> {
   const ids = state.discard ?? [];
   let done = 0;
   try {
@@ -214,7 +213,7 @@ async function discardSnapshots(ec2: EC2Client, state: RunState, until: number):
 }
 
 /** An answer from EC2 that this request will not succeed (4xx, not throttling). */
-function isRefusal(error: unknown): boolean {
+export function isRefusal(error: unknown): boolean {
   const e = error as { name?: string; $fault?: string } | undefined;
   return e?.$fault === 'client' && !(TRANSIENT_AWS_ERRORS as readonly string[]).includes(e.name ?? '');
 }

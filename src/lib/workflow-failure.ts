@@ -12,6 +12,7 @@ import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import { putReport } from './finish-run.ts';
 import { buildReport } from './report.ts';
+import { releaseLease } from './run-lease.ts';
 import { loadRunState, reportKey, saveRunState } from './run-state.ts';
 import type { RunState } from './run-state.ts';
 
@@ -63,6 +64,15 @@ export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient;
       await saveRunState(deps.s3, deps.config.reportBucket, state);
     } catch {
       // The alert is out; failing the step now would only alert again.
+    }
+  }
+  // The run is over: free the lease so the next run is not refused (best effort; a lease of a failed execution
+  // is also taken over once Step Functions reports it no longer running).
+  if (state?.lease) {
+    try {
+      await releaseLease(deps.s3, deps.config.reportBucket, state.lease.key, state.executionArn);
+    } catch {
+      // Left for the next run to take over.
     }
   }
   return { alerted: true, error: failure.error.Error, cause };

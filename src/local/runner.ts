@@ -34,7 +34,7 @@ export const REPORT_BUCKET = `vss-snapshots-reports-${ACCOUNT_ID}`;
 export const DISKSHADOW_DOCUMENT = 'VssSnapshots-DiskShadowSnapshot';
 export const RESTORE_DOCUMENT = 'VssSnapshots-DiskShadowRestore';
 
-/** Handler modules by the ASL placeholder's function key (`${SendSnapshotCommandsFunctionArn}`), all workflows. */
+/** Handler modules by the ASL placeholder's function key (`${AdvanceInstancesFunctionArn}`), all workflows. */
 const HANDLER_MODULES: Record<string, string> = {
   ValidateRestoreInput: '../handlers/restore-validate-input.ts',
   PlanRestore: '../handlers/restore-plan.ts',
@@ -47,9 +47,7 @@ const HANDLER_MODULES: Record<string, string> = {
   CleanUpRestore: '../handlers/restore-clean-up.ts',
   PrepareRun: '../handlers/prepare-run.ts',
   DiscoverInstances: '../handlers/discover-instances.ts',
-  SendSnapshotCommands: '../handlers/send-snapshot-commands.ts',
-  CheckCommands: '../handlers/check-commands.ts',
-  VerifySnapshots: '../handlers/verify-snapshots.ts',
+  AdvanceInstances: '../handlers/advance-instances.ts',
   FinishRun: '../handlers/finish-run.ts',
   AlertWorkflowFailure: '../handlers/alert-workflow-failure.ts',
 };

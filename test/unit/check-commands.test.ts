@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { classifyInvocation } from '../../src/lib/check-commands.ts';
+import { FAILURES } from '../../src/lib/failure-catalogue.ts';
+import type { FailureCode } from '../../src/lib/failure-catalogue.ts';
+import { fail } from '../../src/lib/record-failure.ts';
+import type { InstanceRecord, RunState } from '../../src/lib/run-state.ts';
 import { awsVss, formatVssTags } from '../../src/lib/methods/aws-vss.ts';
 import type { InvocationResult } from '../../src/lib/methods/types.ts';
 
@@ -15,6 +19,17 @@ describe('classifyInvocation', () => {
     [{ status: 'TimedOut', statusDetails: 'ExecutionTimedOut' }, 'execution-timeout'],
     [{ statusDetails: 'Terminated' }, 'command-terminated'],
     [{ status: 'Cancelled', statusDetails: 'Cancelled' }, 'command-cancelled'],
+    [{ status: 'Cancelled', statusDetails: 'Rate Exceeded' }, 'ssm-rate-exceeded'],
+    [{ status: 'TimedOut', statusDetails: 'Failed' }, 'execution-timeout'],
+    [{ output: 'Exception calling "DoSnapshotSet" with "0" argument(s): "Error 0x800423F4"' }, 'vss-writer-nonretryable'],
+    [{ output: 'ec2-vss-agent failed with HRESULT 0x800423f4' }, 'vss-writer-nonretryable'],
+    [{ output: 'hr = 0x800423F3' }, 'vss-writer-retryable'],
+    [{ output: 'hr = 0x800423F2' }, 'vss-writer-retryable'],
+    [{ output: 'hr = 0x80042316' }, 'vss-in-progress'],
+    [{ output: 'hr = 0x8004231F' }, 'vss-insufficient-storage'],
+    [{ output: 'hr = 0x80042313' }, 'vss-timeout'],
+    [{ output: 'hr = 0x80042314' }, 'vss-timeout'],
+    [{ output: `${'progress line\n'.repeat(400)}ERROR: VSS_E_WRITERERROR_NONRETRYABLE` }, 'vss-writer-nonretryable'],
     [{ output: 'ERROR: timeout waiting for VSS Freeze' }, 'vss-timeout'],
     [{ output: 'Thaw pipe connection timed out' }, 'vss-timeout'],
     [{ output: 'writer SqlServerWriter VSS_E_WRITERERROR_NONRETRYABLE' }, 'vss-writer-nonretryable'],
@@ -40,5 +55,58 @@ describe('formatVssTags', () => {
 
   it('refuses values that would change the meaning of the tags string', () => {
     expect(() => formatVssTags({ k: 'a;Key=Device,Value=x' })).toThrowError(/may only use/);
+  });
+});
+
+/**
+ * The retry decision of every failure code, written out: a code whose retryability changes must change here too
+ * (the catalogue is the single source the workflow reads, so a slip there would silently stop or start retries).
+ */
+const RETRY_DECISION: Record<FailureCode, boolean> = {
+  stopped: false,
+  'not-windows': false,
+  'no-ebs': false,
+  'not-managed': false,
+  'agent-offline': false,
+  'send-rejected': true,
+  'access-denied': false,
+  'invalid-platform': false,
+  undeliverable: true,
+  'execution-timeout': true,
+  'no-result': true,
+  'ssm-rate-exceeded': true,
+  'command-cancelled': false,
+  'command-terminated': true,
+  'vss-timeout': true,
+  'vss-writer-retryable': true,
+  'vss-writer-nonretryable': false,
+  'vss-in-progress': true,
+  'vss-insufficient-storage': false,
+  'language-mode': false,
+  'package-missing': false,
+  'script-failed': true,
+  'no-snapshots': true,
+  'crash-consistent': true,
+  'snapshot-error': true,
+  'snapshot-timeout': false,
+  'concurrent-snapshot-limit': false,
+};
+
+describe('the retry decision of every failure code', () => {
+  const state = { options: { maxAttempts: 3 } } as RunState;
+  const record = (): InstanceRecord => ({ instanceId: 'i-00000001', volumes: [], phase: 'command', attempts: 1, snapshots: [] });
+
+  it('covers every code of the catalogue', () => {
+    expect(Object.keys(RETRY_DECISION).sort()).toEqual(Object.keys(FAILURES).sort());
+  });
+
+  it.each(Object.entries(RETRY_DECISION))('%s: retried = %s (on attempt 1 of 3), never past maxAttempts', (code, retried) => {
+    const first = record();
+    fail(first, state, code as FailureCode, 'detail', 600);
+    expect(first.phase).toBe(retried ? 'retry' : 'failed');
+    expect(first.reason).toMatch(retried ? /will retry/ : /not retried/);
+    const last = { ...record(), attempts: 3 };
+    fail(last, state, code as FailureCode, 'detail', 600);
+    expect(last.phase).toBe('failed');
   });
 });

@@ -19,7 +19,7 @@ function state(overrides: Partial<RunState> = {}): RunState {
     selector: { tagKey: 'ConsistentSnapshot', tagValue: 'WindowsVSS' },
     options: { method: 'aws-vss', excludeBootVolume: false, maxAttempts: 3 },
     notFound: [],
-    wave: 0,
+
     commands: [],
     instances: [],
     ...overrides,

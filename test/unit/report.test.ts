@@ -10,7 +10,7 @@ const base = (instances: InstanceRecord[], dryRun = false): RunState => ({
   selector: { tagKey: 'ConsistentSnapshot', tagValue: 'WindowsVSS' },
   options: { method: 'aws-vss', excludeBootVolume: false, maxAttempts: 3 },
   notFound: [],
-  wave: 1,
+
   commands: [],
   instances,
 });

@@ -29,14 +29,19 @@ export function formatVssTags(tags: Record<string, string>): string {
     .join(';');
 }
 
-/** Known failure messages of the AWS VSS components, most specific first. */
+/**
+ * Known failure messages of the AWS VSS components, most specific first: by the VSS_E_* name, by its HRESULT
+ * (the document may print only the code; values from vsserror.h, learn.microsoft.com "Volume Shadow Copy
+ * Service Error Codes"), or by phrase. Read from the full output (GetCommandInvocation): ListCommandInvocations
+ * cuts it at 2,500 characters, before the error in a long log.
+ */
 const KNOWN_FAILURES: { pattern: RegExp; diagnosis: Diagnosis }[] = [
-  { pattern: /VSS_E_WRITERERROR_NONRETRYABLE/i, diagnosis: { code: 'vss-writer-nonretryable', detail: 'A VSS writer failed with VSS_E_WRITERERROR_NONRETRYABLE.' } },
-  { pattern: /VSS_E_WRITERERROR_(TIMEOUT|OUTOFRESOURCES|RETRYABLE)/i, diagnosis: { code: 'vss-writer-retryable', detail: 'A VSS writer reported a retryable error.' } },
-  { pattern: /VSS_E_SNAPSHOT_SET_IN_PROGRESS/i, diagnosis: { code: 'vss-in-progress', detail: 'Another shadow copy was being created (VSS_E_SNAPSHOT_SET_IN_PROGRESS).' } },
-  { pattern: /VSS_E_INSUFFICIENT_STORAGE/i, diagnosis: { code: 'vss-insufficient-storage', detail: 'VSS reported VSS_E_INSUFFICIENT_STORAGE.' } },
+  { pattern: /VSS_E_WRITERERROR_NONRETRYABLE|0x800423F4\b/i, diagnosis: { code: 'vss-writer-nonretryable', detail: 'A VSS writer failed with VSS_E_WRITERERROR_NONRETRYABLE (0x800423F4).' } },
+  { pattern: /VSS_E_WRITERERROR_(TIMEOUT|OUTOFRESOURCES|RETRYABLE)|0x800423F[123]\b/i, diagnosis: { code: 'vss-writer-retryable', detail: 'A VSS writer reported a retryable error.' } },
+  { pattern: /VSS_E_SNAPSHOT_SET_IN_PROGRESS|0x80042316\b/i, diagnosis: { code: 'vss-in-progress', detail: 'Another shadow copy was being created (VSS_E_SNAPSHOT_SET_IN_PROGRESS, 0x80042316).' } },
+  { pattern: /VSS_E_INSUFFICIENT_STORAGE|0x8004231F\b/i, diagnosis: { code: 'vss-insufficient-storage', detail: 'VSS reported VSS_E_INSUFFICIENT_STORAGE (0x8004231F).' } },
   {
-    pattern: /timeout waiting for VSS Freeze|Thaw pipe connection timed out|VSS_E_(FLUSH|HOLD)_WRITES_TIMEOUT/i,
+    pattern: /timeout waiting for VSS Freeze|Thaw pipe connection timed out|VSS_E_(FLUSH|HOLD)_WRITES_TIMEOUT|0x8004231[34]\b/i,
     diagnosis: { code: 'vss-timeout', detail: 'The VSS freeze timed out.' },
   },
   { pattern: /language mode|ConstrainedLanguage/i, diagnosis: { code: 'language-mode', detail: 'PowerShell is not running in FullLanguage mode.' } },
@@ -73,5 +78,9 @@ export const awsVss: MethodDriver = {
   },
   diagnose(result: InvocationResult): Diagnosis {
     return diagnoseVssOutput(result.output, result.responseCode);
+  },
+  /** The document tags `AppConsistent=true` only when the snapshots were taken inside a successful freeze. */
+  isConsistent(tags: Record<string, string>): boolean {
+    return tags.AppConsistent === 'true';
   },
 };

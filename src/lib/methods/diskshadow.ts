@@ -67,4 +67,7 @@ export const diskShadow: MethodDriver = {
   diagnose(result: InvocationResult): Diagnosis {
     return diagnoseDiskShadowOutput(result);
   },
+  isConsistent(tags: Record<string, string>): boolean {
+    return tags.AppConsistent === 'true' && Boolean(tags[SHADOW_SET_TAG]);
+  },
 };

@@ -33,4 +33,6 @@ export interface MethodDriver {
   parameters(ctx: CommandContext): Record<string, string[]>;
   /** Explains an invocation that ended `Failed` (script exit code non-zero). */
   diagnose(result: InvocationResult): Diagnosis;
+  /** Whether a snapshot's tags mark it consistent the way this method promises (else: crash-consistent). */
+  isConsistent(tags: Record<string, string>): boolean;
 }
