@@ -25,7 +25,7 @@ import { CreateScheduleCommand, GetScheduleCommand, SchedulerClient } from '@aws
 import { CreateStateMachineCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { CreateTopicCommand, SNSClient, SubscribeCommand } from '@aws-sdk/client-sns';
 import { CreateQueueCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DescribeInstanceInformationCommand, ListCommandsCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/lib/config.ts';
@@ -39,6 +39,8 @@ import { ATTEMPT_TAG, RUN_TAG } from '../src/lib/run-id.ts';
 import { loadRunState, reportKey, saveRunState } from '../src/lib/run-state.ts';
 import type { RunState } from '../src/lib/run-state.ts';
 import { leaseKey } from '../src/lib/run-lease.ts';
+import { fullResult } from '../src/lib/check-commands.ts';
+import { commandComment, intentKey, s3IntentWriter, sendDue } from '../src/lib/send-commands.ts';
 import { listRunSnapshots, verifyDue } from '../src/lib/verify-snapshots.ts';
 import { alertWorkflowFailure } from '../src/lib/workflow-failure.ts';
 import { MOTO_ACCOUNT, MOTO_REGION, motoAvailability, startMoto } from './moto-server.ts';
@@ -278,6 +280,66 @@ describe.skipIf(!availability.available)('wire-level against moto_server', () =>
     });
   });
 
+  describe('Run Command over the wire: SendCommand, ListCommands, GetCommandInvocation', () => {
+    const stateWith = (ids: string[]): RunState =>
+      baseState({ startedAt: new Date(Date.now() - 60_000).toISOString(), instances: ids.map((instanceId) => ({ instanceId, volumes: [], phase: 'send', dueAt: 0, attempts: 0, snapshots: [], inSendScope: true })) });
+
+    it('sends the pinned document to the due instances with the run in its parameters, having written the intent first', async () => {
+      const ids = await launch(3, { ConsistentSnapshot: 'WindowsVSS' });
+      const state = stateWith(ids);
+      const ssm = new SSMClient(moto.clientConfig);
+
+      await sendDue({ ssm, config, writeIntent: s3IntentWriter(s3, BUCKET, RUN_ID) }, state);
+
+      const listed = await ssm.send(new ListCommandsCommand({ Filters: [{ key: 'InvokedAfter', value: state.startedAt }] }));
+      // (moto does not echo DocumentVersion back; the request's pinned version is checked by the unit tests.)
+      expect(listed.Commands?.map((c) => [c.DocumentName, c.Comment, [...(c.InstanceIds ?? [])].sort()])).toEqual([['AWSEC2-CreateVssSnapshot', commandComment(RUN_ID, 1, 1), [...ids].sort()]]);
+      expect(listed.Commands?.[0]?.Parameters?.tags?.[0]).toContain(`Key=${RUN_TAG},Value=${RUN_ID}`);
+      expect(state.instances.every((i) => i.phase === 'command' && i.commandId === listed.Commands?.[0]?.CommandId)).toBe(true);
+      const intent = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: intentKey(RUN_ID) }));
+      expect(JSON.parse((await intent.Body?.transformToString()) ?? '{}')).toMatchObject({ sends: [{ comment: commandComment(RUN_ID, 1, 1), attempt: 1 }] });
+      ssm.destroy();
+    });
+
+    it('does not send twice when the answer of SendCommand is lost: the SDK retry finds the command by its Comment', async () => {
+      const ids = await launch(2, { ConsistentSnapshot: 'WindowsVSS' });
+      const state = stateWith(ids);
+      const ssm = new SSMClient({ ...moto.clientConfig, maxAttempts: 3 });
+      let lost = false;
+      // The request reaches moto and takes effect; the first answer never comes back.
+      ssm.middlewareStack.add(
+        (next, context) => async (args) => {
+          const out = await next(args);
+          if (context.commandName === 'SendCommandCommand' && !lost) {
+            lost = true;
+            throw Object.assign(new Error('socket timed out'), { name: 'TimeoutError', code: 'ETIMEDOUT' });
+          }
+          return out;
+        },
+        { step: 'deserialize', priority: 'low', name: 'loseFirstSendAnswer' },
+      );
+
+      await sendDue({ ssm, config, writeIntent: async () => undefined }, state);
+
+      const listed = await ssm.send(new ListCommandsCommand({ Filters: [{ key: 'InvokedAfter', value: state.startedAt }] }));
+      expect(lost).toBe(true);
+      expect(listed.Commands).toHaveLength(1);
+      expect(state.instances.map((i) => i.commandId)).toEqual([listed.Commands?.[0]?.CommandId, listed.Commands?.[0]?.CommandId]);
+      ssm.destroy();
+    });
+
+    it('reads an invocation with its whole output (GetCommandInvocation)', async () => {
+      const [id] = await launch(1, { ConsistentSnapshot: 'WindowsVSS' });
+      const ssm = new SSMClient(moto.clientConfig);
+      const sent = await ssm.send(new SendCommandCommand({ DocumentName: 'AWS-RunPowerShellScript', InstanceIds: [id as string], Parameters: { commands: ['echo hi'] } }));
+
+      const result = await fullResult(ssm, sent.Command?.CommandId ?? '', id as string);
+
+      expect(result).toMatchObject({ status: 'Success', statusDetails: 'Success', output: expect.any(String) });
+      ssm.destroy();
+    });
+  });
+
   describe('report and run state in S3', () => {
     it('puts the report as JSON where the alert says it is, and round-trips the run state', async () => {
       const state = baseState({ instances: [{ instanceId: 'i-0123456789abcdef0', volumes: [], phase: 'succeeded', attempts: 1, snapshots: [] }] });
@@ -379,7 +441,11 @@ describe.skipIf(!availability.available)('wire-level against moto_server', () =>
   describe('EventBridge Scheduler: the nightly schedule of the stack', () => {
     it('creates and reads back the schedule, whose input Prepare Run accepts once the scheduled time is filled in', async () => {
       const yaml = readFileSync(new URL('../serverless.yml', import.meta.url), 'utf8');
-      const stackInput = /Target:[\s\S]*?\n\s+Input: '([^']*)'/.exec(yaml)?.[1] ?? '{}';
+      const match = /Target:[\s\S]*?\n\s+Input: '([^']*)'/.exec(yaml);
+      expect(match, 'the schedule target input is found in serverless.yml').not.toBeNull();
+      const stackInput = match?.[1] as string;
+      // What the stack really passes: a comment carrying the scheduled time, nothing else.
+      expect(JSON.parse(stackInput)).toEqual({ Comment: 'scheduled run <aws.scheduler.scheduled-time>' });
       const target = { Arn: `arn:aws:states:${MOTO_REGION}:${MOTO_ACCOUNT}:stateMachine:vss-snapshots-nightly`, RoleArn: `arn:aws:iam::${MOTO_ACCOUNT}:role/vss-snapshots-scheduler`, Input: stackInput, RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 10 } };
 
       await scheduler.send(
@@ -389,7 +455,7 @@ describe.skipIf(!availability.available)('wire-level against moto_server', () =>
 
       expect(got).toMatchObject({ ScheduleExpression: 'cron(0 1 * * ? *)', ScheduleExpressionTimezone: 'Europe/Berlin', FlexibleTimeWindow: { Mode: 'OFF' }, Target: { Arn: target.Arn, Input: stackInput } });
       const delivered = (got.Target?.Input ?? '').replace('<aws.scheduler.scheduled-time>', '2026-11-28T00:00:00Z');
-      expect(parseExecutionInput(JSON.parse(delivered))).toEqual(expect.any(Object));
+      expect(parseExecutionInput(JSON.parse(delivered))).toEqual({ Comment: 'scheduled run 2026-11-28T00:00:00Z' });
     });
   });
 

@@ -67,8 +67,8 @@ function tagsArb(selector: { tagKey: string; tagValue: string }) {
 
 const behaviourArb = fc.oneof(
   { weight: 12, arbitrary: fc.constant<Behaviour>('ok') },
-  { weight: 8, arbitrary: fc.constantFrom<Behaviour>(...BEHAVIOURS.filter((b) => b !== 'ok' && b !== 'hang')) },
-  { weight: 1, arbitrary: fc.constant<Behaviour>('hang') },
+  { weight: 8, arbitrary: fc.constantFrom<Behaviour>(...BEHAVIOURS.filter((b) => b !== 'ok' && b !== 'hang' && b !== 'agent-lost')) },
+  { weight: 1, arbitrary: fc.constantFrom<Behaviour>('hang', 'agent-lost') },
 );
 
 const DEVICES = ['/dev/sda1', 'xvdf', 'xvdg', 'xvdh'];
@@ -115,6 +115,13 @@ const faultsArb = fc.oneof(
   },
 );
 
+/** EC2/SSM/Step Functions lags: the realistic default (10 s), stretched to 30 s, or off. */
+const consistencyArb = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(undefined) },
+  { weight: 2, arbitrary: fc.record({ maxLagSeconds: fc.constantFrom(30), seed: fc.integer({ min: 1, max: 1_000_000 }) }) },
+  { weight: 1, arbitrary: fc.constant({ maxLagSeconds: 0, seed: 1 }) },
+);
+
 interface Scenario {
   fleet: Fleet;
   input: ExecutionInput;
@@ -128,6 +135,7 @@ const scenarioArb = selectorArb.chain((custom) => {
     custom: fc.constant(custom),
     instances: sizeArb.chain((n) => fc.array(instanceArb(selector, custom === undefined), { minLength: n, maxLength: n })),
     faults: faultsArb,
+    consistency: consistencyArb,
     maxAttempts: fc.oneof({ weight: 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 5 }) }),
     excludeBootVolume: fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 2, arbitrary: fc.boolean() }),
     dryRun: fc.oneof({ weight: 9, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constant(true) }),
@@ -141,7 +149,7 @@ const scenarioArb = selectorArb.chain((custom) => {
 type Generated = typeof scenarioArb extends fc.Arbitrary<infer T> ? T : never;
 
 function toScenario(s: Generated): Scenario {
-  const fleet = parseFleet({ instances: s.instances, ...(s.faults ? { faults: s.faults } : {}) }, 'generated fleet');
+  const fleet = parseFleet({ instances: s.instances, ...(s.faults ? { faults: s.faults } : {}), ...(s.consistency ? { consistency: s.consistency } : {}) }, 'generated fleet');
   const input: ExecutionInput = {
     ...(s.custom ?? {}),
     ...(s.maxAttempts !== undefined ? { maxAttempts: s.maxAttempts } : {}),
@@ -165,9 +173,11 @@ describe(`random fleets (seed ${SEED}, ${RUNS} runs)`, () => {
           const chosen = [...new Set(pick.indices.map((i) => ids[i % ids.length] as string))];
           input.instanceIds = pick.unknown ? [...chosen, 'i-0fffffffffffffff0'] : chosen;
         }
-        // The fleet's faults, with a log of what was injected (a Publish whose answer was lost may alert twice).
+        // The fleet's faults (or the account's default ones), with a log of what was injected (a Publish whose
+        // answer was lost may alert twice).
         const log = emptyFaultLog();
-        const interceptors = fleet.faults ? [faultInterceptor(fleet.faults, { world, log })] : [];
+        const spec = world.faults;
+        const interceptors = spec ? [faultInterceptor(spec, { world, log })] : [];
         delete world.faults;
 
         const started = performance.now();

@@ -11,11 +11,14 @@ import { promisify } from 'node:util';
 import { isThrottlingError, isTransientError } from '@smithy/core/retry';
 import { describe, expect, it } from 'vitest';
 import { TRANSIENT_AWS_ERRORS } from '../src/lib/errors.ts';
+import { buildReport } from '../src/lib/report.ts';
+import type { RunReport } from '../src/lib/report.ts';
+import type { RunState } from '../src/lib/run-state.ts';
 import { faultInterceptor, faultLogOf, lambdaDiesAt, serverError, socketTimeoutError, throttlingError } from '../src/local/faults.ts';
 import type { FaultLog } from '../src/local/faults.ts';
 import { loadFleetFile, parseFleet } from '../src/local/fleet.ts';
 import type { Fleet } from '../src/local/fleet.ts';
-import { runWorkflow } from '../src/local/runner.ts';
+import { REPORT_BUCKET, runWorkflow } from '../src/local/runner.ts';
 import type { LambdaFault, RunOptions } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
 import { readReport } from './helpers.ts';
@@ -109,18 +112,41 @@ describe('API faults from the fleet file', () => {
     expect(faulty.dump.published).toHaveLength(1 + lostPublishes(log));
   });
 
-  it.each([1, 2, 3, 4, 5])('at rate 0.5 (seed %i) either give the clean outcomes or fail the run with an alert naming the step, and never double anything', async (seed) => {
-    const clean = await cleanRun(MIXED);
+  it('at rate 0.5 give the clean outcomes, or fail the run with an alert naming the step and a partial report that agrees with the clean run on every instance it calls final; never double anything', async () => {
+    const clean = outcomesOf((await cleanRun(MIXED)).report);
+    let full = 0;
+    let partial = 0;
 
-    const faulty = await run(withFaults(MIXED, 0.5, seed));
+    const seeds = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+    for (const seed of seeds) {
+      const faulty = await run(withFaults(MIXED, 0.5, seed));
 
-    expect(doubleCommands(faulty.dump)).toEqual([]);
-    expect(doubleSnapshotSets(faulty.world)).toEqual([]);
-    if (faulty.result.status === 'SUCCEEDED') {
-      expect(outcomesOf(faulty.report)).toEqual(outcomesOf(clean.report));
-    } else {
-      expect(faulty.dump.published.some((p) => /^vss-snapshots: workflow failed at [A-Z]/.test(p.subject ?? ''))).toBe(true);
+      expect(doubleCommands(faulty.dump), `seed ${seed}`).toEqual([]);
+      expect(doubleSnapshotSets(faulty.world), `seed ${seed}`).toEqual([]);
+      if (faulty.result.status === 'SUCCEEDED') {
+        full += 1;
+        expect(outcomesOf(faulty.report), `seed ${seed}`).toEqual(clean);
+        checkRunInvariants({ fleet: MIXED, world: faulty.world, report: faulty.report, options: {}, extraAlerts: lostPublishes(faultLogOf(faulty.world)) });
+        continue;
+      }
+      // The SDK's retry quota runs dry under a sustained 50 % error rate and the workflow gives up: it says so.
+      expect(faulty.dump.published.some((p) => /^vss-snapshots: workflow failed at [A-Z]/.test(p.subject ?? '')), `seed ${seed}`).toBe(true);
+      // What the run knew when it stopped: its partial report, or (when even that write failed) its run state.
+      const objects = faulty.world.buckets.get(REPORT_BUCKET) ?? new Map<string, string>();
+      const reportText = [...objects.entries()].find(([k]) => k.startsWith('reports/'))?.[1];
+      const stateText = [...objects.entries()].find(([k]) => /^runs\/.*\/state\.json$/.test(k))?.[1];
+      if (!reportText && !stateText) continue; // failed before a run state existed (Prepare Run): nothing to compare
+      partial += 1;
+      const report = reportText ? (JSON.parse(reportText) as RunReport) : buildReport(JSON.parse(stateText as string) as RunState, '', '');
+      for (const [id, outcome] of Object.entries(outcomesOf(report))) {
+        if (outcome.code === 'unfinished') continue;
+        // Whatever the partial report calls final is what the clean run says (a succeeded one has its verified set).
+        expect({ id, ...outcome }, `seed ${seed}`).toEqual({ id, ...clean[id] });
+      }
     }
+    // The comparison must not be skipped for most seeds (a run that fails in Prepare Run has nothing to compare).
+    expect(full + partial).toBeGreaterThanOrEqual(seeds.length / 2);
+    expect(full).toBeGreaterThan(0);
   });
 
   it('reach the CLI: `run --fleet` with faults exits and reports as the clean fleet does', async () => {

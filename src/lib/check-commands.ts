@@ -182,7 +182,7 @@ async function judgeInvocation(deps: CheckDeps, state: RunState, record: Instanc
 }
 
 /** The invocation with its whole output (stdout 24,000 and stderr 8,000 characters); undefined while SSM does not know it yet. */
-async function fullResult(ssm: SSMClient, commandId: string, instanceId: string): Promise<InvocationResult | undefined> {
+export async function fullResult(ssm: SSMClient, commandId: string, instanceId: string): Promise<InvocationResult | undefined> {
   try {
     const out = await ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
     return {

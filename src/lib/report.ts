@@ -73,9 +73,10 @@ export function needsAlert(report: Pick<RunReport, 'summary'>): boolean {
 }
 
 function toReportInstance(record: InstanceRecord): ReportInstance {
-  // A run that ended mid-flight (workflow failure) reports unfinished instances as failed.
-  const outcome: Outcome =
-    record.phase === 'succeeded' || record.phase === 'skipped' || record.phase === 'planned' || record.phase === 'failed' ? record.phase : 'failed';
+  // A run that ended mid-flight (workflow failure) reports unfinished instances as failed, code `unfinished`:
+  // whatever its last attempt said is not its outcome.
+  const final = record.phase === 'succeeded' || record.phase === 'skipped' || record.phase === 'planned' || record.phase === 'failed';
+  const outcome: Outcome = final ? (record.phase as Outcome) : 'failed';
   const out: ReportInstance = {
     instanceId: record.instanceId,
     ...(record.name !== undefined ? { name: record.name } : {}),
@@ -85,13 +86,29 @@ function toReportInstance(record: InstanceRecord): ReportInstance {
     snapshots: outcome === 'succeeded' ? record.snapshots : [],
     ...(outcome === 'failed' ? { fallbackSnapshots: record.fallbackSnapshots ?? [] } : {}),
   };
-  if (outcome !== 'succeeded') {
+  if (!final) {
+    const last = record.detail ? ` Its last attempt: ${record.detail}` : '';
+    out.reason = `The workflow stopped before this instance was finished (it was ${PHASE_WORDS[record.phase]}); see the workflow failure alert.${last}`;
+    out.code = 'unfinished';
+    out.detail = `Not finished: the workflow stopped while it was ${PHASE_WORDS[record.phase]}.`;
+  } else if (outcome !== 'succeeded') {
     out.reason = record.reason ?? 'The workflow stopped before this instance was finished; see the workflow failure alert.';
     out.code = record.code ?? 'unfinished';
     if (record.detail) out.detail = record.detail;
   }
   return out;
 }
+
+const PHASE_WORDS: Record<InstanceRecord['phase'], string> = {
+  send: 'waiting for its snapshot command',
+  command: 'running its snapshot command',
+  verify: 'waiting for its snapshots to complete',
+  retry: 'waiting to retry',
+  succeeded: 'succeeded',
+  failed: 'failed',
+  skipped: 'skipped',
+  planned: 'planned',
+};
 
 function composeAlert(report: RunReport, executionArn: string): { subject: string; message: string } {
   const { summary, selector } = report;

@@ -88,6 +88,11 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
         finishAt: requestedAt + timeoutSeconds * 1000,
         final: { status: 'TimedOut', statusDetails: 'ExecutionTimedOut', responseCode: -1, output: 'Creating VSS snapshot set...\n' },
       };
+    case 'agent-lost':
+      // The agent took the command, then the instance stopped answering (agent crash, network partition): the
+      // agent enforces executionTimeout itself, so nothing ends the invocation — it stays InProgress until the
+      // orchestrator's own deadline cancels it (aws-facts.md: "keep your own deadline").
+      return { ...base, finishAt: Number.POSITIVE_INFINITY, final: { status: 'Cancelled', statusDetails: 'Cancelled', responseCode: -1, output: '' } };
     case 'vss-timeout':
       if (method === 'aws-vss') return vssTimeoutLeavingSnapshots(world, base, command, document, instance, doneAt);
       return { ...base, finishAt: doneAt, final: failed(10, failureOutput(method, instance, 'VSS_E_FLUSH_WRITES_TIMEOUT', true, 'timeout waiting for VSS Freeze', world)) };
@@ -116,6 +121,11 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
       return;
     }
     const created = behaviour === 'no-snapshots' ? [] : createSnapshotSet(world, command, document, instance, behaviour, doneAt + waited);
+    if (created !== 'limit' && behaviour === 'partial-snapshots') {
+      // Exits 0 having snapshotted only the first volume (a data volume attached mid-run, a wrong exclusion list).
+      for (const c of created.slice(1)) world.snapshots.delete(c.snapshotId);
+      created.splice(1);
+    }
     if (created === 'limit') {
       invocation.status = 'Failed';
       invocation.statusDetails = 'Failed';

@@ -55,12 +55,18 @@ export interface ConsistencySpec {
 export class ConsistencyModel {
   private readonly random: () => number;
 
-  constructor(readonly spec: ConsistencySpec) {
+  /** `fixed`: exact lags (ms) for some kinds, for a test of one precise behaviour. */
+  constructor(
+    readonly spec: ConsistencySpec,
+    private readonly fixed: Partial<Record<LagKind, number>> = {},
+  ) {
     this.random = seededRandom(streamSeed(spec.seed, 'consistency'));
   }
 
   /** A lag for one change of this kind, in ms. */
   lagMs(kind: LagKind): number {
+    const fixed = this.fixed[kind];
+    if (fixed !== undefined) return fixed;
     const max = this.spec.maxLagSeconds * 1000;
     if (max <= 0) return 0;
     const min = Math.min(LAG_KINDS[kind], max);

@@ -18,6 +18,8 @@ export const BEHAVIOURS = [
   'untagged',
   'crash-consistent',
   'snapshot-error',
+  'agent-lost',
+  'partial-snapshots',
 ] as const;
 export type Behaviour = (typeof BEHAVIOURS)[number];
 

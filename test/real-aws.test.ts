@@ -1,0 +1,274 @@
+/**
+ * Real AWS, not a kind one (issue 10): one test per behaviour the audit found the simulated account too kind
+ * about, each on the real workflow against the simulated account with that behaviour forced, checked against
+ * the account's ground truth. Each of these failed before the workflow learnt to survive it.
+ */
+import { describe, expect, it } from 'vitest';
+import { ATTEMPT_TAG, RUN_TAG } from '../src/lib/run-id.ts';
+import { SimulatedAwsError } from '../src/local/aws-error.ts';
+import { ConsistencyModel } from '../src/local/consistency.ts';
+import type { LagKind } from '../src/local/consistency.ts';
+import { socketTimeoutError } from '../src/local/faults.ts';
+import { parseFleet } from '../src/local/fleet.ts';
+import { applyCall } from '../src/local/operations.ts';
+import { runWorkflow } from '../src/local/runner.ts';
+import type { CallInterceptor } from '../src/local/transport.ts';
+import { worldFromFleet } from '../src/local/world.ts';
+import type { World } from '../src/local/world.ts';
+import { readReport, runSnapshotsByVolume, twoVolumes } from './helpers.ts';
+import { checkRunInvariants, doubleCommands, doubleSnapshotSets } from './reliability-helpers.ts';
+
+/** No background API faults: each test forces exactly the behaviour it is about. */
+const CLEAN = { faults: { rate: 0 } };
+const world = (fleet: unknown, lags?: Partial<Record<LagKind, number>>): World => {
+  const w = worldFromFleet(parseFleet(fleet, 'test fleet'));
+  if (lags) w.consistency = new ConsistencyModel({ maxLagSeconds: 0, seed: 1 }, lags);
+  return w;
+};
+const run = async (w: World, options: Parameters<typeof runWorkflow>[1] = {}) => {
+  const result = await runWorkflow(w, options);
+  return { result, report: readReport(w, result), dump: w.dump() };
+};
+const ids = (n: number, prefix = '0') => Array.from({ length: n }, (_, i) => `i-${prefix}${(i + 1).toString(16).padStart(16, '0')}`);
+
+describe('1. IAM evaluates ssm:SendCommand against every instance of the call', () => {
+  it('fails the one instance the role may not touch (selected by another tag) as access-denied and snapshots the other 119', async () => {
+    const instances = ids(120).map((instanceId, i) => ({ instanceId, tags: i === 77 ? { Backup: 'pre-change' } : { Backup: 'pre-change', ConsistentSnapshot: 'WindowsVSS' } }));
+    const w = world({ ...CLEAN, instances });
+
+    const { result, report, dump } = await run(w, { input: { tagKey: 'Backup', tagValue: 'pre-change' } });
+
+    expect(result.status).toBe('SUCCEEDED');
+    expect(report?.summary).toMatchObject({ targeted: 120, succeeded: 119, failed: 1 });
+    const denied = report?.instances.find((i) => i.instanceId === instances[77]?.instanceId);
+    expect(denied).toMatchObject({ outcome: 'failed', code: 'access-denied', attempts: 0 });
+    expect(denied?.reason).toContain('ConsistentSnapshot=WindowsVSS');
+    expect(dump.commands.flatMap((c) => c.instanceIds)).not.toContain(instances[77]?.instanceId);
+    expect(report?.alert?.message).toContain(instances[77]?.instanceId);
+  });
+
+  it('isolates an instance whose tag was removed after discovery: the whole call is denied, the others are sent again', async () => {
+    const instances = ids(120).map((instanceId) => ({ instanceId }));
+    const w = world({ ...CLEAN, instances });
+    const victim = instances[33]?.instanceId as string;
+
+    const { result, report, dump } = await run(w, {
+      onEvent: (event, account) => {
+        if (event.type === 'StateExited' && event.state.name === 'Discover Instances') delete account.instances.get(victim)?.tags.ConsistentSnapshot;
+      },
+    });
+
+    expect(result.status).toBe('SUCCEEDED');
+    expect(report?.summary).toMatchObject({ targeted: 120, succeeded: 119, failed: 1 });
+    expect(report?.instances.find((i) => i.instanceId === victim)).toMatchObject({ outcome: 'failed', code: 'access-denied', attempts: 0 });
+    expect(dump.mutations.filter((m) => m.call === 'ssm:SendCommand' && !m.ok).map((m) => m.error)).toEqual(['AccessDeniedException']);
+    expect(dump.commands.flatMap((c) => c.instanceIds)).toHaveLength(119);
+  });
+});
+
+describe('2. SSM lists a just-sent command, and its invocations, only after a while', () => {
+  const lostFirstSend = (w: World, hideForMs: number): CallInterceptor => {
+    let done = false;
+    return async ({ service, operation, input }) => {
+      if (done || service !== 'ssm' || operation !== 'SendCommand') return;
+      done = true;
+      const out = await applyCall(w, service, operation, input);
+      const command = w.commands.get((out.Command as { CommandId: string }).CommandId);
+      if (command) command.listedAt = w.now + hideForMs;
+      throw socketTimeoutError();
+    };
+  };
+
+  it('sends one command per instance and attempt when the answer of SendCommand is lost and ListCommands lags 30 s', async () => {
+    const w = world({ ...CLEAN, consistency: { maxLagSeconds: 30 }, instances: ids(3).map((instanceId) => ({ instanceId, volumes: twoVolumes })) });
+
+    const { result, report, dump } = await run(w, { interceptors: [lostFirstSend(w, 30_000)] });
+
+    expect(result.status).toBe('SUCCEEDED');
+    expect(dump.commands).toHaveLength(1);
+    expect(doubleCommands(dump)).toEqual([]);
+    expect(dump.snapshots.filter((s) => s.tags[RUN_TAG] === report?.runId)).toHaveLength(6);
+    expect(report?.summary).toMatchObject({ succeeded: 3, snapshots: 6 });
+  });
+
+  it('keeps exactly one verified set per instance, deletes the extra one, and does not fail the instance, when the listing lags beyond any bound', async () => {
+    const w = world({ ...CLEAN, instances: ids(2).map((instanceId) => ({ instanceId, volumes: twoVolumes })) });
+
+    // Unlisted for 10 minutes, past the 5-minute confirm window: the workflow takes it as never sent and sends again.
+    const { result, report, dump } = await run(w, { interceptors: [lostFirstSend(w, 600_000)] });
+
+    expect(result.status).toBe('SUCCEEDED');
+    expect(dump.commands).toHaveLength(2);
+    expect(report?.instances.map((i) => [i.outcome, i.attempts])).toEqual([
+      ['succeeded', 1],
+      ['succeeded', 1],
+    ]);
+    for (const snaps of runSnapshotsByVolume(dump, report?.runId ?? '').values()) expect(snaps).toHaveLength(1);
+    expect(dump.deletedSnapshots.filter((s) => s.tags[RUN_TAG] === report?.runId)).toHaveLength(4);
+    const kept = new Set(report?.instances.flatMap((i) => i.snapshots.map((s) => s.snapshotId)));
+    expect(dump.snapshots.filter((s) => s.tags[RUN_TAG] === report?.runId).every((s) => kept.has(s.snapshotId))).toBe(true);
+  });
+});
+
+describe('3. AWSEC2-CreateVssSnapshot tags AppConsistent after the thaw, and DescribeSnapshots shows it late', () => {
+  it('waits for a tag that shows up 15 s late instead of judging the snapshots crash-consistent', async () => {
+    const w = world({ ...CLEAN, instances: ids(8).map((instanceId) => ({ instanceId, volumes: twoVolumes, snapshotMinutes: 0 })) }, { 'snapshot-tag': 15_000 });
+
+    const { result, report, dump } = await run(w);
+
+    expect(result.status).toBe('SUCCEEDED');
+    expect(report?.instances.every((i) => i.outcome === 'succeeded' && i.attempts === 1)).toBe(true);
+    expect(dump.deletedSnapshots).toEqual([]);
+    expect(dump.commands).toHaveLength(1);
+  });
+
+  it('still judges snapshots that never get the tag crash-consistent, once the grace has passed', async () => {
+    const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], attempts: ['crash-consistent'], snapshotMinutes: 0 }] });
+
+    const { report } = await run(w, { input: { maxAttempts: 1 }, env: { CONSISTENCY_GRACE_SECONDS: '300' } });
+
+    const instance = report?.instances[0];
+    expect(instance).toMatchObject({ outcome: 'failed', code: 'crash-consistent' });
+    const sent = Date.parse(w.dump().commands[0]?.requestedAt ?? '');
+    expect(Date.parse(instance?.finishedAt ?? '') - sent).toBeGreaterThanOrEqual(300_000);
+  });
+});
+
+describe('4. A failed VSS attempt of AWS’s document still leaves snapshots, without AppConsistent', () => {
+  it('leaks none: earlier attempts are deleted, the last complete set is kept as a labelled crash-consistent fallback and named in the alert', async () => {
+    const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], volumes: twoVolumes, attempts: ['vss-timeout'] }] });
+
+    const { report, dump } = await run(w);
+
+    const instance = report?.instances[0];
+    expect(instance).toMatchObject({ outcome: 'failed', code: 'vss-timeout', attempts: 3, snapshots: [] });
+    expect(instance?.fallbackSnapshots).toHaveLength(2);
+    const live = dump.snapshots.filter((s) => s.tags[RUN_TAG] === report?.runId);
+    expect(live.map((s) => s.snapshotId).sort()).toEqual(instance?.fallbackSnapshots?.map((f) => f.snapshotId).sort());
+    for (const s of live) expect(s.tags).toMatchObject({ [ATTEMPT_TAG]: '3', 'vss-snapshots:fallback': 'vss-timeout', 'vss-snapshots:consistency': 'crash-consistent' });
+    expect(dump.deletedSnapshots.map((s) => s.tags[ATTEMPT_TAG]).sort()).toEqual(['1', '1', '2', '2']);
+    expect(report?.alert?.message).toMatch(/crash-consistent fallback kept/i);
+    expect(report?.summary).toMatchObject({ snapshots: 0, fallbackSnapshots: 2 });
+  });
+
+  it('deletes an incomplete set (one volume of two) rather than keep it', async () => {
+    const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], volumes: twoVolumes, attempts: ['partial-snapshots'] }] });
+
+    const { report, dump } = await run(w, { input: { maxAttempts: 2 } });
+
+    expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'no-snapshots', attempts: 2, fallbackSnapshots: [] });
+    expect(dump.snapshots.filter((s) => s.tags[RUN_TAG] === report?.runId)).toEqual([]);
+    expect(dump.deletedSnapshots).toHaveLength(2);
+  });
+});
+
+describe('5. ListExecutions is only eventually consistent', () => {
+  it('runs exactly one of two executions started in the same second, even when neither is listed yet', async () => {
+    const w = world({ ...CLEAN, instances: ids(2).map((instanceId) => ({ instanceId })) }, { 'execution-listed': 30_000 });
+
+    const [a, b] = await Promise.all([runWorkflow(w), runWorkflow(w)]);
+
+    expect([a.status, b.status].sort()).toEqual(['FAILED', 'SUCCEEDED']);
+    expect([a.error, b.error]).toContain('RunInProgressError');
+    expect(doubleCommands(w.dump())).toEqual([]);
+    expect(w.dump().commands.flatMap((c) => c.instanceIds)).toHaveLength(2);
+  });
+});
+
+describe('7. SSM cancels a command before it runs when the pending invocations exceed the account limit (Rate Exceeded)', () => {
+  it('retries the instances of a cancelled command and snapshots them all', async () => {
+    const w = world({ ...CLEAN, quotas: { pendingInvocations: 60 }, instances: ids(100).map((instanceId) => ({ instanceId, commandSeconds: 120 })) });
+
+    const { result, report, dump } = await run(w);
+
+    expect(result.status).toBe('SUCCEEDED');
+    const cancelled = dump.commands.filter((c) => c.invocations.every((i) => i.statusDetails === 'Rate Exceeded'));
+    expect(cancelled.length).toBeGreaterThan(0);
+    expect(report?.summary).toMatchObject({ targeted: 100, succeeded: 100, failed: 0 });
+    const retried = new Set(cancelled.flatMap((c) => c.instanceIds));
+    for (const i of report?.instances ?? []) expect(i.attempts).toBe(retried.has(i.instanceId) ? 2 : 1);
+  });
+});
+
+describe('8. The failure output of AWS’s document: HRESULTs instead of names, cut at 2,500 characters in listings', () => {
+  it('reads the full output and classifies a non-retryable writer failure by its HRESULT as well as by its name: one attempt each', async () => {
+    const w = world({ ...CLEAN, instances: ids(9).map((instanceId) => ({ instanceId, attempts: ['writer-failure'] })) });
+
+    const { report, dump } = await run(w);
+
+    expect(report?.instances.map((i) => [i.code, i.attempts])).toEqual(Array.from({ length: 9 }, () => ['vss-writer-nonretryable', 1]));
+    const outputs = [...w.commands.values()].flatMap((c) => c.invocations.map((i) => i.output));
+    expect(outputs.every((o) => o.length > 2_500)).toBe(true);
+    expect(outputs.some((o) => !o.includes('VSS_E_WRITERERROR_NONRETRYABLE'))).toBe(true);
+    expect(dump.apiCalls['ssm:GetCommandInvocation']).toBe(9);
+  });
+});
+
+describe('a command that never ends: its agent stopped answering after taking it', () => {
+  it('is cancelled at its deadline, counted as no-result and retried; nothing waits for it forever', async () => {
+    const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], attempts: ['agent-lost', 'ok'] }, { instanceId: ids(2)[1], attempts: ['ok'] }] });
+
+    const { result, report, dump } = await run(w, { env: { COMMAND_TIMEOUT_SECONDS: '600', DELIVERY_TIMEOUT_SECONDS: '60' } });
+
+    expect(result.status).toBe('SUCCEEDED');
+    expect(report?.instances.map((i) => [i.outcome, i.attempts])).toEqual([
+      ['succeeded', 2],
+      ['succeeded', 1],
+    ]);
+    const cancels = dump.mutations.filter((m) => m.call === 'ssm:CancelCommand');
+    expect(cancels.length).toBeGreaterThan(0);
+    expect(cancels.every((m) => m.ok && m.ids.includes(ids(1)[0] as string))).toBe(true);
+    expect(dump.commands[0]?.invocations.find((i) => i.instanceId === ids(1)[0])).toMatchObject({ status: 'Cancelled' });
+    // The healthy instance did not wait for the lost one: verified long before the deadline.
+    const healthy = report?.instances[1];
+    expect(Date.parse(healthy?.finishedAt ?? '') - Date.parse(report?.startedAt ?? '')).toBeLessThan(10 * 60_000);
+  });
+
+  it('fails as no-result after the last attempt, with the cancelled commands in the world', async () => {
+    const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], attempts: ['agent-lost'] }] });
+
+    const { report, dump } = await run(w, { input: { maxAttempts: 2 }, env: { COMMAND_TIMEOUT_SECONDS: '600', DELIVERY_TIMEOUT_SECONDS: '60' } });
+
+    expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'no-result', attempts: 2 });
+    expect(dump.commands.map((c) => c.invocations[0]?.status)).toEqual(['Cancelled', 'Cancelled']);
+  });
+});
+
+describe('snapshots of more than one attempt for one device', () => {
+  it('judges an instance by the snapshots of its current attempt only, even when an earlier attempt’s set could not be deleted yet', async () => {
+    const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], attempts: ['crash-consistent', 'snapshot-error'], snapshotMinutes: 0 }] });
+    let refusals = 1;
+    const refuseFirstDelete: CallInterceptor = ({ operation }) => {
+      if (operation === 'DeleteSnapshot' && refusals-- > 0) throw new SimulatedAwsError('InvalidSnapshot.InUse', 'The snapshot is currently in use by ami-0123456789abcdef0');
+    };
+
+    const { report, dump } = await run(w, { input: { maxAttempts: 2 }, interceptors: [refuseFirstDelete] });
+
+    // Attempt 2's snapshot is in error: that is the verdict, not attempt 1's crash-consistent set lying beside it.
+    expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'snapshot-error', attempts: 2 });
+    // The sweep deleted what the refused deletion left: no snapshot of the run is unaccounted for.
+    expect(dump.snapshots.filter((s) => s.tags[RUN_TAG] === report?.runId)).toEqual([]);
+  });
+
+  it('keeps the instances’ outcomes and the no-leak rule under 30 s lags and 20 % faults', async () => {
+    const fleet = parseFleet({
+      faults: { rate: 0.2, seed: 11 },
+      consistency: { maxLagSeconds: 30, seed: 5 },
+      instances: [
+        { volumes: twoVolumes, attempts: ['vss-timeout', 'ok'] },
+        { volumes: twoVolumes, attempts: ['partial-snapshots', 'crash-consistent', 'ok'] },
+        { attempts: ['snapshot-error', 'vss-timeout', 'vss-timeout'] },
+        { attempts: ['writer-failure'] },
+        { attempts: ['hang', 'ok'] },
+        { attempts: ['ok'] },
+      ],
+    });
+    const w = worldFromFleet(fleet);
+
+    const result = await runWorkflow(w, { env: { COMMAND_TIMEOUT_SECONDS: '600' } });
+
+    expect(result.status).toBe('SUCCEEDED');
+    checkRunInvariants({ fleet, world: w, report: readReport(w, result), options: {}, extraAlerts: 1 });
+    expect(doubleSnapshotSets(w)).toEqual([]);
+  });
+});
