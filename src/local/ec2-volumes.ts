@@ -28,7 +28,7 @@
 import type { Filter } from '@aws-sdk/client-ec2';
 import { awsError, checkRange, paginate } from './aws-error.ts';
 import type { LagKind } from './consistency.ts';
-import { filterValueMatches } from './ec2.ts';
+import { filterValueMatches } from './ec2-filters.ts';
 import { AZS } from './world.ts';
 import type { SimVolume, World } from './world.ts';
 
