@@ -12,7 +12,9 @@ import { SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
 import type { RestoreReport } from '../src/lib/restore/finish.ts';
 import { RESTORE_TAGS } from '../src/lib/restore/state.ts';
 import { awsError } from '../src/local/aws-error.ts';
+import { ConsistencyModel, DEFAULT_MAX_LAG_SECONDS } from '../src/local/consistency.ts';
 import { DEMO_FLEET } from '../src/local/demo-fleet.ts';
+import { shownView } from '../src/local/ec2-volumes.ts';
 import { lambdaDiesAt, lostResponse } from '../src/local/faults.ts';
 import { parseFleet } from '../src/local/fleet.ts';
 import { REPORT_BUCKET, RESTORE_DOCUMENT, runWorkflow } from '../src/local/runner.ts';
@@ -41,7 +43,7 @@ function restore(world: World, method: Method, input: Record<string, unknown>, o
   return runWorkflow(world, { workflow: 'restore', input, env: { SNAPSHOT_METHOD: method }, ...options });
 }
 
-const restoredVolumes = (world: World) => [...world.volumes.values()].filter((v) => v.tags[RESTORE_TAGS.restoreId] !== undefined);
+const restoredVolumes = (world: World) => [...world.volumes.values()].filter((v) => v.tags[RESTORE_TAGS.restoreId] !== undefined).map((v) => world.settleVolume(v));
 const liveRestored = (world: World) => restoredVolumes(world).filter((v) => !v.deleted);
 const restoreCommands = (world: World) => [...world.commands.values()].filter((c) => c.documentName === RESTORE_DOCUMENT);
 const runSnapshotsOf = (world: World, runId: string, instanceId: string) =>
@@ -248,7 +250,7 @@ describe('restore failures clean up what they created', () => {
     const created = restoredVolumes(world);
     expect(created).toHaveLength(3);
     expect(created.every((v) => v.deleted && v.instanceId === undefined)).toBe(true);
-    expect(world.dump().deletedVolumes.sort()).toEqual(created.map((v) => v.volumeId).sort());
+    expect(world.dump().deletedVolumes.map((v) => v.volumeId).sort()).toEqual(created.map((v) => v.volumeId).sort());
     expect(world.apiCalls['ec2:DetachVolume']).toBe(3);
     for (const v of created) expect(result.cause).toContain(v.volumeId);
     expect(result.cause).toMatch(/Cleaned up: deleted .* \(detached from i-0a1b2c3d4e5f60005 first/);
@@ -308,21 +310,6 @@ describe('restore failures clean up what they created', () => {
     expect(world.dump().volumes.filter((v) => v.instanceId === APP)).toHaveLength(2);
   });
 
-  it('waits when DescribeVolumes does not know a volume CreateVolume just returned (EC2 eventual consistency)', async () => {
-    const { world, runId } = await nightlyWorld('aws-vss');
-    let describes = 0;
-    const notYetVisible = ({ operation, input }: { operation: string; input: Record<string, unknown> }) => {
-      const ids = input.VolumeIds as string[] | undefined;
-      if (operation === 'DescribeVolumes' && ids && ids.length > 0 && ++describes === 1) throw awsError('InvalidVolume.NotFound', `The volume '${ids[0]}' does not exist.`);
-    };
-
-    const result = await restore(world, 'aws-vss', { runId, sourceInstanceId: SQL, targetInstanceId: DC }, { interceptors: [notYetVisible] });
-
-    expect(result.status, result.cause).toBe('SUCCEEDED');
-    expect(describes).toBeGreaterThan(1);
-    expect(liveRestored(world).filter((v) => v.instanceId === DC)).toHaveLength(3);
-  });
-
   it('does not create a second volume when the Lambda dies after CreateVolume and the step is retried', async () => {
     const { world, runId } = await nightlyWorld('aws-vss');
     const dies = lambdaDiesAt(world, (call) => call.operation === 'CreateVolume', { after: true, times: 2 });
@@ -363,6 +350,145 @@ describe('restore failures clean up what they created', () => {
     expect(created[0]?.deleted).toBe(true);
     expect(result.cause).toContain(`deleted ${created[0]?.volumeId}`);
   });
+});
+
+/**
+ * The restore against an account that behaves like AWS: EC2 shows new volumes, their tags, attachments and
+ * state changes late, SSM lists a new command late, and answers get lost after the call took effect. A
+ * two-instance fleet, A restored to B; the nightly run that makes the snapshots runs on a clean account, the
+ * faults and lags are then set for the restore alone.
+ */
+describe('restore against real AWS behaviour: eventual consistency and lost answers', () => {
+  const A = 'i-0000000000000000a'; // us-east-1a: /dev/sda1, xvdf
+  const B = 'i-0000000000000000b'; // us-east-1b: /dev/sda1
+
+  async function pairWorld(method: Method, options: { maxLagSeconds?: number; seed?: number; restore?: 'revert-failed' } = {}): Promise<{ world: World; runId: string }> {
+    const seed = options.seed ?? 1;
+    const world = worldFromFleet(
+      parseFleet({
+        faults: { rate: 0, seed },
+        consistency: { maxLagSeconds: 0, seed },
+        instances: [
+          { instanceId: A, name: 'A', volumes: [{ device: '/dev/sda1', sizeGiB: 30 }, { device: 'xvdf', sizeGiB: 50 }] },
+          { instanceId: B, name: 'B', ...(options.restore ? { restore: options.restore } : {}) },
+        ],
+      }),
+    );
+    const nightly = await runWorkflow(world, { env: { SNAPSHOT_METHOD: method } });
+    expect(nightly.status, nightly.cause).toBe('SUCCEEDED');
+    world.consistency = new ConsistencyModel({ maxLagSeconds: options.maxLagSeconds ?? DEFAULT_MAX_LAG_SECONDS, seed });
+    return { world, runId: (nightly.output as { runId: string }).runId };
+  }
+  const restoreAtoB = (world: World, method: Method, runId: string, options: RunOptions = {}, extra: Record<string, unknown> = {}) =>
+    restore(world, method, { runId, sourceInstanceId: A, targetInstanceId: B, ...extra }, options);
+
+  /** Restored (both volumes attached to B, one revert) or cleanly failed (nothing left, at most one revert). */
+  function expectRestoredOrCleanlyFailed(world: World, result: Awaited<ReturnType<typeof restore>>, label: string): void {
+    const live = liveRestored(world);
+    if (result.status === 'SUCCEEDED') {
+      expect(live.map((v) => v.instanceId), label).toEqual([B, B]);
+      expect(live.every((v) => v.attachState === 'attached'), label).toBe(true);
+    } else {
+      expect(result.error, label).not.toBe('States.Runtime');
+      expect(live, `${label}: ${result.cause}`).toEqual([]);
+    }
+  }
+
+  it('waits for new volumes EC2 does not list yet, and for attachments it shows late, instead of failing and deleting good volumes', async () => {
+    const { world, runId } = await pairWorld('aws-vss', { maxLagSeconds: 30 });
+    const seen = { unlisted: 0, attachmentHidden: 0 };
+    const observe = ({ operation }: { operation: string }) => {
+      if (operation !== 'DescribeVolumes') return;
+      for (const v of restoredVolumes(world)) {
+        const shown = shownView(world, v);
+        if (!shown) seen.unlisted += 1;
+        else if (v.instanceId === B && !shown.attachment) seen.attachmentHidden += 1;
+      }
+    };
+
+    const result = await restoreAtoB(world, 'aws-vss', runId, { interceptors: [observe] });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(seen.unlisted).toBeGreaterThan(0);
+    expect(seen.attachmentHidden).toBeGreaterThan(0);
+    expect(liveRestored(world).map((v) => v.instanceId)).toEqual([B, B]);
+    expect(world.apiCalls['ec2:DeleteVolume']).toBeUndefined();
+  });
+
+  it('attaches once when the AttachVolume answer is lost and EC2 shows the attachment late (the retry meets VolumeInUse)', async () => {
+    const { world, runId } = await pairWorld('aws-vss', { maxLagSeconds: 30 });
+    const lost = lostResponse(world, ({ operation }) => operation === 'AttachVolume', 2);
+
+    const result = await restoreAtoB(world, 'aws-vss', runId, { interceptors: [lost] });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(world.mutations.filter((m) => m.call === 'ec2:AttachVolume' && !m.ok).map((m) => m.error)).toContain('VolumeInUse');
+    expect(liveRestored(world).map((v) => [v.instanceId, v.attachState])).toEqual([[B, 'attached'], [B, 'attached']]);
+    expect((result.output as RestoreReport).volumes.map((v) => v.device).sort()).toEqual(liveRestored(world).map((v) => v.device).sort());
+  });
+
+  it('creates one volume per snapshot when CreateVolume answers are lost (ClientToken)', async () => {
+    const { world, runId } = await pairWorld('aws-vss', { maxLagSeconds: 30 });
+    const lost = lostResponse(world, ({ operation }) => operation === 'CreateVolume', 2);
+
+    const result = await restoreAtoB(world, 'aws-vss', runId, { interceptors: [lost] });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(world.apiCalls['ec2:CreateVolume']).toBe(4);
+    expect(restoredVolumes(world)).toHaveLength(2);
+    expect(new Set(restoredVolumes(world).map((v) => v.snapshotId)).size).toBe(2);
+  });
+
+  it('deletes the volumes it holds by id when a failure comes before EC2 lists them or shows their restore-id tag', async () => {
+    const { world, runId } = await pairWorld('aws-vss', { maxLagSeconds: 30 });
+    let tagSearchMissed = false;
+    const observe = ({ operation, input }: { operation: string; input: Record<string, unknown> }) => {
+      const byTag = (input.Filters as { Name?: string }[] | undefined)?.some((f) => f.Name === `tag:${RESTORE_TAGS.restoreId}`);
+      if (operation === 'DescribeVolumes' && byTag && restoredVolumes(world).some((v) => !shownView(world, v))) tagSearchMissed = true;
+    };
+
+    // Check Volumes never gets to run: its Lambda fails until the Catch sends the execution to cleanup,
+    // at once after CreateVolume.
+    const result = await restoreAtoB(world, 'aws-vss', runId, { interceptors: [observe], lambdaFault: (state) => (state === 'Check Volumes' ? { serviceError: true } : undefined) });
+
+    expect(result.status).toBe('FAILED');
+    expect(tagSearchMissed).toBe(true);
+    const created = restoredVolumes(world);
+    expect(created).toHaveLength(2);
+    expect(created.every((v) => v.deleted)).toBe(true);
+    for (const v of created) expect(result.cause).toContain(v.volumeId);
+    expect(result.cause).not.toMatch(/Nothing had been created/);
+  });
+
+  it('finds by its late tag a volume whose id was lost with a Lambda that died after CreateVolume', async () => {
+    const { world, runId } = await pairWorld('aws-vss', { maxLagSeconds: 30 });
+    const dies = lambdaDiesAt(world, (call) => call.operation === 'CreateVolume', { after: true, times: 100 });
+
+    const result = await restoreAtoB(world, 'aws-vss', runId, { interceptors: [dies] });
+
+    expect(result.error).toBe('Lambda.Unknown');
+    const created = restoredVolumes(world);
+    expect(created).toHaveLength(1);
+    expect(created[0]?.deleted).toBe(true);
+    expect(result.cause).toContain(`deleted ${created[0]?.volumeId}`);
+  });
+
+  it('cleans up completely when DescribeVolumes shows detaching, detached and deleting late, and Detach/DeleteVolume answers are lost', async () => {
+    const { world, runId } = await pairWorld('diskshadow', { maxLagSeconds: 30, restore: 'revert-failed' });
+    const lost = lostResponse(world, ({ operation }) => operation === 'DetachVolume' || operation === 'DeleteVolume', 4);
+
+    const result = await restoreAtoB(world, 'diskshadow', runId, { interceptors: [lost] });
+
+    expect(result.error).toBe('RevertFailedError');
+    expect(result.cause).toMatch(/Cleaned up: deleted /);
+    expect(result.cause).not.toMatch(/Not cleaned up in time|cleanup failed/i);
+    const created = restoredVolumes(world);
+    expect(created).toHaveLength(2);
+    expect(created.every((v) => v.deleted && v.instanceId === undefined)).toBe(true);
+    const refused = world.mutations.filter((m) => (m.call === 'ec2:DetachVolume' || m.call === 'ec2:DeleteVolume') && !m.ok).map((m) => m.error);
+    expect(refused.length).toBeGreaterThan(0);
+  });
+
 });
 
 describe('vss-snapshots restore (CLI)', () => {

@@ -63,10 +63,16 @@ export const RevertStatus = z.object({
 export const CleanupStatus = z.object({
   done: z.boolean(),
   deadline: isoDate,
+  /** The first round: a volume EC2 does not show yet (a new volume, its tag) is waited for from then, within a grace. */
+  startedAt: isoDate.optional(),
   deleted: z.array(z.string()),
   detached: z.array(z.string()),
   kept: z.array(z.string()),
   waiting: z.array(z.string()),
+  /** Volume ids this restore holds that DescribeVolumes did not list, and since when. */
+  missingSince: z.record(z.string(), isoDate).default({}),
+  /** Held ids that stayed unlisted past the grace: deleted by an earlier, interrupted round, or never made. */
+  notFound: z.array(z.string()).default([]),
 });
 
 export const RestoreStateSchema = z.object({
@@ -76,6 +82,8 @@ export const RestoreStateSchema = z.object({
   phase: z.enum(['creating', 'attaching']).optional(),
   ready: z.boolean().optional(),
   deadline: isoDate.optional(),
+  /** When Create Volumes or Attach Volumes returned: what EC2 does not show yet is waited for from then, within a grace. */
+  phaseStartedAt: isoDate.optional(),
   revert: RevertStatus.optional(),
   /** Added by a Catch: the error that sent the execution to cleanup. */
   error: z.object({ Error: z.string(), Cause: z.unknown().optional() }).optional(),
