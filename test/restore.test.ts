@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
 import type { RestoreReport } from '../src/lib/restore/finish.ts';
+import { SEND_CONFIRM_WINDOW_MS } from '../src/lib/send-command-once.ts';
 import { RESTORE_TAGS } from '../src/lib/restore/state.ts';
 import { awsError } from '../src/local/aws-error.ts';
 import { ConsistencyModel, DEFAULT_MAX_LAG_SECONDS } from '../src/local/consistency.ts';
@@ -381,6 +382,7 @@ describe('restore against real AWS behaviour: eventual consistency and lost answ
   }
   const restoreAtoB = (world: World, method: Method, runId: string, options: RunOptions = {}, extra: Record<string, unknown> = {}) =>
     restore(world, method, { runId, sourceInstanceId: A, targetInstanceId: B, ...extra }, options);
+  const okSends = (world: World, from: number) => world.mutations.slice(from).filter((m) => m.call === 'ssm:SendCommand' && m.ok);
 
   /** Restored (both volumes attached to B, one revert) or cleanly failed (nothing left, at most one revert). */
   function expectRestoredOrCleanlyFailed(world: World, result: Awaited<ReturnType<typeof restore>>, label: string): void {
@@ -393,6 +395,75 @@ describe('restore against real AWS behaviour: eventual consistency and lost answ
       expect(live, `${label}: ${result.cause}`).toEqual([]);
     }
   }
+
+  it('sends the DiskShadow revert exactly once under 30 % API faults (lost answers included), for 40 seeds, and ends restored or cleanly failed', async () => {
+    let restored = 0;
+    for (let seed = 1; seed <= 40; seed += 1) {
+      const { world, runId } = await pairWorld('diskshadow', { seed });
+      world.faults = { rate: 0.3, seed, kinds: ['throttle', 'server', 'timeout'] };
+      const before = world.mutations.length;
+
+      const result = await restoreAtoB(world, 'diskshadow', runId);
+
+      const label = `seed ${seed}`;
+      const commands = world.dump().commands.filter((c) => c.documentName === RESTORE_DOCUMENT);
+      expect(commands.length, label).toBe(result.status === 'SUCCEEDED' ? 1 : commands.length === 0 ? 0 : 1);
+      expect(okSends(world, before).length, label).toBe(commands.length);
+      expectRestoredOrCleanlyFailed(world, result, label);
+      if (result.status === 'SUCCEEDED') restored += 1;
+    }
+    // Cleanly failing is allowed (three sends SSM never took, say), but it must stay the exception.
+    expect(restored).toBeGreaterThanOrEqual(36);
+  });
+
+  it('sends the revert once when the SendCommand answer is lost and SSM lists the command late, by looking it up before sending again', async () => {
+    const { world, runId } = await pairWorld('diskshadow', { maxLagSeconds: 30 });
+    const lost = lostResponse(world, ({ operation }) => operation === 'SendCommand');
+
+    const result = await restoreAtoB(world, 'diskshadow', runId, { interceptors: [lost] });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(restoreCommands(world)).toHaveLength(1);
+    expect((result.output as RestoreReport).revert?.commandId).toBe(restoreCommands(world)[0]?.commandId);
+    expect(world.apiCalls['ssm:SendCommand']).toBe(2);
+  });
+
+  it('sends the revert once when its Lambda dies right after SendCommand, although ListCommands does not list it yet', async () => {
+    const { world, runId } = await pairWorld('diskshadow', { maxLagSeconds: 30 });
+    const states: string[] = [];
+
+    const result = await restoreAtoB(world, 'diskshadow', runId, {
+      lambdaFault: (state, n) => (state === 'Send Revert Command' && n === 1 ? { crashAfter: true } : undefined),
+      onEvent: (event) => {
+        if (event.type === 'StateEntered') states.push(event.state.name);
+      },
+    });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(restoreCommands(world)).toHaveLength(1);
+    expect(states.filter((s) => s === 'Send Revert Command')).toHaveLength(1);
+    expect(states).toContain('Confirm Revert Send');
+  });
+
+  it('sends the revert again only after SSM has not listed it for longer than its listing can lag', async () => {
+    const { world, runId } = await pairWorld('diskshadow', { maxLagSeconds: 30 });
+    // The first SendCommand fails with a 503 before SSM took it: its outcome is unknown to the restore.
+    let refused = false;
+    const unavailable = ({ operation }: { operation: string }) => {
+      if (operation === 'SendCommand' && !refused) {
+        refused = true;
+        throw awsError('ServiceUnavailableException', 'The service is unavailable.', 503);
+      }
+    };
+    const start = world.now;
+
+    const result = await restoreAtoB(world, 'diskshadow', runId, { interceptors: [unavailable] });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(restoreCommands(world)).toHaveLength(1);
+    const sentAt = Date.parse(world.dump().commands.find((c) => c.documentName === RESTORE_DOCUMENT)?.requestedAt ?? '');
+    expect(sentAt - start).toBeGreaterThan(SEND_CONFIRM_WINDOW_MS);
+  });
 
   it('waits for new volumes EC2 does not list yet, and for attachments it shows late, instead of failing and deleting good volumes', async () => {
     const { world, runId } = await pairWorld('aws-vss', { maxLagSeconds: 30 });
@@ -489,6 +560,15 @@ describe('restore against real AWS behaviour: eventual consistency and lost answ
     expect(refused.length).toBeGreaterThan(0);
   });
 
+  it('restores or cleanly fails with lags up to 30 s and 15 % API faults, for 10 lag seeds', async () => {
+    for (let seed = 1; seed <= 10; seed += 1) {
+      const { world, runId } = await pairWorld('diskshadow', { maxLagSeconds: 30, seed });
+      world.faults = { rate: 0.15, seed, kinds: ['throttle', 'server', 'timeout'] };
+      const result = await restoreAtoB(world, 'diskshadow', runId);
+      expect(restoreCommands(world).length, `seed ${seed}`).toBeLessThanOrEqual(1);
+      expectRestoredOrCleanlyFailed(world, result, `seed ${seed}`);
+    }
+  });
 });
 
 describe('vss-snapshots restore (CLI)', () => {

@@ -36,7 +36,7 @@ export async function finishRestore(deps: { ec2: EC2Client }, state: RestoreStat
     return { volumeId: v.volumeId ?? '', snapshotId: v.snapshotId, sourceDevice: v.sourceDevice, device: attachment.Device ?? v.device, sizeGiB: volume.Size ?? v.sizeGiB, state: volume.State, attachment: attachment.State };
   });
   const revert =
-    plan.method === 'diskshadow' && state.revert?.status === 'success'
+    plan.method === 'diskshadow' && state.revert?.status === 'success' && state.revert.commandId
       ? { commandId: state.revert.commandId, documentName: state.revert.documentName, shadowSetId: plan.shadowSetId ?? '', disks: state.revert.disks, warnings: state.revert.warnings }
       : null;
   if (plan.method === 'diskshadow' && !revert) throw new RestoreVolumeError('DiskShadow snapshots were restored but not reverted: the volumes are not consistent.');
