@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { StateMachine } from 'aws-local-stepfunctions';
 import { describe, expect, it } from 'vitest';
 import { SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
 import type { RestoreReport } from '../src/lib/restore/finish.ts';
@@ -18,7 +19,7 @@ import { DEMO_FLEET } from '../src/local/demo-fleet.ts';
 import { shownView } from '../src/local/ec2-volumes.ts';
 import { lambdaDiesAt, lostResponse } from '../src/local/faults.ts';
 import { parseFleet } from '../src/local/fleet.ts';
-import { REPORT_BUCKET, RESTORE_DOCUMENT, runWorkflow } from '../src/local/runner.ts';
+import { loadDefinition, REPORT_BUCKET, RESTORE_DOCUMENT, runWorkflow } from '../src/local/runner.ts';
 import type { RunOptions } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
 import type { World } from '../src/local/world.ts';
@@ -568,6 +569,42 @@ describe('restore against real AWS behaviour: eventual consistency and lost answ
       expect(restoreCommands(world).length, `seed ${seed}`).toBeLessThanOrEqual(1);
       expectRestoredOrCleanlyFailed(world, result, `seed ${seed}`);
     }
+  });
+});
+
+describe('a cleanup that fails too', () => {
+  /** Runs the restore definition from "Clean Up Restore" with a cleanup Lambda that fails. */
+  async function failCleanup(error: Record<string, unknown>): Promise<{ name: string; cause: string }> {
+    const definition = loadDefinition('restore');
+    definition.StartAt = 'Clean Up Restore';
+    // Not validated: starting half-way leaves states unreachable (the definition itself is validated in definition.test.ts).
+    const machine = new StateMachine(definition, { validationOptions: { noValidate: true } });
+    const state = { restore: { restoreId: '20261128T000300Z-0badc0de', executionId: 'x', runId: '20261128T000000Z-3f2a9c1e', sourceInstanceId: SQL, targetInstanceId: APP, devices: null, keepOnFailure: false, startedAt: '2026-11-28T00:03:00.000Z' }, error };
+    const execution = machine.run(state as never, {
+      overrides: {
+        taskResourceLocalHandlers: { 'Clean Up Restore': () => Promise.reject(Object.assign(new Error('not authorized to perform ec2:DeleteVolume'), { name: 'UnauthorizedOperation' })) } as never,
+        retryIntervalOverrides: { 'Clean Up Restore': 0 },
+      },
+    });
+    try {
+      await execution.result;
+      return { name: 'none', cause: '' };
+    } catch (e) {
+      const failure = e as { cause?: { name?: string; message?: string } };
+      return { name: failure.cause?.name ?? '', cause: failure.cause?.message ?? '' };
+    }
+  }
+
+  it('fails with the original error and says what to delete by hand', async () => {
+    const failure = await failCleanup({ Error: 'RevertFailedError', Cause: 'The restore document failed on the target.' });
+    expect(failure.name).toBe('RevertFailedError');
+    expect(failure.cause).toMatch(/The restore document failed on the target\. The cleanup failed too \(UnauthorizedOperation\): delete the volumes tagged vss-snapshots:restore-id=20261128T000300Z-0badc0de yourself/);
+  });
+
+  it('does so too for an original error without a Cause (States.Format would fail with States.Runtime on the missing path)', async () => {
+    const failure = await failCleanup({ Error: 'States.Timeout' });
+    expect(failure.name).toBe('States.Timeout');
+    expect(failure.cause).toMatch(/Restore 20261128T000300Z-0badc0de failed: States\.Timeout The cleanup failed too \(UnauthorizedOperation\)/);
   });
 });
 
