@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { describe, expect, it } from 'vitest';
 import { SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
+import { ATTEMPT_TAG } from '../src/lib/run-id.ts';
 import type { RestoreReport } from '../src/lib/restore/finish.ts';
 import { SEND_CONFIRM_WINDOW_MS } from '../src/lib/send-command-once.ts';
 import { RESTORE_TAGS } from '../src/lib/restore/state.ts';
@@ -22,7 +23,7 @@ import { parseFleet } from '../src/local/fleet.ts';
 import { loadDefinition, REPORT_BUCKET, RESTORE_DOCUMENT, runWorkflow } from '../src/local/runner.ts';
 import type { RunOptions } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
-import type { World } from '../src/local/world.ts';
+import type { SimSnapshot, World } from '../src/local/world.ts';
 
 const SQL = 'i-0a1b2c3d4e5f60001'; // sql-prod-01, us-east-1a: /dev/sda1, xvdf, xvdg
 const DC = 'i-0a1b2c3d4e5f60004'; // dc-01, us-east-1a: /dev/sda1
@@ -235,6 +236,57 @@ describe('restore input and refusals: nothing is created', () => {
     const done = await restore(vss.world, 'aws-vss', { runId: vss.runId, sourceInstanceId: SQL, targetInstanceId: STOPPED, devices: ['xvdf'] });
     expect(done.status, done.cause).toBe('SUCCEEDED');
     expect(liveRestored(vss.world)[0]).toMatchObject({ instanceId: STOPPED, attachState: 'attached', availabilityZone: 'us-east-1a' });
+  });
+});
+
+/**
+ * A run can hold more than one attempt's snapshots of a device: an attempt whose snapshots were judged
+ * unusable (crash-consistent leftovers of a VSS failure, an error) and the retry that succeeded, or two usable
+ * sets when a lag made the run retry. Plan Restore takes, per device, the usable snapshot of the latest attempt.
+ */
+describe('restore plan: which attempt of a device it restores', () => {
+  /** Adds, for every run snapshot of SQL, a snapshot of the same volume from a later attempt, shaped by `later`. */
+  function addLaterAttempt(world: World, runId: string, later: (copy: SimSnapshot) => void): Map<string, string> {
+    const laterByDevice = new Map<string, string>();
+    for (const s of runSnapshotsOf(world, runId, SQL)) {
+      const attempt = Number(s.tags[ATTEMPT_TAG] ?? '1');
+      const copy: SimSnapshot = { ...structuredClone(s), snapshotId: `snap-0${world.nextHex(16)}`, startTime: s.startTime + 600_000, completeAt: s.completeAt + 600_000, visibleAt: s.visibleAt + 600_000, tags: { ...s.tags, [ATTEMPT_TAG]: String(attempt + 1) } };
+      later(copy);
+      world.addSnapshot(copy);
+      laterByDevice.set(s.tags.Device ?? '', copy.snapshotId);
+    }
+    world.advanceBy(3_600_000);
+    return laterByDevice;
+  }
+  const restoredSnapshots = (world: World) => liveRestored(world).map((v) => v.snapshotId).sort();
+
+  it.each<Method>(['aws-vss', 'diskshadow'])('restores the latest attempt when two attempts are usable (%s)', async (method) => {
+    const { world, runId } = await nightlyWorld(method);
+    const earlier = runSnapshotsOf(world, runId, SQL).map((s) => s.snapshotId);
+    const later = addLaterAttempt(world, runId, (copy) => {
+      if (copy.tags[SHADOW_SET_TAG]) copy.tags[SHADOW_SET_TAG] = '7e3c1a4d-0b2f-4c55-9a1e-2f3b4c5d6e7f';
+    });
+
+    const result = await restore(world, method, { runId, sourceInstanceId: SQL, targetInstanceId: APP });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(restoredSnapshots(world)).toEqual([...later.values()].sort());
+    expect(restoredSnapshots(world).some((id) => earlier.includes(id ?? ''))).toBe(false);
+    if (method === 'diskshadow') expect(restoreCommands(world)[0]?.parameters.ShadowSetId).toEqual(['7e3c1a4d-0b2f-4c55-9a1e-2f3b4c5d6e7f']);
+  });
+
+  it.each<[string, (copy: SimSnapshot) => void]>([
+    ['crash-consistent (no AppConsistent tag)', (copy) => delete copy.tags.AppConsistent],
+    ['in state error', (copy) => (copy.finalState = 'error')],
+  ])('restores the earlier, usable attempt when the later one is %s', async (_name, spoil) => {
+    const { world, runId } = await nightlyWorld('aws-vss');
+    const earlier = runSnapshotsOf(world, runId, SQL).map((s) => s.snapshotId).sort();
+    addLaterAttempt(world, runId, spoil);
+
+    const result = await restore(world, 'aws-vss', { runId, sourceInstanceId: SQL, targetInstanceId: APP });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    expect(restoredSnapshots(world)).toEqual(earlier);
   });
 });
 
