@@ -1,41 +1,14 @@
 /** The EC2 API of the simulated account: instances, volumes and snapshots. */
 import type { Filter } from '@aws-sdk/client-ec2';
 import { awsError, checkRange, paginate } from './aws-error.ts';
-import { volumeOperations } from './ec2-volumes.ts';
+import { filterValueMatches } from './ec2-filters.ts';
+import { shownAttachments, tagVolume, volumeOperations } from './ec2-volumes.ts';
 import { ACCOUNT_ID } from './world.ts';
 import type { SimInstance, SimSnapshot, World } from './world.ts';
 
+export { filterValueMatches };
+
 type Input = Record<string, unknown>;
-
-/** EC2 filter value matching: `*` and `?` are wildcards, a backslash escapes them. */
-export function filterValueMatches(pattern: string, value: string): boolean {
-  // Hot path at scale (every snapshot of a 10,000-instance run, every page): plain values compare as strings.
-  if (!/[*?\\]/.test(pattern)) return pattern === value;
-  let compiled = compiledPatterns.get(pattern);
-  if (!compiled) {
-    compiled = compilePattern(pattern);
-    if (compiledPatterns.size > 10_000) compiledPatterns.clear();
-    compiledPatterns.set(pattern, compiled);
-  }
-  return compiled.test(value);
-}
-const compiledPatterns = new Map<string, RegExp>();
-
-function compilePattern(pattern: string): RegExp {
-  let regex = '';
-  for (let i = 0; i < pattern.length; i += 1) {
-    const ch = pattern[i] as string;
-    if (ch === '\\' && i + 1 < pattern.length) {
-      regex += escapeRegex(pattern[i + 1] as string);
-      i += 1;
-    } else if (ch === '*') regex += '.*';
-    else if (ch === '?') regex += '.';
-    else regex += escapeRegex(ch);
-  }
-  return new RegExp(`^${regex}$`, 's');
-}
-const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
 function matchTags(filter: Filter, tags: Record<string, string>): boolean | undefined {
   const name = filter.Name ?? '';
   if (name.startsWith('tag:')) {
@@ -67,7 +40,6 @@ function instanceMatches(world: World, instance: SimInstance, filter: Filter): b
 }
 
 function describeInstance(world: World, instance: SimInstance) {
-  const volumes = world.volumesOf(instance.instanceId).map((v) => world.settleVolume(v)).filter((v) => v.instanceId === instance.instanceId);
   return {
     InstanceId: instance.instanceId,
     InstanceType: 'm5.large',
@@ -79,9 +51,10 @@ function describeInstance(world: World, instance: SimInstance) {
     RootDeviceName: instance.rootDevice,
     RootDeviceType: 'ebs',
     Tags: Object.entries(instance.tags).map(([Key, Value]) => ({ Key, Value })),
-    BlockDeviceMappings: volumes.map((v) => ({
-      DeviceName: v.device,
-      Ebs: { VolumeId: v.volumeId, Status: v.attachState ?? 'attached', DeleteOnTermination: v.device === instance.rootDevice, AttachTime: new Date(v.createdAt) },
+    // Attachments as DescribeInstances shows them: a restored volume's attachment (and its end) shows late.
+    BlockDeviceMappings: shownAttachments(world, instance.instanceId).map((a) => ({
+      DeviceName: a.device,
+      Ebs: { VolumeId: a.volumeId, Status: a.state, DeleteOnTermination: a.device === instance.rootDevice, AttachTime: new Date(a.attachTime) },
     })),
   };
 }
@@ -227,7 +200,7 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
         if (Object.keys(s.tags).length > 50) throw awsError('TagLimitExceeded', `The maximum number of tags for ${id} (50) would be exceeded.`);
       } else if (id.startsWith('vol-')) {
         const v = world.volumes.get(id);
-        for (const t of tags) if (v) v.tags[t.Key as string] = t.Value ?? '';
+        if (v) tagVolume(world, v, Object.fromEntries(tags.map((t) => [t.Key as string, t.Value ?? ''])));
       } else {
         const i = world.instances.get(id);
         for (const t of tags) if (i) i.tags[t.Key as string] = t.Value ?? '';

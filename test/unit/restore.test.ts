@@ -1,5 +1,10 @@
-/** Pure parts of the restore: device names, input checking, reading snapshot tags, the revert parameters. */
-import { describe, expect, it } from 'vitest';
+/** Pure parts of the restore: device names, input checking, reading snapshot tags, the revert parameters, the revert's send decisions. */
+import { ListCommandsCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { clock } from '../../src/lib/clock.ts';
+import { MAX_REVERT_SENDS, revertComment, sendRevertCommand } from '../../src/lib/restore/revert.ts';
+import { SEND_CONFIRM_WINDOW_MS } from '../../src/lib/send-command-once.ts';
 import { deviceSlot, freeDeviceNames, normalizeDevice } from '../../src/lib/restore/devices.ts';
 import { parseRestoreInput } from '../../src/lib/restore/input.ts';
 import { toRunSnapshot } from '../../src/lib/restore/plan.ts';
@@ -87,5 +92,90 @@ describe('idempotency and document parameters', () => {
     });
     const bad = { ...state, plan: { ...state.plan, shadowSetId: 'not-a-guid' } } as RestoreState;
     expect(() => revertParameters(bad, loadRestoreConfig({}))).toThrow(/ShadowSetId/);
+  });
+});
+
+describe('sending the revert: at most once as far as anything can tell', () => {
+  const ssm = mockClient(SSMClient);
+  const NOW = Date.parse('2026-11-28T00:10:00.000Z');
+  const config = loadRestoreConfig({ RESTORE_DOCUMENT_NAME: 'VssSnapshots-DiskShadowRestore' });
+  const base: RestoreState = {
+    restore: { restoreId: '20261128T000000Z-3f2a9c1e', executionId: 'x', runId: '20261128T000000Z-3f2a9c1e', sourceInstanceId: 'i-0123456789abcdef0', targetInstanceId: 'i-0fedcba9876543210', devices: null, keepOnFailure: false, startedAt: '2026-11-28T00:00:00.000Z' },
+    plan: {
+      method: 'diskshadow',
+      availabilityZone: 'us-east-1a',
+      targetState: 'running',
+      shadowSetId: '4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f',
+      volumes: [{ sourceDevice: 'xvdf', sourceVolumeId: 'vol-1', snapshotId: 'snap-1', sizeGiB: 1, device: 'xvdf', volumeId: 'vol-0aaaaaaaaaaaaaaa1' }],
+    },
+  };
+  const unconfirmed = (since: number, sends = 1): RestoreState => ({
+    ...base,
+    revert: { commandId: null, documentName: 'VssSnapshots-DiskShadowRestore', status: 'unconfirmed', sends, unconfirmedSince: new Date(since).toISOString(), deadline: '2026-11-28T02:00:00.000Z', disks: [], warnings: [] },
+  });
+  const named = (name: string, status: number) => Object.assign(new Error(name), { name, $metadata: { httpStatusCode: status } });
+  const realNow = clock.now;
+
+  beforeEach(() => {
+    ssm.reset();
+    clock.now = () => NOW;
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+  });
+  afterEach(() => {
+    clock.now = realNow;
+  });
+
+  it('sends once and follows the command', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+    const out = await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, base);
+    expect(out.revert).toMatchObject({ commandId: 'cmd-1', status: 'pending', sends: 1 });
+    expect(ssm.commandCalls(SendCommandCommand)[0]?.args[0].input).toMatchObject({ Comment: revertComment(base.restore.restoreId), InstanceIds: ['i-0fedcba9876543210'], MaxErrors: '0' });
+  });
+
+  it('takes a send whose answer was lost (or a 5xx) as unconfirmed, and does not send again', async () => {
+    ssm.on(SendCommandCommand).rejects(Object.assign(new Error('socket timed out'), { name: 'TimeoutError', code: 'ETIMEDOUT' }));
+    const out = await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, base);
+    expect(out.revert).toMatchObject({ commandId: null, status: 'unconfirmed', sends: 1, unconfirmedSince: new Date(NOW).toISOString() });
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(1);
+  });
+
+  it('fails at once on an answer that proves nothing was sent (a 4xx such as InvalidParameters)', async () => {
+    ssm.on(SendCommandCommand).rejects(named('InvalidParameters', 400));
+    await expect(sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, base)).rejects.toMatchObject({ name: 'InvalidParameters' });
+  });
+
+  it('while unconfirmed only looks: adopts the command once ListCommands shows it, never sends', async () => {
+    const state = unconfirmed(NOW - 60_000);
+    expect((await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, state)).revert).toMatchObject({ status: 'unconfirmed', sends: 1, unconfirmedSince: new Date(NOW - 60_000).toISOString() });
+    ssm.on(ListCommandsCommand).resolves({ Commands: [{ CommandId: 'cmd-late', Comment: revertComment(base.restore.restoreId) }] });
+    expect((await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, state)).revert).toMatchObject({ commandId: 'cmd-late', status: 'pending', sends: 1 });
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+    expect(ssm.commandCalls(ListCommandsCommand)[0]?.args[0].input).toMatchObject({ InstanceId: 'i-0fedcba9876543210', Filters: [{ key: 'InvokedAfter', value: base.restore.startedAt }] });
+  });
+
+  it('takes a send as never arrived only once it stayed unlisted past the window, and gives up after the last send', async () => {
+    const justInside = await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, unconfirmed(NOW - SEND_CONFIRM_WINDOW_MS));
+    expect(justInside.revert?.status).toBe('unconfirmed');
+    const past = await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, unconfirmed(NOW - SEND_CONFIRM_WINDOW_MS - 1));
+    expect(past.revert).toMatchObject({ status: 'not-sent', sends: 1, commandId: null });
+    await expect(sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, unconfirmed(NOW - SEND_CONFIRM_WINDOW_MS - 1, MAX_REVERT_SENDS))).rejects.toMatchObject({ name: 'RevertFailedError' });
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it('counts a send whose Lambda died as made, and waits out its listing lag from now; a Lambda that died while only looking adds no send', async () => {
+    const crashedSending = { ...base, revertSendError: { Error: 'Lambda.Unknown', Cause: 'timed out' } };
+    const first = await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, crashedSending);
+    expect(first.revert).toMatchObject({ status: 'unconfirmed', sends: 1, unconfirmedSince: new Date(NOW).toISOString() });
+    expect(first.revertSendError).toBeUndefined();
+
+    const crashedLooking = { ...unconfirmed(NOW - 120_000, 2), revertSendError: { Error: 'Lambda.Unknown' } };
+    expect((await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, crashedLooking)).revert).toMatchObject({ status: 'unconfirmed', sends: 2, unconfirmedSince: new Date(NOW - 120_000).toISOString() });
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+  });
+
+  it('sends again after not-sent, counting the sends', async () => {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-2' } });
+    const notSent: RestoreState = { ...unconfirmed(NOW - SEND_CONFIRM_WINDOW_MS - 1), revert: { ...(unconfirmed(0).revert as NonNullable<RestoreState['revert']>), status: 'not-sent' } };
+    expect((await sendRevertCommand({ ssm: ssm as unknown as SSMClient, config }, notSent)).revert).toMatchObject({ commandId: 'cmd-2', status: 'pending', sends: 2 });
   });
 });

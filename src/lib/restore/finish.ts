@@ -2,12 +2,12 @@
  * "Finish Restore": reads the volumes back from EC2 (not from the payload) and reports what was created,
  * where it is attached and how the revert went. The report is the execution's output.
  */
-import { DescribeVolumesCommand } from '@aws-sdk/client-ec2';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import { nowIso } from '../clock.ts';
 import { RestoreVolumeError } from '../errors.ts';
 import { createdVolumeIds, planOf } from './state.ts';
 import type { RestoreState } from './state.ts';
+import { describeVolumesById } from './volumes.ts';
 
 export interface RestoreReport {
   restoreId: string;
@@ -26,8 +26,7 @@ export interface RestoreReport {
 export async function finishRestore(deps: { ec2: EC2Client }, state: RestoreState): Promise<RestoreReport> {
   const plan = planOf(state);
   const r = state.restore;
-  const out = await deps.ec2.send(new DescribeVolumesCommand({ VolumeIds: createdVolumeIds(state) }));
-  const found = new Map((out.Volumes ?? []).map((v) => [v.VolumeId ?? '', v]));
+  const found = await describeVolumesById(deps.ec2, createdVolumeIds(state));
   const volumes = plan.volumes.map((v) => {
     const volume = found.get(v.volumeId ?? '');
     const attachment = volume?.Attachments?.find((a) => a.InstanceId === r.targetInstanceId);
@@ -37,7 +36,7 @@ export async function finishRestore(deps: { ec2: EC2Client }, state: RestoreStat
     return { volumeId: v.volumeId ?? '', snapshotId: v.snapshotId, sourceDevice: v.sourceDevice, device: attachment.Device ?? v.device, sizeGiB: volume.Size ?? v.sizeGiB, state: volume.State, attachment: attachment.State };
   });
   const revert =
-    plan.method === 'diskshadow' && state.revert?.status === 'success'
+    plan.method === 'diskshadow' && state.revert?.status === 'success' && state.revert.commandId
       ? { commandId: state.revert.commandId, documentName: state.revert.documentName, shadowSetId: plan.shadowSetId ?? '', disks: state.revert.disks, warnings: state.revert.warnings }
       : null;
   if (plan.method === 'diskshadow' && !revert) throw new RestoreVolumeError('DiskShadow snapshots were restored but not reverted: the volumes are not consistent.');

@@ -50,9 +50,18 @@ export const RestorePlan = z.object({
 });
 
 export const RevertStatus = z.object({
-  commandId: z.string(),
+  /** Null while a send is unconfirmed (its answer was lost and SSM does not list the command yet). */
+  commandId: z.string().nullable(),
   documentName: z.string(),
-  status: z.enum(['pending', 'success']),
+  /**
+   * pending: sent, running; success: reverted; unconfirmed: a send may have reached SSM, look it up before
+   * anything else; not-sent: SSM has not listed it for longer than its listing can lag, so send again.
+   */
+  status: z.enum(['pending', 'success', 'unconfirmed', 'not-sent']),
+  /** SendCommand calls this restore has made (or may have made) of the revert. */
+  sends: z.number().int().min(0).default(1),
+  /** When the restore first found the latest send unconfirmed: the listing lag is waited out from then. */
+  unconfirmedSince: isoDate.optional(),
   deadline: isoDate,
   disks: z
     .array(z.object({ volumeId: z.string(), diskNumber: z.number().int().nullable(), signatureChanged: z.boolean(), online: z.boolean(), reverted: z.number().int() }))
@@ -63,10 +72,16 @@ export const RevertStatus = z.object({
 export const CleanupStatus = z.object({
   done: z.boolean(),
   deadline: isoDate,
+  /** The first round: a volume EC2 does not show yet (a new volume, its tag) is waited for from then, within a grace. */
+  startedAt: isoDate.optional(),
   deleted: z.array(z.string()),
   detached: z.array(z.string()),
   kept: z.array(z.string()),
   waiting: z.array(z.string()),
+  /** Volume ids this restore holds that DescribeVolumes did not list, and since when. */
+  missingSince: z.record(z.string(), isoDate).default({}),
+  /** Held ids that stayed unlisted past the grace: deleted by an earlier, interrupted round, or never made. */
+  notFound: z.array(z.string()).default([]),
 });
 
 export const RestoreStateSchema = z.object({
@@ -76,9 +91,13 @@ export const RestoreStateSchema = z.object({
   phase: z.enum(['creating', 'attaching']).optional(),
   ready: z.boolean().optional(),
   deadline: isoDate.optional(),
+  /** When Create Volumes or Attach Volumes returned: what EC2 does not show yet is waited for from then, within a grace. */
+  phaseStartedAt: isoDate.optional(),
   revert: RevertStatus.optional(),
   /** Added by a Catch: the error that sent the execution to cleanup. */
   error: z.object({ Error: z.string(), Cause: z.unknown().optional() }).optional(),
+  /** Added by Send Revert Command's Catch: its Lambda failed in a way that may have sent the command. */
+  revertSendError: z.object({ Error: z.string(), Cause: z.unknown().optional() }).optional(),
   cleanup: CleanupStatus.optional(),
   failure: z.object({ error: z.string(), cause: z.string() }).optional(),
 });
