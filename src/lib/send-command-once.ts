@@ -56,7 +56,13 @@ export async function sendCommandOnce(ssm: SSMClient, input: SendCommandCommandI
   let mayHaveSent = false;
   const lookUpBeforeRetry: FinalizeRequestMiddleware<SendCommandCommandInput, SendCommandCommandOutput> = (next) => async (args) => {
     if (mayHaveSent) {
-      const existing = await findCommandByComment(ssm, comment, since, input.InstanceIds?.[0]);
+      let existing: Command | undefined;
+      try {
+        existing = await findCommandByComment(ssm, comment, since, input.InstanceIds?.[0]);
+      } catch (error) {
+        // The look-up itself failed (throttled, say): whether the command exists is as unknown as before.
+        throw new SendOutcomeUnknownError(`SendCommand "${comment}" may have reached SSM (its answer was lost); looking it up failed: ${(error as Error).name}.`);
+      }
       if (existing) return { output: { Command: existing, $metadata: {} }, response: { statusCode: 200, headers: {} } };
       throw new SendOutcomeUnknownError(`SendCommand "${comment}" may have reached SSM (its answer was lost) but SSM does not list it yet.`);
     }
