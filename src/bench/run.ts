@@ -250,15 +250,15 @@ export function evaluateTargets(r: BenchResult): Target[] {
  * agents (50 a page); per attempt wave, one SendCommand per 50 instances, one ListCommands sweep (50
  * commands a page), one ListCommandInvocations page per command and one DescribeSnapshots listing (1,000 a
  * page); every deletion and cancellation once; the report written once, the alert published once, the
- * overlap check once. Reading and writing the run-state object is the design's own overhead (floor 0).
+ * run lease (one read, a write to take it, one to release it). Reading and writing the run-state object is the design's own overhead.
  */
 export function apiFloors(world: World, report: RunReport | undefined): Record<string, number> {
   const instances = report?.instances ?? [];
   const candidates = instances.filter((i) => i.outcome !== 'skipped').length;
   const floors: Record<string, number> = {
-    'sfn:ListExecutions': 1,
-    's3:GetObject': 0,
-    's3:PutObject': report ? 1 : 0,
+    // The run lease: read once, written to take it and to release it.
+    's3:GetObject': 2,
+    's3:PutObject': report ? 3 : 2,
     'ec2:DescribeInstances': Math.max(1, Math.ceil(instances.length / 1000)),
     'ssm:DescribeInstanceInformation': Math.ceil(candidates / 50),
   };
@@ -291,6 +291,12 @@ export function apiFloors(world: World, report: RunReport | undefined): Record<s
   const deleted = [...world.snapshots.values()].filter((s) => s.deleted).length;
   if (deleted > 0) floors['ec2:DeleteSnapshot'] = deleted;
   if (cancelled > 0) floors['ssm:CancelCommand'] = cancelled;
+  // A failed invocation's whole output is read once (GetCommandInvocation: the listing cuts it).
+  const failedScripts = [...world.commands.values()].reduce((n, c) => n + c.invocations.filter((i) => i.status === 'Failed' && i.statusDetails === 'Failed').length, 0);
+  if (failedScripts > 0) floors['ssm:GetCommandInvocation'] = failedScripts;
+  // A kept crash-consistent fallback set is labelled (one CreateTags per failure code, 1,000 snapshots a call).
+  const fallbacks = [...world.snapshots.values()].filter((s) => !s.deleted && s.tags['vss-snapshots:fallback']).length;
+  if (fallbacks > 0) floors['ec2:CreateTags'] = Math.ceil(fallbacks / 1000);
   if (report?.alert) floors['sns:Publish'] = 1;
   return floors;
 }

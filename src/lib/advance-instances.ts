@@ -4,10 +4,10 @@
  *
  * 1. deletions decided earlier and not finished (bounded per invocation);
  * 2. the sends an earlier try of this very step made before dying (its intent object) become unconfirmed sends;
- * 3. commands: find unconfirmed sends, read the invocations of commands that gained final ones, judge each
- *    instance by its own invocation, cancel what passed its deadline (check-commands.ts);
- * 4. the next paced slice of instances due for a command — first attempts, and retries whose delay after their
+ * 3. the next paced slice of instances due for a command — first attempts, and retries whose delay after their
  *    own failure has passed (send-commands.ts);
+ * 4. commands: find unconfirmed sends, read the invocations of commands that gained final ones, judge each
+ *    instance by its own invocation, cancel what passed its deadline (check-commands.ts);
  * 5. snapshot checks that are due (verify-snapshots.ts);
  * 6. once every instance is final, the leftover sweep (sweep-run.ts).
  *
@@ -58,8 +58,9 @@ export async function advanceInstances(deps: AdvanceDeps, state: RunState): Prom
   const started = clock.now();
   await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
   if (dueForSend(state, started).length > 0) await adoptIntent(deps, state);
-  await pollCommands({ ssm: deps.ssm, config }, state, started + COALESCE_MS);
+  // Sends first: they are paced on a 20-second grid, and every second spent before them would stretch it.
   await sendDue({ ssm: deps.ssm, config, writeIntent: s3IntentWriter(deps.s3, config.reportBucket, state.runId) }, state);
+  await pollCommands({ ssm: deps.ssm, config }, state, started + COALESCE_MS);
   await verifyDue({ ec2: deps.ec2, config, save: deps.save }, state, clock.now() + COALESCE_MS);
   await sweepRun({ ec2: deps.ec2, config, save: deps.save }, state);
   state.tickSeq = (state.tickSeq ?? 0) + 1;

@@ -107,7 +107,10 @@ export async function sendDue(deps: SendDeps, state: RunState): Promise<void> {
     });
     await sendBatch(deps, state, send.records, { documentName: document.name, documentVersion: document.version, parameters, attempt: send.attempt, comment: send.comment, base: send.comment, parts: { n: 0 } });
   }
-  state.nextSendAt = now + config.sendSliceSeconds * 1000;
+  // On the slice grid: the next slice is due one slice after this one was, not after this step's own latency.
+  const sliceMs = config.sendSliceSeconds * 1000;
+  const scheduled = state.nextSendAt ?? now;
+  state.nextSendAt = (now - scheduled < sliceMs ? scheduled : now) + sliceMs;
 }
 
 interface BatchOptions {

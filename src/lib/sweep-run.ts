@@ -32,12 +32,18 @@ export interface SweepDeps {
   save?: (state: RunState) => Promise<void>;
 }
 
-/** When the sweep may run: the consistency grace after the last outcome or send; undefined while instances are not final. */
+/**
+ * When the sweep may run (undefined while instances are not final). Snapshots of this run come only from its
+ * commands; a command that failed, was cancelled or was sent twice may have made some that EC2 shows late, so
+ * the sweep then waits the consistency grace after the last outcome. On a clean night — every instance that got
+ * a command succeeded on its one attempt, no send lost — nothing else can exist, and it runs at once.
+ */
 export function sweepDueAt(state: RunState, config: Config): number | undefined {
   if (state.swept || state.dryRun || state.commands.length === 0) return undefined;
   if (!state.instances.every((i) => isFinal(i.phase))) return undefined;
   const lastOutcome = Math.max(0, ...state.instances.map((i) => i.finishedAt ?? 0), ...state.commands.map((c) => c.sentAt));
-  return lastOutcome + config.consistencyGraceSeconds * 1000;
+  const clean = state.instances.every((i) => i.attempts === 0 || (i.phase === 'succeeded' && i.attempts === 1)) && state.commands.every((c) => c.status === 'done' && c.commandId !== undefined);
+  return clean ? lastOutcome : lastOutcome + config.consistencyGraceSeconds * 1000;
 }
 
 export async function sweepRun(deps: SweepDeps, state: RunState): Promise<void> {

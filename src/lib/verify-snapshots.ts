@@ -34,6 +34,8 @@ export const MAX_SNAPSHOT_POLL_SECONDS = 1_800;
 const MIN_RECHECK_MS = 15_000;
 /** Time one invocation spends deleting unusable snapshots; the rest are left in `state.discard`. */
 export const DISCARD_BUDGET_MS = 120_000;
+/** The grid that checks far ahead are put on (see verifyDue). */
+const LONG_CHECK_GRID_MS = 5 * 60_000;
 /** EC2 accepts up to 200 values in one filter. */
 const VOLUMES_PER_FILTER = 200;
 
@@ -75,8 +77,12 @@ export async function verifyDue(deps: VerifyDeps, state: RunState, horizon = clo
   const due = state.instances.filter((i) => i.phase === 'verify' && (i.nextCheckAt ?? 0) <= horizon);
   if (due.length === 0) return;
   const volumeIds = due.flatMap((r) => expectedVolumes(r, state.options.excludeBootVolume).map((v) => v.volumeId));
+  // The cheaper listing: the due instances' volumes (200 a filter), or the whole run (1,000 a page) when most
+  // of the run is due at once.
+  const runVolumes = state.instances.filter((i) => i.attempts > 0).reduce((n, r) => n + expectedVolumes(r, state.options.excludeBootVolume).length, 0);
+  const wholeRun = Math.ceil(runVolumes / 1000) < Math.ceil(volumeIds.length / VOLUMES_PER_FILTER);
   const byVolume = new Map<string, Snapshot[]>();
-  for (const s of await listRunSnapshots(deps.ec2, state.runId, volumeIds)) {
+  for (const s of await listRunSnapshots(deps.ec2, state.runId, wholeRun ? undefined : volumeIds)) {
     if (s.VolumeId) byVolume.set(s.VolumeId, [...(byVolume.get(s.VolumeId) ?? []), s]);
   }
   const toDiscard: string[] = [];
@@ -85,8 +91,11 @@ export async function verifyDue(deps: VerifyDeps, state: RunState, horizon = clo
     const snapshots = volumes.flatMap((v) => byVolume.get(v.volumeId) ?? []).filter((s) => attemptOf(s) === record.attempts);
     const verdict = judge(record, snapshots, state, deps.config);
     if (verdict.kind === 'pending') {
-      // On the run's poll grid, so the checks of instances verified at different times share wake-ups.
-      record.nextCheckAt = onGrid(now + verdict.recheckInMs, state, deps.config.commandPollSeconds * 1000);
+      // On the run's poll grid, so the checks of instances verified at different times share wake-ups; a check
+      // ten minutes or more away (a long first snapshot) goes on a 5-minute grid: a few minutes either way
+      // change nothing there, and instances started over half an hour then wake the workflow together.
+      const gridMs = verdict.recheckInMs >= 10 * 60_000 ? LONG_CHECK_GRID_MS : deps.config.commandPollSeconds * 1000;
+      record.nextCheckAt = onGrid(now + verdict.recheckInMs, state, gridMs);
       continue;
     }
     // A second set of this attempt (a command that ran twice) is deleted; the instance is judged by the best.
