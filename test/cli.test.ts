@@ -55,7 +55,7 @@ describe('vss-snapshots run', () => {
     const out = cli('run', '--fleet', fleet, '--quiet');
 
     expect(out.status).toBe(3);
-    expect(out.stdout).toMatch(/1 succeeded, 1 failed, 0 skipped of 2 matched; 1 snapshots verified \(1 more of failed instances, unusable\)/);
+    expect(out.stdout).toMatch(/1 succeeded, 1 failed, 0 skipped of 2 matched; 1 usable snapshot \(verified, application-consistent\); 1 unusable snapshot of failed attempts \(not a backup\)/);
   });
 
   it('writes the report to --report and accepts a YAML fleet', () => {
@@ -97,13 +97,13 @@ describe('vss-snapshots run', () => {
 
   it.each([
     [['run', '--input', '{"instanceID": []}'], /unknown field "instanceID"/],
-    [['run', '--input', join(dir, 'missing-input.json')], /--input is not valid JSON/],
-    [['run', '--input', 'not json'], /--input is not valid JSON/],
-    [['run', '--fleet', '/nonexistent.json'], /Cannot read fleet file/],
+    [['run', '--input', join(dir, 'missing-input.json')], /--input: file not found: .*missing-input\.json/],
+    [['run', '--input', '{"dryRun": tru}'], /--input is not valid JSON/],
+    [['run', '--fleet', '/nonexistent.json'], /--fleet: file not found: \/nonexistent\.json/],
     [['run', '--fleet', 'package.json'], /not a valid fleet file/],
-    [['run', '--method', 'vss'], /--method must be one of aws-vss, diskshadow/],
-    [['run', '--bogus'], /Unknown option/],
-    [['frobnicate'], /Unknown command/],
+    [['run', '--method', 'vss'], /argument 'vss' is invalid\. Allowed choices are aws-vss, diskshadow/],
+    [['run', '--bogus'], /unknown option '--bogus'/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const out = cli(...args);
 
