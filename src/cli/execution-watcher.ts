@@ -43,7 +43,8 @@ export class ExecutionWatcher {
 
   /** One step event `atMs` after the execution started; after a Task, the instances that changed. */
   async event(step: StepEvent, atMs: number): Promise<void> {
-    if (step.type === 'exited' && step.state === 'Prepare Run') {
+    // A local run learns its run id here; --follow knows it from the execution (the same id) beforehand.
+    if (step.type === 'exited' && step.state === 'Prepare Run' && !this.runId) {
       const runId = (step.output as { runId?: unknown } | undefined)?.runId;
       if (typeof runId === 'string') this.runId = runId;
     }

@@ -85,20 +85,19 @@ async function describe(sfn: SFNClient, executionArn: string): Promise<DescribeE
 }
 
 /**
- * The history events after `lastEventId`, oldest first. Read newest first and stopped at the first event
- * already seen, so a long night's history is not read again on every look.
+ * The history events after `lastEventId`, oldest first. Read newest first (reverseOrder) and stopped at the
+ * first page that reaches an event already seen, so a long night's history is not read again on every look;
+ * events are filtered by id all the same, for an endpoint that returns them oldest first.
  */
 export async function newHistoryEvents(sfn: SFNClient, executionArn: string, lastEventId: number): Promise<HistoryEvent[]> {
   const fresh: HistoryEvent[] = [];
   let token: string | undefined;
   try {
-    pages: do {
+    do {
       const page = await sfn.send(new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 200, includeExecutionData: true, ...(token ? { nextToken: token } : {}) }));
-      for (const event of page.events ?? []) {
-        if ((event.id ?? 0) <= lastEventId) break pages;
-        fresh.push(event);
-      }
-      token = page.nextToken;
+      const events = page.events ?? [];
+      fresh.push(...events.filter((e) => (e.id ?? 0) > lastEventId));
+      token = events.some((e) => (e.id ?? 0) <= lastEventId) ? undefined : page.nextToken;
     } while (token);
   } catch (error) {
     throw awsFailure(error, `reading the history of execution ${executionArn}`);

@@ -148,11 +148,12 @@ interface Counts {
 /**
  * `attempt 2 of 3` (or `attempts 2-3 of 3`): the attempts of the instances still in flight. A wave of
  * commands is not an attempt: an instance whose snapshots turn out bad in Verify is retried in a later wave
- * than one whose command failed. Without the run's progress, the wave is all that is known.
+ * than one whose command failed. Said only from progress of the same wave (a local run reads it at each
+ * step; --follow replays steps that may be older than the progress it has), else left out.
  */
 function attemptLabel(wave: number, progress: RunProgress | undefined): string {
-  if (!progress) return `wave ${wave}`;
-  const inFlight = progress.instances.filter((i) => i.phase === 'command' || i.phase === 'verify' || i.phase === 'send' || i.phase === 'retry').map((i) => i.attempts);
+  if (!progress || wave === 0 || progress.wave !== wave) return '';
+  const inFlight = progress.instances.filter((i) => i.attempts > 0 && (i.phase === 'command' || i.phase === 'verify' || i.phase === 'send' || i.phase === 'retry')).map((i) => i.attempts);
   if (inFlight.length === 0) return '';
   const low = Math.min(...inFlight);
   const high = Math.max(...inFlight);
@@ -235,7 +236,7 @@ export class WorkflowDescriber {
       c.skipped ? `${c.skipped} skipped` : '',
       c.planned ? `${c.planned} planned` : '',
     ].filter(Boolean);
-    const attempt = out.wave ? attemptLabel(out.wave, progress) : undefined;
+    const attempt = attemptLabel(out.wave ?? 0, progress);
     return { ...(attempt ? { attempt } : {}), text: parts.join(', ') || 'no instances' };
   }
 
