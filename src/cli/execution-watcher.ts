@@ -41,17 +41,21 @@ export class ExecutionWatcher {
     this.print(text);
   }
 
-  /** One step event `atMs` after the execution started; after a Task, the instances that changed. */
-  async event(step: StepEvent, atMs: number): Promise<void> {
+  /**
+   * One step event `atMs` after the execution started; after a Task, the instances that changed. `current`:
+   * the event is the newest known (always in a local run; for --follow the last Task exit of a batch), so the
+   * progress read now is the progress of that moment.
+   */
+  async event(step: StepEvent, atMs: number, current = true): Promise<void> {
     // A local run learns its run id here; --follow knows it from the execution (the same id) beforehand.
     if (step.type === 'exited' && step.state === 'Prepare Run' && !this.runId) {
       const runId = (step.output as { runId?: unknown } | undefined)?.runId;
       if (typeof runId === 'string') this.runId = runId;
     }
     const afterTask = step.type === 'exited' && step.stateType === 'Task';
-    if (afterTask) await this.refresh();
-    this.print(this.describer.step(step, atMs, this.progress));
-    if (afterTask) this.printInstances();
+    if (afterTask && current) await this.refresh();
+    this.print(this.describer.step(step, atMs, afterTask && current ? this.progress : undefined));
+    if (afterTask && current) this.printInstances();
   }
 
   /** Reads the run's progress again and prints the instances that changed (a poll of `--follow`). */

@@ -48,7 +48,9 @@ export async function followExecution(session: AwsSession, stack: StackOutputs, 
     described = await describe(session.sfn, executionArn);
     const events = await newHistoryEvents(session.sfn, executionArn, lastEventId);
     for (const event of events) lastEventId = Math.max(lastEventId, event.id ?? 0);
-    for (const { step, timestamp } of translator.push(events)) await watcher.event(step, (timestamp ?? new Date()).getTime() - started.getTime());
+    const steps = translator.push(events);
+    const newestTask = steps.map(({ step }) => step.type === 'exited' && step.stateType === 'Task').lastIndexOf(true);
+    for (const [i, { step, timestamp }] of steps.entries()) await watcher.event(step, (timestamp ?? new Date()).getTime() - started.getTime(), i === newestTask);
     await watcher.poll();
     if (described.status !== 'RUNNING') break;
     await pause(options.interval, (left) => watcher.showStatus(`${elapsed(Date.now() - started.getTime())} · next look in ${Math.ceil(left)} s`), watcher.status.active);

@@ -143,16 +143,19 @@ interface Counts {
   failed?: number;
   skipped?: number;
   planned?: number;
+  /** Sends whose answer was lost and whose command SSM does not list yet. */
+  unconfirmed?: number;
+  /** Snapshots decided for deletion and not deleted yet. */
+  discard?: number;
 }
 
 /**
- * `attempt 2 of 3` (or `attempts 2-3 of 3`): the attempts of the instances still in flight. A wave of
- * commands is not an attempt: an instance whose snapshots turn out bad in Verify is retried in a later wave
- * than one whose command failed. Said only from progress of the same wave (a local run reads it at each
- * step; --follow replays steps that may be older than the progress it has), else left out.
+ * `attempt 2 of 3` (or `attempts 1-2 of 3`): the attempts of the instances in flight when the step ended,
+ * from progress read at that moment (the caller passes none when it has only a later one, as `--follow` has
+ * for all but the newest step of a batch). Not a count of steps or waves: each instance has its own attempts.
  */
-function attemptLabel(wave: number, progress: RunProgress | undefined): string {
-  if (!progress || wave === 0 || progress.wave !== wave) return '';
+function attemptLabel(progress: RunProgress | undefined): string {
+  if (!progress) return '';
   const inFlight = progress.instances.filter((i) => i.attempts > 0 && (i.phase === 'command' || i.phase === 'verify' || i.phase === 'send' || i.phase === 'retry')).map((i) => i.attempts);
   if (inFlight.length === 0) return '';
   const low = Math.min(...inFlight);
@@ -187,7 +190,10 @@ export class WorkflowDescriber {
     );
   }
 
-  /** The line for one event `atMs` after the start (empty when there is nothing to say). `progress` supplies "of M" for attempts. */
+  /**
+   * The line for one event `atMs` after the start (empty when there is nothing to say). `progress`, when it is
+   * the run's progress at that moment, adds the attempts of the instances in flight.
+   */
   step(event: StepEvent, atMs: number, progress?: RunProgress): string {
     const waited = event.type === 'entered' && event.stateType === 'Wait' && this.options.waitStampAtEnd ? (this.waitSeconds(event.state, event.input) ?? 0) * 1000 : 0;
     const prefix = `[${elapsed(atMs - waited)}] ${event.state}`;
@@ -221,7 +227,7 @@ export class WorkflowDescriber {
   }
 
   private nightlyExit(event: Extract<StepEvent, { type: 'exited' }>, progress?: RunProgress): { attempt?: string; text: string } {
-    const out = event.output as { runId?: string; counts?: Counts; wave?: number; summary?: Counts; alertPublished?: boolean } | undefined;
+    const out = event.output as { runId?: string; counts?: Counts; summary?: Counts; alertPublished?: boolean } | undefined;
     if (event.state === 'Prepare Run') return { text: `input accepted, no other run in progress${out?.runId ? `; run ${out.runId}` : ''}` };
     if (out?.summary) return { text: `report written${out.alertPublished === true ? ', alert published' : out.alertPublished === false ? ', no alert needed' : ''}` };
     if (!out?.counts) return { text: 'done' };
@@ -235,8 +241,10 @@ export class WorkflowDescriber {
       c.failed ? `${c.failed} failed` : '',
       c.skipped ? `${c.skipped} skipped` : '',
       c.planned ? `${c.planned} planned` : '',
+      c.unconfirmed ? `${plural(c.unconfirmed, 'send')} unconfirmed` : '',
+      c.discard ? `${plural(c.discard, 'snapshot')} to delete` : '',
     ].filter(Boolean);
-    const attempt = attemptLabel(out.wave ?? 0, progress);
+    const attempt = attemptLabel(progress);
     return { ...(attempt ? { attempt } : {}), text: parts.join(', ') || 'no instances' };
   }
 

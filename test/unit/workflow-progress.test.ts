@@ -71,13 +71,22 @@ describe('HistoryTranslator', () => {
     ]);
   });
 
-  it('says "attempt N of M" only from progress of the same wave', () => {
-    const progress: RunProgress = { runId: 'r', dryRun: false, maxAttempts: 3, wave: 2, instances: [{ instanceId: 'i-1', phase: 'command', attempts: 2 }] };
-    const step = [exited('Task', 'Send Snapshot Commands', 0, { wave: 2, counts: { command: 1 } })];
-    const older = [exited('Task', 'Send Snapshot Commands', 0, { wave: 1, counts: { command: 1 } })];
+  it('says "attempt N of M" from the progress of the moment, and nothing without it', () => {
+    const progress: RunProgress = {
+      runId: 'r',
+      dryRun: false,
+      maxAttempts: 3,
+      wave: 2,
+      instances: [
+        { instanceId: 'i-1', phase: 'command', attempts: 2 },
+        { instanceId: 'i-2', phase: 'retry', attempts: 1 },
+        { instanceId: 'i-3', phase: 'succeeded', attempts: 3 },
+      ],
+    };
+    const step = [exited('Task', 'Send Snapshot Commands', 0, { counts: { command: 1, retry: 1, succeeded: 1 } })];
 
-    expect(lines(step, 'nightly', progress)).toEqual(['[+00:00:00] Send Snapshot Commands (attempt 2 of 3): 1 command running']);
-    expect(lines(older, 'nightly', progress)).toEqual(['[+00:00:00] Send Snapshot Commands: 1 command running']);
+    expect(lines(step, 'nightly', progress)).toEqual(['[+00:00:00] Send Snapshot Commands (attempts 1-2 of 3): 1 command running, 1 to retry, 1 succeeded']);
+    expect(lines(step, 'nightly')).toEqual(['[+00:00:00] Send Snapshot Commands: 1 command running, 1 to retry, 1 succeeded']);
   });
 });
 
