@@ -54,6 +54,8 @@ export async function packageStack(): Promise<Template> {
 
 export interface DeployedStack {
   outputs: Record<string, string>;
+  /** The names of the nightly definition's states, as packaged. */
+  states: string[];
   stateMachineArn: string;
   reportBucket: string;
   /** Queues the outputs the next Lambda invocations return, in order. */
@@ -93,6 +95,7 @@ export async function deployStack(moto: MotoServer, packaged: Template): Promise
 
   return {
     outputs,
+    states: Object.keys((machine.Definition as { States: Record<string, unknown> }).States),
     stateMachineArn: outputs.StateMachineArn ?? '',
     reportBucket: outputs.ReportBucketName ?? '',
     queueLambdaResults: async (results) => {

@@ -42,6 +42,8 @@ interface Run {
 
 /** A run state as the workflow keeps it: a good instance and one whose snapshots were only crash-consistent. */
 function state(runId: string, overrides: Partial<Record<string, Partial<InstanceRecord>>> = {}): RunState {
+  // Without fields only some versions of the workflow keep (the wave).
+  const runState = (s: Omit<RunState, 'wave'>): RunState => s as RunState;
   const instance = (instanceId: string, name: string, rest: Partial<InstanceRecord>): InstanceRecord => ({
     instanceId,
     name,
@@ -52,7 +54,7 @@ function state(runId: string, overrides: Partial<Record<string, Partial<Instance
     ...rest,
     ...(overrides[instanceId] ?? {}),
   });
-  return {
+  return runState({
     runId,
     executionArn: `arn:aws:states:us-east-1:123456789012:execution:${STACK}-nightly-snapshots:x`,
     startedAt: '2026-12-02T00:00:00.000Z',
@@ -60,7 +62,6 @@ function state(runId: string, overrides: Partial<Record<string, Partial<Instance
     selector: { tagKey: 'ConsistentSnapshot', tagValue: 'WindowsVSS' },
     options: { method: 'aws-vss', excludeBootVolume: false, maxAttempts: 3 },
     notFound: [],
-    wave: 3,
     commands: [],
     instances: [
       instance(GOOD, 'sql-01', {}),
@@ -73,7 +74,7 @@ function state(runId: string, overrides: Partial<Record<string, Partial<Instance
         snapshots: [],
       }),
     ],
-  };
+  });
 }
 
 /** The report Finish Run writes, with the crash-consistent set the failed instance keeps (contract §4). */
@@ -90,14 +91,90 @@ function report(runId: string, bucket: string, s: RunState = state(runId)): RunR
   return built;
 }
 
-/** A RunContext as the Lambdas return it (moto's "lambda simple" answers with these). */
-const context = (wave: number, counts: Record<string, number>, waits: Partial<Record<string, number>> = {}) => ({
+/**
+ * A RunContext as the Lambdas return it (moto's "lambda simple" answers with these). It carries the fields of
+ * both shapes the workflow has had (wave-based, and the per-instance pipeline's `done` and `nextSeconds`), so
+ * the same answers drive either definition.
+ */
+const context = (counts: Record<string, number>, waits: Partial<Record<string, number>> = {}, done = false) => ({
   runId: '20000101T000000Z-00000000', // moto's stand-in Lambdas cannot know the run id; --follow takes it from the execution
   dryRun: false,
-  wave,
-  counts: { send: 0, command: 0, verify: 0, retry: 0, succeeded: 0, failed: 0, skipped: 0, planned: 0, discard: 0, ...counts },
-  waits: { commandPollSeconds: 1, snapshotPollSeconds: 1, retryDelaySeconds: 1, sendSliceSeconds: 1, ...waits },
+  wave: 1,
+  done,
+  counts: { send: 0, command: 0, verify: 0, retry: 0, succeeded: 0, failed: 0, skipped: 0, planned: 0, unconfirmed: 0, discard: 0, ...counts },
+  waits: { commandPollSeconds: 1, snapshotPollSeconds: 1, retryDelaySeconds: 1, sendSliceSeconds: 1, nextSeconds: 1, ...waits },
 });
+const FINISHED = { runId: 'x', dryRun: false, summary: { targeted: 1, succeeded: 1, failed: 0, skipped: 0, planned: 0, snapshots: 1, fallbackSnapshots: 0 }, reportLocation: 's3://x', alertPublished: false };
+const attempt = (state: string, rest: string) => expect.stringMatching(new RegExp(`^${state}( \\(attempts? [0-9-]+ of 3\\))?: ${rest}$`));
+
+/**
+ * `--follow` labels a step with the attempts in flight when it read the run's progress, which may be a moment
+ * after the step (the test writes the state while the execution runs): the label is optional here; its
+ * content is pinned by the unit tests and the local run's.
+ */
+/**
+ * One retried instance, as the packaged definition runs it: the Lambdas' answers in order, the two waits of
+ * 3 s at which the test writes the next run state (retrying, then done), and the step lines --follow prints.
+ */
+function retryScenario(states: string[]) {
+  if (states.includes('Advance Instances')) {
+    // The per-instance pipeline: Advance Instances, Wait For Work, again, until done.
+    return {
+      results: [
+        context({}), // Prepare Run
+        context({ send: 1 }), // Discover Instances
+        context({ command: 1 }, { nextSeconds: 1 }), // Advance Instances: sent
+        context({ retry: 1 }, { nextSeconds: 3 }), // Advance Instances: failed, retry due in 3 s
+        context({ command: 1 }, { nextSeconds: 1 }), // Advance Instances: attempt 2 sent
+        context({ verify: 1 }, { nextSeconds: 3 }), // Advance Instances: snapshots pending
+        context({ succeeded: 1 }, {}, true), // Advance Instances: done
+        FINISHED,
+      ],
+      waits: [/\] Wait For Work: 3 s$/, /\] Wait For Work: 3 s$/],
+      steps: [
+        attempt('Discover Instances', '1 waiting for a command'),
+        attempt('Advance Instances', '1 command running'),
+        'Wait For Work: 1 s',
+        attempt('Advance Instances', '1 to retry'),
+        'Wait For Work: 3 s',
+        attempt('Advance Instances', '1 command running'),
+        'Wait For Work: 1 s',
+        attempt('Advance Instances', '1 verifying'),
+        'Wait For Work: 3 s',
+        attempt('Advance Instances', '1 succeeded'),
+      ],
+    };
+  }
+  return {
+    results: [
+      context({}), // Prepare Run
+      context({ send: 1 }), // Discover Instances
+      context({ command: 1 }), // Send Snapshot Commands, then Wait For Commands (1 s)
+      context({ retry: 1 }), // Check Commands
+      context({ retry: 1 }, { retryDelaySeconds: 3 }), // Verify Snapshots, then Wait Before Retry (3 s)
+      context({ command: 1 }), // Send Snapshot Commands, then Wait For Commands (1 s)
+      context({ verify: 1 }), // Check Commands
+      context({ verify: 1 }, { snapshotPollSeconds: 3 }), // Verify Snapshots, then Wait For Snapshots (3 s)
+      context({ succeeded: 1 }), // Verify Snapshots
+      FINISHED,
+    ],
+    waits: [/\] Wait Before Retry: 3 s$/, /\] Wait For Snapshots: 3 s$/],
+    steps: [
+      attempt('Discover Instances', '1 waiting for a command'),
+      attempt('Send Snapshot Commands', '1 command running'),
+      'Wait For Commands: 1 s',
+      attempt('Check Commands', '1 to retry'),
+      attempt('Verify Snapshots', '1 to retry'),
+      'Wait Before Retry: 3 s',
+      attempt('Send Snapshot Commands', '1 command running'),
+      'Wait For Commands: 1 s',
+      attempt('Check Commands', '1 verifying'),
+      attempt('Verify Snapshots', '1 verifying'),
+      'Wait For Snapshots: 3 s',
+      attempt('Verify Snapshots', '1 succeeded'),
+    ],
+  };
+}
 
 describe.skipIf(!availability.available)('the deployed-stack commands against the packaged template in moto', () => {
   let moto: MotoServer;
@@ -200,26 +277,26 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
   });
 
   it('retry-failed latest --follow starts a run for the failed ids and watches it to its end with the local run\'s progress lines', async () => {
-    await stack.queueLambdaResults([
-      context(0, {}), // Prepare Run
-      context(0, { send: 1 }), // Discover Instances
-      context(1, { command: 1 }), // Send Snapshot Commands, then Wait For Commands (1 s)
-      context(1, { retry: 1 }), // Check Commands
-      context(1, { retry: 1 }, { retryDelaySeconds: 3 }), // Verify Snapshots, then Wait Before Retry (3 s)
-      context(2, { command: 1 }), // Send Snapshot Commands, then Wait For Commands (1 s)
-      context(2, { verify: 1 }), // Check Commands
-      context(2, { verify: 1 }, { snapshotPollSeconds: 3 }), // Verify Snapshots, then Wait For Snapshots (3 s)
-      context(2, { succeeded: 1 }), // Verify Snapshots
-      { runId: 'x', dryRun: false, summary: { targeted: 1, succeeded: 1, failed: 0, skipped: 0, planned: 0, snapshots: 1 }, reportLocation: 's3://x', alertPublished: false }, // Finish Run
-    ]);
+    const scenario = retryScenario(stack.states);
+    await stack.queueLambdaResults(scenario.results);
     // The test writes what the handlers would write, when the execution gets there (as --follow prints it).
-    const reached = new Map<RegExp, () => void>();
-    const when = (pattern: RegExp) => new Promise<void>((resolve) => reached.set(pattern, resolve));
-    const retryWait = when(/\] Wait Before Retry: 3 s$/);
-    const snapshotWait = when(/\] Wait For Snapshots: 3 s$/);
-    const watching = cli(['retry-failed', 'latest', '--follow', '--interval', '0.2', ...stage], (line) => {
-      for (const [pattern, resolve] of reached) if (pattern.test(line)) resolve();
+    // Each expected line, in order, releases the next write.
+    const pending = scenario.waits.map((pattern) => {
+      let resolve: () => void = () => undefined;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      return { pattern, resolve, promise };
     });
+    let next = 0;
+    const watching = cli(['retry-failed', 'latest', '--follow', '--interval', '0.2', ...stage], (line) => {
+      const waiting = pending[next];
+      if (waiting && waiting.pattern.test(line)) {
+        next += 1;
+        waiting.resolve();
+      }
+    });
+    const [retryWait, snapshotWait] = pending.map((p) => p.promise);
     let execution;
     for (let i = 0; i < 400 && !execution; i++) {
       execution = (await executions())[0];
@@ -228,18 +305,17 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
     const arn = execution?.executionArn ?? '';
     const described = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
     const runId = runIdFor(arn, (described.startDate ?? new Date()).toISOString());
-    const at = (wave: number, instance: Partial<InstanceRecord>) => {
+    const at = (instance: Partial<InstanceRecord>) => {
       const s = state(runId, { [CC]: instance });
-      s.wave = wave;
       s.instances = s.instances.filter((i) => i.instanceId === CC);
       s.selector.instanceIds = [CC];
       return s;
     };
-    await put(stateKey(runId), at(1, { phase: 'retry', attempts: 1, detail: 'Snapshot(s) not tagged AppConsistent=true: snap-1 of /dev/sda1. (attempt 1 of 3; will retry)' }));
+    await put(stateKey(runId), at({ phase: 'retry', attempts: 1, detail: 'Snapshot(s) not tagged AppConsistent=true: snap-1 of /dev/sda1. (attempt 1 of 3; will retry)' }));
     await retryWait;
-    await put(stateKey(runId), at(2, { phase: 'command', attempts: 2 }));
+    await put(stateKey(runId), at({ phase: 'command', attempts: 2 }));
     await snapshotWait;
-    const done = at(2, { phase: 'succeeded', attempts: 2, code: undefined, snapshots: [{ snapshotId: 'snap-2', volumeId: 'vol-1', device: '/dev/sda1', state: 'completed' }] });
+    const done = at({ phase: 'succeeded', attempts: 2, code: undefined, snapshots: [{ snapshotId: 'snap-2', volumeId: 'vol-1', device: '/dev/sda1', state: 'completed' }] });
     await put(stateKey(runId), done);
     await put(reportKey(runId), buildReport(done, '2026-12-03T00:30:00.000Z', `s3://${stack.reportBucket}/${reportKey(runId)}`));
     const out = await watching;
@@ -250,22 +326,7 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
     expect(out.stdout).toMatch(new RegExp(`Started run ${runId} of stack ${STACK} \\(us-east-1\\)`));
     expect(out.stderr).toMatch(new RegExp(`Following run ${runId}`));
     const steps = out.stderr.split('\n').filter((l) => /^\[\+/.test(l)).map((l) => l.replace(/^\[\+[0-9:]+\] /, ''));
-    expect(steps).toEqual([
-      'Prepare Run: input accepted, no other run in progress; run 20000101T000000Z-00000000',
-      'Discover Instances: 1 waiting for a command',
-      expect.stringMatching(/^Send Snapshot Commands( \(attempt 1 of 3\))?: 1 command running$/),
-      'Wait For Commands: 1 s',
-      expect.stringMatching(/^Check Commands( \(attempt 1 of 3\))?: 1 to retry$/),
-      expect.stringMatching(/^Verify Snapshots( \(attempt 1 of 3\))?: 1 to retry$/),
-      'Wait Before Retry: 3 s',
-      expect.stringMatching(/^Send Snapshot Commands( \(attempt 2 of 3\))?: 1 command running$/),
-      'Wait For Commands: 1 s',
-      expect.stringMatching(/^Check Commands( \(attempt 2 of 3\))?: 1 verifying$/),
-      expect.stringMatching(/^Verify Snapshots( \(attempt 2 of 3\))?: 1 verifying$/),
-      'Wait For Snapshots: 3 s',
-      'Verify Snapshots: 1 succeeded',
-      'Finish Run: report written, no alert needed',
-    ]);
+    expect(steps).toEqual(['Prepare Run: input accepted, no other run in progress; run 20000101T000000Z-00000000', ...scenario.steps, 'Finish Run: report written, no alert needed']);
     const instanceLines = out.stderr.split('\n').filter((l) => l.startsWith('  i-'));
     expect(instanceLines).toEqual([
       '  i-0c00000000000000c (file-01): attempt 1 of 3 failed, will retry: Snapshot(s) not tagged AppConsistent=true: snap-1 of /dev/sda1.',
@@ -290,7 +351,7 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
 
   it('start and retry-failed refuse while another run is in progress, and start one when asked to', async () => {
     await stack.freshStateMachine();
-    await stack.queueLambdaResults([context(0, {}), context(0, { send: 1 }), context(1, { command: 1 }, { commandPollSeconds: 600 })]);
+    await stack.queueLambdaResults([context({}), context({ send: 1 }), context({ command: 1 }, { commandPollSeconds: 600, nextSeconds: 600 })]);
     const first = await cli(['start', '--input', '{"dryRun": true}', ...stage]);
     expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/^Started run [0-9]{8}T[0-9]{6}Z-[0-9a-f]{8} of stack vss-snapshots-e2e \(us-east-1\) with input \{"dryRun":true\}\nExecution: arn:aws:states:us-east-1:123456789012:execution:vss-snapshots-e2e-nightly-snapshots:manual-/);

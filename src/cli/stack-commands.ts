@@ -19,7 +19,7 @@ import { followExecution, runIdOf } from './follow.ts';
 import type { FollowOptions } from './follow.ts';
 import { readJsonOption } from './options.ts';
 import { loadReport } from './report-source.ts';
-import { duration } from './workflow-progress.ts';
+import { attemptLabel, duration } from './workflow-progress.ts';
 
 interface FollowFlags {
   follow?: boolean;
@@ -135,7 +135,8 @@ async function statusRow(session: AwsSession, stack: StackOutputs, e: ExecutionL
     else {
       const count = (phase: string) => progress.instances.filter((i) => i.phase === phase).length;
       const busy = count('send') + count('command') + count('verify');
-      row.outcome = `attempt ${Math.max(1, progress.wave)} of ${progress.maxAttempts}: ${count('succeeded')} succeeded, ${count('failed')} failed, ${count('retry')} to retry, ${busy} in progress of ${progress.instances.length}`;
+      const attempt = attemptLabel(progress);
+      row.outcome = `${attempt ? `${attempt}: ` : ''}${count('succeeded')} succeeded, ${count('failed')} failed, ${count('retry')} to retry, ${busy} in progress of ${progress.instances.length}`;
     }
     return row;
   }

@@ -154,7 +154,7 @@ interface Counts {
  * from progress read at that moment (the caller passes none when it has only a later one, as `--follow` has
  * for all but the newest step of a batch). Not a count of steps or waves: each instance has its own attempts.
  */
-function attemptLabel(progress: RunProgress | undefined): string {
+export function attemptLabel(progress: RunProgress | undefined): string {
   if (!progress) return '';
   const inFlight = progress.instances.filter((i) => i.attempts > 0 && (i.phase === 'command' || i.phase === 'verify' || i.phase === 'send' || i.phase === 'retry')).map((i) => i.attempts);
   if (inFlight.length === 0) return '';

@@ -175,7 +175,7 @@ export interface WorkflowFailure {
   error: string;
   cause: string;
   /** What is known of the run's instances (from the partial report), when the run got that far. */
-  known?: { summary: RunReport['summary']; location: string };
+  known?: { summary: Pick<RunReport['summary'], 'targeted' | 'succeeded' | 'failed' | 'skipped' | 'planned'>; location: string };
   /** Why the run state could not be read, when it could not. */
   stateProblem?: string;
 }

@@ -25,8 +25,6 @@ export interface RunProgress {
   dryRun: boolean;
   /** Attempts an instance gets in this run (1-5). */
   maxAttempts: number;
-  /** Current wave of commands (1 = everyone's first attempt). */
-  wave: number;
   finishedAt?: string;
   instances: InstanceProgress[];
 }
@@ -44,7 +42,6 @@ export async function readRunProgress(s3: S3Client, bucket: string, runId: strin
     runId: state.runId,
     dryRun: state.dryRun,
     maxAttempts: state.options.maxAttempts,
-    wave: state.wave,
     ...(state.finishedAt ? { finishedAt: state.finishedAt } : {}),
     instances: state.instances.map((i) => ({
       instanceId: i.instanceId,

@@ -29,7 +29,7 @@ describe('HistoryTranslator', () => {
       event('LambdaFunctionScheduled', 60),
       lambdaFailed('Lambda.ServiceException', 61),
       ...lambdaOk(63),
-      exited('Task', 'Check Commands', 63, { wave: 1, counts: { command: 2 } }),
+      exited('Task', 'Check Commands', 63, { counts: { command: 2 } }),
     ];
 
     expect(lines(history)).toEqual(['[+00:01:03] Check Commands: retried after an error (Lambda.ServiceException)', '[+00:01:03] Check Commands: 2 commands running']);
@@ -76,7 +76,6 @@ describe('HistoryTranslator', () => {
       runId: 'r',
       dryRun: false,
       maxAttempts: 3,
-      wave: 2,
       instances: [
         { instanceId: 'i-1', phase: 'command', attempts: 2 },
         { instanceId: 'i-2', phase: 'retry', attempts: 1 },
