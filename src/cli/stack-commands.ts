@@ -136,7 +136,7 @@ async function statusRow(session: AwsSession, stack: StackOutputs, e: ExecutionL
       const count = (phase: string) => progress.instances.filter((i) => i.phase === phase).length;
       const busy = count('send') + count('command') + count('verify');
       const attempt = attemptLabel(progress);
-      row.outcome = `${attempt ? `${attempt}: ` : ''}${count('succeeded')} succeeded, ${count('failed')} failed, ${count('retry')} to retry, ${busy} in progress of ${progress.instances.length}`;
+      row.outcome = `${attempt ? `${attempt}: ` : ''}${count('succeeded')} succeeded, ${count('failed')} failed, ${count('retry')} waiting to retry, ${busy} in progress of ${progress.instances.length}`;
     }
     return row;
   }

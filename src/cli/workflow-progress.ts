@@ -236,7 +236,7 @@ export class WorkflowDescriber {
       c.send ? `${c.send} waiting for a command` : '',
       c.command ? `${plural(c.command, 'command')} running` : '',
       c.verify ? `${c.verify} verifying` : '',
-      c.retry ? `${c.retry} to retry` : '',
+      c.retry ? `${c.retry} waiting to retry` : '',
       c.succeeded ? `${c.succeeded} succeeded` : '',
       c.failed ? `${c.failed} failed` : '',
       c.skipped ? `${c.skipped} skipped` : '',
@@ -295,7 +295,7 @@ export class WorkflowDescriber {
           line: i.attempts > 0 ? `${who}: FAILED after attempt ${i.attempts} ${of}: ${why}` : `${who}: FAILED, no command sent: ${why}`,
         };
       case 'retry':
-        return { rank: 1, phase: 'to retry', line: `${who}: attempt ${i.attempts} ${of} failed, will retry: ${why}` };
+        return { rank: 1, phase: 'waiting to retry', line: `${who}: attempt ${i.attempts} ${of} failed, will retry: ${why}` };
       case 'succeeded':
         return { rank: i.attempts > 1 ? 2 : 4, phase: 'succeeded', line: `${who}: succeeded${i.attempts > 0 ? ` on attempt ${i.attempts} ${of}` : ''}` };
       case 'skipped':

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildReport } from '../../src/lib/report.ts';
 import type { RunReport } from '../../src/lib/report.ts';
-import { ALERT_MAX_RETRY_CHUNKS, composeWorkflowFailureAlert, plural, retryInputs, snapshotLine } from '../../src/lib/report-text.ts';
+import { ALERT_MAX_RETRY_CHUNKS, composeRunAlert, composeWorkflowFailureAlert, plural, retryInputs, snapshotLine } from '../../src/lib/report-text.ts';
 import type { InstanceRecord, RunState } from '../../src/lib/run-state.ts';
 
 /** A run state as the tests write it: without fields only some versions of the workflow keep (the wave). */
@@ -30,17 +30,24 @@ const run = (instances: InstanceRecord[]): RunState =>
     instances,
   });
 
+/** A report whose instances carry exactly these snapshots (whatever buildReport of this version keeps). */
+function reportWith(instances: { outcome: 'succeeded' | 'failed'; snapshots: string[]; fallback?: string[] }[]): RunReport {
+  const report = buildReport(run(instances.map((i, n) => ({ ...failed(n + 1), phase: i.outcome }))), 'x', 's3://b/k');
+  report.instances.forEach((instance, n) => {
+    const spec = instances[n] as (typeof instances)[number];
+    instance.snapshots = spec.snapshots.map((snapshotId) => ({ snapshotId, volumeId: `vol-${snapshotId}`, state: 'completed' }));
+    if (spec.fallback) instance.fallbackSnapshots = spec.fallback.map((snapshotId) => ({ snapshotId, volumeId: `vol-${snapshotId}`, state: 'completed' }));
+  });
+  report.alert = composeRunAlert(report, 'arn:aws:states:us-east-1:123456789012:execution:m:e');
+  return report;
+}
+
 describe('snapshot counts', () => {
   it('keep usable snapshots, crash-consistent fallbacks and unusable leftovers apart', () => {
-    const report = buildReport(
-      run([
-        { ...failed(1), phase: 'succeeded', snapshots: [{ snapshotId: 'snap-a', volumeId: 'v1', state: 'completed' }] },
-        { ...failed(2), snapshots: [{ snapshotId: 'snap-b', volumeId: 'v2', state: 'completed' }, { snapshotId: 'snap-c', volumeId: 'v3', state: 'error' }] },
-      ]),
-      'x',
-      's3://b/k',
-    );
-    (report.instances[1] as RunReport['instances'][number]).fallbackSnapshots = [{ snapshotId: 'snap-b', volumeId: 'v2', state: 'completed' }];
+    const report = reportWith([
+      { outcome: 'succeeded', snapshots: ['snap-a'] },
+      { outcome: 'failed', snapshots: ['snap-b', 'snap-c'], fallback: ['snap-b'] },
+    ]);
 
     expect(snapshotLine(report)).toBe(
       '1 usable snapshot (verified, application-consistent); 1 failed instance keeps a crash-consistent fallback set (1 snapshot, NOT application-consistent); 1 unusable snapshot of failed attempts (not a backup)',
@@ -48,9 +55,12 @@ describe('snapshot counts', () => {
   });
 
   it('say so plainly when a failed run left snapshots that are not a backup', () => {
-    const report = buildReport(run([{ ...failed(1), snapshots: [{ snapshotId: 'snap-b', volumeId: 'v2', state: 'completed' }, { snapshotId: 'snap-c', volumeId: 'v3', state: 'completed' }] }]), 'x', 's3://b/k');
+    const leftovers = reportWith([{ outcome: 'failed', snapshots: ['snap-b', 'snap-c'] }]);
+    const fallback = reportWith([{ outcome: 'failed', snapshots: [], fallback: ['snap-b', 'snap-c'] }]);
 
-    expect(report.alert?.message).toMatch(/^Snapshots: 0 usable snapshots \(verified, application-consistent\); 2 unusable snapshots of failed attempts \(not a backup\)\.$/m);
+    expect(leftovers.alert?.message).toMatch(/^Snapshots: 0 usable snapshots \(verified, application-consistent\); 2 unusable snapshots of failed attempts \(not a backup\)\.$/m);
+    expect(fallback.alert?.message).toMatch(/^Snapshots: 0 usable snapshots \(verified, application-consistent\); 1 failed instance keeps a crash-consistent fallback set \(2 snapshots, NOT application-consistent\)\.$/m);
+    expect(fallback.alert?.message).toMatch(/Crash-consistent fallback kept \(not application-consistent\): snap-b, snap-c\.$/m);
     expect(plural(1, 'command')).toBe('1 command');
     expect(plural(1000, 'id')).toBe('1,000 ids');
   });

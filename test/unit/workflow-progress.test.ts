@@ -84,8 +84,8 @@ describe('HistoryTranslator', () => {
     };
     const step = [exited('Task', 'Send Snapshot Commands', 0, { counts: { command: 1, retry: 1, succeeded: 1 } })];
 
-    expect(lines(step, 'nightly', progress)).toEqual(['[+00:00:00] Send Snapshot Commands (attempts 1-2 of 3): 1 command running, 1 to retry, 1 succeeded']);
-    expect(lines(step, 'nightly')).toEqual(['[+00:00:00] Send Snapshot Commands: 1 command running, 1 to retry, 1 succeeded']);
+    expect(lines(step, 'nightly', progress)).toEqual(['[+00:00:00] Send Snapshot Commands (attempts 1-2 of 3): 1 command running, 1 waiting to retry, 1 succeeded']);
+    expect(lines(step, 'nightly')).toEqual(['[+00:00:00] Send Snapshot Commands: 1 command running, 1 waiting to retry, 1 succeeded']);
   });
 });
 
