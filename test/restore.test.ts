@@ -689,11 +689,11 @@ describe('vss-snapshots restore (CLI)', () => {
 
   it.each([
     [['--source', SQL, '--target', APP, '--run', '20200101T000000Z-0badc0de'], /Run 20200101T000000Z-0badc0de has no snapshots/],
-    [['--source', SQL, '--target', 'i-0fffffffffffffff0'], /Target instance i-0fffffffffffffff0 does not exist/],
+    [['--source', SQL, '--target', 'i-0fffffffffffffff0'], /--target: instance i-0fffffffffffffff0 is not in the built-in demo fleet/],
     [['--source', SQL, '--target', APP, '--devices', 'xvdz'], /no snapshot of device xvdz/],
-    [['--source', SQL], /restore needs --target/],
-    [['--source', SQL, '--target', APP, '--method', 'vss'], /--method must be one of/],
-    [['--source', SQL, '--target', APP, '--bogus'], /Unknown option '--bogus'/],
+    [['--source', SQL], /required option '--target <id>' not specified/],
+    [['--source', SQL, '--target', APP, '--method', 'vss'], /--method <method>' argument 'vss' is invalid\. Allowed choices are aws-vss, diskshadow/],
+    [['--source', SQL, '--target', APP, '--bogus'], /unknown option '--bogus'/],
   ])('exits 2 on bad input %#', (args, message) => {
     const out = cli(...args, '--quiet');
     expect(out.status).toBe(2);

@@ -1,8 +1,10 @@
 /**
- * Progress lines on stderr for `run` and `restore`. A polling loop (Wait, then the same check with the same
+ * Progress lines on stderr for `run`, `restore` and `--follow`. A polling loop (Wait, then the same check with the same
  * result) would print two identical lines per poll, sixty for a 30-minute command: repeats of the last two
  * lines are folded into one note that says how often they came back.
  */
+import { plural } from '../lib/report-text.ts';
+
 export type Progress = (line: string) => void;
 
 const stamp = /^\[[^\]]*\] /;
@@ -16,7 +18,7 @@ export function progressWriter(write: (text: string) => void, quiet = false): Pr
   let lastStamp = '';
 
   const flush = () => {
-    if (repeats >= 2) write(`${lastStamp}... the 2 lines above came back ${Math.floor(repeats / 2)} more time(s): polling, nothing changed\n`);
+    if (repeats >= 2) write(`${lastStamp}... the 2 lines above came back ${plural(Math.floor(repeats / 2), 'more time')}: polling, nothing changed\n`);
     else if (repeats === 1 && cycle) write(`${lastStamp}${cycle[0]}\n`);
     cycle = undefined;
     repeats = 0;
@@ -44,4 +46,45 @@ export function progressWriter(write: (text: string) => void, quiet = false): Pr
     printed.push(body);
     if (printed.length > 2) printed.shift();
   };
+}
+
+/** The part of a stream the status line needs (process.stderr in the CLI). */
+export interface StatusStream {
+  isTTY?: boolean;
+  columns?: number;
+  write(text: string): unknown;
+}
+
+/**
+ * One line at the bottom of a terminal that is rewritten in place (a counter or bar during long waits).
+ * On anything that is not a terminal (a pipe, a file, CI) it writes nothing at all.
+ */
+export class StatusLine {
+  private shown = false;
+
+  constructor(private readonly stream: StatusStream) {}
+
+  get active(): boolean {
+    return this.stream.isTTY === true;
+  }
+
+  update(text: string): void {
+    if (!this.active) return;
+    const width = Math.max(20, (this.stream.columns || 80) - 1);
+    this.stream.write(`\r\x1b[2K${text.length > width ? `${text.slice(0, width - 1)}…` : text}`);
+    this.shown = true;
+  }
+
+  /** Removes the line (before a normal line is printed, and at the end). */
+  clear(): void {
+    if (!this.shown) return;
+    this.stream.write('\r\x1b[2K');
+    this.shown = false;
+  }
+}
+
+/** `[#######-------] 5 of 8 instances final` */
+export function counterText(final: number, total: number, width = 20): string {
+  const filled = total === 0 ? width : Math.round((final / total) * width);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${final.toLocaleString('en-US')} of ${total.toLocaleString('en-US')} instances final`;
 }

@@ -3,51 +3,61 @@
  * fresh in each process, so it first runs one nightly cycle on the fleet (quietly) to have snapshots to
  * restore, then starts the restore with the real definition and handlers, as an operator would.
  */
-import { progressWriter } from './progress.ts';
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { SNAPSHOT_METHODS } from '../lib/config.ts';
 import type { RestoreReport } from '../lib/restore/finish.ts';
+import { parseRestoreInput } from '../lib/restore/input.ts';
+import { plural } from '../lib/report-text.ts';
 import { DEMO_FLEET } from '../local/demo-fleet.ts';
 import { loadFleetFile, parseFleet } from '../local/fleet.ts';
 import { runWorkflow } from '../local/runner.ts';
-import type { EventLog } from '../local/runner.ts';
 import { worldFromFleet } from '../local/world.ts';
-import type { World } from '../local/world.ts';
-import { EXIT, UsageError } from './main.ts';
+import { ExecutionWatcher } from './execution-watcher.ts';
+import { CommandFailedError, EXIT, UsageError } from './exit-codes.ts';
+import type { ExitCode } from './exit-codes.ts';
+import { checkOutputPath, readInputFile } from './paths.ts';
+import { fromLocalEvent } from './workflow-progress.ts';
+import type { LocalEvent } from './workflow-progress.ts';
 
-export async function restoreCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        run: { type: 'string', default: 'latest' },
-        source: { type: 'string' },
-        target: { type: 'string' },
-        devices: { type: 'string' },
-        'keep-on-failure': { type: 'boolean', default: false },
-        fleet: { type: 'string' },
-        method: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        'dump-world': { type: 'string' },
-        quiet: { type: 'boolean', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const opts = parsed.values;
-  if (!opts.source) throw new UsageError('restore needs --source <instance id>: the instance whose snapshots are restored.');
-  if (!opts.target) throw new UsageError('restore needs --target <instance id>: the instance the restored volumes are attached to.');
-  if (opts.method !== undefined && !(SNAPSHOT_METHODS as readonly string[]).includes(opts.method)) {
-    throw new UsageError(`--method must be one of ${SNAPSHOT_METHODS.join(', ')} (got "${opts.method}").`);
-  }
+export interface RestoreCommandOptions {
+  source: string;
+  target: string;
+  run: string;
+  devices?: string;
+  keepOnFailure?: boolean;
+  fleet?: string;
+  method?: string;
+  json?: boolean;
+  dumpWorld?: string;
+  quiet?: boolean;
+}
+
+/** Errors of a restore that was refused before anything was created (contract §2: exit 2). */
+const REFUSALS = new Set(['InvalidInputError', 'RestoreRefusedError']);
+/** A run id that passes the input check; the real one is known once the nightly cycle ran. */
+const PLACEHOLDER_RUN_ID = '19700101T000000Z-00000000';
+
+export async function restoreCommand(opts: RestoreCommandOptions): Promise<ExitCode> {
+  // Everything that can be checked without the night is checked before it (it takes a whole simulated cycle).
+  const input: Record<string, unknown> = {
+    runId: opts.run === 'latest' ? PLACEHOLDER_RUN_ID : opts.run,
+    sourceInstanceId: opts.source,
+    targetInstanceId: opts.target,
+  };
+  if (opts.devices !== undefined) input.devices = opts.devices.split(',').map((d) => d.trim()).filter(Boolean);
+  if (opts.keepOnFailure) input.keepOnFailure = true;
+  checkRestoreInput(input);
+  if (opts.dumpWorld) checkOutputPath(opts.dumpWorld, '--dump-world');
+  if (opts.fleet) readInputFile(opts.fleet, '--fleet');
   const fleet = opts.fleet ? loadFleetFile(opts.fleet) : parseFleet(DEMO_FLEET, 'built-in demo fleet');
   const world = worldFromFleet(fleet);
-  const progress = progressWriter((text) => process.stderr.write(text), opts.quiet);
+  for (const [flag, id] of [['--source', opts.source], ['--target', opts.target]] as const) {
+    if (!world.instances.has(id)) {
+      const known = [...world.instances.keys()];
+      throw new UsageError(`${flag}: instance ${id} is not in ${opts.fleet ?? 'the built-in demo fleet'} (${plural(known.length, 'instance')}: ${known.slice(0, 10).join(', ')}${known.length > 10 ? ', ...' : ''}).`);
+    }
+  }
+
+  const watcher = new ExecutionWatcher({ workflow: 'restore', quiet: opts.quiet === true, stream: process.stderr, waitStampAtEnd: true });
   const env: Record<string, string> = opts.method ? { SNAPSHOT_METHOD: opts.method } : {};
 
   // 1. One nightly cycle, so the simulated account has a run's snapshots.
@@ -57,24 +67,40 @@ export async function restoreCommand(args: string[]): Promise<number> {
     process.stderr.write(`vss-snapshots: the nightly run that provides the snapshots failed: ${nightly.error}: ${nightly.cause}\n`);
     return EXIT.failed;
   }
-  progress(
-    `vss-snapshots: nightly run ${latest.runId} in the simulated account (${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'}): ${latest.summary?.succeeded ?? 0} instance(s) succeeded, ${latest.summary?.snapshots ?? 0} snapshot(s)`,
+  watcher.line(
+    `vss-snapshots: nightly run ${latest.runId} in the simulated account (${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'}): ${plural(latest.summary?.succeeded ?? 0, 'instance')} succeeded`,
   );
 
   // 2. The restore, with the input an operator would give the console.
-  const runId = opts.run === 'latest' ? latest.runId : opts.run;
-  const input: Record<string, unknown> = { runId, sourceInstanceId: opts.source, targetInstanceId: opts.target };
-  if (opts.devices !== undefined) input.devices = opts.devices.split(',').map((d) => d.trim()).filter(Boolean);
-  if (opts['keep-on-failure']) input.keepOnFailure = true;
-  progress(`vss-snapshots: restore of run ${runId}, ${opts.source} -> ${opts.target}`);
+  input.runId = opts.run === 'latest' ? latest.runId : opts.run;
+  watcher.line(`vss-snapshots: restore of run ${String(input.runId)}, ${opts.source} -> ${opts.target}`);
   const start = world.now;
-  const result = await runWorkflow(world, { workflow: 'restore', input, env, onEvent: (event) => progress(describeEvent(event, world, start)) });
-  if (opts['dump-world']) writeFileSync(opts['dump-world'], `${JSON.stringify(world.dump(), null, 2)}\n`);
+  let printing = Promise.resolve();
+  const result = await runWorkflow(world, {
+    workflow: 'restore',
+    input,
+    env,
+    onEvent: (event) => {
+      const step = fromLocalEvent(event as LocalEvent);
+      if (!step) return;
+      const atMs = world.now - start;
+      printing = printing.then(() => watcher.event(step, atMs));
+    },
+  });
+  await printing;
+  watcher.finish();
+  if (opts.dumpWorld) {
+    try {
+      writeFileSync(opts.dumpWorld, `${JSON.stringify(world.dump(), null, 2)}\n`);
+    } catch (error) {
+      throw new CommandFailedError(`--dump-world: could not write ${opts.dumpWorld} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`);
+    }
+  }
 
   if (result.status === 'FAILED') {
     if (opts.json) process.stdout.write(`${JSON.stringify({ status: 'FAILED', error: result.error, cause: result.cause }, null, 2)}\n`);
-    if (result.error === 'InvalidInputError') {
-      process.stderr.write(`vss-snapshots: ${result.cause ?? 'invalid restore input'}\n`);
+    if (result.error && REFUSALS.has(result.error)) {
+      process.stderr.write(`vss-snapshots: restore refused, nothing created: ${result.cause ?? result.error}\n`);
       return EXIT.usage;
     }
     process.stderr.write(`vss-snapshots: the restore failed: ${result.error}: ${result.cause}\n`);
@@ -84,6 +110,17 @@ export async function restoreCommand(args: string[]): Promise<number> {
   if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else process.stdout.write(formatRestore(report, result.stats.simulatedSeconds));
   return EXIT.ok;
+}
+
+/** The restore workflow's own input check, run before the night, its field names said as the options. */
+function checkRestoreInput(input: Record<string, unknown>): void {
+  try {
+    parseRestoreInput(input);
+  } catch (error) {
+    if (!(error instanceof Error) || error.name !== 'InvalidInputError') throw error;
+    const flags: Record<string, string> = { runId: '--run', sourceInstanceId: '--source', targetInstanceId: '--target', devices: '--devices' };
+    throw new UsageError(error.message.replace(/field "(runId|sourceInstanceId|targetInstanceId|devices)(\[[0-9]+\])?"/g, (_m, field: string, index = '') => `${flags[field]}${index}`));
+  }
 }
 
 export function formatRestore(report: RestoreReport, simulatedSeconds: number): string {
@@ -104,18 +141,4 @@ export function formatRestore(report: RestoreReport, simulatedSeconds: number): 
     revert,
     '',
   ].join('\n');
-}
-
-const elapsed = (ms: number): string => {
-  const s = Math.round(ms / 1000);
-  return `+${String(Math.floor(s / 3600)).padStart(2, '0')}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
-};
-
-function describeEvent(event: EventLog, world: World, start: number): string {
-  const at = `[${elapsed(world.now - start)}]`;
-  if (event.type === 'StateExited' && event.state.type === 'Task') return `${at} ${event.state.name}: done`;
-  if (event.type === 'StateEntered' && event.state.type === 'Wait') return `${at} ${event.state.name}`;
-  if (event.type === 'StateRetried') return `${at} ${event.state.name}: retried after an error`;
-  if (event.type === 'StateCaught') return `${at} ${event.state.name}: failed, cleaning up`;
-  return '';
 }

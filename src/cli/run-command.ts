@@ -1,59 +1,71 @@
 /** `vss-snapshots run`: one nightly cycle against a simulated account, with progress and a summary. */
-import { progressWriter } from './progress.ts';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { SNAPSHOT_METHODS } from '../lib/config.ts';
+import { writeFileSync } from 'node:fs';
 import type { RunReport } from '../lib/report.ts';
+import { formatRunSummary } from '../lib/report-text.ts';
+import { readRunProgress } from '../lib/run-progress.ts';
 import { reportKey } from '../lib/run-state.ts';
 import { DEMO_FLEET } from '../local/demo-fleet.ts';
 import { loadFleetFile, parseFleet } from '../local/fleet.ts';
 import { REPORT_BUCKET, runWorkflow } from '../local/runner.ts';
-import type { EventLog, LocalRunResult } from '../local/runner.ts';
+import type { LocalRunResult } from '../local/runner.ts';
 import { worldFromFleet } from '../local/world.ts';
 import type { World } from '../local/world.ts';
-import { EXIT, UsageError } from './main.ts';
-import { formatSummary } from './summary.ts';
+import { ExecutionWatcher } from './execution-watcher.ts';
+import { CommandFailedError, EXIT } from './exit-codes.ts';
+import type { ExitCode } from './exit-codes.ts';
+import { observerS3 } from './local-observer.ts';
+import { readJsonOption } from './options.ts';
+import { checkOutputPath, readInputFile } from './paths.ts';
+import { fromLocalEvent } from './workflow-progress.ts';
+import type { LocalEvent } from './workflow-progress.ts';
 
-export async function runCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        fleet: { type: 'string' },
-        input: { type: 'string' },
-        method: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        report: { type: 'string' },
-        'dump-world': { type: 'string' },
-        quiet: { type: 'boolean', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const opts = parsed.values;
-  const input: unknown = opts.input === undefined ? {} : parseInputOption(opts.input);
-  if (opts.method !== undefined && !(SNAPSHOT_METHODS as readonly string[]).includes(opts.method)) {
-    throw new UsageError(`--method must be one of ${SNAPSHOT_METHODS.join(', ')} (got "${opts.method}").`);
-  }
+export interface RunCommandOptions {
+  fleet?: string;
+  input?: string;
+  method?: string;
+  json?: boolean;
+  report?: string;
+  dumpWorld?: string;
+  quiet?: boolean;
+}
+
+export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
+  // Every file the user named is checked before the simulated night starts (the input itself is checked by
+  // Prepare Run, as in AWS: it rejects it before anything is sent).
+  const input: unknown = opts.input === undefined ? {} : readJsonOption(opts.input);
+  if (opts.report) checkOutputPath(opts.report, '--report');
+  if (opts.dumpWorld) checkOutputPath(opts.dumpWorld, '--dump-world');
+  if (opts.fleet) readInputFile(opts.fleet, '--fleet');
   const fleet = opts.fleet ? loadFleetFile(opts.fleet) : parseFleet(DEMO_FLEET, 'built-in demo fleet');
   const world = worldFromFleet(fleet);
-  const progress = progressWriter((text) => process.stderr.write(text), opts.quiet);
-  progress(`vss-snapshots: one nightly run against a simulated AWS account (${fleet.instances.length} instances in ${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'})`);
 
+  const observer = observerS3(world);
+  const watcher = new ExecutionWatcher({
+    workflow: 'nightly',
+    quiet: opts.quiet === true,
+    stream: process.stderr,
+    waitStampAtEnd: true,
+    readProgress: (runId) => readRunProgress(observer, REPORT_BUCKET, runId),
+  });
+  watcher.line(
+    `vss-snapshots: one nightly run against a simulated AWS account (${fleet.instances.length} instances in ${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'})`,
+  );
   const start = world.now;
-  const caught = new Set<string>();
+  let printing = Promise.resolve();
   const result = await runWorkflow(world, {
     input,
     env: opts.method ? { SNAPSHOT_METHOD: opts.method } : {},
-    onEvent: (event) => progress(describeEvent(event, world, start, caught)),
+    onEvent: (event) => {
+      const step = fromLocalEvent(event as LocalEvent);
+      if (!step) return;
+      const atMs = world.now - start;
+      printing = printing.then(() => watcher.event(step, atMs));
+    },
   });
+  await printing;
+  watcher.finish();
   const report = readReport(world, result);
-  if (opts['dump-world']) writeFileSync(opts['dump-world'], `${JSON.stringify(world.dump(), null, 2)}\n`);
-  if (opts.report && report) writeFileSync(opts.report, `${JSON.stringify(report, null, 2)}\n`);
+  writeOutputs(opts, world, report);
 
   if (result.status === 'FAILED') {
     if (result.error === 'InvalidInputError') {
@@ -71,28 +83,35 @@ export async function runCommand(args: string[]): Promise<number> {
     return EXIT.failed;
   }
   if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  else process.stdout.write(formatSummary(report, result));
+  else process.stdout.write(formatRunSummary(report, { context: [simulatedTime(result)], withAlert: true, reportLine: reportLine(report, opts) }));
   const needsAlert = report.summary.failed > 0 || report.summary.targeted === 0;
   return needsAlert ? EXIT.alert : EXIT.ok;
 }
 
-/**
- * `--input` is the execution input as JSON text (contract §2). A value that is not JSON but names an
- * existing file is read as that file's JSON, so `--input input.json` works as well.
- */
-function parseInputOption(value: string): unknown {
-  try {
-    return JSON.parse(value);
-  } catch (error) {
-    if (existsSync(value) && statSync(value).isFile()) {
-      try {
-        return JSON.parse(readFileSync(value, 'utf8'));
-      } catch (fileError) {
-        throw new UsageError(`--input file ${value} is not valid JSON (${(fileError as Error).message}).`);
-      }
+function writeOutputs(opts: RunCommandOptions, world: World, report: RunReport | undefined): void {
+  const write = (path: string, flag: string, value: unknown) => {
+    try {
+      writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
+    } catch (error) {
+      throw new CommandFailedError(`${flag}: could not write ${path} after the run (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`);
     }
-    throw new UsageError(`--input is not valid JSON (${(error as Error).message}). Example: --input '{"dryRun": true}'`);
-  }
+  };
+  if (opts.dumpWorld) write(opts.dumpWorld, '--dump-world', world.dump());
+  if (opts.report && report) write(opts.report, '--report', report);
+}
+
+function simulatedTime(result: LocalRunResult): string {
+  const seconds = result.stats.simulatedSeconds;
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  const text = h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
+  return `Simulated time ${text}, real time ${result.stats.wallSeconds.toFixed(2)} s`;
+}
+
+function reportLine(report: RunReport, opts: RunCommandOptions): string {
+  if (opts.report) return `Report: ${opts.report} (and ${report.reportLocation ?? '(none)'} in the simulated account)`;
+  return `Report: ${report.reportLocation ?? '(none)'} in the simulated account (use --report FILE or --json to get it)`;
 }
 
 function readReport(world: World, result: LocalRunResult): RunReport | undefined {
@@ -102,47 +121,4 @@ function readReport(world: World, result: LocalRunResult): RunReport | undefined
   const key = runId ? reportKey(runId) : [...objects.keys()].filter((k) => k.startsWith('reports/')).sort().at(-1);
   const text = key ? objects.get(key) : undefined;
   return text ? (JSON.parse(text) as RunReport) : undefined;
-}
-
-const elapsed = (ms: number): string => {
-  const s = Math.round(ms / 1000);
-  return `+${String(Math.floor(s / 3600)).padStart(2, '0')}:${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
-};
-
-/** One progress line per event worth telling; `caught` remembers states whose error a Catch took. */
-function describeEvent(event: EventLog, world: World, start: number, caught = new Set<string>()): string {
-  const at = `[${elapsed(world.now - start)}]`;
-  if (event.type === 'StateCaught') {
-    caught.add(event.state.name);
-    // InvalidInputError goes to "Input Rejected": the execution fails, nothing is sent and nothing is alerted.
-    if (event.catch.catcher.Next === 'Input Rejected') return `${at} ${event.state.name}: input rejected, nothing sent`;
-    return `${at} ${event.state.name}: failed, alerting`;
-  }
-  if (event.type === 'StateExited' && caught.delete(event.state.name)) return '';
-  if (event.type === 'StateExited' && event.state.type === 'Task') {
-    const out = event.state.output as { counts?: Record<string, number>; summary?: Record<string, number> } | undefined;
-    if (out?.counts && event.state.name !== 'Prepare Run') {
-      const c = out.counts;
-      const parts = Object.entries({
-        'awaiting command': c.send,
-        'commands running': c.command,
-        verifying: c.verify,
-        'waiting to retry': c.retry,
-        succeeded: c.succeeded,
-        failed: c.failed,
-        skipped: c.skipped,
-        planned: c.planned,
-      })
-        .filter(([, n]) => (n ?? 0) > 0)
-        .map(([k, n]) => `${n} ${k}`);
-      const extra = [c.unconfirmed ? `${c.unconfirmed} send${c.unconfirmed === 1 ? '' : 's'} unconfirmed` : '', c.discard ? `${c.discard} snapshot${c.discard === 1 ? '' : 's'} to delete` : ''].filter(Boolean);
-      return `${at} ${event.state.name}: ${[...parts, ...extra].join(', ') || 'no instances'}`;
-    }
-    if (out?.summary) return `${at} ${event.state.name}: report written`;
-    if (event.state.name === 'Prepare Run') return `${at} Prepare Run: input accepted, no other run in progress`;
-    return `${at} ${event.state.name}: done`;
-  }
-  if (event.type === 'StateEntered' && event.state.type === 'Wait') return `${at} ${event.state.name}`;
-  if (event.type === 'StateRetried') return `${at} ${event.state.name}: retried after an error`;
-  return '';
 }

@@ -144,7 +144,8 @@ async function followCommand(deps: CheckDeps, state: RunState, command: SentComm
   }
   const pollMs = deps.config.commandPollSeconds * 1000;
   if (mine().length === 0) command.status = 'done';
-  else command.nextPollAt = Math.min(onGrid(now + pollMs, state, pollMs), Math.max(command.deadline, now + 1_000));
+  // The grid point nearest one poll interval from now (up to a quarter earlier): a poll is never late by most of a poll.
+  else command.nextPollAt = Math.min(onGrid(now + (pollMs * 3) / 4, state, pollMs), Math.max(command.deadline, now + 1_000));
 }
 
 async function invocationsOf(ssm: SSMClient, commandId: string): Promise<CommandInvocation[]> {

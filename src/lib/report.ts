@@ -1,8 +1,10 @@
 /**
- * The run report of contract §4, built from the run state, and the alert text that goes with it.
+ * The run report of contract §4, built from the run state. Its wording (alert, summary) is in report-text.ts.
  */
-import { failureKind } from './failure-catalogue.ts';
+import { composeRunAlert } from './report-text.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
+
+export { ALERT_MAX_NAMED } from './report-text.ts';
 
 export type Outcome = 'succeeded' | 'failed' | 'skipped' | 'planned';
 
@@ -14,10 +16,13 @@ export interface ReportInstance {
   code?: string;
   detail?: string;
   attempts: number;
-  /** When this instance's outcome became final. */
-  finishedAt?: string;
   snapshots: SnapshotRef[];
-  /** Failed instances: the complete crash-consistent set of the last attempt, kept on purpose (may be empty). */
+  /** When this instance's outcome became final (contract §4). */
+  finishedAt?: string;
+  /**
+   * Failed instances only: the complete crash-consistent set of the last attempt, kept on purpose — not
+   * application-consistent, but better than nothing (contract §4).
+   */
   fallbackSnapshots?: SnapshotRef[];
 }
 
@@ -35,9 +40,6 @@ export interface RunReport {
   reportLocation?: string;
   alert: null | { subject: string; message: string };
 }
-
-/** At most this many instances are named in an alert; the rest are counted and found in the report. */
-export const ALERT_MAX_NAMED = 100;
 
 export function buildReport(state: RunState, finishedAt: string, reportLocation: string): RunReport {
   const instances = state.instances.map(toReportInstance);
@@ -63,7 +65,7 @@ export function buildReport(state: RunState, finishedAt: string, reportLocation:
     reportLocation,
     alert: null,
   };
-  if (!state.dryRun && needsAlert(report)) report.alert = composeAlert(report, state.executionArn);
+  if (!state.dryRun && needsAlert(report)) report.alert = composeRunAlert(report, state.executionArn);
   return report;
 }
 
@@ -109,53 +111,3 @@ const PHASE_WORDS: Record<InstanceRecord['phase'], string> = {
   skipped: 'skipped',
   planned: 'planned',
 };
-
-function composeAlert(report: RunReport, executionArn: string): { subject: string; message: string } {
-  const { summary, selector } = report;
-  const what = selector.instanceIds ? `tag ${selector.tagKey}=${selector.tagValue} and ${selector.instanceIds.length} listed instance id(s)` : `tag ${selector.tagKey}=${selector.tagValue}`;
-  if (summary.targeted === 0) {
-    const subject = truncate(`vss-snapshots: no instance matched (run ${report.runId})`, 100);
-    const message = [
-      `Snapshot run ${report.runId} found no instance to back up.`,
-      `Selector: ${what}.`,
-      ...(report.notFound ? [`Requested but not found (absent, untagged or terminated): ${report.notFound.join(', ')}.`] : []),
-      '',
-      'What to do: check that the instances carry exactly this tag (keys and values are case-sensitive) and are not terminated, and that the schedule input selects what you expect. No snapshot was taken.',
-      '',
-      `Full report: ${report.reportLocation}`,
-      `Execution: ${executionArn}`,
-    ].join('\n');
-    return { subject, message };
-  }
-
-  const failed = report.instances.filter((i) => i.outcome === 'failed');
-  const subject = truncate(`vss-snapshots: ${summary.failed} of ${summary.targeted} instances without a snapshot (run ${report.runId})`, 100);
-  const groups = new Map<string, ReportInstance[]>();
-  for (const i of failed) groups.set(i.code ?? 'unfinished', [...(groups.get(i.code ?? 'unfinished') ?? []), i]);
-  const lines = [
-    `Snapshot run ${report.runId} finished with ${summary.failed} failed instance(s): they have NO application-consistent snapshot from this run.`,
-    `Selector: ${what}. Started ${report.startedAt}, finished ${report.finishedAt}.`,
-    `Result: ${summary.succeeded} succeeded, ${summary.failed} failed, ${summary.skipped} skipped of ${summary.targeted}; ${summary.snapshots} verified application-consistent snapshot(s).`,
-    ...(summary.fallbackSnapshots > 0
-      ? [`${summary.fallbackSnapshots} crash-consistent snapshot(s) of failed instances were kept as a fallback (tagged vss-snapshots:fallback): better than nothing, NOT application-consistent.`]
-      : []),
-  ];
-  let named = 0;
-  for (const [code, members] of [...groups.entries()].sort((a, b) => b[1].length - a[1].length)) {
-    const kind = failureKind(code);
-    lines.push('', `== ${code === 'unfinished' ? 'Not finished' : kind.title} (${members.length}) ==`, `What to do: ${code === 'unfinished' ? 'see the workflow failure alert and start a new run.' : kind.action}`);
-    for (const member of members) {
-      if (named >= ALERT_MAX_NAMED) break;
-      named += 1;
-      const fallback = member.fallbackSnapshots?.length ? ` Crash-consistent fallback kept: ${member.fallbackSnapshots.map((f) => f.snapshotId).join(', ')}.` : '';
-      lines.push(`- ${member.instanceId}${member.name ? ` (${member.name})` : ''}, ${member.attempts} attempt(s): ${member.detail ?? member.reason ?? ''}${fallback}`);
-    }
-  }
-  if (failed.length > named) lines.push('', `... and ${failed.length - named} more failed instances, listed in the full report.`);
-  lines.push('', `Full report: ${report.reportLocation}`, `Execution: ${executionArn}`, 'To retry only the failed instances, start an execution with {"instanceIds": [...]} listing them.');
-  return { subject, message: lines.join('\n') };
-}
-
-function truncate(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-}

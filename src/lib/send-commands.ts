@@ -158,7 +158,7 @@ async function sendBatch(deps: SendDeps, state: RunState, batch: InstanceRecord[
       },
       since,
     );
-    record({ comment: options.comment, commandId: command.CommandId as string, status: 'open', nextPollAt: onGrid(now + config.commandPollSeconds * 1000, state, config.commandPollSeconds * 1000) });
+    record({ comment: options.comment, commandId: command.CommandId as string, status: 'open', nextPollAt: onGrid(now + (config.commandPollSeconds * 1000 * 3) / 4, state, config.commandPollSeconds * 1000) });
   } catch (error) {
     const name = (error as Error).name;
     if (error instanceof SendOutcomeUnknownError) {

@@ -12,6 +12,8 @@ import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import { putReport } from './finish-run.ts';
 import { buildReport } from './report.ts';
+import { composeWorkflowFailureAlert } from './report-text.ts';
+import type { WorkflowFailure } from './report-text.ts';
 import { releaseLease } from './run-lease.ts';
 import { loadRunState, reportKey, saveRunState } from './run-state.ts';
 import type { RunState } from './run-state.ts';
@@ -27,7 +29,8 @@ export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient;
   const parsed = WorkflowFailureEvent.safeParse(event);
   const failure = parsed.success ? parsed.data : { failedStep: 'unknown step', runId: undefined, executionId: undefined, error: { Error: 'Unknown', Cause: undefined } };
   const cause = causeText(failure.error.Cause);
-  let partial = '';
+  let known: WorkflowFailure['known'];
+  let stateProblem: string | undefined;
   let state: RunState | undefined;
   if (failure.runId) {
     try {
@@ -39,22 +42,20 @@ export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient;
       const report = buildReport(state, state.finishedAt, location);
       report.alert = null;
       await putReport(deps.s3, deps.config.reportBucket, report);
-      const s = report.summary;
-      partial = `Known so far: ${s.succeeded} succeeded, ${s.failed + (s.targeted - s.succeeded - s.failed - s.skipped - s.planned)} failed or unfinished, ${s.skipped} skipped of ${s.targeted}. Partial report: ${location}`;
+      known = { summary: report.summary, location };
     } catch (error) {
-      partial = `The run state could not be read (${describeError(error)}).`;
+      stateProblem = describeError(error);
     }
   }
-  const subject = `vss-snapshots: workflow failed at ${failure.failedStep}`.slice(0, 100);
-  const message = [
-    `The snapshot workflow failed at step "${failure.failedStep}"${failure.runId ? ` (run ${failure.runId})` : ''}.`,
-    `Error: ${failure.error.Error}`,
-    `Cause: ${cause}`,
-    ...(partial ? ['', partial] : []),
-    '',
-    `What to do: ${advice(failure.error.Error)}`,
-    ...(failure.executionId ? [`Execution: ${failure.executionId}`] : []),
-  ].join('\n');
+  const { subject, message } = composeWorkflowFailureAlert({
+    failedStep: failure.failedStep,
+    ...(failure.runId ? { runId: failure.runId } : {}),
+    ...(failure.executionId ? { executionId: failure.executionId } : {}),
+    error: failure.error.Error,
+    cause,
+    ...(known ? { known } : {}),
+    ...(stateProblem ? { stateProblem } : {}),
+  });
   const published = await deps.sns.send(new PublishCommand({ TopicArn: deps.config.alertTopicArn, Subject: subject, Message: message }));
   if (state) {
     // Recorded so that a retry of this step does not alert twice. SNS has no deduplication: a crash
@@ -87,17 +88,4 @@ function causeText(cause: unknown): string {
     // Not JSON: a plain message.
   }
   return cause.slice(0, 2000);
-}
-
-function advice(error: string): string {
-  switch (error) {
-    case 'RunInProgressError':
-      return 'Another run is still going; nothing was done by this one. Wait for it, or start again with {"force": true}.';
-    case 'ConfigurationError':
-      return 'A Lambda environment variable is wrong: check the stack parameters and redeploy.';
-    case 'RunStateNotFoundError':
-      return 'The run state object is missing from the report bucket; check the bucket and its lifecycle rules, then start a new run.';
-    default:
-      return 'Open the execution in the Step Functions console to see the failed step, fix the cause, and start a new run (instances that already succeeded keep their snapshots).';
-  }
 }

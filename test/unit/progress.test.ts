@@ -18,7 +18,7 @@ describe('progressWriter', () => {
     expect(out).toEqual([
       '[+00:01:00] Wait For Commands',
       '[+00:01:00] Check Commands: 7 running',
-      '[+00:05:00] ... the 2 lines above came back 3 more time(s): polling, nothing changed',
+      '[+00:05:00] ... the 2 lines above came back 3 more times: polling, nothing changed',
       '[+00:05:00] Check Commands: 6 verifying',
       '[+09:00:00] Finish Run: report written',
     ]);

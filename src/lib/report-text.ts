@@ -1,0 +1,268 @@
+/**
+ * Every human sentence about a run report: the SNS alert of Finish Run, the workflow-failure alert, the
+ * summary `vss-snapshots run` prints and the one `vss-snapshots report` prints. One module, so a count
+ * means the same thing wherever an operator reads it.
+ *
+ * The one rule the wording keeps: a snapshot is counted as a backup only when it is usable — the verified,
+ * application-consistent set of a succeeded instance. The crash-consistent set a failed instance keeps on
+ * purpose (`fallbackSnapshots`) is named as a fallback, and anything else a failed attempt left is named
+ * unusable, so "0 succeeded, 1 failed" is never followed by a bare "2 snapshots".
+ */
+import { failureKind } from './failure-catalogue.ts';
+import { MAX_INSTANCE_IDS } from './execution-input.ts';
+import type { ReportInstance, RunReport } from './report.ts';
+
+/** At most this many instances are named in an alert; the rest are counted and found in the report. */
+export const ALERT_MAX_NAMED = 100;
+/** The paste-ready retry input holds at most this many ids per execution (the execution input's limit). */
+export const RETRY_CHUNK = MAX_INSTANCE_IDS;
+/**
+ * An alert carries at most this many retry inputs (2,000 ids, ~46 KB): mail clients clip messages above
+ * ~100 KB and SNS caps a message at 256 KB. `vss-snapshots retry-failed RUNID` covers any number.
+ */
+export const ALERT_MAX_RETRY_CHUNKS = 2;
+const SUBJECT_MAX = 100; // SNS: a subject of at most 100 printable ASCII characters.
+
+/** `1 instance`, `2 instances`, `0 instances`. */
+export function plural(n: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${n.toLocaleString('en-US')} ${n === 1 ? singular : pluralForm}`;
+}
+
+export interface SnapshotCounts {
+  /** Verified, application-consistent snapshots of succeeded instances: the backups. */
+  usable: number;
+  /** Crash-consistent snapshots failed instances keep on purpose (complete sets, not app-consistent). */
+  fallback: number;
+  /** Failed instances that keep such a fallback set. */
+  fallbackInstances: number;
+  /** Anything else failed instances' last attempts left (crash-consistent leftovers, error, pending, incomplete). */
+  unusable: number;
+}
+
+export function snapshotCounts(report: Pick<RunReport, 'instances'>): SnapshotCounts {
+  const counts: SnapshotCounts = { usable: 0, fallback: 0, fallbackInstances: 0, unusable: 0 };
+  for (const instance of report.instances) {
+    if (instance.outcome === 'succeeded') {
+      counts.usable += instance.snapshots.length;
+      continue;
+    }
+    const fallback = new Set((instance.fallbackSnapshots ?? []).map((s) => s.snapshotId));
+    counts.fallback += fallback.size;
+    if (fallback.size > 0) counts.fallbackInstances += 1;
+    counts.unusable += instance.snapshots.filter((s) => !fallback.has(s.snapshotId)).length;
+  }
+  return counts;
+}
+
+/** `2 succeeded, 1 failed, 0 skipped of 3 matched` (and planned instances of a dry run). */
+export function outcomeLine(report: Pick<RunReport, 'summary'>): string {
+  const s = report.summary;
+  return `${s.succeeded} succeeded, ${s.failed} failed, ${s.skipped} skipped${s.planned ? `, ${s.planned} planned` : ''} of ${s.targeted} matched`;
+}
+
+/**
+ * The snapshots of a run, usable first: `4 usable snapshots (verified, application-consistent); 1 failed
+ * instance keeps a crash-consistent fallback set of 2 snapshots (not application-consistent); 1 unusable snapshot
+ * (not a backup)`.
+ */
+export function snapshotLine(report: Pick<RunReport, 'instances' | 'dryRun'>): string {
+  if (report.dryRun) return 'no snapshot taken (dry run)';
+  const c = snapshotCounts(report);
+  const parts = [`${plural(c.usable, 'usable snapshot')} (verified, application-consistent)`];
+  if (c.fallback > 0) {
+    parts.push(
+      `${plural(c.fallbackInstances, 'failed instance keeps', 'failed instances keep')} a crash-consistent fallback set (${plural(c.fallback, 'snapshot')}, NOT application-consistent)`,
+    );
+  }
+  if (c.unusable > 0) parts.push(`${plural(c.unusable, 'unusable snapshot')} of failed attempts (not a backup)`);
+  return parts.join('; ');
+}
+
+/** The failed instances' ids in chunks of at most RETRY_CHUNK, each a valid execution input. */
+export function retryInputs(report: Pick<RunReport, 'instances' | 'selector'>): { tagKey: string; tagValue: string; instanceIds: string[] }[] {
+  const ids = report.instances.filter((i) => i.outcome === 'failed').map((i) => i.instanceId);
+  const chunks: { tagKey: string; tagValue: string; instanceIds: string[] }[] = [];
+  // The selector's tag goes with the ids: a run that selected by another tag would otherwise find none of them.
+  for (let i = 0; i < ids.length; i += RETRY_CHUNK) chunks.push({ tagKey: report.selector.tagKey, tagValue: report.selector.tagValue, instanceIds: ids.slice(i, i + RETRY_CHUNK) });
+  return chunks;
+}
+
+/** The lines that tell an operator how to retry the failed instances of `report` (none when nothing failed). */
+export function retryLines(report: Pick<RunReport, 'runId' | 'instances' | 'selector'>, maxChunks = Number.POSITIVE_INFINITY): string[] {
+  const chunks = retryInputs(report);
+  if (chunks.length === 0) return [];
+  const failed = chunks.reduce((n, c) => n + c.instanceIds.length, 0);
+  const lines = [
+    `To retry only the ${plural(failed, 'failed instance')} once the cause is fixed: vss-snapshots retry-failed ${report.runId} --follow`,
+    chunks.length === 1
+      ? 'or start an execution of the state machine with this input:'
+      : `or start ${chunks.length} executions of the state machine one after another (at most ${RETRY_CHUNK.toLocaleString('en-US')} ids each; runs do not overlap), with these inputs:`,
+  ];
+  chunks.slice(0, maxChunks).forEach((chunk, i) => lines.push(`${chunks.length > 1 ? `${i + 1}/${chunks.length}: ` : ''}${JSON.stringify(chunk)}`));
+  if (chunks.length > maxChunks) {
+    const rest = chunks.slice(maxChunks).reduce((n, c) => n + c.instanceIds.length, 0);
+    lines.push(`... ${chunks.length - maxChunks} more (${plural(rest, 'id')}): in the full report, or let retry-failed start them.`);
+  }
+  return lines;
+}
+
+function selectorText(report: Pick<RunReport, 'selector'>): string {
+  const { selector } = report;
+  return selector.instanceIds ? `tag ${selector.tagKey}=${selector.tagValue} and ${plural(selector.instanceIds.length, 'listed instance id')}` : `tag ${selector.tagKey}=${selector.tagValue}`;
+}
+
+function truncate(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+function instanceLabel(i: Pick<ReportInstance, 'instanceId' | 'name'>): string {
+  return `${i.instanceId}${i.name ? ` (${i.name})` : ''}`;
+}
+
+function fallbackText(i: ReportInstance): string {
+  const kept = i.fallbackSnapshots ?? [];
+  if (kept.length === 0) return '';
+  return ` Crash-consistent fallback kept (not application-consistent): ${kept.map((s) => `${s.snapshotId}${s.device ? ` (${s.device})` : ''}`).join(', ')}.`;
+}
+
+/** The alert of a finished run (Finish Run publishes it when an instance failed or nothing matched). */
+export function composeRunAlert(report: RunReport, executionArn: string): { subject: string; message: string } {
+  const { summary } = report;
+  if (summary.targeted === 0) {
+    const subject = truncate(`vss-snapshots: no instance matched (run ${report.runId})`, SUBJECT_MAX);
+    const message = [
+      `Snapshot run ${report.runId} found no instance to back up. No snapshot was taken.`,
+      `Selector: ${selectorText(report)}.`,
+      ...(report.notFound ? [`Requested but not found (absent, untagged or terminated): ${report.notFound.join(', ')}.`] : []),
+      '',
+      'What to do: check that the instances carry exactly this tag (keys and values are case-sensitive) and are not terminated, and that the schedule input selects what you expect.',
+      '',
+      `Full report: ${report.reportLocation}`,
+      `Execution: ${executionArn}`,
+    ].join('\n');
+    return { subject, message };
+  }
+
+  const failed = report.instances.filter((i) => i.outcome === 'failed');
+  const subject = truncate(`vss-snapshots: ${summary.failed} of ${summary.targeted} instances without a usable snapshot (run ${report.runId})`, SUBJECT_MAX);
+  const groups = new Map<string, ReportInstance[]>();
+  for (const i of failed) groups.set(i.code ?? 'unfinished', [...(groups.get(i.code ?? 'unfinished') ?? []), i]);
+  const lines = [
+    `Snapshot run ${report.runId}: ${plural(summary.failed, 'instance has', 'instances have')} NO application-consistent snapshot from this run.`,
+    `Selector: ${selectorText(report)}. Started ${report.startedAt}, finished ${report.finishedAt}.`,
+    `Instances: ${outcomeLine(report)}.`,
+    `Snapshots: ${snapshotLine(report)}.`,
+  ];
+  let named = 0;
+  for (const [code, members] of [...groups.entries()].sort((a, b) => b[1].length - a[1].length)) {
+    const kind = failureKind(code);
+    lines.push('', `== ${code === 'unfinished' ? 'Not finished' : kind.title} (${members.length}) ==`, `What to do: ${code === 'unfinished' ? 'see the workflow failure alert and start a new run.' : kind.action}`);
+    for (const member of members) {
+      if (named >= ALERT_MAX_NAMED) break;
+      named += 1;
+      lines.push(`- ${instanceLabel(member)}, ${plural(member.attempts, 'attempt')}: ${member.detail ?? member.reason ?? ''}${fallbackText(member)}`);
+    }
+  }
+  if (failed.length > named) lines.push('', `... and ${failed.length - named} more failed instances, listed in the full report.`);
+  lines.push('', ...retryLines(report, ALERT_MAX_RETRY_CHUNKS), '', `Full report: ${report.reportLocation}`, `Execution: ${executionArn}`);
+  return { subject, message: lines.join('\n') };
+}
+
+export interface WorkflowFailure {
+  failedStep: string;
+  runId?: string;
+  executionId?: string;
+  error: string;
+  cause: string;
+  /** What is known of the run's instances (from the partial report), when the run got that far. */
+  known?: { summary: Pick<RunReport['summary'], 'targeted' | 'succeeded' | 'failed' | 'skipped' | 'planned'>; location: string };
+  /** Why the run state could not be read, when it could not. */
+  stateProblem?: string;
+}
+
+/** The alert of a workflow that failed at one of its steps: which run, which step, why, and what to do next. */
+export function composeWorkflowFailureAlert(failure: WorkflowFailure): { subject: string; message: string } {
+  const run = failure.runId ? `run ${failure.runId}` : failure.executionId ? `execution ${failure.executionId.split(':').at(-1)}` : 'a run';
+  // The subject stays `... workflow failed at <Step>` (mail filters match it); the body names the run.
+  const subject = truncate(`vss-snapshots: workflow failed at ${failure.failedStep}`, SUBJECT_MAX);
+  const lines = [
+    `The snapshot workflow failed at step "${failure.failedStep}" (${run}).`,
+    `Error: ${failure.error}`,
+    `Cause: ${failure.cause}`,
+  ];
+  if (failure.known) {
+    const s = failure.known.summary;
+    const unfinished = s.targeted - s.succeeded - s.failed - s.skipped - s.planned;
+    lines.push(
+      '',
+      `Known so far: ${s.succeeded} succeeded, ${s.failed + unfinished} failed or unfinished, ${s.skipped} skipped of ${s.targeted}. Partial report: ${failure.known.location}`,
+    );
+  }
+  if (failure.stateProblem) lines.push('', `The run state could not be read (${failure.stateProblem}).`);
+  lines.push('', `What to do: ${workflowFailureAdvice(failure.error)}`);
+  if (failure.runId && failure.known) lines.push(`Then retry the instances without a snapshot: vss-snapshots retry-failed ${failure.runId} --follow`);
+  if (failure.executionId) lines.push(`Execution: ${failure.executionId}`);
+  return { subject, message: lines.join('\n') };
+}
+
+function workflowFailureAdvice(error: string): string {
+  switch (error) {
+    case 'RunInProgressError':
+      return 'Another run is still going; nothing was done by this one. Wait for it (vss-snapshots status), or start again with {"force": true}.';
+    case 'ConfigurationError':
+      return 'A Lambda environment variable is wrong: check the stack parameters and redeploy, then start a new run.';
+    case 'RunStateNotFoundError':
+      return 'The run state object is missing from the report bucket; check the bucket and its lifecycle rules, then start a new run.';
+    default:
+      return 'Open the execution below in the Step Functions console to see why the step failed, fix the cause, and start a new run (vss-snapshots start --follow); instances that already succeeded keep their snapshots.';
+  }
+}
+
+export interface SummaryOptions {
+  /** Lines printed under the run's heading (e.g. the simulated time of a local run). */
+  context?: string[];
+  /** Where the full report is (replaces the report's own location line). */
+  reportLine?: string;
+  /** Only the failed instances, with the retry input. */
+  failedOnly?: boolean;
+  /** Print the alert text as it was published. */
+  withAlert?: boolean;
+}
+
+/** The readable summary of a run report: a table of instances, the counts, the alert and where the report is. */
+export function formatRunSummary(report: RunReport, options: SummaryOptions = {}): string {
+  const shown = options.failedOnly ? report.instances.filter((i) => i.outcome === 'failed') : report.instances;
+  const rows = shown.map((i) => [
+    i.instanceId,
+    i.name ?? '',
+    i.outcome,
+    String(i.attempts),
+    i.outcome === 'succeeded' ? String(i.snapshots.length) : (i.fallbackSnapshots?.length ?? 0) > 0 ? `${i.fallbackSnapshots?.length} fallback` : '0',
+    i.outcome === 'succeeded' ? '' : (i.detail ?? i.reason ?? ''),
+  ]);
+  const header = ['INSTANCE', 'NAME', 'OUTCOME', 'ATTEMPTS', 'USABLE SNAPSHOTS', 'REASON'];
+  const widths = header.map((h, col) => Math.min(col === 5 ? 200 : 40, Math.max(h.length, ...rows.map((r) => (r[col] ?? '').length))));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
+  const selector = `${report.selector.tagKey}=${report.selector.tagValue}${report.selector.instanceIds ? ` + ${plural(report.selector.instanceIds.length, 'instance id')}` : ''}`;
+  const out = [
+    '',
+    `Run ${report.runId}${report.dryRun ? ' (dry run)' : ''}, method ${report.method}, selector ${selector}`,
+    `Started ${report.startedAt}, finished ${report.finishedAt}`,
+    ...(options.context ?? []),
+    '',
+  ];
+  if (rows.length > 0) out.push(line(header), ...rows.map(line), '');
+  else if (options.failedOnly) out.push('No failed instance in this run.', '');
+  out.push(`${outcomeLine(report)}; ${snapshotLine(report)}`);
+  if (report.notFound) out.push(`Requested but not found: ${report.notFound.join(', ')}`);
+  if (report.alert) out.push(`ALERT published: ${report.alert.subject}`);
+  else if (report.dryRun) out.push('Dry run: nothing sent, no alert published.');
+  else if (report.summary.failed === 0 && report.summary.targeted > 0) out.push('No alert needed: every targeted instance has a verified application-consistent snapshot or was skipped.');
+  if (options.withAlert && report.alert) out.push('', report.alert.message);
+  else if (options.failedOnly) {
+    const retry = retryLines(report);
+    if (retry.length > 0) out.push('', ...retry);
+  }
+  out.push('', options.reportLine ?? `Report: ${report.reportLocation ?? '(none)'}`, '');
+  return `${out.join('\n')}\n`;
+}
