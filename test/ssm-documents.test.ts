@@ -14,6 +14,7 @@ import {
   DOCUMENT_NAMES,
   DOCUMENTS,
   EXECUTION_TIMEOUT_PATTERN,
+  NON_SCRIPT_PARAMETERS,
   RUN_ID_PATTERN,
   validateDocumentParameters,
 } from '../src/documents/document-parameters.ts';
@@ -51,18 +52,46 @@ describe('built documents', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'vss-documents-'));
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it.each(DOCUMENT_NAMES)('%s is a schema 2.2 PowerShell document with ENV_VAR interpolation', (name) => {
+  it.each(DOCUMENT_NAMES)('%s is a schema 2.2 PowerShell document in the documented shape', (name) => {
     const doc = documents[name];
     expect(doc.schemaVersion).toBe('2.2');
+    expect(Object.keys(doc).sort()).toEqual(['description', 'mainSteps', 'parameters', 'schemaVersion']);
     expect(doc.mainSteps).toHaveLength(1);
     const [step] = doc.mainSteps;
+    expect(Object.keys(step).sort()).toEqual(['action', 'inputs', 'name', 'precondition']);
     expect(step.action).toBe('aws:runPowerShellScript');
     expect(step.precondition).toEqual({ StringEquals: ['platformType', 'Windows'] });
-    expect(step.inputs.interpolationType).toBe('ENV_VAR');
+    // aws:runPowerShellScript takes runCommand, timeoutSeconds and workingDirectory (Systems Manager user
+    // guide, "Command document plugin reference"); interpolationType is not one of them.
+    for (const key of Object.keys(step.inputs)) expect(RUN_POWERSHELL_INPUTS, `inputs.${key}`).toContain(key);
     expect(step.inputs.timeoutSeconds).toBe('{{ executionTimeout }}');
     expect(step.inputs.runCommand.join('\n')).toBe(scriptLines(readScript(DOCUMENTS[name].script)).join('\n'));
     expect(step.inputs.runCommand.some((l) => l.includes('{{'))).toBe(false);
     expect(Buffer.byteLength(JSON.stringify(doc))).toBeLessThan(MAX_DOCUMENT_BYTES);
+  });
+
+  it.each(DOCUMENT_NAMES)('%s: every parameter the script reads is passed as an environment variable (interpolationType on the parameter)', (name) => {
+    // Systems Manager user guide, "Data elements and parameters": interpolationType is a property of each
+    // entry under "parameters" ({"Message": {"type": "String", "interpolationType": "ENV_VAR", "allowedPattern": ...}}).
+    for (const [param, spec] of Object.entries(documents[name].parameters)) {
+      for (const key of Object.keys(spec)) expect(PARAMETER_KEYS, `${param}.${key}`).toContain(key);
+      if (NON_SCRIPT_PARAMETERS.includes(param)) {
+        // Used by the document itself ({{ executionTimeout }} in timeoutSeconds), never by the script.
+        expect(spec.interpolationType, param).toBeUndefined();
+      } else {
+        expect(spec.interpolationType, param).toBe('ENV_VAR');
+      }
+    }
+  });
+
+  it('refuses to build a document whose parameter declares its own interpolation', () => {
+    const original = DOCUMENTS['diskshadow-snapshot'].parameters.RunId as unknown as Record<string, unknown>;
+    original.interpolationType = 'NONE';
+    try {
+      expect(() => buildDocument('diskshadow-snapshot', 'Write-Output 1')).toThrow(/interpolationType/);
+    } finally {
+      delete original.interpolationType;
+    }
   });
 
   it.each(DOCUMENT_NAMES)('%s: every parameter is a String with an anchored portable pattern or allowed values', (name) => {
@@ -96,6 +125,11 @@ describe('built documents', () => {
     }
   });
 });
+
+/** The keys the SSM document schema documents for a parameter definition (user guide, "Data elements and parameters"). */
+const PARAMETER_KEYS = ['type', 'description', 'default', 'allowedValues', 'allowedPattern', 'displayType', 'minItems', 'maxItems', 'minChars', 'maxChars', 'interpolationType'];
+/** The inputs of aws:runPowerShellScript (user guide, "Command document plugin reference"). */
+const RUN_POWERSHELL_INPUTS = ['runCommand', 'timeoutSeconds', 'workingDirectory'];
 
 function requiredOf(name: (typeof DOCUMENT_NAMES)[number]): Record<string, string[]> {
   return name === 'diskshadow-snapshot'
