@@ -21,7 +21,7 @@ import {
   SnapshotResultLine,
 } from '../src/lib/result-line.ts';
 import type { ResultLine, SnapshotResultLine as SnapshotLine } from '../src/lib/result-line.ts';
-import { evaluateLiteral, functionNamed, hashEntries, parsePowerShell, readScript, topLevelLiterals } from './powershell.ts';
+import { documentScript, evaluateLiteral, functionNamed, hashEntries, parsePowerShell, topLevelLiterals } from './powershell.ts';
 
 const success: SnapshotLine = {
   version: 1,
@@ -127,8 +127,8 @@ describe('the scripts write the result line this module parses', () => {
   let snapshot: Tree;
   let restore: Tree;
   beforeAll(async () => {
-    snapshot = await parsePowerShell(readScript('diskshadow-snapshot.ps1'));
-    restore = await parsePowerShell(readScript('diskshadow-restore.ps1'));
+    snapshot = await parsePowerShell(documentScript('diskshadow-snapshot'));
+    restore = await parsePowerShell(documentScript('diskshadow-restore'));
   });
 
   const keysOf = (tree: Tree, fn: string): string[] => hashEntries(functionNamed(tree.rootNode, fn)).map((e) => e.key);

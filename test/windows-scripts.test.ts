@@ -24,10 +24,13 @@ import {
   commandArguments,
   commandName,
   commands,
+  documentNames,
+  documentScript,
   findAll,
   hashEntries,
   parsePowerShell,
   powershellSyntaxProblems,
+  PRELUDE_SCRIPT,
   readScript,
   scriptFiles,
   topLevelAssignment,
@@ -35,8 +38,6 @@ import {
   unquote,
 } from './powershell.ts';
 
-const SNAPSHOT_SCRIPT = 'diskshadow-snapshot.ps1';
-const RESTORE_SCRIPT = 'diskshadow-restore.ps1';
 
 const IMDS_ADDRESS = /169\.254\.169\.254|fd00:ec2::254/i;
 const HTTP_COMMANDS = new Set(['invoke-restmethod', 'invoke-webrequest', 'irm', 'iwr']);
@@ -106,7 +107,39 @@ describe('PowerShell syntax check', () => {
   });
 
   it('checks every script a document is built from, and builds a document from every script', () => {
-    expect(scriptFiles()).toEqual(Object.values(DOCUMENTS).map((d) => d.script).sort());
+    expect(scriptFiles()).toEqual([PRELUDE_SCRIPT, ...Object.values(DOCUMENTS).map((d) => d.script)].sort());
+  });
+
+  it.each(documentNames())('%s: the whole document script (prelude + own script) parses', async (name) => {
+    expect(await powershellSyntaxProblems(documentScript(name))).toEqual([]);
+  });
+});
+
+describe('shared prelude', () => {
+  const functionNames = async (text: string): Promise<string[]> =>
+    findAll((await parsePowerShell(text)).rootNode, (n) => n.type === 'function_statement').map(
+      (n) => n.children.find((c) => c?.type === 'function_name')?.text.toLowerCase() ?? '',
+    );
+
+  it.each(documentNames())('%s starts with the prelude, and its own script redefines none of it', async (name) => {
+    const prelude = readScript(PRELUDE_SCRIPT).replace(/\r\n?/g, '\n').trimEnd();
+    expect(documentScript(name).startsWith(prelude)).toBe(true);
+    const shared = new Set(await functionNames(prelude));
+    const own = await functionNames(readScript(DOCUMENTS[name].script));
+    expect(own.filter((f) => shared.has(f))).toEqual([]);
+    expect(new Set(own).size, 'no function defined twice').toBe(own.length);
+  });
+
+  it('holds what every document needs, once: IMDSv2, logging, the result line, parameter checks and the main block', async () => {
+    const prelude = await functionNames(readScript(PRELUDE_SCRIPT));
+    for (const fn of ['get-imdstoken', 'get-imdsvalue', 'write-log', 'add-warning', 'format-resultline', 'write-stdout', 'confirm-parameter', 'assert-fulllanguage', 'invoke-main']) {
+      expect(prelude).toContain(fn);
+    }
+    for (const name of documentNames()) {
+      const own = readScript(DOCUMENTS[name].script);
+      expect(own, name).not.toMatch(/169\.254\.169\.254|\$ErrorActionPreference\s*=|\bcatch\s*\{[^}]*Format-ResultLine/);
+      expect(own.trimEnd().split('\n').at(-1), `${name} ends by handing its body to Invoke-Main`).toMatch(/^Invoke-Main -Body \{ [A-Za-z-]+ \} -Cleanup \{ [A-Za-z-]+ \}$/);
+    }
   });
 });
 
@@ -131,8 +164,8 @@ describe('instance metadata access', () => {
   });
 
   it('asks for the token with PUT and a TTL header', async () => {
-    for (const file of scriptFiles()) {
-      const text = readScript(file);
+    for (const name of documentNames()) {
+      const text = documentScript(name);
       expect(text).toMatch(/Invoke-RestMethod -Method Put -Uri "\$ImdsBase\/api\/token" -Headers \$headers/);
       expect(text).toContain("'X-aws-ec2-metadata-token-ttl-seconds' = '300'");
     }
@@ -158,8 +191,8 @@ describe('document parameters in the scripts', () => {
   });
 
   it('checks each parameter in the script against the pattern the document uses', async () => {
-    const snapshot = topLevelLiterals((await parsePowerShell(readScript(SNAPSHOT_SCRIPT))).rootNode);
-    const restore = topLevelLiterals((await parsePowerShell(readScript(RESTORE_SCRIPT))).rootNode);
+    const snapshot = topLevelLiterals((await parsePowerShell(documentScript('diskshadow-snapshot'))).rootNode);
+    const restore = topLevelLiterals((await parsePowerShell(documentScript('diskshadow-restore'))).rootNode);
     const s = DOCUMENTS['diskshadow-snapshot'].parameters;
     const r = DOCUMENTS['diskshadow-restore'].parameters;
     expect(snapshot.get('RunIdPattern')).toBe(s.RunId.allowedPattern);
@@ -169,7 +202,7 @@ describe('document parameters in the scripts', () => {
     for (const value of ['true', 'false', 'TRUE', 'Yes', '', 'True ']) expect(booleanPattern.test(value)).toBe(false);
     expect(restore.get('RunIdPattern')).toBe(r.RunId.allowedPattern);
     expect(restore.get('VolumeIdsPattern')).toBe(r.VolumeIds.allowedPattern);
-    expect(restore.get('ShadowSetIdPattern')).toBe(r.ShadowSetId.allowedPattern);
+    expect(restore.get('GuidPattern')).toBe(r.ShadowSetId.allowedPattern);
     expect(snapshot.get('GuidPattern')).toBe(r.ShadowSetId.allowedPattern);
   });
 });
@@ -178,8 +211,8 @@ describe('exit codes and error codes', () => {
   let snapshot: Tree;
   let restore: Tree;
   beforeAll(async () => {
-    snapshot = await parsePowerShell(readScript(SNAPSHOT_SCRIPT));
-    restore = await parsePowerShell(readScript(RESTORE_SCRIPT));
+    snapshot = await parsePowerShell(documentScript('diskshadow-snapshot'));
+    restore = await parsePowerShell(documentScript('diskshadow-restore'));
   });
 
   const table = (tree: Tree, name: string): Record<string, string> =>
@@ -263,7 +296,7 @@ describe('exit codes and error codes', () => {
 });
 
 describe('snapshot script', () => {
-  const text = readScript(SNAPSHOT_SCRIPT);
+  const text = documentScript('diskshadow-snapshot');
 
   it('tags with the keys the orchestrator and the restore read', async () => {
     const literals = topLevelLiterals((await parsePowerShell(text)).rootNode);
@@ -301,15 +334,16 @@ describe('snapshot script', () => {
   it('cleans up in finally: DiskShadow stopped, this set deleted, work files removed', () => {
     const finallyAt = text.lastIndexOf('} finally {');
     expect(finallyAt).toBeGreaterThan(0);
-    expect(text.slice(finallyAt)).toContain('Complete-Cleanup');
+    expect(text.slice(finallyAt)).toContain('if ($Cleanup) { & $Cleanup }');
+    expect(text.trimEnd().endsWith('Invoke-Main -Body { Invoke-DiskShadowSnapshot } -Cleanup { Complete-Cleanup }')).toBe(true);
     const cleanup = text.slice(text.indexOf('function Complete-Cleanup'));
     for (const step of ['Stop-Process -Id $process.Id', 'Remove-ShadowSet $script:SetId', 'Remove-Item -LiteralPath $script:Work -Recurse']) expect(cleanup).toContain(step);
   });
 });
 
 describe('stdout discipline', () => {
-  it.each(scriptFiles())('%s prints exactly one result line, first, through one writer', async (file) => {
-    const text = readScript(file);
+  it.each(documentNames())('%s prints exactly one result line, first, through one writer', async (name) => {
+    const text = documentScript(name);
     const root = (await parsePowerShell(text)).rootNode;
     expect(topLevelLiterals(root).get('ResultPrefix')).toBe(RESULT_LINE_PREFIX);
     expect(commands(root, 'Write-Host')).toHaveLength(0);
@@ -325,7 +359,7 @@ describe('stdout discipline', () => {
 });
 
 describe('restore script', () => {
-  const text = readScript(RESTORE_SCRIPT);
+  const text = documentScript('diskshadow-restore');
 
   it('reverts only shadow copies of the given set on the given disks, after checking all of them', async () => {
     expect(text).toMatch(/\(\(ConvertTo-GuidText \$_\.SetID\) -eq \$SetId\) -and \(\$VolumePaths -contains \$_\.VolumeName\)/);

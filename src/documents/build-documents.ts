@@ -26,6 +26,11 @@ import { assertPortablePattern, DOCUMENTS, NON_SCRIPT_PARAMETERS } from './docum
 import type { DocumentDefinition, DocumentName, DocumentParameter } from './document-parameters.ts';
 
 export const DEFAULT_SCRIPTS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../scripts');
+/**
+ * What every document's script starts with (logging, result line, IMDSv2, parameter checks, the main
+ * try/catch/finally): written once in src/scripts, so a fix lands in every document.
+ */
+export const PRELUDE_SCRIPT = 'prelude.ps1';
 export const DEFAULT_OUT_DIR = 'build/documents';
 /** SSM's limit for a document's content. */
 export const MAX_DOCUMENT_BYTES = 64 * 1024;
@@ -90,11 +95,18 @@ export function buildDocument(name: DocumentName, scriptText: string): CommandDo
   return document;
 }
 
+/** A document's whole script: the shared prelude, then the document's own script. */
+export function documentScriptText(name: DocumentName, scriptsDir: string = DEFAULT_SCRIPTS_DIR): string {
+  const prelude = scriptLines(readFileSync(join(scriptsDir, PRELUDE_SCRIPT), 'utf8'));
+  const own = scriptLines(readFileSync(join(scriptsDir, DOCUMENTS[name].script), 'utf8'));
+  return [...prelude, '', ...own].join('\n');
+}
+
 /** Every document of this project, keyed by its logical name, built from the scripts in `scriptsDir`. */
 export function buildDocuments(scriptsDir: string = DEFAULT_SCRIPTS_DIR): Record<DocumentName, CommandDocument> {
   const out = {} as Record<DocumentName, CommandDocument>;
   for (const name of Object.keys(DOCUMENTS) as DocumentName[]) {
-    out[name] = buildDocument(name, readFileSync(join(scriptsDir, DOCUMENTS[name].script), 'utf8'));
+    out[name] = buildDocument(name, documentScriptText(name, scriptsDir));
   }
   return out;
 }

@@ -32,24 +32,11 @@
   codes permanent: 14/15 instance or prerequisites, 20/21 disk, 22/23 revert.
 #>
 
-$ErrorActionPreference = 'Stop'
-$ProgressPreference = 'SilentlyContinue'
-$WarningPreference = 'SilentlyContinue'
-$VerbosePreference = 'SilentlyContinue'
-$InformationPreference = 'SilentlyContinue'
-
-$ResultPrefix = 'VSS-SNAPSHOTS-RESULT'
-$ResultVersion = 1
-$ImdsBase = 'http://169.254.169.254/latest'
-
 # Same patterns as the document parameters (src/documents/document-parameters.ts).
-$RunIdPattern = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$'
 $VolumeIdsPattern = '^vol-[0-9a-f]{8,17}(,vol-[0-9a-f]{8,17}){0,39}$'
-$ShadowSetIdPattern = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 
 $DiskWaitSeconds = 120
 $ShadowDiscoverySeconds = 60
-$MaxMessageLength = 400
 
 # Exit codes by stage and retryability (src/lib/result-line.ts, RESTORE_EXIT_CODES).
 $ExitCodes = [ordered]@{
@@ -77,21 +64,7 @@ $FailureRetryable = [ordered]@{
   'script-failed'         = $true
 }
 
-$script:Log = @()
-$script:Failure = $null
-$script:Warnings = @()
-$script:Result = $null
-$script:ExitCode = 1
 $script:Work = $null
-
-function Write-Log([string]$Message) {
-  $script:Log += ('{0} {1}' -f (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'), $Message)
-}
-
-function Add-Warning([string]$Message) {
-  $script:Warnings += $Message
-  Write-Log "WARNING: $Message"
-}
 
 function New-ResultObject {
   [ordered]@{
@@ -127,116 +100,18 @@ function New-RevertRecord([string]$Volume, [string]$ShadowCopyId) {
   }
 }
 
-# Stops the script with a classified failure: $Stage is instance, disk or revert.
-function Stop-WithFailure([string]$Stage, [string]$Code, [string]$Message) {
-  $script:Failure = @{ Stage = $Stage; Code = $Code; Message = $Message }
-  throw "vss-snapshots failure $($Code): $Message"
-}
-
-function Get-ExitCodeFor([string]$Stage, [string]$Code) {
-  $retryable = [bool]$FailureRetryable[$Code]
-  if ($retryable) { $ExitCodes["$Stage-retryable"] } else { $ExitCodes["$Stage-permanent"] }
-}
-
-function Format-ResultLine($Result) {
-  Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
-  $json = ConvertTo-Json -InputObject $Result -Compress -Depth 6
-  try {
-    # Non-ASCII as \uXXXX: the line must survive any console code page unchanged.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-  } catch {
-    Write-Log "Could not escape non-ASCII characters: $($_.Exception.Message)"
-  }
-  "$ResultPrefix $json"
-}
-
-function Write-Stdout([string]$Line) {
-  try { [Console]::Out.WriteLine($Line) } catch { Write-Output $Line }
-}
-
-function Limit-Text([string]$Text) {
-  if ($null -eq $Text) { return '' }
-  $oneLine = ($Text -replace '\s+', ' ').Trim()
-  if ($oneLine.Length -le $MaxMessageLength) { return $oneLine }
-  $oneLine.Substring(0, $MaxMessageLength - 3) + '...'
-}
-
-# --- Instance metadata: IMDSv2 only -------------------------------------------------------------------
-
-function Get-ImdsToken {
-  $headers = @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
-  $lastError = $null
-  foreach ($try in 1..3) {
-    try {
-      return Invoke-RestMethod -Method Put -Uri "$ImdsBase/api/token" -Headers $headers -TimeoutSec 5 -UseBasicParsing
-    } catch {
-      $lastError = $_.Exception.Message
-      Start-Sleep -Seconds $try
-    }
-  }
-  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not issue an IMDSv2 token: $lastError"
-}
-
-function Get-ImdsValue([string]$Token, [string]$Path) {
-  $headers = @{ 'X-aws-ec2-metadata-token' = $Token }
-  $lastError = $null
-  foreach ($try in 1..3) {
-    try {
-      return Invoke-RestMethod -Method Get -Uri "$ImdsBase/meta-data/$Path" -Headers $headers -TimeoutSec 5 -UseBasicParsing
-    } catch {
-      $lastError = $_.Exception.Message
-      Start-Sleep -Seconds $try
-    }
-  }
-  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not answer meta-data/$($Path): $lastError"
-}
-
 # --- Parameters and prerequisites ---------------------------------------------------------------------
 
-function Confirm-Parameter([string]$Name, [string]$Value, [string]$Pattern) {
-  if ([string]::IsNullOrEmpty($Value)) {
-    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name is missing (environment variable SSM_$Name). The document needs SSM Agent 3.3.2746.0 or later for ENV_VAR interpolation."
-  }
-  if ($Value -cnotmatch $Pattern) {
-    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name does not match $Pattern."
-  }
-  $Value
-}
-
-# Parameters are read only from the SSM_* environment variables, never pasted into the script text.
 function Read-Parameters {
   $volumeIds = Confirm-Parameter 'VolumeIds' $env:SSM_VolumeIds $VolumeIdsPattern
   @{
     RunId       = Confirm-Parameter 'RunId' $env:SSM_RunId $RunIdPattern
     VolumeIds   = @($volumeIds.Split(',') | Select-Object -Unique)
-    ShadowSetId = Confirm-Parameter 'ShadowSetId' $env:SSM_ShadowSetId $ShadowSetIdPattern
+    ShadowSetId = Confirm-Parameter 'ShadowSetId' $env:SSM_ShadowSetId $GuidPattern
   }
-}
-
-# Checked first: in ConstrainedLanguage most of this script cannot run.
-function Assert-FullLanguage {
-  $mode = $ExecutionContext.SessionState.LanguageMode
-  if ("$mode" -ne 'FullLanguage') {
-    Stop-WithFailure 'instance' 'language-mode' "PowerShell runs in $mode language mode; this script needs FullLanguage (check the AppLocker/WDAC policy for the SSM Agent)."
-  }
-}
-
-function Get-DiskShadowPath {
-  $path = Join-Path $env:SystemRoot 'System32\diskshadow.exe'
-  if (-not (Test-Path -LiteralPath $path)) {
-    Stop-WithFailure 'instance' 'script-failed' "DiskShadow was not found at $path (Windows Server is required)."
-  }
-  $path
 }
 
 # --- Disks ---------------------------------------------------------------------------------------------
-
-function ConvertTo-GuidText([string]$Text) {
-  if ($null -eq $Text) { return $null }
-  $guid = $Text.Trim().Trim('{', '}').ToLowerInvariant()
-  if ($guid -cmatch $ShadowSetIdPattern) { return $guid }
-  $null
-}
 
 # On Nitro instances an EBS disk's serial number is its volume id without the dash (vol0123..., with a
 # suffix on some drivers).
@@ -401,33 +276,10 @@ function Invoke-DiskShadowRestore {
   $result.message = "Reverted $(@($plan | ForEach-Object { $_.Shadows }).Count) volume(s) on $($plan.Count) disk(s) to shadow set $($params.ShadowSetId)."
 }
 
-$script:Result = New-ResultObject
-try {
-  $stray = @(Invoke-DiskShadowRestore 3>&1 4>&1 6>&1)
-  foreach ($item in $stray) { Write-Log "output: $item" }
-  $script:ExitCode = 0
-} catch {
-  if ($script:Failure) {
-    $script:Result.errorCode = $script:Failure.Code
-    $script:Result.retryable = [bool]$FailureRetryable[$script:Failure.Code]
-    $script:Result.message = $script:Failure.Message
-    $script:ExitCode = Get-ExitCodeFor $script:Failure.Stage $script:Failure.Code
-  } else {
-    $script:Result.errorCode = 'script-failed'
-    $script:Result.retryable = $true
-    $script:Result.message = "Unexpected error: $($_.Exception.Message)"
-    $script:ExitCode = $ExitCodes['unexpected']
-  }
-  Write-Log "FAILED: $($script:Result.message)"
-  Write-Log "$($_.ScriptStackTrace)"
-} finally {
+function Complete-RestoreCleanup {
   if ($script:Work -and (Test-Path -LiteralPath $script:Work)) {
     Remove-Item -LiteralPath $script:Work -Recurse -Force -ErrorAction SilentlyContinue
   }
-  $script:Result.exitCode = $script:ExitCode
-  $script:Result.message = Limit-Text $script:Result.message
-  $script:Result.warnings = @($script:Warnings | ForEach-Object { Limit-Text $_ })
-  Write-Stdout (Format-ResultLine $script:Result)
-  foreach ($line in $script:Log) { Write-Stdout $line }
 }
-exit $script:ExitCode
+
+Invoke-Main -Body { Invoke-DiskShadowRestore } -Cleanup { Complete-RestoreCleanup }

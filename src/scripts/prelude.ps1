@@ -1,0 +1,190 @@
+<#
+  vss-snapshots: the shared prelude of every SSM document built from src/scripts.
+
+  src/documents/build-documents.ts puts this file in front of each document's own script
+  (diskshadow-snapshot.ps1, diskshadow-restore.ps1, ...), so what every script needs - logging, the result
+  line, instance metadata, parameter checks, the main try/catch/finally - is written and fixed once.
+
+  Each document's own script defines before calling Invoke-Main:
+    $ExitCodes            stage-retryable / stage-permanent exit codes (src/lib/result-line.ts)
+    $FailureRetryable     every errorCode it reports, with whether another attempt can help
+    $MaxResultLineLength  the longest result line the orchestrator can read back (see Format-ResultLine)
+    New-ResultObject      the result line's fields with their defaults
+#>
+
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$WarningPreference = 'SilentlyContinue'
+$VerbosePreference = 'SilentlyContinue'
+$InformationPreference = 'SilentlyContinue'
+
+$ResultPrefix = 'VSS-SNAPSHOTS-RESULT'
+$ResultVersion = 1
+$ImdsBase = 'http://169.254.169.254/latest'
+$MaxMessageLength = 400
+
+# Same patterns as the document parameters (src/documents/document-parameters.ts).
+$RunIdPattern = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$'
+$GuidPattern = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+
+$script:Log = @()
+$script:Failure = $null
+$script:Warnings = @()
+$script:Result = $null
+$script:ExitCode = 1
+
+# --- Log and result line -------------------------------------------------------------------------------
+
+# Millisecond UTC timestamps: the self-test compares them with the times written by its own workload.
+function Write-Log([string]$Message) {
+  $script:Log += ('{0} {1}' -f (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ss.fffZ'), $Message)
+}
+
+function Add-Warning([string]$Message) {
+  $script:Warnings += $Message
+  Write-Log "WARNING: $Message"
+}
+
+# Stops the script with a classified failure; $Stage names the exit code pair in $ExitCodes.
+function Stop-WithFailure([string]$Stage, [string]$Code, [string]$Message) {
+  $script:Failure = @{ Stage = $Stage; Code = $Code; Message = $Message }
+  throw "vss-snapshots failure $($Code): $Message"
+}
+
+function Get-ExitCodeFor([string]$Stage, [string]$Code) {
+  $retryable = [bool]$FailureRetryable[$Code]
+  if ($retryable) { $ExitCodes["$Stage-retryable"] } else { $ExitCodes["$Stage-permanent"] }
+}
+
+function ConvertTo-ResultJson($Result) {
+  Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
+  $json = ConvertTo-Json -InputObject $Result -Compress -Depth 6
+  try {
+    # Non-ASCII as \uXXXX: the line must survive any console code page unchanged.
+    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
+  } catch {
+    Write-Log "Could not escape non-ASCII characters: $($_.Exception.Message)"
+  }
+  "$ResultPrefix $json"
+}
+
+function Format-ResultLine($Result) {
+  ConvertTo-ResultJson $Result
+}
+
+function Write-Stdout([string]$Line) {
+  try { [Console]::Out.WriteLine($Line) } catch { Write-Output $Line }
+}
+
+function Limit-Text([string]$Text) {
+  if ($null -eq $Text) { return '' }
+  $oneLine = ($Text -replace '\s+', ' ').Trim()
+  if ($oneLine.Length -le $MaxMessageLength) { return $oneLine }
+  $oneLine.Substring(0, $MaxMessageLength - 3) + '...'
+}
+
+# --- Instance metadata: IMDSv2 only -------------------------------------------------------------------
+
+function Get-ImdsToken {
+  $headers = @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
+  $lastError = $null
+  foreach ($try in 1..3) {
+    try {
+      return Invoke-RestMethod -Method Put -Uri "$ImdsBase/api/token" -Headers $headers -TimeoutSec 5 -UseBasicParsing
+    } catch {
+      $lastError = $_.Exception.Message
+      Start-Sleep -Seconds $try
+    }
+  }
+  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not issue an IMDSv2 token: $lastError"
+}
+
+function Get-ImdsValue([string]$Token, [string]$Path) {
+  $headers = @{ 'X-aws-ec2-metadata-token' = $Token }
+  $lastError = $null
+  foreach ($try in 1..3) {
+    try {
+      return Invoke-RestMethod -Method Get -Uri "$ImdsBase/meta-data/$Path" -Headers $headers -TimeoutSec 5 -UseBasicParsing
+    } catch {
+      $lastError = $_.Exception.Message
+      Start-Sleep -Seconds $try
+    }
+  }
+  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not answer meta-data/$($Path): $lastError"
+}
+
+# --- Parameters and prerequisites ---------------------------------------------------------------------
+
+# Parameters are read only from the SSM_* environment variables, never pasted into the script text.
+function Confirm-Parameter([string]$Name, [string]$Value, [string]$Pattern) {
+  if ([string]::IsNullOrEmpty($Value)) {
+    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name is missing (environment variable SSM_$Name). The document needs SSM Agent 3.3.2746.0 or later for ENV_VAR interpolation."
+  }
+  if ($Value -cnotmatch $Pattern) {
+    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name does not match $Pattern."
+  }
+  $Value
+}
+
+# Checked first: in ConstrainedLanguage most of these scripts cannot run.
+function Assert-FullLanguage {
+  $mode = $ExecutionContext.SessionState.LanguageMode
+  if ("$mode" -ne 'FullLanguage') {
+    Stop-WithFailure 'instance' 'language-mode' "PowerShell runs in $mode language mode; this script needs FullLanguage (check the AppLocker/WDAC policy for the SSM Agent)."
+  }
+}
+
+function Get-DiskShadowPath {
+  $path = Join-Path $env:SystemRoot 'System32\diskshadow.exe'
+  if (-not (Test-Path -LiteralPath $path)) {
+    Stop-WithFailure 'instance' 'script-failed' "DiskShadow was not found at $path (Windows Server is required)."
+  }
+  $path
+}
+
+function ConvertTo-GuidText([string]$Text) {
+  if ($null -eq $Text) { return $null }
+  $guid = $Text.Trim().Trim('{', '}').ToLowerInvariant()
+  if ($guid -cmatch $GuidPattern) { return $guid }
+  $null
+}
+
+# --- Main -------------------------------------------------------------------------------------------------
+
+# Runs the document's body, classifies a failure, runs the cleanup whatever happened, prints the result
+# line FIRST on stdout and the log after it, and exits with the classified exit code.
+function Invoke-Main([scriptblock]$Body, [scriptblock]$Cleanup) {
+  $script:Result = New-ResultObject
+  try {
+    $stray = @(& $Body 3>&1 4>&1 6>&1)
+    foreach ($item in $stray) { Write-Log "output: $item" }
+    $script:ExitCode = 0
+  } catch {
+    if ($script:Failure) {
+      $script:Result.errorCode = $script:Failure.Code
+      $script:Result.retryable = [bool]$FailureRetryable[$script:Failure.Code]
+      $script:Result.message = $script:Failure.Message
+      $script:ExitCode = Get-ExitCodeFor $script:Failure.Stage $script:Failure.Code
+    } else {
+      $script:Result.errorCode = 'script-failed'
+      $script:Result.retryable = $true
+      $script:Result.message = "Unexpected error: $($_.Exception.Message)"
+      $script:ExitCode = $ExitCodes['unexpected']
+    }
+    Write-Log "FAILED: $($script:Result.message)"
+    Write-Log "$($_.ScriptStackTrace)"
+  } finally {
+    try {
+      if ($Cleanup) { & $Cleanup }
+    } catch {
+      if ($script:Result.Contains('cleanup')) { $script:Result.cleanup = 'failed' }
+      Add-Warning "Cleanup failed: $($_.Exception.Message)"
+    }
+    $script:Result.exitCode = $script:ExitCode
+    $script:Result.message = Limit-Text $script:Result.message
+    $script:Result.warnings = @($script:Warnings | ForEach-Object { Limit-Text $_ })
+    Write-Stdout (Format-ResultLine $script:Result)
+    foreach ($line in $script:Log) { Write-Stdout $line }
+  }
+  exit $script:ExitCode
+}
