@@ -27,6 +27,7 @@ import {
   documentNames,
   documentScript,
   findAll,
+  functionNamed,
   hashEntries,
   parsePowerShell,
   powershellSyntaxProblems,
@@ -337,7 +338,7 @@ describe('snapshot script', () => {
     expect(text.slice(finallyAt)).toContain('if ($Cleanup) { & $Cleanup }');
     expect(text.trimEnd().endsWith('Invoke-Main -Body { Invoke-DiskShadowSnapshot } -Cleanup { Complete-Cleanup }')).toBe(true);
     const cleanup = text.slice(text.indexOf('function Complete-Cleanup'));
-    for (const step of ['Stop-Process -Id $process.Id', 'Remove-ShadowSet $script:SetId', 'Remove-Item -LiteralPath $script:Work -Recurse']) expect(cleanup).toContain(step);
+    for (const step of ['Stop-ProcessTree $process.Id', 'Remove-ShadowSet $script:SetId', 'Remove-Item -LiteralPath $script:Work -Recurse']) expect(cleanup).toContain(step);
   });
 });
 
@@ -375,5 +376,45 @@ describe('restore script', () => {
     expect(text).toContain('Set-Disk -Number $number -Guid');
     expect(text).toContain('Set-Disk -Number $number -Signature');
     expect(text).toContain("'uniqueid disk id=$newId'".replace(/'/g, '"'));
+  });
+});
+
+describe('native commands (Windows PowerShell 5.1)', () => {
+  const NATIVE = /(\.exe|\.cmd|\.bat)$|^(diskpart|vssadmin|taskkill|icacls|mountvol|fsutil|cmd|ping|diskshadow)$/i;
+  const inFunction = (node: Node, name: string): boolean => {
+    const fn = ancestor(node, 'function_statement');
+    return !!fn && fn.children.some((c) => c?.type === 'function_name' && c.text.toLowerCase() === name.toLowerCase());
+  };
+
+  it.each(documentNames())('%s: redirects a native command stderr only inside Invoke-NativeCommand, which is not under Stop', async (name) => {
+    // In Windows PowerShell 5.1 every stderr line of a native command redirected with 2>&1 becomes an
+    // ErrorRecord, and under $ErrorActionPreference = 'Stop' the first one terminates the script
+    // (PowerShell/PowerShell#3996; changed only in PowerShell 7.1 by #13361).
+    const root = (await parsePowerShell(documentScript(name))).rootNode;
+    const stderr = findAll(root, (n) => n.type === 'redirection' && /^2>/.test(n.text.trim()));
+    for (const r of stderr) expect(inFunction(r, 'Invoke-NativeCommand'), `line ${r.startPosition.row + 1}: ${r.text}`).toBe(true);
+    const fn = functionNamed(root, 'Invoke-NativeCommand');
+    const body = fn.text.slice(fn.text.indexOf('{') + 1).trim();
+    expect(body.startsWith("$ErrorActionPreference = 'Continue'"), 'Continue is set first, for this function only').toBe(true);
+    const assignments = findAll(root, (n) => n.type === 'assignment_expression' && /^\$ErrorActionPreference\s*=/i.test(n.text));
+    expect(assignments.map((a) => (inFunction(a, 'Invoke-NativeCommand') ? 'native' : a.text))).toEqual(["$ErrorActionPreference = 'Stop'", 'native']);
+  });
+
+  it.each(documentNames())('%s: runs native programs only through Invoke-NativeCommand or Start-Process', async (name) => {
+    const root = (await parsePowerShell(documentScript(name))).rootNode;
+    const nameOf = (c: Node): string => c.children.find((x) => x?.type === 'command_name' || x?.type === 'command_name_expr')?.text ?? '';
+    const direct = commands(root).filter((c) => NATIVE.test(nameOf(c)) && !inFunction(c, 'Invoke-NativeCommand'));
+    expect(direct.map((c) => `line ${c.startPosition.row + 1}: ${c.text}`)).toEqual([]);
+  });
+
+  it.each(documentNames())('%s: ends a process with its children (taskkill /T), never Stop-Process alone', async (name) => {
+    // Stop-Process ends only the process; DiskShadow's "exec" step runs cmd.exe, which runs ping.
+    const text = documentScript(name);
+    const root = (await parsePowerShell(text)).rootNode;
+    expect(commands(root, 'Stop-Process')).toHaveLength(0);
+    const fn = functionNamed(root, 'Stop-ProcessTree').text;
+    expect(fn).toMatch(/taskkill\.exe/);
+    expect(fn).toMatch(/'\/T'/);
+    expect(fn).toMatch(/'\/F'/);
   });
 });

@@ -166,9 +166,9 @@ function Repair-DiskIdentity($Disk, [string]$Work) {
   }
   $scriptFile = Join-Path $Work "uniqueid-$number.txt"
   Set-Content -LiteralPath $scriptFile -Value @("select disk $number", "uniqueid disk id=$newId") -Encoding ASCII
-  $out = & diskpart.exe /s $scriptFile 2>&1
-  foreach ($line in @($out)) { Write-Log "diskpart: $line" }
-  if ($LASTEXITCODE -ne 0) {
+  $run = Invoke-NativeCommand (Get-SystemTool 'diskpart.exe') @('/s', $scriptFile)
+  foreach ($line in $run.Output) { Write-Log "diskpart: $line" }
+  if ($run.ExitCode -ne 0) {
     Stop-WithFailure 'disk' 'signature-fix-failed' "Disk $number has the same signature as another disk and could not be given a new one."
   }
 }

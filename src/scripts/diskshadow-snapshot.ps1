@@ -259,8 +259,8 @@ function Remove-ShadowSet([string]$SetId) {
       Write-Log "Deleted shadow copy $($shadow.ID) of $($shadow.VolumeName)."
     } catch {
       Write-Log "WMI could not delete shadow copy $($shadow.ID): $($_.Exception.Message); trying vssadmin."
-      $out = & vssadmin.exe delete shadows "/shadow=$($shadow.ID)" /quiet 2>&1
-      foreach ($line in @($out)) { Write-Log "vssadmin: $line" }
+      $run = Invoke-NativeCommand (Get-SystemTool 'vssadmin.exe') @('delete', 'shadows', "/shadow=$($shadow.ID)", '/quiet')
+      foreach ($line in $run.Output) { Write-Log "vssadmin ($($run.ExitCode)): $line" }
     }
   }
   (@(Get-SetShadowCopies $SetId)).Count -eq 0
@@ -624,8 +624,8 @@ function Complete-Cleanup {
   if ($process -and -not $process.HasExited) {
     if ($script:Files) { Set-Content -LiteralPath $script:Files.Abort -Value 'abort' -Encoding ASCII -ErrorAction SilentlyContinue }
     if (-not $process.WaitForExit(30000)) {
-      Write-Log 'Stopping DiskShadow.'
-      Stop-Process -Id $process.Id -Force -ErrorAction SilentlyContinue
+      Write-Log 'Stopping DiskShadow and the step it runs.'
+      $null = Stop-ProcessTree $process.Id
       $null = $process.WaitForExit(10000)
     }
   }

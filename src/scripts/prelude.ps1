@@ -149,6 +149,37 @@ function ConvertTo-GuidText([string]$Text) {
   $null
 }
 
+# --- Native programs ---------------------------------------------------------------------------------
+
+# Runs a native program; returns its exit code and its output (stdout and stderr) as text lines.
+# Windows PowerShell 5.1 turns each stderr line of a native command redirected with 2>&1 into an
+# ErrorRecord, and under $ErrorActionPreference = 'Stop' the first one is a terminating error
+# (PowerShell/PowerShell#3996; PowerShell 7.1 changed it, #13361): a tool that prints a warning to stderr
+# would abort the cleanup that called it. So the preference is Continue here, in this function's scope
+# only, and the exit code decides. The only 2>&1 of these scripts (checked by the tests).
+function Invoke-NativeCommand([string]$FilePath, [string[]]$Arguments) {
+  $ErrorActionPreference = 'Continue'
+  try {
+    $lines = @(& $FilePath @Arguments 2>&1 | ForEach-Object { "$_" })
+    @{ ExitCode = $LASTEXITCODE; Output = $lines }
+  } catch {
+    @{ ExitCode = -1; Output = @("$FilePath could not be run: $($_.Exception.Message)") }
+  }
+}
+
+function Get-SystemTool([string]$Name) {
+  Join-Path $env:SystemRoot "System32\$Name"
+}
+
+# Stop-Process ends only the process itself: DiskShadow's "exec" step runs cmd.exe, which runs ping, and
+# they would live on. taskkill /T ends the process and every child it started, /F forcefully (Windows
+# Commands reference, "taskkill").
+function Stop-ProcessTree([int]$ProcessId) {
+  $run = Invoke-NativeCommand (Get-SystemTool 'taskkill.exe') @('/PID', "$ProcessId", '/T', '/F')
+  foreach ($line in $run.Output) { Write-Log "taskkill: $line" }
+  $run.ExitCode -eq 0
+}
+
 # --- Main -------------------------------------------------------------------------------------------------
 
 # Runs the document's body, classifies a failure, runs the cleanup whatever happened, prints the result
