@@ -338,7 +338,7 @@ describe('snapshot script', () => {
     expect(text.slice(finallyAt)).toContain('if ($Cleanup) { & $Cleanup }');
     expect(text.trimEnd().endsWith('Invoke-Main -Body { Invoke-DiskShadowSnapshot } -Cleanup { Complete-Cleanup }')).toBe(true);
     const cleanup = text.slice(text.indexOf('function Complete-Cleanup'));
-    for (const step of ['Stop-ProcessTree $process.Id', 'Remove-ShadowSet $script:SetId', 'Remove-Item -LiteralPath $script:Work -Recurse']) expect(cleanup).toContain(step);
+    for (const step of ['Stop-ProcessTree $process.Id', 'Remove-ShadowSet $script:SetId', 'Remove-TreeSafely $script:Work', 'Exit-RunLock']) expect(cleanup).toContain(step);
   });
 });
 
@@ -416,5 +416,60 @@ describe('native commands (Windows PowerShell 5.1)', () => {
     expect(fn).toMatch(/taskkill\.exe/);
     expect(fn).toMatch(/'\/T'/);
     expect(fn).toMatch(/'\/F'/);
+  });
+});
+
+describe('the state folder under C:\\ProgramData', () => {
+  // C:\ProgramData lets every user create folders, and the creator owns what they create: a folder made
+  // there in advance by an ordinary user would hold the script DiskShadow runs as SYSTEM ("exec").
+  it('is created with its security descriptor in one call, protected, for SYSTEM and Administrators only', async () => {
+    const root = (await parsePowerShell(readScript(PRELUDE_SCRIPT))).rootNode;
+    const literals = topLevelLiterals(root);
+    expect(topLevelAssignment(root, 'TrustedOwnerSids').text.replace(/\s+/g, ' ')).toBe("@('S-1-5-18', 'S-1-5-32-544')");
+    expect(literals.get('StateFolderName')).toBe('vss-snapshots');
+    const security = functionNamed(root, 'New-TrustedDirectorySecurity').text;
+    expect(security).toContain('SetAccessRuleProtection($true, $false)');
+    expect(security).toMatch(/foreach \(\$sid in \$TrustedOwnerSids\)/);
+    expect(security).toMatch(/'FullControl', 'ContainerInherit, ObjectInherit', 'None', 'Allow'/);
+    const create = functionNamed(root, 'Initialize-TrustedDirectory').text;
+    expect(create).toContain('[System.IO.Directory]::CreateDirectory($Path, (New-TrustedDirectorySecurity))');
+    expect(create).toMatch(/Test-TrustedItem \$Path/);
+    expect(create).toMatch(/untrusted-/);
+    const trusted = functionNamed(root, 'Test-TrustedItem').text;
+    expect(trusted).toMatch(/ReparsePoint/);
+    expect(trusted).toMatch(/GetOwner\(\[System\.Security\.Principal\.SecurityIdentifier\]\)/);
+    expect(trusted).toMatch(/\$TrustedOwnerSids -contains/);
+  });
+
+  it.each(documentNames())('%s: every folder it uses is made by Initialize-TrustedDirectory, never New-Item or mkdir', async (name) => {
+    const text = documentScript(name);
+    const root = (await parsePowerShell(text)).rootNode;
+    const makers = commands(root).filter((c) => /^(New-Item|mkdir|md)$/i.test(commandName(c)) && /Directory/i.test(c.text + commandName(c)));
+    expect(makers.map((c) => c.text)).toEqual([]);
+    const creates = findAll(root, (n) => /\[System\.IO\.Directory\]::CreateDirectory\(/i.test(n.text) && n.type === 'invokation_expression');
+    for (const c of creates) expect(ancestor(c, 'function_statement')?.text ?? '', c.text).toMatch(/^function Initialize-TrustedDirectory/);
+    // One place names the folder (the prelude's Get-StateDirectory); scripts ask it for their folders.
+    expect(text.match(/\$env:ProgramData/gi)).toHaveLength(1);
+  });
+
+  it('takes the one-run-at-a-time lock as a file in that folder, not as a named mutex any user could create first', async () => {
+    const root = (await parsePowerShell(documentScript('diskshadow-snapshot'))).rootNode;
+    const lock = functionNamed(root, 'Enter-RunLock').text;
+    expect(lock).toMatch(/\[System\.IO\.FileShare\]::None/);
+    expect(lock).toMatch(/Join-Path \$StateDir/);
+    expect(documentScript('diskshadow-snapshot')).not.toMatch(/System\.Threading\.Mutex/);
+  });
+
+  it.each(documentNames())('%s: never deletes a tree with Remove-Item -Recurse, which follows junctions in PowerShell 5.1', async (name) => {
+    // PowerShell/PowerShell#621 (fixed in PowerShell 6 by #3637): Remove-Item -Recurse descends into a
+    // directory junction and deletes what it points to.
+    const root = (await parsePowerShell(documentScript(name))).rootNode;
+    const recursive = commands(root).filter((c) => /^(Remove-Item|rm|del|rmdir|ri)$/i.test(commandName(c)) && /-Recurse/i.test(c.text));
+    expect(recursive.map((c) => c.text)).toEqual([]);
+    const remover = functionNamed(root, 'Remove-TreeSafely').text;
+    expect(remover).toMatch(/ReparsePoint/);
+    // A reparse point is deleted itself (non-recursively), never descended into.
+    expect(remover).toMatch(/\[System\.IO\.Directory\]::Delete\(\$item\.FullName, \$false\)/);
+    expect(remover).not.toMatch(/::Delete\([^)]*\$true\)/);
   });
 });

@@ -251,9 +251,8 @@ function Invoke-DiskShadowRestore {
   Write-Log "Restoring $($params.VolumeIds -join ', ') on $($result.instanceId) to shadow set $($params.ShadowSetId) of run $($params.RunId)."
   $diskshadow = Get-DiskShadowPath
 
-  $work = Join-Path $env:ProgramData ('vss-snapshots\restore\{0}' -f [guid]::NewGuid().ToString('N'))
+  $work = Get-StateDirectory @('restore', [guid]::NewGuid().ToString('N'))
   $script:Work = $work
-  $null = New-Item -ItemType Directory -Path $work -Force
 
   $records = @()
   foreach ($volumeId in $params.VolumeIds) { $records += New-DiskRecord $volumeId }
@@ -277,9 +276,7 @@ function Invoke-DiskShadowRestore {
 }
 
 function Complete-RestoreCleanup {
-  if ($script:Work -and (Test-Path -LiteralPath $script:Work)) {
-    Remove-Item -LiteralPath $script:Work -Recurse -Force -ErrorAction SilentlyContinue
-  }
+  if ($script:Work) { Remove-TreeSafely $script:Work }
 }
 
 Invoke-Main -Body { Invoke-DiskShadowRestore } -Cleanup { Complete-RestoreCleanup }

@@ -268,6 +268,11 @@ function Remove-ShadowSet([string]$SetId) {
 
 function Get-PendingSets([string]$File) {
   if (-not (Test-Path -LiteralPath $File)) { return @() }
+  if (-not (Test-TrustedItem $File)) {
+    Add-Warning "$File is not owned by SYSTEM or Administrators; its shadow set ids are ignored and it is removed."
+    [System.IO.File]::Delete($File)
+    return @()
+  }
   @(Get-Content -LiteralPath $File | ForEach-Object { ConvertTo-GuidText $_ } | Where-Object { $_ })
 }
 
@@ -450,25 +455,21 @@ function Remove-AppConsistentTag($Snapshots, [string]$Region) {
 # --- The run -------------------------------------------------------------------------------------------
 
 # One run at a time on this instance (a second command, or another run started with force): the later one
-# fails as vss-in-progress, which is retried. Windows releases the mutex if this process dies.
-function Enter-RunLock {
-  $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\vss-snapshots-diskshadow'
-  $acquired = $false
+# fails as vss-in-progress, which is retried. The lock is a file opened without sharing in the state folder,
+# where only SYSTEM and Administrators may create files (a named mutex in Global\ could be created first
+# by any user, and would block every run). Windows closes the handle, and so releases the lock, when this
+# process dies.
+function Enter-RunLock([string]$StateDir) {
+  $path = Join-Path $StateDir 'diskshadow-run.lock'
   try {
-    $acquired = $mutex.WaitOne(0)
-  } catch [System.Threading.AbandonedMutexException] {
-    $acquired = $true
-  }
-  if (-not $acquired) {
-    $mutex.Dispose()
+    $script:RunLock = [System.IO.File]::Open($path, [System.IO.FileMode]::OpenOrCreate, [System.IO.FileAccess]::ReadWrite, [System.IO.FileShare]::None)
+  } catch [System.IO.IOException] {
     Stop-WithFailure 'vss' 'vss-in-progress' 'Another vss-snapshots DiskShadow run is active on this instance.'
   }
-  $script:RunLock = $mutex
 }
 
 function Exit-RunLock {
   if ($script:RunLock) {
-    try { $script:RunLock.ReleaseMutex() } catch { Write-Log "Releasing the run lock: $($_.Exception.Message)" }
     $script:RunLock.Dispose()
     $script:RunLock = $null
   }
@@ -500,19 +501,16 @@ function Invoke-DiskShadowSnapshot {
   Import-AwsTools
   $diskshadow = Get-DiskShadowPath
 
-  $stateDir = Join-Path $env:ProgramData 'vss-snapshots'
+  $stateDir = Get-StateDirectory @()
+  Enter-RunLock $stateDir
   $pendingFile = Join-Path $stateDir 'pending-shadow-sets.txt'
-  $work = Join-Path $stateDir ('work\{0}-a{1}' -f $params.RunId, $params.Attempt)
-  if ($work -match '\s') { Stop-WithFailure 'instance' 'script-failed' "The work folder path must not contain spaces (DiskShadow scripts): $work" }
-  Enter-RunLock
-  $script:Work = $work
   $script:PendingFile = $pendingFile
   # Under the lock no other run is active: what an earlier, killed run left behind can go.
-  $workRoot = Join-Path $stateDir 'work'
-  if (Test-Path -LiteralPath $workRoot) {
-    Get-ChildItem -LiteralPath $workRoot -Directory | ForEach-Object { Remove-Item -LiteralPath $_.FullName -Recurse -Force -ErrorAction SilentlyContinue }
-  }
-  $null = New-Item -ItemType Directory -Path $work -Force
+  $workRoot = Get-StateDirectory @('work')
+  foreach ($stale in @(Get-ChildItem -LiteralPath $workRoot -Force)) { Remove-TreeSafely $stale.FullName }
+  $work = Get-StateDirectory @('work', ('{0}-a{1}' -f $params.RunId, $params.Attempt))
+  if ($work -match '\s') { Stop-WithFailure 'instance' 'script-failed' "The work folder path must not contain spaces (DiskShadow scripts): $work" }
+  $script:Work = $work
   Remove-StaleShadowSets $pendingFile
 
   $volumes = @(Get-ShadowVolumes $params.ExcludeBootVolume)
@@ -647,8 +645,8 @@ function Complete-Cleanup {
       Add-Warning "Shadow set $($script:SetId) could not be deleted now; the next run deletes it."
     }
   }
-  if ($script:Work -and (Test-Path -LiteralPath $script:Work)) {
-    Remove-Item -LiteralPath $script:Work -Recurse -Force -ErrorAction SilentlyContinue
+  if ($script:Work) {
+    try { Remove-TreeSafely $script:Work } catch { Write-Log "Work folder $($script:Work) not removed: $($_.Exception.Message)" }
   }
   Exit-RunLock
 }

@@ -180,6 +180,83 @@ function Stop-ProcessTree([int]$ProcessId) {
   $run.ExitCode -eq 0
 }
 
+# --- The state folder: C:\ProgramData\vss-snapshots ----------------------------------------------------
+
+# C:\ProgramData lets every user create folders, and whoever creates one owns it and may change its ACL.
+# A folder an ordinary user made there in advance would hold the DiskShadow script and the batch file
+# DiskShadow runs as SYSTEM ("exec"), or a junction that redirects what these scripts write or delete. So
+# every folder is created with its security descriptor in the same call (.NET
+# Directory.CreateDirectory(String, DirectorySecurity)): protected from inheritance, full control for
+# LocalSystem and BUILTIN\Administrators only. An existing folder is used only if one of them owns it and
+# it is not a reparse point; otherwise it is moved aside (a warning names it) and created anew.
+$StateFolderName = 'vss-snapshots'
+$TrustedOwnerSids = @('S-1-5-18', 'S-1-5-32-544')
+
+function New-TrustedDirectorySecurity {
+  $security = New-Object -TypeName System.Security.AccessControl.DirectorySecurity
+  $security.SetAccessRuleProtection($true, $false)
+  foreach ($sid in $TrustedOwnerSids) {
+    $identity = New-Object -TypeName System.Security.Principal.SecurityIdentifier -ArgumentList $sid
+    $rule = New-Object -TypeName System.Security.AccessControl.FileSystemAccessRule -ArgumentList $identity, 'FullControl', 'ContainerInherit, ObjectInherit', 'None', 'Allow'
+    $security.AddAccessRule($rule)
+  }
+  $security
+}
+
+# True when the file or folder is not a reparse point (junction, symbolic link) and SYSTEM or the
+# Administrators group owns it.
+function Test-TrustedItem([string]$Path) {
+  $item = Get-Item -LiteralPath $Path -Force -ErrorAction SilentlyContinue
+  if (-not $item) { return $false }
+  if ($item.Attributes -band [System.IO.FileAttributes]::ReparsePoint) { return $false }
+  $owner = $item.GetAccessControl('Owner').GetOwner([System.Security.Principal.SecurityIdentifier]).Value
+  $TrustedOwnerSids -contains $owner
+}
+
+function Initialize-TrustedDirectory([string]$Path) {
+  if ((Test-Path -LiteralPath $Path) -and -not (Test-TrustedItem $Path)) {
+    $aside = '{0}.untrusted-{1}' -f $Path, (Get-Date).ToUniversalTime().ToString('yyyyMMddTHHmmssfffZ')
+    $item = Get-Item -LiteralPath $Path -Force
+    if ($item.PSIsContainer) { [System.IO.Directory]::Move($Path, $aside) } else { [System.IO.File]::Move($Path, $aside) }
+    Add-Warning "$Path was not created by SYSTEM or an administrator (another owner, or a junction): moved to $aside. Find out who created it."
+  }
+  if (Test-Path -LiteralPath $Path) {
+    (Get-Item -LiteralPath $Path -Force).SetAccessControl((New-TrustedDirectorySecurity))
+  } else {
+    $null = [System.IO.Directory]::CreateDirectory($Path, (New-TrustedDirectorySecurity))
+  }
+  if (-not (Test-TrustedItem $Path)) {
+    Stop-WithFailure 'instance' 'script-failed' "$Path could not be made a folder only SYSTEM and Administrators control."
+  }
+  $Path
+}
+
+# The state folder, or a folder below it (each level checked as above).
+function Get-StateDirectory([string[]]$Names) {
+  $path = Initialize-TrustedDirectory (Join-Path $env:ProgramData $StateFolderName)
+  foreach ($name in $Names) { $path = Initialize-TrustedDirectory (Join-Path $path $name) }
+  $path
+}
+
+# Windows PowerShell 5.1's Remove-Item -Recurse descends into directory junctions and symbolic links and
+# deletes what they point to (PowerShell/PowerShell#621, fixed in PowerShell 6 by #3637). This deletes a
+# tree depth-first and a reparse point itself, never its target.
+function Remove-TreeSafely([string]$Path) {
+  $item = Get-Item -LiteralPath $Path -Force -ErrorAction SilentlyContinue
+  if (-not $item) { return }
+  if ($item.Attributes -band [System.IO.FileAttributes]::ReparsePoint) {
+    if ($item.PSIsContainer) { [System.IO.Directory]::Delete($item.FullName, $false) } else { [System.IO.File]::Delete($item.FullName) }
+    return
+  }
+  if ($item.PSIsContainer) {
+    foreach ($child in @(Get-ChildItem -LiteralPath $item.FullName -Force)) { Remove-TreeSafely $child.FullName }
+    [System.IO.Directory]::Delete($item.FullName, $false)
+  } else {
+    [System.IO.File]::SetAttributes($item.FullName, [System.IO.FileAttributes]::Normal)
+    [System.IO.File]::Delete($item.FullName)
+  }
+}
+
 # --- Main -------------------------------------------------------------------------------------------------
 
 # Runs the document's body, classifies a failure, runs the cleanup whatever happened, prints the result
