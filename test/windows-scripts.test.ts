@@ -473,3 +473,22 @@ describe('the state folder under C:\\ProgramData', () => {
     expect(remover).not.toMatch(/::Delete\([^)]*\$true\)/);
   });
 });
+
+describe('flush before the EBS request', () => {
+  it('writes every shadowed volume cache to disk after the shadow copies exist and before CreateSnapshots', async () => {
+    // EC2: a snapshot captures only the data written to the volume when it is requested, not what the
+    // operating system still caches; the shadow copies' diff areas are files on each volume.
+    const text = documentScript('diskshadow-snapshot');
+    const root = (await parsePowerShell(text)).rootNode;
+    const sync = functionNamed(root, 'Sync-Volumes').text;
+    expect(commands(functionNamed(root, 'Sync-Volumes'), 'Write-VolumeCache').map((c) => c.text)).toEqual(['Write-VolumeCache -Path $volume.DeviceId']);
+    expect(sync).toMatch(/foreach \(\$volume in \$Volumes\)/);
+    const body = functionNamed(root, 'Invoke-DiskShadowSnapshot').text;
+    const created = body.indexOf("$result.vss = 'created'");
+    const flush = body.indexOf('Sync-Volumes $volumes');
+    const request = body.indexOf('Request-Snapshots $params');
+    expect(created).toBeGreaterThan(0);
+    expect(flush).toBeGreaterThan(created);
+    expect(request).toBeGreaterThan(flush);
+  });
+});

@@ -245,6 +245,22 @@ function Test-ShadowStorage($Volumes) {
   }
 }
 
+# EC2 snapshots capture only the data written to the volume when the request is made, not what the
+# operating system still caches (EC2 API reference, CreateSnapshot). The shadow copies' diff areas are
+# files in each volume's System Volume Information: Write-VolumeCache (Storage module) writes each
+# shadowed volume's file system cache to disk, so they and the metadata describing them are on the EBS
+# volume before its point in time is fixed. A failed flush is a warning: the restore's revert proves it.
+function Sync-Volumes($Volumes) {
+  foreach ($volume in $Volumes) {
+    try {
+      Write-VolumeCache -Path $volume.DeviceId
+      Write-Log "Flushed the file system cache of $($volume.Name)."
+    } catch {
+      Add-Warning "Could not flush $($volume.Name) before the EBS request (Write-VolumeCache): $($_.Exception.Message)"
+    }
+  }
+}
+
 # --- Shadow copies -------------------------------------------------------------------------------------
 
 function Get-SetShadowCopies([string]$SetId) {
@@ -579,6 +595,7 @@ function Invoke-DiskShadowSnapshot {
   $result.volumes = $records
   $result.vss = 'created'
   Write-Log "Shadow copy set $setId created for $($volumes.Count) volume(s); writers have resumed."
+  Sync-Volumes $volumes
 
   try {
     $snapshots = @(Request-Snapshots $params $instanceId $region $setId)
