@@ -38,6 +38,9 @@ $VolumeIdsPattern = '^vol-[0-9a-f]{8,17}(,vol-[0-9a-f]{8,17}){0,39}$'
 $DiskWaitSeconds = 120
 $ShadowDiscoverySeconds = 60
 
+# The longest result line printed: the restore reads it through GetCommandInvocation (24,000 characters).
+$MaxResultLineLength = 23000
+
 # Exit codes by stage and retryability (src/lib/result-line.ts, RESTORE_EXIT_CODES).
 $ExitCodes = [ordered]@{
   'success'            = 0

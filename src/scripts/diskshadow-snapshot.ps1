@@ -66,6 +66,9 @@ $ShadowCreateTimeoutSeconds = 600
 $SnapshotStepTimeoutSeconds = 900
 $EndBackupTimeoutSeconds = 300
 
+# The longest result line printed: ListCommandInvocations returns the first 2,500 characters of the output.
+$MaxResultLineLength = 2400
+
 # Exit codes by stage and retryability (src/lib/result-line.ts, SNAPSHOT_EXIT_CODES).
 $ExitCodes = [ordered]@{
   'success'            = 0

@@ -22,6 +22,7 @@ $ResultPrefix = 'VSS-SNAPSHOTS-RESULT'
 $ResultVersion = 1
 $ImdsBase = 'http://169.254.169.254/latest'
 $MaxMessageLength = 400
+$CompactMessageLength = 200
 
 # Same patterns as the document parameters (src/documents/document-parameters.ts).
 $RunIdPattern = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$'
@@ -68,8 +69,37 @@ function ConvertTo-ResultJson($Result) {
   "$ResultPrefix $json"
 }
 
+# The line, shortened to $MaxResultLineLength characters step by step until it fits (the same steps as
+# compactResultLine in src/lib/result-line.ts): warnings after the second become one note, then the
+# volumes, the snapshot ids, the end of the message and the other warnings are left out, and a last
+# warning says so. The snapshot line is read through ListCommandInvocations, which returns only the first
+# 2,500 characters of the output; error code, exit code and shadow set id always survive.
 function Format-ResultLine($Result) {
-  ConvertTo-ResultJson $Result
+  $line = ConvertTo-ResultJson $Result
+  if ($line.Length -le $MaxResultLineLength) { return $line }
+  $original = @($Result.warnings)
+  $kept = @($original)
+  if ($original.Count -gt 2) { $kept = @($original[0], $original[1], "($($original.Count - 2) more warnings in the log)") }
+  $omitted = @()
+  for ($step = 1; $step -le 5; $step++) {
+    switch ($step) {
+      1 { $Result.warnings = @($kept) }
+      2 { if ($Result.Contains('volumes')) { $Result.volumes = @() }; $omitted += 'volumes' }
+      3 { if ($Result.Contains('snapshots')) { $Result.snapshots = @() }; $omitted += 'snapshot ids' }
+      4 {
+        if ("$($Result.message)".Length -gt $CompactMessageLength) { $Result.message = "$($Result.message)".Substring(0, $CompactMessageLength - 3) + '...' }
+        $omitted += 'the end of the message'
+      }
+      5 { $omitted += 'warnings' }
+    }
+    if ($step -ge 2) {
+      $note = "Result line shortened to $MaxResultLineLength characters ($($omitted -join ', ') left out); the log has everything."
+      if ($step -eq 5) { $Result.warnings = @($note) } else { $Result.warnings = @($kept) + $note }
+    }
+    $line = ConvertTo-ResultJson $Result
+    if ($line.Length -le $MaxResultLineLength) { break }
+  }
+  $line
 }
 
 function Write-Stdout([string]$Line) {
