@@ -20,7 +20,7 @@ import {
 } from '../src/documents/document-parameters.ts';
 import { InvalidInputError } from '../src/lib/errors.ts';
 import { awsVss, formatVssTags, RESERVED_VSS_TAGS } from '../src/lib/methods/aws-vss.ts';
-import { diskShadow } from '../src/lib/methods/diskshadow.ts';
+import { CONSISTENCY_TAG, diskShadow, SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
 import type { CommandContext, InvocationResult } from '../src/lib/methods/types.ts';
 import { formatResultLine } from '../src/lib/result-line.ts';
 import type { SnapshotResultLine } from '../src/lib/result-line.ts';
@@ -239,6 +239,18 @@ describe('the diskshadow driver', () => {
     const output = `${formatResultLine({ ...base, ...line, exitCode })}\r\n2026-11-28T00:00:01Z FAILED: log line VSS_E_WRITERERROR_TIMEOUT\r\n`;
     return { status: 'Failed', statusDetails: 'Failed', responseCode: exitCode, output };
   };
+
+  it('calls a snapshot consistent only with the shadow set and the after-revert tag, never by AppConsistent', () => {
+    const set = { [SHADOW_SET_TAG]: SET_ID };
+    expect(diskShadow.isConsistent({ ...set, [CONSISTENCY_TAG]: 'after-revert' })).toBe(true);
+    expect(diskShadow.isConsistent({ ...set, AppConsistent: 'true' })).toBe(false);
+    expect(diskShadow.isConsistent({ [CONSISTENCY_TAG]: 'after-revert' })).toBe(false);
+    expect(diskShadow.isConsistent({ ...set, [CONSISTENCY_TAG]: 'crash' })).toBe(false);
+    expect(diskShadow.consistencyTag).toBe('vss-snapshots:consistency=after-revert');
+    expect(awsVss.isConsistent({ AppConsistent: 'true' })).toBe(true);
+    expect(awsVss.isConsistent({ AppConsistent: 'false' })).toBe(false);
+    expect(awsVss.isConsistent({ ...set, [CONSISTENCY_TAG]: 'after-revert' })).toBe(false);
+  });
 
   it('diagnoses from the result line first', () => {
     const d = diskShadow.diagnose(failed({ errorCode: 'vss-writer-nonretryable', retryable: false, message: 'Writer SqlServerWriter: VSS_E_WRITERERROR_NONRETRYABLE', shadowSetId: SET_ID }, 11));

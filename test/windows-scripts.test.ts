@@ -9,7 +9,7 @@ import { DOCUMENTS, NON_SCRIPT_PARAMETERS } from '../src/documents/document-para
 import type { DocumentName } from '../src/documents/document-parameters.ts';
 import { FAILURES } from '../src/lib/failure-catalogue.ts';
 import { diagnoseVssOutput } from '../src/lib/methods/aws-vss.ts';
-import { SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
+import { CONSISTENCY, CONSISTENCY_TAG, SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
 import {
   isRetryableExitCode,
   RESTORE_ERROR_CODES,
@@ -306,17 +306,22 @@ describe('snapshot script', () => {
     expect(literals.get('MethodTag')).toBe(METHOD_TAG);
     expect(literals.get('InstanceTag')).toBe(INSTANCE_TAG);
     expect(literals.get('ShadowSetTag')).toBe(SHADOW_SET_TAG);
+    expect(literals.get('ConsistencyTag')).toBe(CONSISTENCY_TAG);
+    expect(literals.get('AfterRevert')).toBe(CONSISTENCY.afterRevert);
     expect(literals.get('Method')).toBe('diskshadow');
   });
 
-  it('makes one CreateSnapshots call, tagged on create, AppConsistent only after DiskShadow created the set', async () => {
+  it('makes one CreateSnapshots call, tagged on create, consistent-after-revert only after DiskShadow created the set, never AppConsistent', async () => {
     const root = (await parsePowerShell(text)).rootNode;
     const calls = commands(root, 'New-EC2SnapshotBatch');
     expect(calls).toHaveLength(1);
     expect(calls[0]?.text).toMatch(/-TagSpecification \$tagSpec/);
     expect(commands(root, 'New-EC2Snapshot')).toHaveLength(0);
     expect(text).toContain("$tagSpec.ResourceType = 'snapshot'");
-    expect(text).toContain("$tagSpec.Tags.Add((New-Ec2Tag 'AppConsistent' 'true'))");
+    expect(text).toContain('$tagSpec.Tags.Add((New-Ec2Tag $ConsistencyTag $AfterRevert))');
+    // AppConsistent=true reads as "consistent as it stands" to AWS tooling, the console and AWS Backup.
+    const strings = findAll(root, (n) => n.type === 'string_literal' || n.type === 'verbatim_string_characters').map((n) => n.text);
+    expect(strings.filter((t) => /AppConsistent/.test(t))).toEqual([]);
     // Requesting the snapshots comes after the shadow copies exist and the set id is known.
     const order = ["$result.vss = 'created'", 'Request-Snapshots $params', "Set-Content -LiteralPath $files.Proceed"];
     const positions = order.map((s) => text.indexOf(s));

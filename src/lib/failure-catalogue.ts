@@ -130,7 +130,8 @@ export const FAILURES = {
   'crash-consistent': {
     retryable: true,
     title: 'Snapshot only crash-consistent',
-    action: 'The snapshots are not marked AppConsistent=true: VSS did not complete. Check the VSS writers and the AwsVssComponents logs (C:\\ProgramData\\Amazon\\AwsVss\\Logs).',
+    action:
+      'The snapshots are not marked consistent (AppConsistent=true for aws-vss, vss-snapshots:consistency=after-revert for diskshadow): VSS did not complete. Check the VSS writers, and the AwsVssComponents logs (C:\\ProgramData\\Amazon\\AwsVss\\Logs) or the DiskShadow output in Run Command history.',
   },
   'snapshot-error': {
     retryable: true,

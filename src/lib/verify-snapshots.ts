@@ -18,6 +18,8 @@ import { clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { expectedVolumes } from './discovery.ts';
 import { TRANSIENT_AWS_ERRORS } from './errors.ts';
+import { methodDriver } from './methods/index.ts';
+import { tagMap } from './methods/types.ts';
 import { ATTEMPT_TAG, RUN_TAG } from './run-id.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
 
@@ -154,7 +156,7 @@ function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state:
     if (snap.State === 'error') {
       errored.push(`${ref.snapshotId} of ${volume.device}`);
       unusable.push(ref.snapshotId);
-    } else if (tagOf(snap, 'AppConsistent') !== 'true') {
+    } else if (!methodDriver(state.options.method).isConsistent(tagMap(snap.Tags))) {
       crash.push(`${ref.snapshotId} of ${volume.device}`);
       unusable.push(ref.snapshotId);
     } else if (snap.State !== 'completed') {
@@ -167,7 +169,7 @@ function judge(record: InstanceRecord, byVolume: Map<string, Snapshot[]>, state:
     return { kind: 'bad', code: 'snapshot-error', detail: `Snapshot(s) in state error: ${errored.join(', ')}.`, snapshots: refs, unusable };
   }
   if (crash.length > 0) {
-    return { kind: 'bad', code: 'crash-consistent', detail: `Snapshot(s) not tagged AppConsistent=true: ${crash.join(', ')}.`, snapshots: refs, unusable };
+    return { kind: 'bad', code: 'crash-consistent', detail: `Snapshot(s) not tagged ${methodDriver(state.options.method).consistencyTag}: ${crash.join(', ')}.`, snapshots: refs, unusable };
   }
   if (missing.length > 0) {
     if (now - since < SNAPSHOT_VISIBILITY_GRACE_MS) return { kind: 'pending', missing: true, decisionInMs: SNAPSHOT_VISIBILITY_GRACE_MS - (now - since) };

@@ -3,7 +3,7 @@
  * document (AWS's VSS document or this project's DiskShadow one) according to the fleet's behaviour for
  * this attempt, and prints what the real document would print.
  */
-import { SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
+import { CONSISTENCY, CONSISTENCY_TAG, SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
 import { formatResultLine } from '../lib/result-line.ts';
 import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../lib/run-id.ts';
 import type { Behaviour } from './fleet.ts';
@@ -162,7 +162,9 @@ function createSnapshotSet(world: World, command: SimCommand, document: SimDocum
       tags: {
         ...tags,
         Device: v.device ?? '',
-        ...(behaviour === 'crash-consistent' ? {} : { AppConsistent: 'true' }),
+        // AWS's document marks a good set AppConsistent=true; the DiskShadow script marks it consistent
+        // only after a revert (src/lib/methods/diskshadow.ts, CONSISTENCY_TAG), never AppConsistent.
+        ...(behaviour === 'crash-consistent' ? {} : document.kind === 'diskshadow' ? { [CONSISTENCY_TAG]: CONSISTENCY.afterRevert } : { AppConsistent: 'true' }),
         ...(document.kind === 'aws-vss' ? { AwsVssConfig: 'AwsVssComponents 2.5.0' } : {}),
       },
       deleted: false,

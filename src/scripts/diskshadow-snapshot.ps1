@@ -20,7 +20,7 @@
        create. The VSS writers freeze and thaw inside "create".
     3. Still inside the DiskShadow session (its "exec" step), ONE CreateSnapshots call for the instance
        (New-EC2SnapshotBatch), tagged on create with the run id, attempt, instance id, method, shadow set id
-       and AppConsistent=true. Only reached when "create" succeeded.
+       and vss-snapshots:consistency=after-revert. Only reached when "create" succeeded.
     4. "end backup" (writers are told the backup completed) only once the EBS request was accepted;
        otherwise DiskShadow exits without it and VSS aborts the backup for the writers.
     5. finally: the shadow copies of this run are deleted, the work files removed, the result line printed.
@@ -31,8 +31,9 @@
   "System Volume Information" diff area). The EBS point in time is fixed when CreateSnapshots is accepted,
   so deleting the shadow copies afterwards does not remove them from the snapshots. A volume created from
   such a snapshot is consistent only after it is reverted to that shadow copy (diskshadow-restore.ps1).
-  AppConsistent=true on these snapshots therefore means "contains a complete shadow copy set taken with
-  the writers", not "consistent as it stands" as it does for AWSEC2-CreateVssSnapshot.
+  So these snapshots never carry AppConsistent=true, which AWS tooling, the console and AWS Backup read as
+  "consistent as it stands" (what it means on AWSEC2-CreateVssSnapshot's snapshots); they carry
+  vss-snapshots:consistency=after-revert: "contains a complete shadow copy set taken with the writers".
 
   Device tag: CreateSnapshots applies the same TagSpecifications to every snapshot of the set, so a tag
   whose value differs per snapshot (Device) cannot be set on create. CopyTagsFromSource=volume would copy
@@ -55,12 +56,14 @@ $Method = 'diskshadow'
 $AttemptPattern = '^[1-5]$'
 $BooleanPattern = '^(True|False)$'
 
-# Tag keys, as in src/lib/run-id.ts and src/lib/methods/diskshadow.ts.
+# Tag keys and values, as in src/lib/run-id.ts and src/lib/methods/diskshadow.ts.
 $RunTag = 'vss-snapshots:run-id'
 $AttemptTag = 'vss-snapshots:attempt'
 $MethodTag = 'vss-snapshots:method'
 $InstanceTag = 'vss-snapshots:instance-id'
 $ShadowSetTag = 'vss-snapshots:shadow-set-id'
+$ConsistencyTag = 'vss-snapshots:consistency'
+$AfterRevert = 'after-revert'
 
 $ShadowCreateTimeoutSeconds = 600
 $SnapshotStepTimeoutSeconds = 900
@@ -214,7 +217,7 @@ function Get-ShadowVolumes([bool]$ExcludeBoot) {
 }
 
 # CreateSnapshots tags every snapshot of the set alike: an EBS disk without any shadowed volume (raw, or
-# an unsupported file system) gets AppConsistent=true too, while holding no shadow copy to revert to.
+# an unsupported file system) gets the consistency tag too, while holding no shadow copy to revert to.
 # Best effort, on Nitro instances (the disk serial number is the volume id).
 function Test-UnshadowedDisks($Volumes, [bool]$ExcludeBoot) {
   try {
@@ -431,7 +434,7 @@ function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [strin
   $tagSpec.Tags.Add((New-Ec2Tag $InstanceTag $InstanceId))
   $tagSpec.Tags.Add((New-Ec2Tag $ShadowSetTag $SetId))
   # Only reached after DiskShadow "create" succeeded: every shadowed volume holds the shadow copy.
-  $tagSpec.Tags.Add((New-Ec2Tag 'AppConsistent' 'true'))
+  $tagSpec.Tags.Add((New-Ec2Tag $ConsistencyTag $AfterRevert))
 
   $description = "vss-snapshots $($Params.RunId) attempt $($Params.Attempt) diskshadow shadow set $SetId"
   try {
@@ -461,12 +464,12 @@ function Add-DeviceTags($Snapshots, $DeviceMap, [string]$Region) {
   }
 }
 
-function Remove-AppConsistentTag($Snapshots, [string]$Region) {
+function Remove-ConsistencyTag($Snapshots, [string]$Region) {
   foreach ($snapshot in $Snapshots) {
     try {
-      Remove-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag 'AppConsistent' 'true') -Region $Region -Force
+      Remove-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag $ConsistencyTag $AfterRevert) -Region $Region -Force
     } catch {
-      Add-Warning "Could not remove AppConsistent from $($snapshot.SnapshotId) (ec2:DeleteTags): it must not be restored."
+      Add-Warning "Could not remove $ConsistencyTag from $($snapshot.SnapshotId) (ec2:DeleteTags): it must not be restored."
     }
   }
 }
@@ -616,7 +619,7 @@ function Invoke-DiskShadowSnapshot {
   $present = @(Get-SetShadowCopies $setId).Count
   if ($present -lt $volumes.Count) {
     Set-Content -LiteralPath $files.Abort -Value 'abort' -Encoding ASCII
-    Remove-AppConsistentTag $snapshots $region
+    Remove-ConsistencyTag $snapshots $region
     $result.vss = 'failed'
     Stop-WithFailure 'vss' 'vss-insufficient-storage' "Only $present of $($volumes.Count) shadow copies still existed when the EBS snapshots were requested: Windows discarded shadow copies (shadow storage too small for the write rate)."
   }

@@ -22,6 +22,17 @@ export const DISKSHADOW_SNAPSHOT_DOCUMENT = 'diskshadow-snapshot' as const;
 export const DISKSHADOW_RESTORE_DOCUMENT = 'diskshadow-restore' as const;
 /** Tag the script puts on every snapshot: the shadow copy set to revert to on restore. */
 export const SHADOW_SET_TAG = 'vss-snapshots:shadow-set-id';
+/**
+ * The tag that tells the truth about a DiskShadow snapshot. `AppConsistent=true` is what AWS's tooling,
+ * the console and AWS Backup read as "application-consistent as it stands"; a DiskShadow snapshot is
+ * crash-consistent as it stands and consistent only once the restore reverts it to its shadow copy, so it
+ * never carries AppConsistent. The script tags `after-revert` on create, once DiskShadow created the set.
+ */
+export const CONSISTENCY_TAG = 'vss-snapshots:consistency';
+export const CONSISTENCY = {
+  /** The volume holds a shadow copy of the set named by SHADOW_SET_TAG: consistent after the revert. */
+  afterRevert: 'after-revert',
+} as const;
 
 function isReportableFailureCode(code: string): code is FailureCode {
   const kind = (FAILURES as Record<string, { skip?: boolean } | undefined>)[code];
@@ -67,4 +78,8 @@ export const diskShadow: MethodDriver = {
   diagnose(result: InvocationResult): Diagnosis {
     return diagnoseDiskShadowOutput(result);
   },
+  isConsistent(tags: Record<string, string>): boolean {
+    return !!tags[SHADOW_SET_TAG] && tags[CONSISTENCY_TAG] === CONSISTENCY.afterRevert;
+  },
+  consistencyTag: `${CONSISTENCY_TAG}=${CONSISTENCY.afterRevert}`,
 };
