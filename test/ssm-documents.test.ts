@@ -246,6 +246,8 @@ describe('the diskshadow driver', () => {
     expect(diskShadow.isConsistent({ ...set, AppConsistent: 'true' })).toBe(false);
     expect(diskShadow.isConsistent({ [CONSISTENCY_TAG]: 'after-revert' })).toBe(false);
     expect(diskShadow.isConsistent({ ...set, [CONSISTENCY_TAG]: 'crash' })).toBe(false);
+    // A disk that held no shadowable volume: nothing to revert, restored as it stands.
+    expect(diskShadow.isConsistent({ ...set, [CONSISTENCY_TAG]: 'not-shadowed' })).toBe(true);
     expect(diskShadow.consistencyTag).toBe('vss-snapshots:consistency=after-revert');
     expect(awsVss.isConsistent({ AppConsistent: 'true' })).toBe(true);
     expect(awsVss.isConsistent({ AppConsistent: 'false' })).toBe(false);

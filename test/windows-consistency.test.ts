@@ -70,6 +70,20 @@ describe('the tag that tells the truth', () => {
     expect(result.status, result.cause).toBe('SUCCEEDED');
   });
 
+  it('restores a disk that held no shadowable volume (not-shadowed) as it stands and reverts the others', async () => {
+    const { world, runId } = await nightlyDiskShadowWorld();
+    const xvdg = runSnapshotsOf(world, runId, SQL).find((s) => s.tags.Device === 'xvdg');
+    if (xvdg) xvdg.tags[CONSISTENCY_TAG] = 'not-shadowed';
+
+    const result = await runWorkflow(world, { workflow: 'restore', input: { runId, sourceInstanceId: SQL, targetInstanceId: APP }, ...diskshadow });
+
+    expect(result.status, result.cause).toBe('SUCCEEDED');
+    const disks = (result.output as { revert: { disks: { volumeId: string; reverted: number }[] } }).revert.disks;
+    const fromXvdg = [...world.volumes.values()].find((v) => v.snapshotId === xvdg?.snapshotId)?.volumeId;
+    expect(disks).toHaveLength(3);
+    for (const d of disks) expect(d.reverted, d.volumeId).toBe(d.volumeId === fromXvdg ? 0 : 1);
+  });
+
   it('refuses to restore a DiskShadow snapshot that says AppConsistent=true but lacks the tag', async () => {
     const { world, runId } = await nightlyDiskShadowWorld();
     const xvdf = runSnapshotsOf(world, runId, SQL).find((s) => s.tags.Device === 'xvdf');

@@ -308,6 +308,7 @@ describe('snapshot script', () => {
     expect(literals.get('ShadowSetTag')).toBe(SHADOW_SET_TAG);
     expect(literals.get('ConsistencyTag')).toBe(CONSISTENCY_TAG);
     expect(literals.get('AfterRevert')).toBe(CONSISTENCY.afterRevert);
+    expect(literals.get('NotShadowed')).toBe(CONSISTENCY.notShadowed);
     expect(literals.get('Method')).toBe('diskshadow');
   });
 
@@ -476,6 +477,34 @@ describe('the state folder under C:\\ProgramData', () => {
     // A reparse point is deleted itself (non-recursively), never descended into.
     expect(remover).toMatch(/\[System\.IO\.Directory\]::Delete\(\$item\.FullName, \$false\)/);
     expect(remover).not.toMatch(/::Delete\([^)]*\$true\)/);
+  });
+});
+
+describe('disks without a shadow copy', () => {
+  it('tags the set after-revert on create only when every disk holds a shadowed volume, else each snapshot afterwards', async () => {
+    const text = documentScript('diskshadow-snapshot');
+    const root = (await parsePowerShell(text)).rootNode;
+    expect(functionNamed(root, 'Request-Snapshots').text).toContain('if ($ConsistencyOnCreate) { $tagSpec.Tags.Add((New-Ec2Tag $ConsistencyTag $AfterRevert)) }');
+    const body = functionNamed(root, 'Invoke-DiskShadowSnapshot').text;
+    expect(body).toContain('Request-Snapshots $params $instanceId $region $setId ($notShadowedIds.Count -eq 0)');
+    const tagging = functionNamed(root, 'Set-ConsistencyTags').text;
+    expect(tagging).toMatch(/\$NotShadowedVolumeIds -contains \$snapshot\.VolumeId\) \{ \$value = \$NotShadowed \}/);
+    // Tagged per snapshot only once the shadow copies are known to have survived until the request.
+    expect(body.indexOf('Set-ConsistencyTags $snapshots $notShadowedIds $region')).toBeGreaterThan(body.indexOf("'vss-insufficient-storage'"));
+    // A disk whose EBS volume id cannot be read (Xen) cannot be told apart: refused before DiskShadow runs.
+    expect(body.indexOf("Stop-WithFailure 'instance' 'unshadowed-disk'")).toBeGreaterThan(0);
+    expect(body.indexOf("Stop-WithFailure 'instance' 'unshadowed-disk'")).toBeLessThan(body.indexOf('Start-Process -FilePath $diskshadow'));
+    expect(functionNamed(root, 'Get-UnshadowedDisks').text).toMatch(/\$serial -match '\^vol\[0-9a-f\]\{8,17\}\$'/);
+  });
+
+  it('restore: leaves a disk without any NTFS/ReFS volume as it stands instead of refusing every disk', async () => {
+    const root = (await parsePowerShell(documentScript('diskshadow-restore'))).rootNode;
+    const init = functionNamed(root, 'Initialize-RestoreDisk').text;
+    const skip = init.indexOf("$Record.outcome = 'not-shadowed'");
+    expect(skip).toBeGreaterThan(0);
+    expect(init).toContain('-not (Test-ShadowableDisk $number)');
+    expect(skip).toBeLessThan(init.indexOf("'shadow-copy-not-found'"));
+    expect(functionNamed(root, 'Test-ShadowableDisk').text).toContain("@('NTFS', 'ReFS') -contains $_");
   });
 });
 

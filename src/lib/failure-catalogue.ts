@@ -143,6 +143,12 @@ export const FAILURES = {
     title: 'Snapshot still pending at the deadline',
     action: 'EBS had not completed the snapshot by the deadline (a first full snapshot can take hours). It may still complete; check it in the EC2 console before relying on it.',
   },
+  'unshadowed-disk': {
+    retryable: false,
+    title: 'Disk without a shadowable volume (DiskShadow)',
+    action:
+      'A disk of the instance holds no NTFS/ReFS volume with a drive letter or mount point, and its EBS volume id cannot be read (Xen instance), so its snapshot could not be told apart from those holding shadow copies. Give it such a volume, detach it, or use the aws-vss method.',
+  },
   'concurrent-snapshot-limit': {
     retryable: false,
     title: 'Too many pending snapshots on a volume',

@@ -52,6 +52,7 @@ export function isRetryableExitCode(code: number): boolean {
  * retryable flag the script uses (tests check both against the catalogue and the script).
  */
 export const SNAPSHOT_ERROR_CODES = {
+  'unshadowed-disk': false,
   'vss-timeout': true,
   'vss-writer-retryable': true,
   'vss-in-progress': true,
@@ -127,6 +128,13 @@ export const RestoredDisk = z.object({
   diskNumber: z.number().int().nullable(),
   signatureChanged: z.boolean(),
   online: z.boolean(),
+  /**
+   * reverted: its shadow copies of the set were reverted now; already-reverted: an earlier run of the
+   * restore document reverted it (its record on the instance says so); not-shadowed: the disk holds no
+   * volume VSS can shadow, so its snapshot holds nothing to revert; pending: not reached. Absent in lines
+   * of older scripts.
+   */
+  outcome: z.enum(['pending', 'reverted', 'already-reverted', 'not-shadowed']).optional(),
   reverted: z.array(RevertedVolume),
 });
 

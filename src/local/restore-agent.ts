@@ -5,7 +5,7 @@
  * finds the shadow copies of the given set on it and reverts them. It checks everything before reverting
  * anything, and prints the same result line as the script (src/lib/result-line.ts).
  */
-import { SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
+import { CONSISTENCY, CONSISTENCY_TAG, SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
 import { formatResultLine, RESTORE_EXIT_CODES } from '../lib/result-line.ts';
 import type { RestoreResultLine } from '../lib/result-line.ts';
 import { simGuid } from './agent.ts';
@@ -71,6 +71,8 @@ export function planRestoreInvocation(world: World, command: SimCommand, instanc
     }
     disk.online = true;
     const snapshot = volumeOnTarget.snapshotId ? world.snapshots.get(volumeOnTarget.snapshotId) : undefined;
+    // A disk the snapshot script could not shadow (raw, no NTFS/ReFS volume) is left as it stands.
+    if (snapshot?.tags[CONSISTENCY_TAG] === CONSISTENCY.notShadowed) disk.outcome = 'not-shadowed';
     if (!snapshot || snapshot.tags[SHADOW_SET_TAG] !== shadowSetId) {
       return fail(at + SHADOW_DISCOVERY_MS, 'revert', 'shadow-copy-not-found', false, `Disk ${disk.diskNumber} (${volumeId}) holds no shadow copy of set ${shadowSetId}: its snapshot is not from that DiskShadow run, or the shadow copy was lost before the snapshot. Nothing was reverted.`);
     }
@@ -81,7 +83,11 @@ export function planRestoreInvocation(world: World, command: SimCommand, instanc
   if (instance.restoreBehaviour === 'revert-failed') {
     return fail(doneAt, 'revert', 'revert-failed', false, `DiskShadow could not revert \\\\?\\Volume{${simGuid(world)}}\\ to shadow copy ${simGuid(world)} (exit code 2147754767).`);
   }
-  for (const disk of disks) disk.reverted = [{ volume: `\\\\?\\Volume{${simGuid(world)}}\\`, shadowCopyId: simGuid(world) }];
+  for (const disk of disks) {
+    if (disk.outcome === 'not-shadowed') continue;
+    disk.reverted = [{ volume: `\\\\?\\Volume{${simGuid(world)}}\\`, shadowCopyId: simGuid(world) }];
+    disk.outcome = 'reverted';
+  }
   const output = `${line('success', 0, null, false, `Reverted ${disks.length} disk(s) to shadow copy set ${shadowSetId}.`)}DiskShadow revert completed.\n`;
   return { ...base, finishAt: doneAt, final: { status: 'Success', statusDetails: 'Success', responseCode: 0, output } };
 }

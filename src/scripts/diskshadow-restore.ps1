@@ -92,6 +92,7 @@ function New-DiskRecord([string]$VolumeId) {
     diskNumber       = $null
     signatureChanged = $false
     online           = $false
+    outcome          = 'pending'
     reverted         = @()
   }
 }
@@ -180,6 +181,13 @@ function Get-DiskVolumePaths([int]$Number) {
   @(Get-Partition -DiskNumber $Number | ForEach-Object { $_.AccessPaths } | Where-Object { $_ -like '\\?\Volume{*}\' })
 }
 
+# Whether any volume of the disk has a file system VSS can shadow (as the snapshot script selects them).
+function Test-ShadowableDisk([int]$Number) {
+  $fileSystems = @(Get-Partition -DiskNumber $Number | Get-Volume -ErrorAction SilentlyContinue | ForEach-Object { "$($_.FileSystem)" })
+  Write-Log "Disk $Number file systems: $(if ($fileSystems.Count) { $fileSystems -join ', ' } else { 'none' })."
+  @($fileSystems | Where-Object { @('NTFS', 'ReFS') -contains $_ }).Count -gt 0
+}
+
 function Get-SetShadowCopies([string]$SetId, $VolumePaths) {
   @(Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { ((ConvertTo-GuidText $_.SetID) -eq $SetId) -and ($VolumePaths -contains $_.VolumeName) })
 }
@@ -214,6 +222,12 @@ function Initialize-RestoreDisk([string]$VolumeId, [string]$SetId, $Record, [str
     Start-Sleep -Seconds 5
     $paths = @(Get-DiskVolumePaths $number)
     $shadows = @(Get-SetShadowCopies $SetId $paths)
+  }
+  if ($shadows.Count -eq 0 -and -not (Test-ShadowableDisk $number)) {
+    # A disk the snapshot script could not shadow (tagged not-shadowed): nothing to revert.
+    $Record.outcome = 'not-shadowed'
+    Add-Warning "Disk $number ($VolumeId) holds no NTFS/ReFS volume, so its snapshot holds no shadow copy: it stays as the snapshot holds it."
+    return @()
   }
   if ($shadows.Count -eq 0) {
     Stop-WithFailure 'revert' 'shadow-copy-not-found' "Disk $number ($VolumeId) holds no shadow copy of set $($SetId): its snapshot is not from that DiskShadow run, or the shadow copy was lost before the snapshot. Nothing was reverted."
@@ -273,6 +287,7 @@ function Invoke-DiskShadowRestore {
       Invoke-Revert $diskshadow $shadow $work
       $item.Record.reverted = @($item.Record.reverted) + @(New-RevertRecord $shadow.VolumeName (ConvertTo-GuidText $shadow.ID))
     }
+    if ($item.Record.outcome -eq 'pending') { $item.Record.outcome = 'reverted' }
   }
   $result.outcome = 'success'
   $result.message = "Reverted $(@($plan | ForEach-Object { $_.Shadows }).Count) volume(s) on $($plan.Count) disk(s) to shadow set $($params.ShadowSetId)."

@@ -64,6 +64,7 @@ $InstanceTag = 'vss-snapshots:instance-id'
 $ShadowSetTag = 'vss-snapshots:shadow-set-id'
 $ConsistencyTag = 'vss-snapshots:consistency'
 $AfterRevert = 'after-revert'
+$NotShadowed = 'not-shadowed'
 
 $ShadowCreateTimeoutSeconds = 600
 $SnapshotStepTimeoutSeconds = 900
@@ -87,6 +88,7 @@ $ExitCodes = [ordered]@{
 # Every errorCode this script reports, with whether another attempt can help. These are failure codes of
 # src/lib/failure-catalogue.ts and must agree with its retryable flags (checked by the tests).
 $FailureRetryable = [ordered]@{
+  'unshadowed-disk'           = $false
   'vss-timeout'               = $true
   'vss-writer-retryable'      = $true
   'vss-in-progress'           = $true
@@ -216,23 +218,23 @@ function Get-ShadowVolumes([bool]$ExcludeBoot) {
   $selected
 }
 
-# CreateSnapshots tags every snapshot of the set alike: an EBS disk without any shadowed volume (raw, or
-# an unsupported file system) gets the consistency tag too, while holding no shadow copy to revert to.
-# Best effort, on Nitro instances (the disk serial number is the volume id).
-function Test-UnshadowedDisks($Volumes, [bool]$ExcludeBoot) {
-  try {
-    $shadowedDisks = @($Volumes | ForEach-Object { $_.DiskNumber })
-    foreach ($disk in @(Get-Disk)) {
-      $serial = "$($disk.SerialNumber)".Trim() -replace '_.*$', ''
-      if ($serial -notmatch '^vol[0-9a-f]{8,17}$') { continue }
-      if ($ExcludeBoot -and ($disk.IsBoot -or $disk.IsSystem)) { continue }
-      if ($shadowedDisks -notcontains [int]$disk.Number) {
-        Add-Warning "EBS volume $($serial -replace '^vol', 'vol-') (disk $($disk.Number)) holds no shadowed volume: its snapshot has no shadow copy to revert to."
-      }
-    }
-  } catch {
-    Write-Log "Could not map disks to EBS volumes: $($_.Exception.Message)"
+# An EBS disk of the set without any shadowed volume (raw, or a file system VSS cannot shadow) holds no
+# shadow copy: its snapshot must not say after-revert, and the restore must not look for a shadow copy on
+# it. CreateSnapshots gives every snapshot of the set the same tags, so such a disk's snapshot is told
+# apart by its EBS volume id, which on Nitro instances is the disk's serial number.
+function Get-UnshadowedDisks($Volumes, [bool]$ExcludeBoot) {
+  $shadowedDisks = @($Volumes | ForEach-Object { $_.DiskNumber })
+  $found = @()
+  foreach ($disk in @(Get-Disk)) {
+    if ("$($disk.FriendlyName) $($disk.Model)" -match 'Instance Storage') { continue }
+    if ($ExcludeBoot -and ($disk.IsBoot -or $disk.IsSystem)) { continue }
+    if ($shadowedDisks -contains [int]$disk.Number) { continue }
+    $serial = "$($disk.SerialNumber)".Trim() -replace '_.*$', ''
+    $volumeId = $null
+    if ($serial -match '^vol[0-9a-f]{8,17}$') { $volumeId = $serial -replace '^vol', 'vol-' }
+    $found += @{ Number = [int]$disk.Number; VolumeId = $volumeId }
   }
+  $found
 }
 
 # A shadow copy whose diff area is on another volume is not inside this volume's snapshot.
@@ -424,7 +426,10 @@ function Get-DeviceMap([string]$InstanceId, [string]$Region) {
 }
 
 # ONE CreateSnapshots call for the whole instance, tagged on create.
-function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [string]$SetId) {
+# With $ConsistencyOnCreate the set is tagged after-revert on create (every disk holds a shadow copy);
+# otherwise Set-ConsistencyTags tags each snapshot afterwards, and one it could not tag stays untagged,
+# which verify counts as crash-consistent.
+function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [string]$SetId, [bool]$ConsistencyOnCreate) {
   $tagSpec = New-Object -TypeName Amazon.EC2.Model.TagSpecification
   $tagSpec.ResourceType = 'snapshot'
   if ($null -eq $tagSpec.Tags) { $tagSpec.Tags = New-Object -TypeName 'System.Collections.Generic.List[Amazon.EC2.Model.Tag]' }
@@ -434,7 +439,7 @@ function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [strin
   $tagSpec.Tags.Add((New-Ec2Tag $InstanceTag $InstanceId))
   $tagSpec.Tags.Add((New-Ec2Tag $ShadowSetTag $SetId))
   # Only reached after DiskShadow "create" succeeded: every shadowed volume holds the shadow copy.
-  $tagSpec.Tags.Add((New-Ec2Tag $ConsistencyTag $AfterRevert))
+  if ($ConsistencyOnCreate) { $tagSpec.Tags.Add((New-Ec2Tag $ConsistencyTag $AfterRevert)) }
 
   $description = "vss-snapshots $($Params.RunId) attempt $($Params.Attempt) diskshadow shadow set $SetId"
   try {
@@ -464,10 +469,22 @@ function Add-DeviceTags($Snapshots, $DeviceMap, [string]$Region) {
   }
 }
 
+function Set-ConsistencyTags($Snapshots, $NotShadowedVolumeIds, [string]$Region) {
+  foreach ($snapshot in $Snapshots) {
+    $value = $AfterRevert
+    if ($NotShadowedVolumeIds -contains $snapshot.VolumeId) { $value = $NotShadowed }
+    try {
+      New-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag $ConsistencyTag $value) -Region $Region -Force
+    } catch {
+      Add-Warning "$ConsistencyTag=$value not set on $($snapshot.SnapshotId): $($_.Exception.Message). The run will count it crash-consistent and retry."
+    }
+  }
+}
+
 function Remove-ConsistencyTag($Snapshots, [string]$Region) {
   foreach ($snapshot in $Snapshots) {
     try {
-      Remove-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag $ConsistencyTag $AfterRevert) -Region $Region -Force
+      Remove-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag $ConsistencyTag $null) -Region $Region -Force
     } catch {
       Add-Warning "Could not remove $ConsistencyTag from $($snapshot.SnapshotId) (ec2:DeleteTags): it must not be restored."
     }
@@ -546,7 +563,16 @@ function Invoke-DiskShadowSnapshot {
   }
   Write-Log ('Volumes to shadow: {0}.' -f (($volumes | ForEach-Object { $_.Name }) -join ', '))
   Test-ShadowStorage $volumes
-  Test-UnshadowedDisks $volumes $params.ExcludeBootVolume
+  $unshadowed = @(Get-UnshadowedDisks $volumes $params.ExcludeBootVolume)
+  foreach ($disk in $unshadowed) {
+    $name = if ($disk.VolumeId) { $disk.VolumeId } else { 'its EBS volume id is unknown' }
+    Add-Warning "Disk $($disk.Number) ($name) holds no NTFS/ReFS volume with a drive letter or mount point: it gets no shadow copy, its snapshot is tagged $ConsistencyTag=$NotShadowed and the restore does not revert it."
+  }
+  $unmapped = @($unshadowed | Where-Object { -not $_.VolumeId } | ForEach-Object { $_.Number })
+  if ($unmapped.Count -gt 0) {
+    Stop-WithFailure 'instance' 'unshadowed-disk' "Disk(s) $($unmapped -join ', ') hold no NTFS/ReFS volume with a drive letter or mount point, and their EBS volume ids cannot be read (on Xen instances disk serial numbers are not volume ids), so their snapshots could not be told apart from those holding shadow copies. Give each such a volume, detach it, or use the aws-vss method."
+  }
+  $notShadowedIds = @($unshadowed | ForEach-Object { $_.VolumeId })
   $deviceMap = Get-DeviceMap $instanceId $region
 
   $files = @{
@@ -604,7 +630,7 @@ function Invoke-DiskShadowSnapshot {
   Sync-Volumes $volumes
 
   try {
-    $snapshots = @(Request-Snapshots $params $instanceId $region $setId)
+    $snapshots = @(Request-Snapshots $params $instanceId $region $setId ($notShadowedIds.Count -eq 0))
   } catch {
     Set-Content -LiteralPath $files.Abort -Value 'abort' -Encoding ASCII
     throw
@@ -623,6 +649,7 @@ function Invoke-DiskShadowSnapshot {
     $result.vss = 'failed'
     Stop-WithFailure 'vss' 'vss-insufficient-storage' "Only $present of $($volumes.Count) shadow copies still existed when the EBS snapshots were requested: Windows discarded shadow copies (shadow storage too small for the write rate)."
   }
+  if ($notShadowedIds.Count -gt 0) { Set-ConsistencyTags $snapshots $notShadowedIds $region }
   $result.appConsistent = $true
 
   Set-Content -LiteralPath $files.Proceed -Value 'proceed' -Encoding ASCII

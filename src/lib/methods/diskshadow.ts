@@ -32,6 +32,12 @@ export const CONSISTENCY_TAG = 'vss-snapshots:consistency';
 export const CONSISTENCY = {
   /** The volume holds a shadow copy of the set named by SHADOW_SET_TAG: consistent after the revert. */
   afterRevert: 'after-revert',
+  /**
+   * The disk holds no volume VSS can shadow (raw, or an unsupported file system): nothing to revert, and
+   * no VSS writer can keep data on it (a component that needed it would have failed the run as
+   * vss-component-excluded). Restored as it stands; the restore does not revert it.
+   */
+  notShadowed: 'not-shadowed',
 } as const;
 
 function isReportableFailureCode(code: string): code is FailureCode {
@@ -79,7 +85,8 @@ export const diskShadow: MethodDriver = {
     return diagnoseDiskShadowOutput(result);
   },
   isConsistent(tags: Record<string, string>): boolean {
-    return !!tags[SHADOW_SET_TAG] && tags[CONSISTENCY_TAG] === CONSISTENCY.afterRevert;
+    const consistency = tags[CONSISTENCY_TAG];
+    return !!tags[SHADOW_SET_TAG] && (consistency === CONSISTENCY.afterRevert || consistency === CONSISTENCY.notShadowed);
   },
   consistencyTag: `${CONSISTENCY_TAG}=${CONSISTENCY.afterRevert}`,
 };
