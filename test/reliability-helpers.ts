@@ -36,6 +36,7 @@ const BEHAVIOUR_CODE: Record<Behaviour, string> = {
   untagged: 'no-snapshots',
   'crash-consistent': 'crash-consistent',
   'snapshot-error': 'snapshot-error',
+  'component-excluded': 'vss-component-excluded',
 };
 const PERMANENT = new Set<Behaviour>(['writer-failure', 'access-denied']);
 const ROOT_DEVICE = '/dev/sda1';
@@ -65,7 +66,8 @@ export function expectedOutcome(spec: FleetInstance, options: RunOptionsForOracl
   const max = options.maxAttempts ?? 3;
   for (let attempt = 1; ; attempt += 1) {
     const behaviour = spec.attempts[Math.min(attempt, spec.attempts.length) - 1] as Behaviour;
-    if (behaviour === 'ok') return { outcome: 'succeeded', attempts: attempt, volumes };
+    // component-excluded is acted out by the DiskShadow document only; AWS's (this oracle's) does what ok does.
+    if (behaviour === 'ok' || behaviour === 'component-excluded') return { outcome: 'succeeded', attempts: attempt, volumes };
     if (PERMANENT.has(behaviour) || attempt >= max) return { outcome: 'failed', attempts: attempt, code: BEHAVIOUR_CODE[behaviour] };
   }
 }

@@ -100,3 +100,38 @@ describe('the tag that tells the truth', () => {
     expect(world.apiCalls['ec2:CreateVolume']).toBeUndefined();
   });
 });
+
+describe('failures the DiskShadow scripts report, acted out by the simulated instances', () => {
+  it('component-excluded: fails without a snapshot and without retrying, naming the component', async () => {
+    const { report, dump } = await runFleet(single(['component-excluded', 'ok']), diskshadow);
+
+    expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'vss-component-excluded', attempts: 1 });
+    expect(report?.instances[0]?.reason).toContain('SqlServerWriter');
+    expect(dump.snapshots.filter((s) => s.tags['vss-snapshots:run-id'] === report?.runId)).toEqual([]);
+    expect(report?.alert?.message).toContain('VSS writer component left out of the backup');
+  });
+
+  it('component-excluded: does what ok does under the aws-vss method', async () => {
+    const { report } = await runFleet(single(['component-excluded']));
+    expect(report?.instances[0]).toMatchObject({ outcome: 'succeeded', attempts: 1 });
+  });
+
+  it.each([
+    ['volume-in-use', 'revert-volume-in-use', /VSS_E_VOLUME_IN_USE/],
+    ['shadow-not-on-disk', 'shadow-not-on-disk', /could revert the wrong volume/],
+  ])('restore %s: the revert fails with %s, and the restored volumes are cleaned up', async (behaviour, code, message) => {
+    const { world, runId } = await nightlyDiskShadowWorld((fleet) => {
+      const app = fleet.instances.find((i) => i.instanceId === APP) as Record<string, unknown> | undefined;
+      if (app) app.restore = behaviour;
+    });
+
+    const result = await runWorkflow(world, { workflow: 'restore', input: { runId, sourceInstanceId: SQL, targetInstanceId: APP }, ...diskshadow });
+
+    expect(result.status).toBe('FAILED');
+    expect(result.cause).toContain(code);
+    expect(result.cause).toMatch(message);
+    const restored = [...world.volumes.values()].filter((v) => v.tags['vss-snapshots:restore-id'] !== undefined);
+    expect(restored.length).toBeGreaterThan(0);
+    expect(restored.every((v) => v.deleted)).toBe(true);
+  });
+});

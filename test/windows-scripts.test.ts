@@ -357,7 +357,8 @@ describe('stdout discipline', () => {
     expect(commands(root, 'Format-ResultLine')).toHaveLength(1);
     const writers = commands(root, 'Write-Output').concat(findAll(root, (n) => /^\[Console\]::Out/i.test(n.text) && n.type === 'member_access'));
     for (const w of writers) expect(ancestor(w, 'function_statement')?.text, w.text).toMatch(/^function Write-Stdout/);
-    const finallyBlock = text.slice(text.lastIndexOf('} finally {'));
+    const main = functionNamed(root, 'Invoke-Main').text;
+    const finallyBlock = main.slice(main.lastIndexOf('} finally {'));
     expect(finallyBlock.indexOf('Write-Stdout (Format-ResultLine $script:Result)')).toBeGreaterThan(0);
     expect(finallyBlock.indexOf('Write-Stdout (Format-ResultLine')).toBeLessThan(finallyBlock.indexOf('foreach ($line in $script:Log) { Write-Stdout $line }'));
     expect(text).toContain('"$ResultPrefix $json"');
@@ -369,7 +370,8 @@ describe('restore script', () => {
   const text = documentScript('diskshadow-restore');
 
   it('reverts only shadow copies of the given set on the given disks, after checking all of them', async () => {
-    expect(text).toMatch(/\(\(ConvertTo-GuidText \$_\.SetID\) -eq \$SetId\) -and \(\$VolumePaths -contains \$_\.VolumeName\)/);
+    expect(text).toMatch(/\(ConvertTo-GuidText \$_\.SetID\) -eq \$SetId/);
+    expect(text).toMatch(/Get-SetShadowCopies \$SetId \| Where-Object \{ \$Disk\.Paths -contains \$_\.VolumeName \}/);
     expect(text).toContain('"revert $($Shadow.ID)"');
     expect(text).not.toMatch(/list shadows all|delete shadows|Get-Disk \| Where-Object \{ \$_\.IsOffline/i);
     const root = (await parsePowerShell(text)).rootNode;
@@ -499,7 +501,7 @@ describe('disks without a shadow copy', () => {
 
   it('restore: leaves a disk without any NTFS/ReFS volume as it stands instead of refusing every disk', async () => {
     const root = (await parsePowerShell(documentScript('diskshadow-restore'))).rootNode;
-    const init = functionNamed(root, 'Initialize-RestoreDisk').text;
+    const init = functionNamed(root, 'Resolve-DiskShadows').text;
     const skip = init.indexOf("$Record.outcome = 'not-shadowed'");
     expect(skip).toBeGreaterThan(0);
     expect(init).toContain('-not (Test-ShadowableDisk $number)');
@@ -524,5 +526,100 @@ describe('flush before the EBS request', () => {
     expect(created).toBeGreaterThan(0);
     expect(flush).toBeGreaterThan(created);
     expect(request).toBeGreaterThan(flush);
+  });
+});
+
+describe('restore script: the revert', () => {
+  const text = documentScript('diskshadow-restore');
+  let root: Node;
+  beforeAll(async () => {
+    root = (await parsePowerShell(text)).rootNode;
+  });
+
+  it('refuses, before reverting anything, a shadow copy of the set that is not on a disk of this restore', () => {
+    // Two volumes restored from one snapshot, or the source next to its restore, hold shadow copies with
+    // the same ids: "revert <id>" alone could revert the other one, even the source's live volume.
+    const check = functionNamed(root, 'Assert-ShadowsOnRestoredDisks').text;
+    expect(check).toMatch(/\$VolumePaths -notcontains \$_\.VolumeName/);
+    expect(check).toMatch(/Group-Object -Property ID/);
+    expect(check.match(/Stop-WithFailure 'revert' 'shadow-not-on-disk'/g)).toHaveLength(2);
+    const body = functionNamed(root, 'Invoke-DiskShadowRestore').text;
+    const order = ['Initialize-RestoreDisk', 'Find-DiskShadows', 'Assert-ShadowsOnRestoredDisks', 'Resolve-DiskShadows', 'Invoke-Revert'].map((s) => body.indexOf(s));
+    expect(order.every((i) => i > 0), JSON.stringify(order)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+  });
+
+  it('records each revert on the instance right after it, and a re-run skips a disk already reverted to that set', () => {
+    const body = functionNamed(root, 'Invoke-DiskShadowRestore').text;
+    const revert = body.indexOf('Invoke-Revert $diskshadow $shadow $work');
+    const record = body.indexOf('Add-RevertRecord');
+    expect(revert).toBeGreaterThan(0);
+    expect(record).toBeGreaterThan(revert);
+    const resolve = functionNamed(root, 'Resolve-DiskShadows').text;
+    const skip = resolve.indexOf("$Record.outcome = 'already-reverted'");
+    expect(skip).toBeGreaterThan(0);
+    expect(skip).toBeLessThan(resolve.indexOf("'shadow-copy-not-found'"));
+    const read = functionNamed(root, 'Get-RevertRecords').text;
+    expect(read).toContain('Test-TrustedItem');
+    expect(functionNamed(root, 'Get-RevertRecordFile').text).toContain("Get-StateDirectory @('restore')");
+  });
+
+  it('keeps other processes off a volume while reverting it, retries VSS_E_VOLUME_IN_USE and gives its drive letters back', () => {
+    const fn = functionNamed(root, 'Invoke-Revert').text;
+    const remove = fn.indexOf('Remove-PartitionAccessPath');
+    const run = fn.indexOf('Start-Process -FilePath $DiskShadow');
+    const restore = fn.indexOf('Add-PartitionAccessPath');
+    expect(remove).toBeGreaterThan(0);
+    expect(run).toBeGreaterThan(remove);
+    expect(restore).toBeGreaterThan(run);
+    expect(fn).toMatch(/finally \{/);
+    expect(fn).toMatch(/VSS_E_VOLUME_IN_USE\|0x8004231D/);
+    expect(fn).toMatch(/Stop-WithFailure 'revert' 'revert-volume-in-use'/);
+    expect(topLevelLiterals(root).get('RevertTries')).toBeGreaterThan(1);
+  });
+
+  it('names a refused context (the revert premise failing) apart from other revert failures', () => {
+    const fn = functionNamed(root, 'Invoke-Revert').text;
+    expect(fn).toMatch(/VSS_E_UNSUPPORTED_CONTEXT\|0x8004231B/);
+    expect(fn).toMatch(/Stop-WithFailure 'revert' 'revert-unsupported'/);
+    expect(RESTORE_ERROR_CODES['revert-unsupported']).toBe(false);
+  });
+});
+
+describe('snapshot script: writer components left out', () => {
+  const text = documentScript('diskshadow-snapshot');
+
+  it('recognises what DiskShadow prints for a component outside the shadow copy set', async () => {
+    const root = (await parsePowerShell(text)).rootNode;
+    const pattern = new RegExp(unquote(topLevelAssignment(root, 'ExcludedComponentPattern').text), 'g');
+    const output = [
+      'DISKSHADOW> create',
+      'Excluding writer "Shadow Copy Optimization Writer", because all of its components have been excluded.',
+      'Component "\\TasksStore" from writer "Task Scheduler Writer" is excluded from backup,',
+      'because it requires volume C:\\ which is not in the shadow copy set.',
+      'Component "\\EC2AMAZ\\MSSQLSERVER\\sales" from writer "SqlServerWriter" is excluded from backup,',
+      'because it requires volume L:\\ which is not in the shadow copy set.',
+      'Alias vss_v0 for shadow ID {4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f} set as environment variable.',
+    ].join('\r\n');
+    const found = [...output.matchAll(pattern)].map((m) => m.groups);
+    expect(found).toEqual([
+      { component: '\\TasksStore', writer: 'Task Scheduler Writer', volume: 'C:\\' },
+      { component: '\\EC2AMAZ\\MSSQLSERVER\\sales', writer: 'SqlServerWriter', volume: 'L:\\' },
+    ]);
+  });
+
+  it('fails the run before the EBS request unless the writer is one of Windows own system-state writers or the volume is out of the set by design', async () => {
+    const root = (await parsePowerShell(text)).rootNode;
+    const writers = findAll(topLevelAssignment(root, 'OsStateWriters'), (n) => n.type === 'string_literal').map((n) => unquote(n.text));
+    expect(writers).toEqual(['System Writer', 'ASR Writer', 'Registry Writer', 'COM+ REGDB Writer', 'WMI Writer', 'Task Scheduler Writer', 'VSS Metadata Store Writer', 'Performance Counters Writer', 'Shadow Copy Optimization Writer', 'BITS Writer']);
+    expect(writers).not.toContain('SqlServerWriter');
+    const assert = functionNamed(root, 'Assert-NoExcludedComponents').text;
+    expect(assert).toMatch(/\(\$OsStateWriters -contains \$component\.Writer\) -or \(\$script:OutOfSetVolumes -contains \$component\.Volume\)/);
+    expect(assert).toMatch(/Stop-WithFailure 'vss' 'vss-component-excluded'/);
+    const body = functionNamed(root, 'Invoke-DiskShadowSnapshot').text;
+    const check = body.indexOf('Assert-NoExcludedComponents $output');
+    expect(check).toBeGreaterThan(body.indexOf("$result.vss = 'created'"));
+    expect(check).toBeLessThan(body.indexOf('Request-Snapshots $params'));
+    expect(SNAPSHOT_ERROR_CODES['vss-component-excluded']).toBe(false);
   });
 });

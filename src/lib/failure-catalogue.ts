@@ -97,6 +97,12 @@ export const FAILURES = {
     title: 'VSS writer failed (non-retryable)',
     action: 'Run `vssadmin list writers` on the instance, restart the service of the failed writer (SQL Server, Exchange, ...) and check the Application event log, then start a run for it.',
   },
+  'vss-component-excluded': {
+    retryable: false,
+    title: 'VSS writer component left out of the backup (DiskShadow)',
+    action:
+      'DiskShadow left a writer component (a database, ...) out because one of its files is on a volume outside the shadow copy set, so its files in the snapshots would not be consistent. The reason names the component and the volume: give that volume a drive letter or mount point (NTFS/ReFS), keep ExcludeBootVolume false, or move the files.',
+  },
   'vss-in-progress': {
     retryable: true,
     title: 'Another VSS backup was running',

@@ -53,6 +53,7 @@ export function isRetryableExitCode(code: number): boolean {
  */
 export const SNAPSHOT_ERROR_CODES = {
   'unshadowed-disk': false,
+  'vss-component-excluded': false,
   'vss-timeout': true,
   'vss-writer-retryable': true,
   'vss-in-progress': true,
@@ -71,6 +72,9 @@ export const RESTORE_ERROR_CODES = {
   'signature-fix-failed': false,
   'shadow-copy-not-found': false,
   'revert-in-progress': true,
+  'revert-volume-in-use': true,
+  'shadow-not-on-disk': false,
+  'revert-unsupported': false,
   'revert-failed': false,
   'language-mode': false,
   'script-failed': true,

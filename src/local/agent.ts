@@ -4,7 +4,7 @@
  * this attempt, and prints what the real document would print.
  */
 import { CONSISTENCY, CONSISTENCY_TAG, SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
-import { formatResultLine } from '../lib/result-line.ts';
+import { formatResultLine, SNAPSHOT_EXIT_CODES } from '../lib/result-line.ts';
 import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../lib/run-id.ts';
 import type { Behaviour } from './fleet.ts';
 import type { SimCommand, SimDocument, SimInstance, SimInvocation, World } from './world.ts';
@@ -96,6 +96,10 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
         finishAt: doneAt,
         final: failed(method === 'diskshadow' ? 20 : 1, failureOutput(method, instance, 'VSS_E_WRITERERROR_NONRETRYABLE', false, 'A VSS writer failed: VSS_E_WRITERERROR_NONRETRYABLE')),
       };
+    case 'component-excluded':
+      if (method === 'diskshadow') return { ...base, finishAt: doneAt, final: componentExcluded(command, instance) };
+      // AWS's document does not say how it treats components VSS leaves out: acted out as `ok`.
+      break;
     default:
       break;
   }
@@ -125,6 +129,38 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
     invocation.output = successOutput(method, instance, created, behaviour !== 'crash-consistent', command, world);
   };
   return invocation;
+}
+
+/**
+ * The DiskShadow script finding, after "create", that DiskShadow left an application writer's component
+ * out of the backup because it needs a volume outside the shadow copy set: it fails before the EBS request
+ * (no snapshot), permanently, exactly with the result line src/scripts/diskshadow-snapshot.ps1 prints.
+ */
+function componentExcluded(command: SimCommand, instance: SimInstance): { status: 'Failed'; statusDetails: string; responseCode: number; output: string } {
+  const exitCode = SNAPSHOT_EXIT_CODES['vss-permanent'];
+  const message =
+    'DiskShadow left writer component(s) out of the backup because they need a volume that is not in the shadow copy set: \\EC2AMAZ\\MSSQLSERVER\\sales of SqlServerWriter (needs L:\\). Their files in these snapshots would not be consistent. Give that volume a drive letter or mount point (NTFS/ReFS), keep ExcludeBootVolume False, or move the files.';
+  const line = formatResultLine({
+    version: 1,
+    operation: 'snapshot',
+    method: 'diskshadow',
+    runId: command.parameters.RunId?.[0] ?? null,
+    attempt: Number(command.parameters.Attempt?.[0] ?? '1') || 1,
+    instanceId: instance.instanceId,
+    outcome: 'failed',
+    errorCode: 'vss-component-excluded',
+    retryable: false,
+    exitCode,
+    message,
+    vss: 'created',
+    shadowSetId: null,
+    appConsistent: false,
+    cleanup: 'done',
+    warnings: [],
+    snapshots: [],
+    volumes: [],
+  });
+  return { status: 'Failed', statusDetails: 'Failed', responseCode: exitCode, output: `${line}\nFAILED: ${message}\n` };
 }
 
 /** A deterministic lower-case GUID (shadow copy and shadow set ids, as the scripts report them). */

@@ -89,6 +89,7 @@ $ExitCodes = [ordered]@{
 # src/lib/failure-catalogue.ts and must agree with its retryable flags (checked by the tests).
 $FailureRetryable = [ordered]@{
   'unshadowed-disk'           = $false
+  'vss-component-excluded'    = $false
   'vss-timeout'               = $true
   'vss-writer-retryable'      = $true
   'vss-in-progress'           = $true
@@ -98,6 +99,29 @@ $FailureRetryable = [ordered]@{
   'language-mode'             = $false
   'script-failed'             = $true
 }
+
+# How DiskShadow reports a writer component left out of the backup because one of its files is on a volume
+# outside the shadow copy set ("create" still succeeds), for example:
+#   Component "\TasksStore" from writer "Task Scheduler Writer" is excluded from backup,
+#   because it requires volume C:\ which is not in the shadow copy set.
+$ExcludedComponentPattern = 'Component "(?<component>[^"]+)" from writer "(?<writer>[^"]+)" is excluded from backup,?\s+because it requires volume (?<volume>\S+) which is not in the shadow copy set'
+
+# Windows' own in-box writers of operating system state (Microsoft, "In-Box VSS Writers"): their
+# components live on the system volume and the EFI/System Reserved partitions, which are left out when the
+# boot volume is excluded or cannot be shadowed (FAT). Restoring system state from these snapshots is not
+# what they are for, so leaving these out is expected; any other writer's component left out fails the run.
+$OsStateWriters = @(
+  'System Writer'
+  'ASR Writer'
+  'Registry Writer'
+  'COM+ REGDB Writer'
+  'WMI Writer'
+  'Task Scheduler Writer'
+  'VSS Metadata Store Writer'
+  'Performance Counters Writer'
+  'Shadow Copy Optimization Writer'
+  'BITS Writer'
+)
 
 # VSS errors as DiskShadow prints them (name or HRESULT), most specific first.
 $VssErrorPatterns = @(
@@ -117,6 +141,8 @@ $script:PendingFile = $null
 $script:SetId = $null
 $script:DiskShadowProcess = $null
 $script:RunLock = $null
+# Volumes left out of the EBS snapshot set by design (the excluded boot disk, instance store).
+$script:OutOfSetVolumes = @()
 
 function New-ResultObject {
   [ordered]@{
@@ -205,10 +231,12 @@ function Get-ShadowVolumes([bool]$ExcludeBoot) {
     $disk = $disks[[int]$partition.DiskNumber]
     if ($disk -and ("$($disk.FriendlyName) $($disk.Model)" -match 'Instance Storage')) {
       Write-Log "Skipping $($volume.Name): on instance store disk $($partition.DiskNumber)."
+      $script:OutOfSetVolumes += "$($volume.Name)"
       continue
     }
     if ($ExcludeBoot -and ([int]$partition.DiskNumber -eq $bootDisk)) {
       Write-Log "Skipping $($volume.Name): on the boot disk, which is excluded."
+      $script:OutOfSetVolumes += "$($volume.Name)"
       continue
     }
     $path = $volume.DeviceID
@@ -325,6 +353,33 @@ function Read-DiskShadowOutput($Paths) {
     if (Test-Path -LiteralPath $path) { $text += (Get-Content -LiteralPath $path -Raw -ErrorAction SilentlyContinue) + "`n" }
   }
   $text
+}
+
+function Get-ExcludedComponents([string]$Text) {
+  $found = @()
+  foreach ($match in [regex]::Matches($Text, $ExcludedComponentPattern)) {
+    $found += @{ Component = $match.Groups['component'].Value; Writer = $match.Groups['writer'].Value; Volume = $match.Groups['volume'].Value }
+  }
+  $found
+}
+
+# A component left out of the backup was not frozen with the rest: whatever of its files are in the EBS
+# snapshots is crash-consistent, yet the set would be called consistent. Tolerated only for the operating
+# system's own writers and for volumes that are out of the EBS snapshot set by design (the excluded boot
+# disk, instance store); any other fails the run before the EBS request.
+function Assert-NoExcludedComponents([string]$Text) {
+  $tolerated = @()
+  $fatal = @()
+  foreach ($component in @(Get-ExcludedComponents $Text)) {
+    if (($OsStateWriters -contains $component.Writer) -or ($script:OutOfSetVolumes -contains $component.Volume)) { $tolerated += $component } else { $fatal += $component }
+  }
+  $describe = { param($list) (@($list | Select-Object -First 3 | ForEach-Object { "$($_.Component) of $($_.Writer) (needs $($_.Volume))" }) -join '; ') + $(if (@($list).Count -gt 3) { "; and $(@($list).Count - 3) more" } else { '' }) }
+  if ($tolerated.Count -gt 0) {
+    Add-Warning "$($tolerated.Count) writer component(s) left out, on volumes outside the EBS snapshots by design or of Windows' own system-state writers: $(& $describe $tolerated)."
+  }
+  if ($fatal.Count -gt 0) {
+    Stop-WithFailure 'vss' 'vss-component-excluded' "DiskShadow left writer component(s) out of the backup because they need a volume that is not in the shadow copy set: $(& $describe $fatal). Their files in these snapshots would not be consistent. Give that volume a drive letter or mount point (NTFS/ReFS), keep ExcludeBootVolume False, or move the files."
+  }
 }
 
 function Find-ShadowSetId([string]$Text) {
@@ -627,6 +682,7 @@ function Invoke-DiskShadowSnapshot {
   $result.volumes = $records
   $result.vss = 'created'
   Write-Log "Shadow copy set $setId created for $($volumes.Count) volume(s); writers have resumed."
+  Assert-NoExcludedComponents $output
   Sync-Volumes $volumes
 
   try {
