@@ -623,3 +623,18 @@ describe('snapshot script: writer components left out', () => {
     expect(SNAPSHOT_ERROR_CODES['vss-component-excluded']).toBe(false);
   });
 });
+
+describe('snapshot script: what a killed run leaves behind', () => {
+  it('stops a DiskShadow left running from the work folder, and deletes the shadow set its files name before removing them', async () => {
+    const text = documentScript('diskshadow-snapshot');
+    const root = (await parsePowerShell(text)).rootNode;
+    const clear = functionNamed(root, 'Clear-StaleRuns').text;
+    const order = ["Name = 'diskshadow.exe'", 'Stop-ProcessTree', "'shadow-set.txt'", "'diskshadow.out'", 'Find-ShadowSetId $text', 'Remove-TreeSafely $stale.FullName', 'Set-PendingSets $PendingFile'].map((s) => clear.indexOf(s));
+    expect(order.every((i) => i > 0), JSON.stringify(order)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    const body = functionNamed(root, 'Invoke-DiskShadowSnapshot').text;
+    expect(body.indexOf('Clear-StaleRuns $workRoot $pendingFile')).toBeLessThan(body.indexOf('Remove-StaleShadowSets $pendingFile'));
+    expect(body.indexOf('Enter-RunLock')).toBeLessThan(body.indexOf('Clear-StaleRuns'));
+  });
+
+});

@@ -337,6 +337,34 @@ function Set-PendingSets([string]$File, $SetIds) {
   }
 }
 
+# A run killed by the execution timeout never reaches its finally block, and may leave its DiskShadow
+# running (waiting in its exec step) with a persistent shadow set. Under the run lock every DiskShadow
+# started from the work folder belongs to such a run: it is stopped with its children, and the shadow set
+# ids its files name (the set id the exec step wrote, or what DiskShadow printed - its output went to
+# files, so it survives the PowerShell that started it) join the pending sets before the files go.
+function Clear-StaleRuns([string]$WorkRoot, [string]$PendingFile) {
+  foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'diskshadow.exe'")) {
+    if ("$($process.CommandLine)".IndexOf($WorkRoot, [System.StringComparison]::OrdinalIgnoreCase) -ge 0) {
+      Write-Log "Stopping DiskShadow $($process.ProcessId) left running by an earlier run."
+      $null = Stop-ProcessTree ([int]$process.ProcessId)
+    }
+  }
+  $found = @()
+  foreach ($stale in @(Get-ChildItem -LiteralPath $WorkRoot -Force)) {
+    if ($stale.PSIsContainer -and (Test-TrustedItem $stale.FullName)) {
+      $text = Read-DiskShadowOutput @((Join-Path $stale.FullName 'shadow-set.txt'), (Join-Path $stale.FullName 'diskshadow.out'), (Join-Path $stale.FullName 'diskshadow.log'))
+      $setId = ConvertTo-GuidText ((Get-Content -LiteralPath (Join-Path $stale.FullName 'shadow-set.txt') -ErrorAction SilentlyContinue) -join '')
+      if (-not $setId) { $setId = Find-ShadowSetId $text }
+      if ($setId) {
+        Write-Log "The earlier run in $($stale.Name) left shadow set $setId."
+        $found += $setId
+      }
+    }
+    Remove-TreeSafely $stale.FullName
+  }
+  if ($found.Count -gt 0) { Set-PendingSets $PendingFile (@(Get-PendingSets $PendingFile) + $found) }
+}
+
 # A run killed by the execution timeout never reaches its finally block: its shadow set is deleted here.
 function Remove-StaleShadowSets([string]$File) {
   $left = @()
@@ -601,7 +629,7 @@ function Invoke-DiskShadowSnapshot {
   $script:PendingFile = $pendingFile
   # Under the lock no other run is active: what an earlier, killed run left behind can go.
   $workRoot = Get-StateDirectory @('work')
-  foreach ($stale in @(Get-ChildItem -LiteralPath $workRoot -Force)) { Remove-TreeSafely $stale.FullName }
+  Clear-StaleRuns $workRoot $pendingFile
   $work = Get-StateDirectory @('work', ('{0}-a{1}' -f $params.RunId, $params.Attempt))
   if ($work -match '\s') { Stop-WithFailure 'instance' 'script-failed' "The work folder path must not contain spaces (DiskShadow scripts): $work" }
   $script:Work = $work
