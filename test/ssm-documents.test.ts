@@ -157,7 +157,8 @@ describe('validateDocumentParameters', () => {
     ['executionTimeout', snapshotParams({ executionTimeout: ['59'] })],
     ['executionTimeout', snapshotParams({ executionTimeout: ['172801'] })],
     ['executionTimeout', snapshotParams({ executionTimeout: ['1e3'] })],
-    ['CopyOnly', snapshotParams({ CopyOnly: ['True'] })],
+    ['CopyOnly', snapshotParams({ CopyOnly: ['true'] })],
+    ['CopyOnly', snapshotParams({ CopyOnly: ['Yes'] })],
   ])('names %s when it is wrong', (param, params) => {
     expect(invalidInput(() => validateDocumentParameters('diskshadow-snapshot', params)).message).toContain(param);
   });
@@ -205,14 +206,18 @@ describe('the diskshadow driver', () => {
   const ctx: CommandContext = { runId: RUN_ID, attempt: 2, excludeBootVolume: true, copyOnly: false, commandTimeoutSeconds: 1800 };
 
   it('sends parameters the document accepts', () => {
-    expect(diskShadow.parameters(ctx)).toEqual({ RunId: [RUN_ID], Attempt: ['2'], ExcludeBootVolume: ['True'], executionTimeout: ['1800'] });
+    expect(diskShadow.parameters(ctx)).toEqual({ RunId: [RUN_ID], Attempt: ['2'], ExcludeBootVolume: ['True'], CopyOnly: ['False'], executionTimeout: ['1800'] });
+  });
+
+  it('offers a copy-only backup as AWS does, off by default like AWS CopyOnly', () => {
+    expect(diskShadow.parameters({ ...ctx, copyOnly: true }).CopyOnly).toEqual(['True']);
+    expect(DOCUMENTS['diskshadow-snapshot'].parameters.CopyOnly).toMatchObject({ default: 'False', allowedValues: ['True', 'False'] });
   });
 
   it('refuses what the document would refuse, before sending', () => {
     expect(invalidInput(() => diskShadow.parameters({ ...ctx, attempt: 6 })).message).toContain('Attempt');
     expect(invalidInput(() => diskShadow.parameters({ ...ctx, runId: 'bad run' })).message).toContain('RunId');
     expect(invalidInput(() => diskShadow.parameters({ ...ctx, commandTimeoutSeconds: 30 })).message).toContain('executionTimeout');
-    expect(invalidInput(() => diskShadow.parameters({ ...ctx, copyOnly: true })).message).toContain('COPY_ONLY');
   });
 
   const failed = (line: Partial<SnapshotResultLine>, exitCode: number): InvocationResult => {

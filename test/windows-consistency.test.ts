@@ -135,3 +135,16 @@ describe('failures the DiskShadow scripts report, acted out by the simulated ins
     expect(restored.every((v) => v.deleted)).toBe(true);
   });
 });
+
+describe('copy-only backups with DiskShadow', () => {
+  it('sends CopyOnly=True to the DiskShadow document when COPY_ONLY is set, and succeeds', async () => {
+    const { report, dump } = await runFleet(single(['ok']), { env: { SNAPSHOT_METHOD: 'diskshadow', COPY_ONLY: 'true' } });
+    expect(report?.instances[0]).toMatchObject({ outcome: 'succeeded' });
+    expect(dump.commands.map((c) => c.parameters.CopyOnly)).toEqual([['True']]);
+  });
+
+  it('sends CopyOnly=False by default, as AWS CopyOnly defaults to a full backup', async () => {
+    const { dump } = await runFleet(single(['ok']), diskshadow);
+    expect(dump.commands.map((c) => c.parameters.CopyOnly)).toEqual([['False']]);
+  });
+});

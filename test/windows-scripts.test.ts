@@ -330,6 +330,19 @@ describe('snapshot script', () => {
     expect([...positions].sort((a, b) => a - b)).toEqual(positions);
   });
 
+  it('runs a copy backup (no begin/end backup) when CopyOnly is True, a full backup otherwise', async () => {
+    // DiskShadow: "begin backup" starts a full backup session and "overrides the default copy backup
+    // setting"; without it the shadow copy is a copy backup (Windows Commands reference, diskshadow).
+    const root = (await parsePowerShell(text)).rootNode;
+    const fn = functionNamed(root, 'New-DiskShadowScript').text;
+    expect(fn).toMatch(/if \(-not \$CopyOnly\) \{ \$lines \+= 'begin backup' \}/);
+    expect(fn).toMatch(/if \(-not \$CopyOnly\) \{ \$lines \+= 'end backup' \}/);
+    expect(fn.indexOf("'begin backup'")).toBeLessThan(fn.indexOf("'add volume {0} alias {1}'"));
+    expect(fn.indexOf("'end backup'")).toBeGreaterThan(fn.indexOf("('exec {0}' -f $Files.StepCmd)"));
+    expect(text).toContain("CopyOnly          = ((Confirm-Parameter 'CopyOnly' $env:SSM_CopyOnly $BooleanPattern) -ceq 'True')");
+    expect(text).toContain('New-DiskShadowScript $files $volumes $params.CopyOnly');
+  });
+
   it('drives DiskShadow with a persistent context, the writers and end backup only after the request', () => {
     for (const line of ["'set context persistent'", "'begin backup'", "'add volume {0} alias {1}'", "'create'", "('exec {0}' -f $Files.StepCmd)", "'end backup'"]) {
       expect(text).toContain(line);

@@ -71,6 +71,13 @@ export const DOCUMENTS = {
         default: 'False',
         allowedValues: ['True', 'False'],
       },
+      // As AWSEC2-CreateVssSnapshot's CopyOnly, and with its default: False, a full backup.
+      CopyOnly: {
+        type: 'String',
+        description: 'True for a VSS copy backup (no begin/end backup: writers such as SQL Server keep their backup history and differential base); False for a full backup.',
+        default: 'False',
+        allowedValues: ['True', 'False'],
+      },
       executionTimeout,
     },
   },

@@ -85,6 +85,7 @@ export function provisionStack(world: World): void {
       RunId: { allowedPattern: '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$' },
       Attempt: { allowedPattern: '^[1-5]$' },
       ExcludeBootVolume: bool,
+      CopyOnly: { ...bool, default: 'False' },
       executionTimeout: { allowedPattern: '^[1-9][0-9]{1,5}$' },
     },
   });

@@ -12,6 +12,7 @@
     SSM_RunId              run id, for example 20261128T000000Z-3f2a9c1e
     SSM_Attempt            1 to 5
     SSM_ExcludeBootVolume  True | False
+    SSM_CopyOnly           True | False (True: a VSS copy backup, without begin/end backup)
 
   What happens:
     1. Instance id and region from the instance metadata service, IMDSv2 (session token) only.
@@ -189,6 +190,7 @@ function Read-Parameters {
     RunId             = Confirm-Parameter 'RunId' $env:SSM_RunId $RunIdPattern
     Attempt           = [int](Confirm-Parameter 'Attempt' $env:SSM_Attempt $AttemptPattern)
     ExcludeBootVolume = ((Confirm-Parameter 'ExcludeBootVolume' $env:SSM_ExcludeBootVolume $BooleanPattern) -ceq 'True')
+    CopyOnly          = ((Confirm-Parameter 'CopyOnly' $env:SSM_CopyOnly $BooleanPattern) -ceq 'True')
   }
 }
 
@@ -453,19 +455,22 @@ function New-SnapshotStepCmd($Files, $Aliases) {
   Set-Content -LiteralPath $Files.StepCmd -Value $lines -Encoding ASCII
 }
 
-function New-DiskShadowScript($Files, $Volumes) {
+# A full backup ("begin backup" ... "end backup": the writers record it, SQL Server truncates its logs and
+# starts a new differential base), or with $CopyOnly a copy backup: DiskShadow's default, which "begin
+# backup" overrides (Windows Commands reference, "begin backup"); the writers still freeze and thaw.
+function New-DiskShadowScript($Files, $Volumes, [bool]$CopyOnly) {
   $lines = @(
     'set verbose on',
     'set context persistent',
-    ('set metadata {0}' -f $Files.Metadata),
-    'begin backup'
+    ('set metadata {0}' -f $Files.Metadata)
   )
+  if (-not $CopyOnly) { $lines += 'begin backup' }
   foreach ($volume in $Volumes) { $lines += ('add volume {0} alias {1}' -f $volume.Path, $volume.Alias) }
   $lines += @(
     'create',
-    ('exec {0}' -f $Files.StepCmd),
-    'end backup'
+    ('exec {0}' -f $Files.StepCmd)
   )
+  if (-not $CopyOnly) { $lines += 'end backup' }
   Set-Content -LiteralPath $Files.Script -Value $lines -Encoding ASCII
 }
 
@@ -618,7 +623,7 @@ function Invoke-DiskShadowSnapshot {
   $instanceId = Get-ImdsValue $token 'instance-id'
   $region = Get-ImdsValue $token 'placement/region'
   $result.instanceId = $instanceId
-  Write-Log "Instance $instanceId in $region, run $($params.RunId) attempt $($params.Attempt), ExcludeBootVolume=$($params.ExcludeBootVolume)."
+  Write-Log "Instance $instanceId in $region, run $($params.RunId) attempt $($params.Attempt), ExcludeBootVolume=$($params.ExcludeBootVolume), CopyOnly=$($params.CopyOnly)."
 
   Import-AwsTools
   $diskshadow = Get-DiskShadowPath
@@ -673,7 +678,7 @@ function Invoke-DiskShadowSnapshot {
   }
   $script:Files = $files
   New-SnapshotStepCmd $files $aliases
-  New-DiskShadowScript $files $volumes
+  New-DiskShadowScript $files $volumes $params.CopyOnly
 
   Write-Log 'Starting DiskShadow (begin backup, create).'
   $process = Start-Process -FilePath $diskshadow -ArgumentList @('/s', $files.Script, '/l', $files.Log) -WorkingDirectory $work -NoNewWindow -PassThru -RedirectStandardOutput $files.Stdout -RedirectStandardError $files.Stderr
@@ -738,11 +743,11 @@ function Invoke-DiskShadowSnapshot {
 
   Set-Content -LiteralPath $files.Proceed -Value 'proceed' -Encoding ASCII
   if (-not $process.WaitForExit($EndBackupTimeoutSeconds * 1000)) {
-    Add-Warning "DiskShadow did not finish end backup within $EndBackupTimeoutSeconds s; it is stopped and the writers are not told the backup completed."
+    Add-Warning "DiskShadow did not finish within $EndBackupTimeoutSeconds s after the EBS request; it is stopped and the writers are not told the backup completed."
   } elseif ($process.ExitCode -ne 0) {
-    Add-Warning "DiskShadow end backup returned $($process.ExitCode); the snapshots stand, but the writers may not record this backup."
+    Add-Warning "DiskShadow returned $($process.ExitCode) after the EBS request; the snapshots stand, but the writers may not record this backup."
   } else {
-    Write-Log 'DiskShadow end backup completed.'
+    Write-Log $(if ($params.CopyOnly) { 'DiskShadow finished (copy backup: the writers record no backup).' } else { 'DiskShadow end backup completed.' })
   }
 
   Add-DeviceTags $snapshots $deviceMap $region

@@ -9,7 +9,6 @@
  * errorCode first and from the output text (as for the AWS document) when there is no valid line.
  */
 import { validateDocumentParameters } from '../../documents/document-parameters.ts';
-import { InvalidInputError } from '../errors.ts';
 import { FAILURES } from '../failure-catalogue.ts';
 import type { FailureCode } from '../failure-catalogue.ts';
 import { parseResultLine } from '../result-line.ts';
@@ -69,15 +68,13 @@ export function diagnoseDiskShadowOutput(result: InvocationResult): Diagnosis {
 export const diskShadow: MethodDriver = {
   method: 'diskshadow',
   parameters(ctx: CommandContext): Record<string, string[]> {
-    if (ctx.copyOnly) {
-      // DiskShadow has no copy-only backup type: taking a full VSS backup instead could break a
-      // SQL Server differential chain the operator asked to keep.
-      throw new InvalidInputError('COPY_ONLY cannot be honoured by the diskshadow method (DiskShadow has no copy-only backup); set COPY_ONLY=false or use the aws-vss method.');
-    }
     return validateDocumentParameters(DISKSHADOW_SNAPSHOT_DOCUMENT, {
       RunId: [ctx.runId],
       Attempt: [String(ctx.attempt)],
       ExcludeBootVolume: [ctx.excludeBootVolume ? 'True' : 'False'],
+      // DiskShadow makes a copy backup unless "begin backup" starts a full one (Windows Commands
+      // reference, "begin backup"): the script leaves begin/end backup out for True.
+      CopyOnly: [ctx.copyOnly ? 'True' : 'False'],
       executionTimeout: [String(ctx.commandTimeoutSeconds)],
     });
   },
