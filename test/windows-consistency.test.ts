@@ -148,3 +148,11 @@ describe('copy-only backups with DiskShadow', () => {
     expect(dump.commands.map((c) => c.parameters.CopyOnly)).toEqual([['False']]);
   });
 });
+
+describe('AWSEC2-VssInstallAndSnapshot as the aws-vss document', () => {
+  it('sends the chosen AWS document with the same parameters', async () => {
+    const { report, dump } = await runFleet(single(['ok']), { env: { VSS_DOCUMENT_NAME: 'AWSEC2-VssInstallAndSnapshot' } });
+    expect(report?.instances[0]).toMatchObject({ outcome: 'succeeded' });
+    expect(dump.commands.map((c) => c.documentName)).toEqual(['AWSEC2-VssInstallAndSnapshot']);
+  });
+});

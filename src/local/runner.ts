@@ -77,6 +77,8 @@ export function provisionStack(world: World): void {
     },
   };
   world.documents.set(vss.name, vss);
+  // AWS's recommended document: installs or updates AwsVssComponents, then what AWSEC2-CreateVssSnapshot does.
+  world.documents.set('AWSEC2-VssInstallAndSnapshot', { ...vss, name: 'AWSEC2-VssInstallAndSnapshot' });
   world.documents.set(DISKSHADOW_DOCUMENT, {
     name: DISKSHADOW_DOCUMENT,
     versions: ['1'],
