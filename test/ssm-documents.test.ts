@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildDocument, buildDocuments, MAX_DOCUMENT_BYTES, writeDocuments } from '../src/documents/build-documents.ts';
+import { buildDocument, buildDocuments, MAX_DOCUMENT_BYTES, stripComments, writeDocuments } from '../src/documents/build-documents.ts';
 import {
   assertPortablePattern,
   DOCUMENT_NAMES,
@@ -25,7 +25,7 @@ import type { CommandContext, InvocationResult } from '../src/lib/methods/types.
 import { formatResultLine } from '../src/lib/result-line.ts';
 import type { SnapshotResultLine } from '../src/lib/result-line.ts';
 import { runIdFor } from '../src/lib/run-id.ts';
-import { documentScript } from './powershell.ts';
+import { documentScript, parsePowerShell, walk } from './powershell.ts';
 
 const RUN_ID = '20261128T000000Z-3f2a9c1e';
 const SET_ID = '4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f';
@@ -65,7 +65,7 @@ describe('built documents', () => {
     // guide, "Command document plugin reference"); interpolationType is not one of them.
     for (const key of Object.keys(step.inputs)) expect(RUN_POWERSHELL_INPUTS, `inputs.${key}`).toContain(key);
     expect(step.inputs.timeoutSeconds).toBe('{{ executionTimeout }}');
-    expect(step.inputs.runCommand.join('\n')).toBe(documentScript(name));
+    expect(step.inputs.runCommand.join('\n')).toBe(stripComments(documentScript(name)));
     expect(step.inputs.runCommand.some((l) => l.includes('{{'))).toBe(false);
     expect(Buffer.byteLength(JSON.stringify(doc))).toBeLessThan(MAX_DOCUMENT_BYTES);
   });
@@ -108,6 +108,25 @@ describe('built documents', () => {
       }
       if (spec.default !== undefined) expect(() => validateDocumentParameters(name, { ...requiredOf(name), [param]: [spec.default as string] })).not.toThrow();
     }
+  });
+
+  it.each(DOCUMENT_NAMES)('%s runs exactly the code of its scripts, without their comments', async (name) => {
+    const tokens = async (text: string): Promise<string[]> => {
+      const out: string[] = [];
+      walk((await parsePowerShell(text)).rootNode, (n) => {
+        if (n.childCount === 0 && n.type !== 'comment') out.push(n.text);
+      });
+      return out;
+    };
+    const full = documentScript(name);
+    const deployed = documents[name].mainSteps[0].inputs.runCommand.join('\n');
+    expect(await tokens(deployed)).toEqual(await tokens(full));
+    expect(deployed).not.toMatch(/^\s*#/m);
+    expect(deployed.length).toBeLessThan(full.length);
+  });
+
+  it('refuses to strip comments from a script with a here-string', () => {
+    expect(() => stripComments("$x = @'\n# not a comment\n'@\n")).toThrow(/here-string/);
   });
 
   it('refuses to build from a script with {{ }} interpolation', () => {

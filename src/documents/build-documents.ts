@@ -52,6 +52,33 @@ export interface CommandDocument {
   ];
 }
 
+/**
+ * The script without its comments: whole-line `#` comments and `<# ... #>` blocks that start a line.
+ * SSM accepts at most 64 KB of document content, and the scripts explain themselves at length in the
+ * repository; what runs is the same code (the tests compare both scripts token by token). The scripts
+ * use no here-strings, so no line inside a string is taken for a comment (checked by the build).
+ */
+export function stripComments(text: string): string {
+  if (/@['"]\s*$/m.test(text)) throw new Error('A script uses a here-string: comments cannot be stripped line by line.');
+  const out: string[] = [];
+  let inBlock = false;
+  for (const line of text.replace(/\r\n?/g, '\n').split('\n')) {
+    const trimmed = line.trim();
+    if (inBlock) {
+      if (trimmed.includes('#>')) inBlock = false;
+      continue;
+    }
+    if (trimmed.startsWith('<#')) {
+      inBlock = !trimmed.includes('#>');
+      continue;
+    }
+    if (trimmed.startsWith('#')) continue;
+    if (trimmed === '' && (out.length === 0 || out.at(-1) === '')) continue;
+    out.push(line);
+  }
+  return out.join('\n');
+}
+
 /** The script's lines as `runCommand`: BOM and CRs removed, trailing blank lines dropped. */
 export function scriptLines(text: string): string[] {
   const lines = text.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n').split('\n');
@@ -85,7 +112,7 @@ export function buildDocument(name: DocumentName, scriptText: string): CommandDo
         precondition: { StringEquals: ['platformType', 'Windows'] },
         inputs: {
           timeoutSeconds: '{{ executionTimeout }}',
-          runCommand: scriptLines(scriptText),
+          runCommand: scriptLines(stripComments(scriptText)),
         },
       },
     ],
