@@ -210,6 +210,68 @@ function Stop-ProcessTree([int]$ProcessId) {
   $run.ExitCode -eq 0
 }
 
+# --- EBS disks (a document using these sets $DiskWaitSeconds and has the 'disk' stage in $ExitCodes) -----
+
+# On Nitro instances an EBS disk's serial number is its volume id without the dash (vol0123..., with a
+# suffix on some drivers).
+function Find-VolumeDisk([string]$VolumeId) {
+  $serial = $VolumeId.Replace('-', '')
+  $deadline = (Get-Date).AddSeconds($DiskWaitSeconds)
+  while ($true) {
+    $disk = @(Get-Disk | Where-Object { ("$($_.SerialNumber)".Trim() -replace '_.*$', '') -eq $serial }) | Select-Object -First 1
+    if ($disk) { return $disk }
+    if ((Get-Date) -gt $deadline) {
+      Stop-WithFailure 'disk' 'disk-not-found' "No disk with the serial number of $VolumeId appeared within $DiskWaitSeconds s. Is the volume attached to this instance (a Nitro instance: Xen PV disks are not matched)?"
+    }
+    Start-Sleep -Seconds 5
+    Update-HostStorageCache -ErrorAction SilentlyContinue
+  }
+}
+
+function Test-DiskIdentityCollision($Disk) {
+  foreach ($other in @(Get-Disk | Where-Object { $_.Number -ne $Disk.Number })) {
+    if ($Disk.PartitionStyle -eq 'MBR' -and $other.PartitionStyle -eq 'MBR' -and $Disk.Signature -and ($Disk.Signature -eq $other.Signature)) { return $true }
+    if ($Disk.PartitionStyle -eq 'GPT' -and $other.PartitionStyle -eq 'GPT' -and $Disk.Guid -and ($Disk.Guid -eq $other.Guid)) { return $true }
+  }
+  $false
+}
+
+function New-DiskSignature {
+  $used = @(Get-Disk | ForEach-Object { [uint32]$_.Signature })
+  do {
+    $signature = [uint32](Get-Random -Minimum 1 -Maximum ([int]::MaxValue))
+  } while ($used -contains $signature)
+  $signature
+}
+
+# Windows keeps a disk whose signature (MBR) or id (GPT) is already in use offline ("signature
+# collision"). Only the restored disk gets a new identity; the other disk is never touched.
+function Repair-DiskIdentity($Disk, [string]$Work) {
+  $number = [int]$Disk.Number
+  try {
+    if ($Disk.PartitionStyle -eq 'GPT') {
+      Set-Disk -Number $number -Guid ([guid]::NewGuid().ToString('B'))
+    } else {
+      Set-Disk -Number $number -Signature (New-DiskSignature)
+    }
+    return
+  } catch {
+    Write-Log "Set-Disk could not change the identity of disk $($number): $($_.Exception.Message); trying diskpart."
+  }
+  if ($Disk.PartitionStyle -eq 'GPT') {
+    $newId = [guid]::NewGuid().ToString('D')
+  } else {
+    $newId = '{0:X8}' -f (New-DiskSignature)
+  }
+  $scriptFile = Join-Path $Work "uniqueid-$number.txt"
+  Set-Content -LiteralPath $scriptFile -Value @("select disk $number", "uniqueid disk id=$newId") -Encoding ASCII
+  $run = Invoke-NativeCommand (Get-SystemTool 'diskpart.exe') @('/s', $scriptFile)
+  foreach ($line in $run.Output) { Write-Log "diskpart: $line" }
+  if ($run.ExitCode -ne 0) {
+    Stop-WithFailure 'disk' 'signature-fix-failed' "Disk $number has the same signature as another disk and could not be given a new one."
+  }
+}
+
 # --- The state folder: C:\ProgramData\vss-snapshots ----------------------------------------------------
 
 # C:\ProgramData lets every user create folders, and whoever creates one owns it and may change its ACL.
