@@ -151,9 +151,9 @@ const PARAMETER_KEYS = ['type', 'description', 'default', 'allowedValues', 'allo
 const RUN_POWERSHELL_INPUTS = ['runCommand', 'timeoutSeconds', 'workingDirectory'];
 
 function requiredOf(name: (typeof DOCUMENT_NAMES)[number]): Record<string, string[]> {
-  return name === 'diskshadow-snapshot'
-    ? { RunId: [RUN_ID], Attempt: ['1'] }
-    : { RunId: [RUN_ID], VolumeIds: ['vol-0123456789abcdef0'], ShadowSetId: [SET_ID] };
+  if (name === 'diskshadow-snapshot') return { RunId: [RUN_ID], Attempt: ['1'] };
+  if (name === 'selftest') return { Action: ['prepare'], RunId: [RUN_ID] };
+  return { RunId: [RUN_ID], VolumeIds: ['vol-0123456789abcdef0'], ShadowSetId: [SET_ID] };
 }
 
 describe('validateDocumentParameters', () => {

@@ -138,7 +138,9 @@ describe('shared prelude', () => {
     }
     for (const name of documentNames()) {
       const own = readScript(DOCUMENTS[name].script);
-      expect(own, name).not.toMatch(/169\.254\.169\.254|\$ErrorActionPreference\s*=|\bcatch\s*\{[^}]*Format-ResultLine/);
+      expect(own, name).not.toMatch(/169\.254\.169\.254|\bcatch\s*\{[^}]*Format-ResultLine/);
+      const ownRoot = (await parsePowerShell(own)).rootNode;
+      expect(findAll(ownRoot, (n) => n.type === 'assignment_expression' && /^\$ErrorActionPreference\s*=/i.test(n.text)), name).toEqual([]);
       expect(own.trimEnd().split('\n').at(-1), `${name} ends by handing its body to Invoke-Main`).toMatch(/^Invoke-Main -Body \{ [A-Za-z-]+ \} -Cleanup \{ [A-Za-z-]+ \}$/);
     }
   });
@@ -672,4 +674,70 @@ describe('snapshot script: what a killed run leaves behind', () => {
     expect(body.indexOf('Enter-RunLock')).toBeLessThan(body.indexOf('Clear-StaleRuns'));
   });
 
+});
+
+describe('self-test document', () => {
+  const text = documentScript('selftest');
+
+  it('uses the exit and error codes the driver knows, and the keys of its result line', async () => {
+    const { SELFTEST_ERROR_CODES, SELFTEST_EXIT_CODES, SelfTestLine } = await import('../src/selftest/result.ts');
+    const tree = await parsePowerShell(text);
+    const table = (name: string): Record<string, string> => Object.fromEntries(hashEntries(topLevelAssignment(tree.rootNode, name)).map((e) => [e.key, e.value.text.trim()]));
+    expect(Object.fromEntries(Object.entries(table('ExitCodes')).map(([k, v]) => [k, Number(v)]))).toEqual(SELFTEST_EXIT_CODES);
+    expect(Object.fromEntries(Object.entries(table('FailureRetryable')).map(([k, v]) => [k, v.toLowerCase() === '$true']))).toEqual(SELFTEST_ERROR_CODES);
+    expect(hashEntries(functionNamed(tree.rootNode, 'New-ResultObject')).map((e) => e.key).sort()).toEqual(Object.keys(SelfTestLine.shape).sort());
+    for (const call of commands(tree.rootNode, 'Stop-WithFailure').filter((c) => ancestor(c, 'function_statement') && !readScript(PRELUDE_SCRIPT).includes(ancestor(c, 'function_statement')?.text ?? ''))) {
+      const [stage, code] = commandArguments(call);
+      expect(Object.keys(SELFTEST_EXIT_CODES).some((k) => k.startsWith(`${unquote(stage ?? '')}-`)), call.text).toBe(true);
+      expect(Object.keys(SELFTEST_ERROR_CODES), call.text).toContain(unquote(code ?? ''));
+    }
+  });
+
+  it('reads back exactly the lines and pages its workload writes', async () => {
+    const { createHash } = await import('node:crypto');
+    const root = (await parsePowerShell(text)).rootNode;
+    const literals = topLevelLiterals(root);
+    const hash = (s: string) => createHash('sha256').update(s, 'ascii').digest('hex');
+    const workload = functionNamed(root, 'Get-WorkloadLines').text;
+    // The workload's formats, as written in its script ...
+    expect(workload).toContain(`'  $body = "seq=$seq utc=$utc prev=$previous"'`);
+    expect(workload).toContain(`'  $line = [System.Text.Encoding]::ASCII.GetBytes("$body hash=$hash\`r\`n")'`);
+    expect(workload).toContain(`'  $record = "page=$page seq=$seq utc=$utc"'`);
+    expect(workload).toContain(`'  $record = "$record hash=$(Get-TextHash $record)"'`);
+    // ... match the patterns the readers use.
+    const utc = '2026-11-28T01:00:05.120Z';
+    const body = `seq=1 utc=${utc} prev=${'0'.repeat(64)}`;
+    expect(new RegExp(String(literals.get('JournalLinePattern'))).test(`${body} hash=${hash(body)}`)).toBe(true);
+    const record = `page=1 seq=1 utc=${utc}`;
+    const page = `${record} hash=${hash(record)}`.padEnd(Number(literals.get('PageBytes')) - 2, '.');
+    expect(new RegExp(String(literals.get('PagePattern'))).test(page)).toBe(true);
+    // Written through to disk, outliving the command (a scheduled task as SYSTEM).
+    expect(workload).toContain('[System.IO.FileOptions]::WriteThrough');
+    expect(functionNamed(root, 'Start-Workload').text).toMatch(/New-ScheduledTaskPrincipal -UserId 'S-1-5-18'/);
+  });
+
+  it('finds in the snapshot log the two times the driver compares the journal with', async () => {
+    const { diskShadowTimeline } = await import('../src/selftest/checks.ts');
+    const root = (await parsePowerShell(documentScript('diskshadow-snapshot'))).rootNode;
+    const body = functionNamed(root, 'Invoke-DiskShadowSnapshot').text;
+    const created = body.indexOf('Write-Log "Shadow copy set $setId created for $($volumes.Count) volume(s); writers have resumed."');
+    expect(created).toBeGreaterThan(0);
+    expect(created).toBeLessThan(body.indexOf('Request-Snapshots $params'));
+    const request = functionNamed(root, 'Request-Snapshots').text;
+    expect(request.indexOf("Write-Log 'Requesting the EBS snapshots (CreateSnapshots).'")).toBeLessThan(request.indexOf('New-EC2SnapshotBatch'));
+    expect(functionNamed((await parsePowerShell(readScript(PRELUDE_SCRIPT))).rootNode, 'Write-Log').text).toContain("ToString('yyyy-MM-ddTHH:mm:ss.fffZ')");
+    // As Write-Log prints them.
+    const log = `2026-11-28T01:00:05.120Z Shadow copy set 4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f created for 2 volume(s); writers have resumed.\r\n2026-11-28T01:00:07.480Z Requesting the EBS snapshots (CreateSnapshots).`;
+    expect(diskShadowTimeline(log)).toEqual({ createdAt: '2026-11-28T01:00:05.120Z', requestedAt: '2026-11-28T01:00:07.480Z' });
+  });
+
+  it('reads parameters as the document declares them', async () => {
+    const literals = topLevelLiterals((await parsePowerShell(text)).rootNode);
+    const params = DOCUMENTS.selftest.parameters;
+    expect(literals.get('ActionPattern')).toBe(`^(${params.Action.allowedValues.join('|')})$`);
+    expect(literals.get('DriveLetterPattern')).toBe(params.DataDrive.allowedPattern);
+    expect(literals.get('OptionalVolumeIdsPattern')).toBe(params.VolumeIds.allowedPattern);
+    expect(literals.get('WindowPattern')).toBe(params.Window.allowedPattern);
+    expect(literals.get('OptionalGuidPattern')).toBe(params.ShadowSetId.allowedPattern);
+  });
 });

@@ -530,6 +530,8 @@ function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [strin
   if ($ConsistencyOnCreate) { $tagSpec.Tags.Add((New-Ec2Tag $ConsistencyTag $AfterRevert)) }
 
   $description = "vss-snapshots $($Params.RunId) attempt $($Params.Attempt) diskshadow shadow set $SetId"
+  # The self-test reads this line's time: what the workload wrote after it is outside the shadow copies.
+  Write-Log 'Requesting the EBS snapshots (CreateSnapshots).'
   try {
     @(New-EC2SnapshotBatch -InstanceSpecification_InstanceId $InstanceId -InstanceSpecification_ExcludeBootVolume $Params.ExcludeBootVolume -TagSpecification $tagSpec -Description $description -Region $Region -Force)
   } catch {
