@@ -224,7 +224,7 @@ export async function runSelfTest(deps: SelfTestDeps, options: SelfTestOptions):
     agentVersion: info?.AgentVersion,
   }));
   if (!instanceOk || !instance) return ctx.checks;
-  deps.print(`INFO  ${info?.PlatformName ?? 'Windows'} ${info?.PlatformVersion ?? ''}, ${instance.InstanceType}, SSM Agent ${info?.AgentVersion}`);
+  deps.print(`INFO  ${[info?.PlatformName ?? 'Windows', info?.PlatformVersion].filter(Boolean).join(' ')}, ${instance.InstanceType}, SSM Agent ${info?.AgentVersion}`);
 
   // 2. Prepare: known files and the workload on the data volume.
   const prepared = await selfTestAction(ctx, options.instanceId, testId, 'prepare');
