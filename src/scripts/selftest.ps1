@@ -125,7 +125,8 @@ function Get-KnownFileBytes([string]$RunId, [int]$Index) {
   $seed = [System.BitConverter]::ToInt32($script:Sha.ComputeHash([System.Text.Encoding]::ASCII.GetBytes("$RunId/$Index")), 0)
   $bytes = New-Object -TypeName 'byte[]' -ArgumentList $KnownFileBytes
   (New-Object -TypeName System.Random -ArgumentList $seed).NextBytes($bytes)
-  $bytes
+  # The comma keeps PowerShell from sending the array down the pipeline byte by byte.
+  return , $bytes
 }
 
 function Get-KnownFilesDigest([string]$RunId) {
@@ -159,7 +160,7 @@ function Read-SharedBytes([string]$Path) {
       if ($n -le 0) { break }
       $read += $n
     }
-    $bytes
+    return , $bytes
   } finally {
     $stream.Dispose()
   }
@@ -379,7 +380,8 @@ function Get-RestoredVolumeFacts([string]$VolumeId, [string]$RunId, [string]$Wor
   $deadline = (Get-Date).AddSeconds(60)
   while ((Get-Date) -lt $deadline) {
     foreach ($path in @(Get-Partition -DiskNumber $disk.Number | ForEach-Object { $_.AccessPaths } | Where-Object { $_ })) {
-      $candidate = Join-Path (Join-Path $path 'vss-selftest') $RunId
+      # Path.Combine, not Join-Path: an access path may be a volume GUID path (\\?\Volume{...}\).
+      $candidate = [System.IO.Path]::Combine($path, 'vss-selftest', $RunId)
       if ([System.IO.Directory]::Exists($candidate)) { $facts.folder = $candidate; break }
     }
     if ($facts.folder) { break }
