@@ -867,8 +867,9 @@ describe('configuration', () => {
     expect(p?.AllowedValues).toEqual(['AWSEC2-CreateVssSnapshot', 'AWSEC2-VssInstallAndSnapshot']);
     expect(p?.Default).toBe('AWSEC2-CreateVssSnapshot');
     for (const name of p?.AllowedValues ?? []) {
-      const env = functionEnv('SendSnapshotCommandsLambdaFunction', new Resolver(template, { VssDocumentName: name }));
-      expect(loadConfig(env).documents['aws-vss'].name).toBe(name);
+      for (const [id] of resourcesOfType('AWS::Lambda::Function').filter(([fid]) => 'VSS_DOCUMENT_NAME' in functionEnv(fid))) {
+        expect(loadConfig(functionEnv(id, new Resolver(template, { VssDocumentName: name }))).documents['aws-vss'].name, id).toBe(name);
+      }
     }
   });
 
