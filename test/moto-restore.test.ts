@@ -146,8 +146,10 @@ describe.skipIf(!availability.available)('restore on the wire against moto_serve
         { Key: ATTEMPT_TAG, Value: '1' },
         { Key: METHOD_TAG, Value: method },
         { Key: 'Device', Value: device },
-        { Key: 'AppConsistent', Value: 'true' },
-        ...(method === 'diskshadow' ? [{ Key: SHADOW_SET_TAG, Value: SHADOW_SET }, { Key: INSTANCE_TAG, Value: source }] : []),
+        // What each method marks a usable snapshot with: AWS's document AppConsistent=true, the DiskShadow script its consistency tag.
+        ...(method === 'diskshadow'
+          ? [{ Key: 'vss-snapshots:consistency', Value: 'after-revert' }, { Key: SHADOW_SET_TAG, Value: SHADOW_SET }, { Key: INSTANCE_TAG, Value: source }]
+          : [{ Key: 'AppConsistent', Value: 'true' }]),
       ];
       const snap = await ec2.send(new CreateSnapshotCommand({ VolumeId: v.VolumeId, TagSpecifications: [{ ResourceType: 'snapshot', Tags: tags }] }));
       snapshots.set(device.replace(/^\/dev\//, ''), snap.SnapshotId ?? '');

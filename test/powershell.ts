@@ -8,6 +8,9 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Language, Parser } from 'web-tree-sitter';
 import type { Node, Tree } from 'web-tree-sitter';
+import { documentScriptText, PRELUDE_SCRIPT } from '../src/documents/build-documents.ts';
+import { DOCUMENT_NAMES } from '../src/documents/document-parameters.ts';
+import type { DocumentName } from '../src/documents/document-parameters.ts';
 
 export const SCRIPTS_DIR = join(import.meta.dirname, '..', 'src', 'scripts');
 
@@ -17,6 +20,17 @@ export function scriptFiles(): string[] {
 
 export function readScript(file: string): string {
   return readFileSync(join(SCRIPTS_DIR, file), 'utf8');
+}
+
+export { PRELUDE_SCRIPT };
+
+/** A document's whole script as SSM runs it: the shared prelude, then the document's own script. */
+export function documentScript(name: DocumentName): string {
+  return documentScriptText(name);
+}
+
+export function documentNames(): DocumentName[] {
+  return [...DOCUMENT_NAMES];
 }
 
 let parser: Promise<Parser> | undefined;

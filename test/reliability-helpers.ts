@@ -38,6 +38,7 @@ const BEHAVIOUR_CODE: Record<Behaviour, string> = {
   'snapshot-error': 'snapshot-error',
   'agent-lost': 'no-result',
   'partial-snapshots': 'no-snapshots',
+  'component-excluded': 'vss-component-excluded',
 };
 const PERMANENT = new Set<Behaviour>(['writer-failure', 'access-denied']);
 /** The tag the simulated stack was deployed with (its IAM scope for the snapshot command). */
@@ -72,7 +73,8 @@ export function expectedOutcome(spec: FleetInstance, options: RunOptionsForOracl
   for (let attempt = 1; ; attempt += 1) {
     const behaviour = spec.attempts[Math.min(attempt, spec.attempts.length) - 1] as Behaviour;
     // Only the first volume snapshotted is the whole set when there is only one volume to snapshot.
-    if (behaviour === 'ok' || (behaviour === 'partial-snapshots' && volumes <= 1)) return { outcome: 'succeeded', attempts: attempt, volumes };
+    // component-excluded is acted out by the DiskShadow document only; AWS's (this oracle's) does what ok does.
+    if (behaviour === 'ok' || behaviour === 'component-excluded' || (behaviour === 'partial-snapshots' && volumes <= 1)) return { outcome: 'succeeded', attempts: attempt, volumes };
     if (PERMANENT.has(behaviour) || attempt >= max) return { outcome: 'failed', attempts: attempt, code: BEHAVIOUR_CODE[behaviour] };
   }
 }

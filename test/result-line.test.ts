@@ -9,8 +9,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Tree } from 'web-tree-sitter';
 import { z } from 'zod';
 import {
+  compactResultLine,
   formatResultLine,
   parseResultLine,
+  RESULT_LINE_LIMITS,
   RESULT_LINE_PREFIX,
   RESULT_LINE_VERSION,
   RestoreResultLine,
@@ -21,7 +23,7 @@ import {
   SnapshotResultLine,
 } from '../src/lib/result-line.ts';
 import type { ResultLine, SnapshotResultLine as SnapshotLine } from '../src/lib/result-line.ts';
-import { evaluateLiteral, functionNamed, hashEntries, parsePowerShell, readScript, topLevelLiterals } from './powershell.ts';
+import { documentScript, evaluateLiteral, functionNamed, hashEntries, parsePowerShell, topLevelLiterals } from './powershell.ts';
 
 const success: SnapshotLine = {
   version: 1,
@@ -123,12 +125,67 @@ describe('formatResultLine / parseResultLine', () => {
   });
 });
 
+describe('a result line the orchestrator can always read back', () => {
+  const failed: SnapshotLine = { ...success, outcome: 'failed', errorCode: 'vss-insufficient-storage', retryable: false, exitCode: 11, appConsistent: false };
+
+  it('shortens a snapshot line to what ListCommandInvocations returns (2,500 characters with the log)', () => {
+    // 26 volumes, 26 snapshots and a warning per volume: a failure after the EBS request on a big server.
+    const many = Array.from({ length: 26 }, (_, i) => i);
+    const line = formatResultLine({
+      ...failed,
+      message: 'm'.repeat(400),
+      warnings: many.map((i) => `Shadow storage of ${String.fromCharCode(67 + (i % 20))}:\\ is on another volume ${'w'.repeat(300)}`),
+      volumes: many.map((i) => ({ path: `\\\\?\\Volume{0000000${i}-0000-4000-8000-000000000000}\\`, shadowCopyId: '4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f' })),
+      snapshots: many.map((i) => ({ snapshotId: `snap-0aaaaaaaaaaaaaa${i}`, volumeId: `vol-0aaaaaaaaaaaaaa${i}`, device: `xvd${String.fromCharCode(97 + i)}` })),
+    });
+    expect(line.length).toBeLessThanOrEqual(RESULT_LINE_LIMITS.snapshot);
+    expect(RESULT_LINE_LIMITS.snapshot + 2).toBeLessThanOrEqual(2500);
+    const parsed = parseResultLine(`${line}\r\n${'log line\r\n'.repeat(50)}`.slice(0, 2500));
+    expect(parsed).toMatchObject({ operation: 'snapshot', errorCode: 'vss-insufficient-storage', exitCode: 11, shadowSetId: success.shadowSetId });
+    expect(parsed?.warnings.at(-1)).toMatch(/^Result line shortened/);
+  });
+
+  it('leaves a line that fits untouched', () => {
+    expect(compactResultLine(success, RESULT_LINE_LIMITS.snapshot)).toEqual(success);
+  });
+
+  it('always fits, whatever the warnings, volumes and message (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 400 }),
+        fc.array(fc.string({ maxLength: 400 }), { maxLength: 40 }),
+        fc.integer({ min: 0, max: 40 }),
+        (message, warnings, n) => {
+          const volumes = Array.from({ length: n }, (_, i) => ({ path: `D:\\mount${i}\\`, shadowCopyId: null }));
+          const line = formatResultLine({ ...failed, message, warnings, volumes });
+          return line.length <= RESULT_LINE_LIMITS.snapshot && parseResultLine(line)?.errorCode === failed.errorCode;
+        },
+      ),
+    );
+  });
+
+  it('keeps every disk of a restore line (the restore reads it through GetCommandInvocation, 24,000 characters)', () => {
+    const disks = Array.from({ length: 40 }, (_, i) => ({
+      volumeId: `vol-0aaaaaaaaaaaaa${String(i).padStart(3, '0')}`,
+      diskNumber: i + 1,
+      signatureChanged: true,
+      online: true,
+      reverted: [{ volume: `\\\\?\\Volume{0000000${i}-0000-4000-8000-000000000000}\\`, shadowCopyId: '4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f' }],
+    }));
+    const restore = { version: 1 as const, operation: 'restore' as const, runId: success.runId, instanceId: success.instanceId, outcome: 'success' as const, errorCode: null, retryable: false, exitCode: 0, message: 'ok', shadowSetId: success.shadowSetId, warnings: [], disks };
+    const line = formatResultLine(restore);
+    expect(line.length).toBeLessThanOrEqual(RESULT_LINE_LIMITS.restore);
+    expect(RESULT_LINE_LIMITS.restore).toBeLessThan(24_000);
+    expect(parseResultLine(line)).toMatchObject({ disks: expect.arrayContaining([expect.objectContaining({ volumeId: disks[39]?.volumeId })]) });
+  });
+});
+
 describe('the scripts write the result line this module parses', () => {
   let snapshot: Tree;
   let restore: Tree;
   beforeAll(async () => {
-    snapshot = await parsePowerShell(readScript('diskshadow-snapshot.ps1'));
-    restore = await parsePowerShell(readScript('diskshadow-restore.ps1'));
+    snapshot = await parsePowerShell(documentScript('diskshadow-snapshot'));
+    restore = await parsePowerShell(documentScript('diskshadow-restore'));
   });
 
   const keysOf = (tree: Tree, fn: string): string[] => hashEntries(functionNamed(tree.rootNode, fn)).map((e) => e.key);
@@ -196,5 +253,27 @@ describe('the scripts write the result line this module parses', () => {
     const snapshots = Array.from({ length: 8 }, (_, i) => ({ snapshotId: `snap-0aaaaaaaaaaaaaa${i}f`, volumeId: `vol-0aaaaaaaaaaaaaa${i}f`, device: `xvd${String.fromCharCode(102 + i)}` }));
     const line = formatResultLine({ ...success, volumes, snapshots, message: 'x'.repeat(400), warnings: ['y'.repeat(400)] });
     expect(line.length).toBeLessThan(2500);
+  });
+});
+
+describe('the scripts shorten their line as compactResultLine does', () => {
+  it('with the same limits and message length', async () => {
+    const { COMPACT_MESSAGE_LENGTH } = await import('../src/lib/result-line.ts');
+    const prelude = topLevelLiterals((await parsePowerShell(documentScript('diskshadow-snapshot'))).rootNode);
+    const restore = topLevelLiterals((await parsePowerShell(documentScript('diskshadow-restore'))).rootNode);
+    expect(prelude.get('MaxResultLineLength')).toBe(RESULT_LINE_LIMITS.snapshot);
+    expect(restore.get('MaxResultLineLength')).toBe(RESULT_LINE_LIMITS.restore);
+    expect(prelude.get('CompactMessageLength')).toBe(COMPACT_MESSAGE_LENGTH);
+  });
+
+  it('in the same order of steps, with the same notes', async () => {
+    const fn = functionNamed((await parsePowerShell(documentScript('diskshadow-snapshot'))).rootNode, 'Format-ResultLine').text;
+    const order = ['more warnings in the log', "$Result.volumes = @()", "$Result.snapshots = @()", 'Substring(0, $CompactMessageLength - 3)', "$omitted += 'warnings'", 'Result line shortened to $MaxResultLineLength characters'];
+    const at = order.map((s) => fn.indexOf(s));
+    expect(at.every((i) => i > 0), JSON.stringify(at)).toBe(true);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+    // The TypeScript note reads the same once the PowerShell variables are filled in.
+    const ts = compactResultLine({ ...success, message: 'x'.repeat(3000), warnings: [] }, 300).warnings.at(-1) ?? '';
+    expect(ts).toBe('Result line shortened to 300 characters (volumes, snapshot ids, the end of the message, warnings left out); the log has everything.');
   });
 });

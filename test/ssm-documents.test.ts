@@ -8,23 +8,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildDocument, buildDocuments, MAX_DOCUMENT_BYTES, scriptLines, writeDocuments } from '../src/documents/build-documents.ts';
+import { buildDocument, buildDocuments, MAX_DOCUMENT_BYTES, stripComments, writeDocuments } from '../src/documents/build-documents.ts';
 import {
   assertPortablePattern,
   DOCUMENT_NAMES,
   DOCUMENTS,
   EXECUTION_TIMEOUT_PATTERN,
+  NON_SCRIPT_PARAMETERS,
   RUN_ID_PATTERN,
   validateDocumentParameters,
 } from '../src/documents/document-parameters.ts';
 import { InvalidInputError } from '../src/lib/errors.ts';
 import { awsVss, formatVssTags, RESERVED_VSS_TAGS } from '../src/lib/methods/aws-vss.ts';
-import { diskShadow } from '../src/lib/methods/diskshadow.ts';
+import { CONSISTENCY_TAG, diskShadow, SHADOW_SET_TAG } from '../src/lib/methods/diskshadow.ts';
 import type { CommandContext, InvocationResult } from '../src/lib/methods/types.ts';
 import { formatResultLine } from '../src/lib/result-line.ts';
 import type { SnapshotResultLine } from '../src/lib/result-line.ts';
 import { runIdFor } from '../src/lib/run-id.ts';
-import { readScript } from './powershell.ts';
+import { documentScript, parsePowerShell, walk } from './powershell.ts';
 
 const RUN_ID = '20261128T000000Z-3f2a9c1e';
 const SET_ID = '4d7e3c1a-0b2f-4c55-9a1e-2f3b4c5d6e7f';
@@ -51,18 +52,46 @@ describe('built documents', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'vss-documents-'));
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it.each(DOCUMENT_NAMES)('%s is a schema 2.2 PowerShell document with ENV_VAR interpolation', (name) => {
+  it.each(DOCUMENT_NAMES)('%s is a schema 2.2 PowerShell document in the documented shape', (name) => {
     const doc = documents[name];
     expect(doc.schemaVersion).toBe('2.2');
+    expect(Object.keys(doc).sort()).toEqual(['description', 'mainSteps', 'parameters', 'schemaVersion']);
     expect(doc.mainSteps).toHaveLength(1);
     const [step] = doc.mainSteps;
+    expect(Object.keys(step).sort()).toEqual(['action', 'inputs', 'name', 'precondition']);
     expect(step.action).toBe('aws:runPowerShellScript');
     expect(step.precondition).toEqual({ StringEquals: ['platformType', 'Windows'] });
-    expect(step.inputs.interpolationType).toBe('ENV_VAR');
+    // aws:runPowerShellScript takes runCommand, timeoutSeconds and workingDirectory (Systems Manager user
+    // guide, "Command document plugin reference"); interpolationType is not one of them.
+    for (const key of Object.keys(step.inputs)) expect(RUN_POWERSHELL_INPUTS, `inputs.${key}`).toContain(key);
     expect(step.inputs.timeoutSeconds).toBe('{{ executionTimeout }}');
-    expect(step.inputs.runCommand.join('\n')).toBe(scriptLines(readScript(DOCUMENTS[name].script)).join('\n'));
+    expect(step.inputs.runCommand.join('\n')).toBe(stripComments(documentScript(name)));
     expect(step.inputs.runCommand.some((l) => l.includes('{{'))).toBe(false);
     expect(Buffer.byteLength(JSON.stringify(doc))).toBeLessThan(MAX_DOCUMENT_BYTES);
+  });
+
+  it.each(DOCUMENT_NAMES)('%s: every parameter the script reads is passed as an environment variable (interpolationType on the parameter)', (name) => {
+    // Systems Manager user guide, "Data elements and parameters": interpolationType is a property of each
+    // entry under "parameters" ({"Message": {"type": "String", "interpolationType": "ENV_VAR", "allowedPattern": ...}}).
+    for (const [param, spec] of Object.entries(documents[name].parameters)) {
+      for (const key of Object.keys(spec)) expect(PARAMETER_KEYS, `${param}.${key}`).toContain(key);
+      if (NON_SCRIPT_PARAMETERS.includes(param)) {
+        // Used by the document itself ({{ executionTimeout }} in timeoutSeconds), never by the script.
+        expect(spec.interpolationType, param).toBeUndefined();
+      } else {
+        expect(spec.interpolationType, param).toBe('ENV_VAR');
+      }
+    }
+  });
+
+  it('refuses to build a document whose parameter declares its own interpolation', () => {
+    const original = DOCUMENTS['diskshadow-snapshot'].parameters.RunId as unknown as Record<string, unknown>;
+    original.interpolationType = 'NONE';
+    try {
+      expect(() => buildDocument('diskshadow-snapshot', 'Write-Output 1')).toThrow(/interpolationType/);
+    } finally {
+      delete original.interpolationType;
+    }
   });
 
   it.each(DOCUMENT_NAMES)('%s: every parameter is a String with an anchored portable pattern or allowed values', (name) => {
@@ -81,6 +110,25 @@ describe('built documents', () => {
     }
   });
 
+  it.each(DOCUMENT_NAMES)('%s runs exactly the code of its scripts, without their comments', async (name) => {
+    const tokens = async (text: string): Promise<string[]> => {
+      const out: string[] = [];
+      walk((await parsePowerShell(text)).rootNode, (n) => {
+        if (n.childCount === 0 && n.type !== 'comment') out.push(n.text);
+      });
+      return out;
+    };
+    const full = documentScript(name);
+    const deployed = documents[name].mainSteps[0].inputs.runCommand.join('\n');
+    expect(await tokens(deployed)).toEqual(await tokens(full));
+    expect(deployed).not.toMatch(/^\s*#/m);
+    expect(deployed.length).toBeLessThan(full.length);
+  });
+
+  it('refuses to strip comments from a script with a here-string', () => {
+    expect(() => stripComments("$x = @'\n# not a comment\n'@\n")).toThrow(/here-string/);
+  });
+
   it('refuses to build from a script with {{ }} interpolation', () => {
     expect(() => buildDocument('diskshadow-snapshot', "Write-Output '{{ RunId }}'")).toThrow(/\{\{/);
   });
@@ -97,10 +145,15 @@ describe('built documents', () => {
   });
 });
 
+/** The keys the SSM document schema documents for a parameter definition (user guide, "Data elements and parameters"). */
+const PARAMETER_KEYS = ['type', 'description', 'default', 'allowedValues', 'allowedPattern', 'displayType', 'minItems', 'maxItems', 'minChars', 'maxChars', 'interpolationType'];
+/** The inputs of aws:runPowerShellScript (user guide, "Command document plugin reference"). */
+const RUN_POWERSHELL_INPUTS = ['runCommand', 'timeoutSeconds', 'workingDirectory'];
+
 function requiredOf(name: (typeof DOCUMENT_NAMES)[number]): Record<string, string[]> {
-  return name === 'diskshadow-snapshot'
-    ? { RunId: [RUN_ID], Attempt: ['1'] }
-    : { RunId: [RUN_ID], VolumeIds: ['vol-0123456789abcdef0'], ShadowSetId: [SET_ID] };
+  if (name === 'diskshadow-snapshot') return { RunId: [RUN_ID], Attempt: ['1'] };
+  if (name === 'selftest') return { Action: ['prepare'], RunId: [RUN_ID] };
+  return { RunId: [RUN_ID], VolumeIds: ['vol-0123456789abcdef0'], ShadowSetId: [SET_ID] };
 }
 
 describe('validateDocumentParameters', () => {
@@ -123,7 +176,8 @@ describe('validateDocumentParameters', () => {
     ['executionTimeout', snapshotParams({ executionTimeout: ['59'] })],
     ['executionTimeout', snapshotParams({ executionTimeout: ['172801'] })],
     ['executionTimeout', snapshotParams({ executionTimeout: ['1e3'] })],
-    ['CopyOnly', snapshotParams({ CopyOnly: ['True'] })],
+    ['CopyOnly', snapshotParams({ CopyOnly: ['true'] })],
+    ['CopyOnly', snapshotParams({ CopyOnly: ['Yes'] })],
   ])('names %s when it is wrong', (param, params) => {
     expect(invalidInput(() => validateDocumentParameters('diskshadow-snapshot', params)).message).toContain(param);
   });
@@ -171,14 +225,18 @@ describe('the diskshadow driver', () => {
   const ctx: CommandContext = { runId: RUN_ID, attempt: 2, excludeBootVolume: true, copyOnly: false, commandTimeoutSeconds: 1800 };
 
   it('sends parameters the document accepts', () => {
-    expect(diskShadow.parameters(ctx)).toEqual({ RunId: [RUN_ID], Attempt: ['2'], ExcludeBootVolume: ['True'], executionTimeout: ['1800'] });
+    expect(diskShadow.parameters(ctx)).toEqual({ RunId: [RUN_ID], Attempt: ['2'], ExcludeBootVolume: ['True'], CopyOnly: ['False'], executionTimeout: ['1800'] });
+  });
+
+  it('offers a copy-only backup as AWS does, off by default like AWS CopyOnly', () => {
+    expect(diskShadow.parameters({ ...ctx, copyOnly: true }).CopyOnly).toEqual(['True']);
+    expect(DOCUMENTS['diskshadow-snapshot'].parameters.CopyOnly).toMatchObject({ default: 'False', allowedValues: ['True', 'False'] });
   });
 
   it('refuses what the document would refuse, before sending', () => {
     expect(invalidInput(() => diskShadow.parameters({ ...ctx, attempt: 6 })).message).toContain('Attempt');
     expect(invalidInput(() => diskShadow.parameters({ ...ctx, runId: 'bad run' })).message).toContain('RunId');
     expect(invalidInput(() => diskShadow.parameters({ ...ctx, commandTimeoutSeconds: 30 })).message).toContain('executionTimeout');
-    expect(invalidInput(() => diskShadow.parameters({ ...ctx, copyOnly: true })).message).toContain('COPY_ONLY');
   });
 
   const failed = (line: Partial<SnapshotResultLine>, exitCode: number): InvocationResult => {
@@ -205,6 +263,20 @@ describe('the diskshadow driver', () => {
     const output = `${formatResultLine({ ...base, ...line, exitCode })}\r\n2026-11-28T00:00:01Z FAILED: log line VSS_E_WRITERERROR_TIMEOUT\r\n`;
     return { status: 'Failed', statusDetails: 'Failed', responseCode: exitCode, output };
   };
+
+  it('calls a snapshot consistent only with the shadow set and the after-revert tag, never by AppConsistent', () => {
+    const set = { [SHADOW_SET_TAG]: SET_ID };
+    expect(diskShadow.isConsistent({ ...set, [CONSISTENCY_TAG]: 'after-revert' })).toBe(true);
+    expect(diskShadow.isConsistent({ ...set, AppConsistent: 'true' })).toBe(false);
+    expect(diskShadow.isConsistent({ [CONSISTENCY_TAG]: 'after-revert' })).toBe(false);
+    expect(diskShadow.isConsistent({ ...set, [CONSISTENCY_TAG]: 'crash' })).toBe(false);
+    // A disk that held no shadowable volume: nothing to revert, restored as it stands.
+    expect(diskShadow.isConsistent({ ...set, [CONSISTENCY_TAG]: 'not-shadowed' })).toBe(true);
+    expect(diskShadow.consistencyTag).toBe('vss-snapshots:consistency=after-revert');
+    expect(awsVss.isConsistent({ AppConsistent: 'true' })).toBe(true);
+    expect(awsVss.isConsistent({ AppConsistent: 'false' })).toBe(false);
+    expect(awsVss.isConsistent({ ...set, [CONSISTENCY_TAG]: 'after-revert' })).toBe(false);
+  });
 
   it('diagnoses from the result line first', () => {
     const d = diskShadow.diagnose(failed({ errorCode: 'vss-writer-nonretryable', retryable: false, message: 'Writer SqlServerWriter: VSS_E_WRITERERROR_NONRETRYABLE', shadowSetId: SET_ID }, 11));

@@ -649,6 +649,8 @@ describe('IAM', () => {
     [{}, 'ConsistentSnapshot', 'WindowsVSS', 'arn:aws:ssm:us-east-1::document/AWSEC2-CreateVssSnapshot'],
     [{ TagKey: 'backup:vss', TagValue: 'nightly' }, 'backup:vss', 'nightly', 'arn:aws:ssm:us-east-1::document/AWSEC2-CreateVssSnapshot'],
     [{ SnapshotMethod: 'diskshadow' }, 'ConsistentSnapshot', 'WindowsVSS', 'arn:aws:ssm:us-east-1:123456789012:document/ref:DiskShadowSnapshotDocument'],
+    // AWS's recommended document: installs or updates AwsVssComponents, then snapshots.
+    [{ VssDocumentName: 'AWSEC2-VssInstallAndSnapshot' }, 'ConsistentSnapshot', 'WindowsVSS', 'arn:aws:ssm:us-east-1::document/AWSEC2-VssInstallAndSnapshot'],
   ])('scopes ssm:SendCommand to the chosen document and to instances tagged as the parameters say (%o)', (overrides, tagKey, tagValue, documentArn) => {
     const r = new Resolver(template, overrides);
     const all = policiesOf(template, r)
@@ -859,6 +861,17 @@ describe('configuration', () => {
     // osls would pass provider.stackParameters to the parameter-less stack it creates on a first deploy too,
     // which CloudFormation rejects; the params reach the stack as these defaults instead.
     expect(state.service.provider.stackParameters).toBeUndefined();
+  });
+
+  it('offers exactly the two AWS VSS documents, AWSEC2-CreateVssSnapshot by default', () => {
+    const p = template.Parameters?.VssDocumentName;
+    expect(p?.AllowedValues).toEqual(['AWSEC2-CreateVssSnapshot', 'AWSEC2-VssInstallAndSnapshot']);
+    expect(p?.Default).toBe('AWSEC2-CreateVssSnapshot');
+    for (const name of p?.AllowedValues ?? []) {
+      for (const [id] of resourcesOfType('AWS::Lambda::Function').filter(([fid]) => 'VSS_DOCUMENT_NAME' in functionEnv(fid))) {
+        expect(loadConfig(functionEnv(id, new Resolver(template, { VssDocumentName: name }))).documents['aws-vss'].name, id).toBe(name);
+      }
+    }
   });
 
   it('rejects unsafe selector tags and malformed schedules before anything is deployed', () => {

@@ -137,6 +137,20 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     setExit(await retryFailedCommand(source, opts));
   });
 
+  // The self-test parses its own arguments (src/selftest/args.ts) and prints its own usage.
+  program
+    .command('selftest')
+    .summary('prove the Windows side on one real instance of a deployed stack (docs/windows-acceptance.md)')
+    .description('Snapshots a throwaway instance with each method, restores through the stack, reverts, compares, cleans up; one PASS/FAIL line per check. `vss-snapshots selftest --help` for its options.')
+    .helpOption(false)
+    .allowUnknownOption(true)
+    .allowExcessArguments(true)
+    .argument('[options...]')
+    .action(async (_options: string[], _opts: unknown, command: Command) => {
+      const { selftestCommand } = await import('../selftest/index.ts');
+      setExit((await selftestCommand(command.args)) as ExitCode);
+    });
+
   return program;
 }
 

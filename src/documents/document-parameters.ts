@@ -38,6 +38,17 @@ export const ATTEMPT_PATTERN = '^[1-5]$';
 export const VOLUME_IDS_PATTERN = '^vol-[0-9a-f]{8,17}(,vol-[0-9a-f]{8,17}){0,39}$';
 /** A shadow copy set id as the snapshot script tags it: lower-case GUID without braces. */
 export const SHADOW_SET_ID_PATTERN = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$';
+/** Self-test: the action the document takes. */
+export const SELFTEST_ACTIONS = ['prepare', 'stop', 'verify', 'cleanup'] as const;
+/** Self-test: the data volume's drive letter. */
+export const DATA_DRIVE_PATTERN = '^[D-Z]$';
+/** Self-test: 0 to 40 EBS volume ids, comma-separated. */
+export const OPTIONAL_VOLUME_IDS_PATTERN = '^(vol-[0-9a-f]{8,17}(,vol-[0-9a-f]{8,17}){0,39})?$';
+/** Self-test: an empty string, or "<from>/<to>" as UTC timestamps with milliseconds. */
+export const WINDOW_PATTERN =
+  '^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z)?$';
+/** Self-test: an empty string or a shadow set id. */
+export const OPTIONAL_SHADOW_SET_ID_PATTERN = '^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$';
 
 const executionTimeout: DocumentParameter = {
   type: 'String',
@@ -71,6 +82,13 @@ export const DOCUMENTS = {
         default: 'False',
         allowedValues: ['True', 'False'],
       },
+      // As AWSEC2-CreateVssSnapshot's CopyOnly, and with its default: False, a full backup.
+      CopyOnly: {
+        type: 'String',
+        description: 'True for a VSS copy backup (no begin/end backup: writers such as SQL Server keep their backup history and differential base); False for a full backup.',
+        default: 'False',
+        allowedValues: ['True', 'False'],
+      },
       executionTimeout,
     },
   },
@@ -90,6 +108,45 @@ export const DOCUMENTS = {
         type: 'String',
         description: 'Shadow copy set id of the snapshots (their tag vss-snapshots:shadow-set-id).',
         allowedPattern: SHADOW_SET_ID_PATTERN,
+      },
+      executionTimeout,
+    },
+  },
+  selftest: {
+    script: 'selftest.ps1',
+    description:
+      'vss-snapshots self-test, run by `vss-snapshots selftest` on a throwaway instance: prepares known files and a journal workload on a data volume, stops it, verifies restored volumes, cleans up. Prints one VSS-SNAPSHOTS-RESULT line.',
+    stepName: 'selfTest',
+    parameters: {
+      Action: {
+        type: 'String',
+        description: 'prepare, stop, verify or cleanup.',
+        allowedValues: SELFTEST_ACTIONS,
+      },
+      RunId: runId,
+      DataDrive: {
+        type: 'String',
+        description: 'Drive letter of the data volume the test writes to (D to Z).',
+        default: 'D',
+        allowedPattern: DATA_DRIVE_PATTERN,
+      },
+      VolumeIds: {
+        type: 'String',
+        description: 'verify: comma-separated ids of the restored EBS volumes attached to this instance.',
+        default: '',
+        allowedPattern: OPTIONAL_VOLUME_IDS_PATTERN,
+      },
+      Window: {
+        type: 'String',
+        description: 'stop: <from>/<to> (UTC, milliseconds) to count the journal entries written in between.',
+        default: '',
+        allowedPattern: WINDOW_PATTERN,
+      },
+      ShadowSetId: {
+        type: 'String',
+        description: 'cleanup: the shadow set of the DiskShadow snapshot, which must be gone from the instance.',
+        default: '',
+        allowedPattern: OPTIONAL_SHADOW_SET_ID_PATTERN,
       },
       executionTimeout,
     },

@@ -104,6 +104,12 @@ export const FAILURES = {
     title: 'VSS writer failed (non-retryable)',
     action: 'Run `vssadmin list writers` on the instance, restart the service of the failed writer (SQL Server, Exchange, ...) and check the Application event log, then start a run for it.',
   },
+  'vss-component-excluded': {
+    retryable: false,
+    title: 'VSS writer component left out of the backup (DiskShadow)',
+    action:
+      'DiskShadow left a writer component (a database, ...) out because one of its files is on a volume outside the shadow copy set, so its files in the snapshots would not be consistent. The reason names the component and the volume: give that volume a drive letter or mount point (NTFS/ReFS), keep ExcludeBootVolume false, or move the files.',
+  },
   'vss-in-progress': {
     retryable: true,
     title: 'Another VSS backup was running',
@@ -137,7 +143,8 @@ export const FAILURES = {
   'crash-consistent': {
     retryable: true,
     title: 'Snapshot only crash-consistent',
-    action: 'The snapshots are not marked AppConsistent=true: VSS did not complete. Check the VSS writers and the AwsVssComponents logs (C:\\ProgramData\\Amazon\\AwsVss\\Logs).',
+    action:
+      'The snapshots are not marked consistent (AppConsistent=true for aws-vss, vss-snapshots:consistency=after-revert for diskshadow): VSS did not complete. Check the VSS writers, and the AwsVssComponents logs (C:\\ProgramData\\Amazon\\AwsVss\\Logs) or the DiskShadow output in Run Command history.',
   },
   'snapshot-error': {
     retryable: true,
@@ -148,6 +155,12 @@ export const FAILURES = {
     retryable: false,
     title: 'Snapshot still pending at the deadline',
     action: 'EBS had not completed the snapshot by the deadline (a first full snapshot can take hours). It may still complete; check it in the EC2 console before relying on it.',
+  },
+  'unshadowed-disk': {
+    retryable: false,
+    title: 'Disk without a shadowable volume (DiskShadow)',
+    action:
+      'A disk of the instance holds no NTFS/ReFS volume with a drive letter or mount point, and its EBS volume id cannot be read (Xen instance), so its snapshot could not be told apart from those holding shadow copies. Give it such a volume, detach it, or use the aws-vss method.',
   },
   'concurrent-snapshot-limit': {
     retryable: false,

@@ -52,6 +52,8 @@ export function isRetryableExitCode(code: number): boolean {
  * retryable flag the script uses (tests check both against the catalogue and the script).
  */
 export const SNAPSHOT_ERROR_CODES = {
+  'unshadowed-disk': false,
+  'vss-component-excluded': false,
   'vss-timeout': true,
   'vss-writer-retryable': true,
   'vss-in-progress': true,
@@ -70,6 +72,9 @@ export const RESTORE_ERROR_CODES = {
   'signature-fix-failed': false,
   'shadow-copy-not-found': false,
   'revert-in-progress': true,
+  'revert-volume-in-use': true,
+  'shadow-not-on-disk': false,
+  'revert-unsupported': false,
   'revert-failed': false,
   'language-mode': false,
   'script-failed': true,
@@ -127,6 +132,13 @@ export const RestoredDisk = z.object({
   diskNumber: z.number().int().nullable(),
   signatureChanged: z.boolean(),
   online: z.boolean(),
+  /**
+   * reverted: its shadow copies of the set were reverted now; already-reverted: an earlier run of the
+   * restore document reverted it (its record on the instance says so); not-shadowed: the disk holds no
+   * volume VSS can shadow, so its snapshot holds nothing to revert; pending: not reached. Absent in lines
+   * of older scripts.
+   */
+  outcome: z.enum(['pending', 'reverted', 'already-reverted', 'not-shadowed']).optional(),
   reverted: z.array(RevertedVolume),
 });
 
@@ -142,11 +154,74 @@ export type SnapshotResultLine = z.infer<typeof SnapshotResultLine>;
 export type RestoreResultLine = z.infer<typeof RestoreResultLine>;
 export type ResultLine = z.infer<typeof ResultLine>;
 
-/** Formats a result line exactly as the scripts print it; throws if the object does not fit the schema. */
+/**
+ * The longest result line each script prints (prefix included). The snapshot line is read through
+ * ListCommandInvocations, which returns only the first 2,500 characters of a command's output (stdout
+ * and stderr together), so the line and its line break must fit in them; the restore line is read through
+ * GetCommandInvocation, which returns 24,000. The scripts' $MaxResultLineLength is the same (tested).
+ */
+export const RESULT_LINE_LIMITS = { snapshot: 2_400, restore: 23_000 } as const;
+/** A message is cut to this length when the line is still too long without its lists. */
+export const COMPACT_MESSAGE_LENGTH = 200;
+
+function serialise(result: ResultLine): string {
+  const json = JSON.stringify(result).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return `${RESULT_LINE_PREFIX} ${json}`;
+}
+
+/**
+ * Shortens a result line that would not fit `max` characters, step by step until it fits, exactly as the
+ * prelude's Format-ResultLine does: (1) warnings after the second become one "(N more warnings in the
+ * log)"; (2) the shadowed volumes and (3) the snapshot ids are dropped (the orchestrator verifies
+ * snapshots in EC2, not from the line); (4) the message is cut to 200 characters; (5) only a note remains
+ * of the warnings. From step 2 on, the last warning says what was left out. The error code, exit code,
+ * shadow set id and a restore's disks are never dropped.
+ */
+export function compactResultLine<T extends ResultLine>(result: T, max: number): T {
+  const line: T = structuredClone(result);
+  if (serialise(line).length <= max) return line;
+  const original = line.warnings;
+  const omitted: string[] = [];
+  const note = (): string => `Result line shortened to ${max} characters (${omitted.join(', ')} left out); the log has everything.`;
+  const kept = original.length > 2 ? [...original.slice(0, 2), `(${original.length - 2} more warnings in the log)`] : [...original];
+  const steps: (() => void)[] = [
+    () => {
+      line.warnings = kept;
+    },
+    () => {
+      if (line.operation === 'snapshot') line.volumes = [];
+      omitted.push('volumes');
+      line.warnings = [...kept, note()];
+    },
+    () => {
+      if (line.operation === 'snapshot') line.snapshots = [];
+      omitted.push('snapshot ids');
+      line.warnings = [...kept, note()];
+    },
+    () => {
+      if (line.message.length > COMPACT_MESSAGE_LENGTH) line.message = `${line.message.slice(0, COMPACT_MESSAGE_LENGTH - 3)}...`;
+      omitted.push('the end of the message');
+      line.warnings = [...kept, note()];
+    },
+    () => {
+      omitted.push('warnings');
+      line.warnings = [note()];
+    },
+  ];
+  for (const step of steps) {
+    step();
+    if (serialise(line).length <= max) break;
+  }
+  return line;
+}
+
+/**
+ * Formats a result line exactly as the scripts print it, shortened to its operation's limit
+ * (compactResultLine); throws if the object does not fit the schema.
+ */
 export function formatResultLine(result: ResultLine): string {
   const checked = ResultLine.parse(result);
-  const json = JSON.stringify(checked).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return `${RESULT_LINE_PREFIX} ${json}`;
+  return serialise(compactResultLine(checked, RESULT_LINE_LIMITS[checked.operation]));
 }
 
 /**

@@ -176,7 +176,7 @@ function judge(record: InstanceRecord, snapshots: Snapshot[], state: RunState, c
   }
   if (inconsistent.length > 0) {
     if (elapsed < graceMs) return withinGrace();
-    const mark = state.options.method === 'aws-vss' ? 'AppConsistent=true' : 'the DiskShadow consistency tags';
+    const mark = driver.consistencyTag;
     return { kind: 'bad', code: 'crash-consistent', detail: `Snapshot(s) not tagged ${mark} ${Math.round(graceMs / 1000)} s after the command succeeded: ${inconsistent.join(', ')}.`, unusable, duplicates };
   }
   if (pending.length > 0) {

@@ -3,8 +3,8 @@
  * document (AWS's VSS document or this project's DiskShadow one) according to the fleet's behaviour for
  * this attempt, and prints what the real document would print.
  */
-import { SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
-import { formatResultLine } from '../lib/result-line.ts';
+import { CONSISTENCY, CONSISTENCY_TAG, SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
+import { formatResultLine, SNAPSHOT_EXIT_CODES } from '../lib/result-line.ts';
 import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../lib/run-id.ts';
 import type { Behaviour } from './fleet.ts';
 import type { SimCommand, SimDocument, SimInstance, SimInvocation, World } from './world.ts';
@@ -102,6 +102,10 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
         finishAt: doneAt,
         final: failed(method === 'diskshadow' ? 20 : 1, failureOutput(method, instance, 'VSS_E_WRITERERROR_NONRETRYABLE', false, 'A VSS writer failed: VSS_E_WRITERERROR_NONRETRYABLE', world)),
       };
+    case 'component-excluded':
+      if (method === 'diskshadow') return { ...base, finishAt: doneAt, final: componentExcluded(command, instance) };
+      // AWS's document does not say how it treats components VSS leaves out: acted out as `ok`.
+      break;
     default:
       break;
   }
@@ -138,6 +142,38 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
   return invocation;
 }
 
+/**
+ * The DiskShadow script finding, after "create", that DiskShadow left an application writer's component
+ * out of the backup because it needs a volume outside the shadow copy set: it fails before the EBS request
+ * (no snapshot), permanently, exactly with the result line src/scripts/diskshadow-snapshot.ps1 prints.
+ */
+function componentExcluded(command: SimCommand, instance: SimInstance): { status: 'Failed'; statusDetails: string; responseCode: number; output: string } {
+  const exitCode = SNAPSHOT_EXIT_CODES['vss-permanent'];
+  const message =
+    'DiskShadow left writer component(s) out of the backup because they need a volume that is not in the shadow copy set: \\EC2AMAZ\\MSSQLSERVER\\sales of SqlServerWriter (needs L:\\). Their files in these snapshots would not be consistent. Give that volume a drive letter or mount point (NTFS/ReFS), keep ExcludeBootVolume False, or move the files.';
+  const line = formatResultLine({
+    version: 1,
+    operation: 'snapshot',
+    method: 'diskshadow',
+    runId: command.parameters.RunId?.[0] ?? null,
+    attempt: Number(command.parameters.Attempt?.[0] ?? '1') || 1,
+    instanceId: instance.instanceId,
+    outcome: 'failed',
+    errorCode: 'vss-component-excluded',
+    retryable: false,
+    exitCode,
+    message,
+    vss: 'created',
+    shadowSetId: null,
+    appConsistent: false,
+    cleanup: 'done',
+    warnings: [],
+    snapshots: [],
+    volumes: [],
+  });
+  return { status: 'Failed', statusDetails: 'Failed', responseCode: exitCode, output: `${line}\nFAILED: ${message}\n` };
+}
+
 /** A deterministic lower-case GUID (shadow copy and shadow set ids, as the scripts report them). */
 export function simGuid(world: World): string {
   return `${world.nextHex(8)}-${world.nextHex(4)}-4${world.nextHex(3)}-8${world.nextHex(3)}-${world.nextHex(12)}`;
@@ -165,7 +201,7 @@ function createSnapshotSet(world: World, command: SimCommand, document: SimDocum
   const created: CreatedSet = [];
   if (shadowSetId) created.shadowSetId = shadowSetId;
   const lateTags: Record<string, string> = {
-    ...(consistent ? { AppConsistent: 'true' } : {}),
+    ...(consistent && document.kind === 'aws-vss' ? { AppConsistent: 'true' } : {}),
     ...(document.kind === 'aws-vss' ? { AwsVssConfig: 'AwsVssComponents 2.5.0' } : {}),
   };
   for (const v of volumes) {
@@ -182,7 +218,9 @@ function createSnapshotSet(world: World, command: SimCommand, document: SimDocum
       finalState: behaviour === 'snapshot-error' ? 'error' : 'completed',
       visibleAt: startTime + world.lagMs('snapshot-visible'),
       description: command.parameters.description?.[0] ?? `${document.name} ${instance.instanceId}`,
-      tags: { ...tags, Device: v.device ?? '', ...lateTags },
+      // AWS's document marks a good set AppConsistent=true after the thaw; the DiskShadow script marks it
+      // consistent only after a revert (CONSISTENCY_TAG), on create, never AppConsistent.
+      tags: { ...tags, Device: v.device ?? '', ...lateTags, ...(consistent && document.kind === 'diskshadow' ? { [CONSISTENCY_TAG]: CONSISTENCY.afterRevert } : {}) },
       // The DiskShadow script tags everything on create (TagSpecifications); AWS's document tags after the thaw.
       ...(document.kind === 'aws-vss' ? { tagVisibleAt: Object.fromEntries(Object.keys(lateTags).map((k) => [k, afterThaw + world.lagMs('snapshot-tag')])) } : {}),
       deleted: false,

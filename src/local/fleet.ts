@@ -20,6 +20,7 @@ export const BEHAVIOURS = [
   'snapshot-error',
   'agent-lost',
   'partial-snapshots',
+  'component-excluded',
 ] as const;
 export type Behaviour = (typeof BEHAVIOURS)[number];
 
@@ -40,7 +41,7 @@ const FleetInstance = z.strictObject({
   commandSeconds: z.number().min(0).max(172_800).default(30),
   snapshotMinutes: z.number().min(0).max(10_000).default(2),
   /** What the DiskShadow restore document does when this instance is a restore target. */
-  restore: z.enum(['ok', 'revert-failed', 'disk-online-failed']).optional(),
+  restore: z.enum(['ok', 'revert-failed', 'disk-online-failed', 'volume-in-use', 'shadow-not-on-disk']).optional(),
 });
 
 export const FleetSchema = z.strictObject({

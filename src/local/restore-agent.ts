@@ -5,7 +5,7 @@
  * finds the shadow copies of the given set on it and reverts them. It checks everything before reverting
  * anything, and prints the same result line as the script (src/lib/result-line.ts).
  */
-import { SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
+import { CONSISTENCY, CONSISTENCY_TAG, SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
 import { formatResultLine, RESTORE_EXIT_CODES } from '../lib/result-line.ts';
 import type { RestoreResultLine } from '../lib/result-line.ts';
 import { simGuid } from './agent.ts';
@@ -16,7 +16,7 @@ const DISK_WAIT_MS = 120_000;
 /** ...and this long for shadow copies to be discovered on a disk (`$ShadowDiscoverySeconds`). */
 const SHADOW_DISCOVERY_MS = 60_000;
 
-export const RESTORE_BEHAVIOURS = ['ok', 'revert-failed', 'disk-online-failed'] as const;
+export const RESTORE_BEHAVIOURS = ['ok', 'revert-failed', 'disk-online-failed', 'volume-in-use', 'shadow-not-on-disk'] as const;
 export type RestoreBehaviour = (typeof RESTORE_BEHAVIOURS)[number];
 
 type Disk = RestoreResultLine['disks'][number];
@@ -71,17 +71,27 @@ export function planRestoreInvocation(world: World, command: SimCommand, instanc
     }
     disk.online = true;
     const snapshot = volumeOnTarget.snapshotId ? world.snapshots.get(volumeOnTarget.snapshotId) : undefined;
+    // A disk the snapshot script could not shadow (raw, no NTFS/ReFS volume) is left as it stands.
+    if (snapshot?.tags[CONSISTENCY_TAG] === CONSISTENCY.notShadowed) disk.outcome = 'not-shadowed';
     if (!snapshot || snapshot.tags[SHADOW_SET_TAG] !== shadowSetId) {
       return fail(at + SHADOW_DISCOVERY_MS, 'revert', 'shadow-copy-not-found', false, `Disk ${disk.diskNumber} (${volumeId}) holds no shadow copy of set ${shadowSetId}: its snapshot is not from that DiskShadow run, or the shadow copy was lost before the snapshot. Nothing was reverted.`);
     }
     at += 3_000;
   }
+  const misplaced = shadowNotOnDisk(instance, disks, shadowSetId);
+  if (misplaced) return fail(at, 'revert', misplaced.errorCode, misplaced.retryable, misplaced.message);
   // 2. Revert the shadow copies of the set, disk by disk.
   const doneAt = at + instance.commandSeconds * 1000;
+  const inUse = volumeInUse(instance, disks);
+  if (inUse) return fail(doneAt, 'revert', inUse.errorCode, inUse.retryable, inUse.message);
   if (instance.restoreBehaviour === 'revert-failed') {
     return fail(doneAt, 'revert', 'revert-failed', false, `DiskShadow could not revert \\\\?\\Volume{${simGuid(world)}}\\ to shadow copy ${simGuid(world)} (exit code 2147754767).`);
   }
-  for (const disk of disks) disk.reverted = [{ volume: `\\\\?\\Volume{${simGuid(world)}}\\`, shadowCopyId: simGuid(world) }];
+  for (const disk of disks) {
+    if (disk.outcome === 'not-shadowed') continue;
+    disk.reverted = [{ volume: `\\\\?\\Volume{${simGuid(world)}}\\`, shadowCopyId: simGuid(world) }];
+    disk.outcome = 'reverted';
+  }
   const output = `${line('success', 0, null, false, `Reverted ${disks.length} disk(s) to shadow copy set ${shadowSetId}.`)}DiskShadow revert completed.\n`;
   return { ...base, finishAt: doneAt, final: { status: 'Success', statusDetails: 'Success', responseCode: 0, output } };
 }
@@ -99,4 +109,37 @@ function collides(world: World, instance: SimInstance, volume: SimVolume): boole
     const otherOrigin = other.snapshotId ? world.snapshots.get(other.snapshotId)?.volumeId : undefined;
     return other.volumeId === origin.volumeId || otherOrigin === origin.volumeId || (originWasBoot && other.device === instance.rootDevice);
   });
+}
+
+type ScriptFailure = { errorCode: string; retryable: boolean; message: string };
+
+/**
+ * `shadow-not-on-disk`: a shadow copy with the set's id exists, but on another disk of the instance than
+ * the one restored from its snapshot (two volumes restored from the same snapshot, or the source still
+ * holding the set). The script checks that before reverting anything and refuses: reverting by id alone
+ * could revert the wrong volume.
+ */
+function shadowNotOnDisk(instance: SimInstance, disks: Disk[], shadowSetId: string): ScriptFailure | undefined {
+  if (instance.restoreBehaviour !== 'shadow-not-on-disk') return undefined;
+  const disk = disks[0] as Disk;
+  return {
+    errorCode: 'shadow-not-on-disk',
+    retryable: false,
+    message: `A shadow copy of set ${shadowSetId} that disk ${disk.diskNumber} (${disk.volumeId}) needs also exists on another volume of this instance: reverting by its id could revert the wrong volume. Detach the other copy and restore again. Nothing was reverted.`,
+  };
+}
+
+/**
+ * `volume-in-use`: the revert is refused with VSS_E_VOLUME_IN_USE (0x8004231D) on every try, the
+ * volume held open by another process (antivirus, indexer) though its drive letters were removed. The
+ * disks reverted before it stay reverted; a rerun skips them (retryable).
+ */
+function volumeInUse(instance: SimInstance, disks: Disk[]): ScriptFailure | undefined {
+  if (instance.restoreBehaviour !== 'volume-in-use') return undefined;
+  const disk = disks[0] as Disk;
+  return {
+    errorCode: 'revert-volume-in-use',
+    retryable: true,
+    message: `DiskShadow could not revert the volume on disk ${disk.diskNumber} (${disk.volumeId}): VSS_E_VOLUME_IN_USE (0x8004231D) on each of 3 tries; another process holds it open. Exclude the restored disks from antivirus scanning and run the restore again: volumes already reverted are skipped.`,
+  };
 }

@@ -80,6 +80,8 @@ export function provisionStack(world: World, environment: Record<string, string 
     },
   };
   world.documents.set(vss.name, vss);
+  // AWS's recommended document: installs or updates AwsVssComponents, then what AWSEC2-CreateVssSnapshot does.
+  world.documents.set('AWSEC2-VssInstallAndSnapshot', { ...vss, name: 'AWSEC2-VssInstallAndSnapshot' });
   world.documents.set(DISKSHADOW_DOCUMENT, {
     name: DISKSHADOW_DOCUMENT,
     versions: ['1'],
@@ -88,6 +90,7 @@ export function provisionStack(world: World, environment: Record<string, string 
       RunId: { allowedPattern: '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$' },
       Attempt: { allowedPattern: '^[1-5]$' },
       ExcludeBootVolume: bool,
+      CopyOnly: { ...bool, default: 'False' },
       executionTimeout: { allowedPattern: '^[1-9][0-9]{1,5}$' },
     },
   });

@@ -37,7 +37,7 @@ export interface SimInstance {
   /** Snapshot commands this instance has run (selects the behaviour of the next one). */
   snapshotCommandsRun: number;
   /** What the DiskShadow restore document does here (fleet file `restore`; default ok). */
-  restoreBehaviour?: 'ok' | 'revert-failed' | 'disk-online-failed';
+  restoreBehaviour?: 'ok' | 'revert-failed' | 'disk-online-failed' | 'volume-in-use' | 'shadow-not-on-disk';
 }
 
 export interface SimVolume {

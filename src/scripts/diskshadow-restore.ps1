@@ -32,24 +32,16 @@
   codes permanent: 14/15 instance or prerequisites, 20/21 disk, 22/23 revert.
 #>
 
-$ErrorActionPreference = 'Stop'
-$ProgressPreference = 'SilentlyContinue'
-$WarningPreference = 'SilentlyContinue'
-$VerbosePreference = 'SilentlyContinue'
-$InformationPreference = 'SilentlyContinue'
-
-$ResultPrefix = 'VSS-SNAPSHOTS-RESULT'
-$ResultVersion = 1
-$ImdsBase = 'http://169.254.169.254/latest'
-
 # Same patterns as the document parameters (src/documents/document-parameters.ts).
-$RunIdPattern = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$'
 $VolumeIdsPattern = '^vol-[0-9a-f]{8,17}(,vol-[0-9a-f]{8,17}){0,39}$'
-$ShadowSetIdPattern = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 
 $DiskWaitSeconds = 120
 $ShadowDiscoverySeconds = 60
-$MaxMessageLength = 400
+$RevertTries = 3
+$RevertRetrySeconds = 10
+
+# The longest result line printed: the restore reads it through GetCommandInvocation (24,000 characters).
+$MaxResultLineLength = 23000
 
 # Exit codes by stage and retryability (src/lib/result-line.ts, RESTORE_EXIT_CODES).
 $ExitCodes = [ordered]@{
@@ -72,26 +64,15 @@ $FailureRetryable = [ordered]@{
   'signature-fix-failed'  = $false
   'shadow-copy-not-found' = $false
   'revert-in-progress'    = $true
+  'revert-volume-in-use'  = $true
+  'shadow-not-on-disk'    = $false
+  'revert-unsupported'    = $false
   'revert-failed'         = $false
   'language-mode'         = $false
   'script-failed'         = $true
 }
 
-$script:Log = @()
-$script:Failure = $null
-$script:Warnings = @()
-$script:Result = $null
-$script:ExitCode = 1
 $script:Work = $null
-
-function Write-Log([string]$Message) {
-  $script:Log += ('{0} {1}' -f (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'), $Message)
-}
-
-function Add-Warning([string]$Message) {
-  $script:Warnings += $Message
-  Write-Log "WARNING: $Message"
-}
 
 function New-ResultObject {
   [ordered]@{
@@ -116,6 +97,7 @@ function New-DiskRecord([string]$VolumeId) {
     diskNumber       = $null
     signatureChanged = $false
     online           = $false
+    outcome          = 'pending'
     reverted         = @()
   }
 }
@@ -127,187 +109,77 @@ function New-RevertRecord([string]$Volume, [string]$ShadowCopyId) {
   }
 }
 
-# Stops the script with a classified failure: $Stage is instance, disk or revert.
-function Stop-WithFailure([string]$Stage, [string]$Code, [string]$Message) {
-  $script:Failure = @{ Stage = $Stage; Code = $Code; Message = $Message }
-  throw "vss-snapshots failure $($Code): $Message"
-}
-
-function Get-ExitCodeFor([string]$Stage, [string]$Code) {
-  $retryable = [bool]$FailureRetryable[$Code]
-  if ($retryable) { $ExitCodes["$Stage-retryable"] } else { $ExitCodes["$Stage-permanent"] }
-}
-
-function Format-ResultLine($Result) {
-  Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
-  $json = ConvertTo-Json -InputObject $Result -Compress -Depth 6
-  try {
-    # Non-ASCII as \uXXXX: the line must survive any console code page unchanged.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-  } catch {
-    Write-Log "Could not escape non-ASCII characters: $($_.Exception.Message)"
-  }
-  "$ResultPrefix $json"
-}
-
-function Write-Stdout([string]$Line) {
-  try { [Console]::Out.WriteLine($Line) } catch { Write-Output $Line }
-}
-
-function Limit-Text([string]$Text) {
-  if ($null -eq $Text) { return '' }
-  $oneLine = ($Text -replace '\s+', ' ').Trim()
-  if ($oneLine.Length -le $MaxMessageLength) { return $oneLine }
-  $oneLine.Substring(0, $MaxMessageLength - 3) + '...'
-}
-
-# --- Instance metadata: IMDSv2 only -------------------------------------------------------------------
-
-function Get-ImdsToken {
-  $headers = @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
-  $lastError = $null
-  foreach ($try in 1..3) {
-    try {
-      return Invoke-RestMethod -Method Put -Uri "$ImdsBase/api/token" -Headers $headers -TimeoutSec 5 -UseBasicParsing
-    } catch {
-      $lastError = $_.Exception.Message
-      Start-Sleep -Seconds $try
-    }
-  }
-  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not issue an IMDSv2 token: $lastError"
-}
-
-function Get-ImdsValue([string]$Token, [string]$Path) {
-  $headers = @{ 'X-aws-ec2-metadata-token' = $Token }
-  $lastError = $null
-  foreach ($try in 1..3) {
-    try {
-      return Invoke-RestMethod -Method Get -Uri "$ImdsBase/meta-data/$Path" -Headers $headers -TimeoutSec 5 -UseBasicParsing
-    } catch {
-      $lastError = $_.Exception.Message
-      Start-Sleep -Seconds $try
-    }
-  }
-  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not answer meta-data/$($Path): $lastError"
-}
-
 # --- Parameters and prerequisites ---------------------------------------------------------------------
 
-function Confirm-Parameter([string]$Name, [string]$Value, [string]$Pattern) {
-  if ([string]::IsNullOrEmpty($Value)) {
-    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name is missing (environment variable SSM_$Name). The document needs SSM Agent 3.3.2746.0 or later for ENV_VAR interpolation."
-  }
-  if ($Value -cnotmatch $Pattern) {
-    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name does not match $Pattern."
-  }
-  $Value
-}
-
-# Parameters are read only from the SSM_* environment variables, never pasted into the script text.
 function Read-Parameters {
   $volumeIds = Confirm-Parameter 'VolumeIds' $env:SSM_VolumeIds $VolumeIdsPattern
   @{
     RunId       = Confirm-Parameter 'RunId' $env:SSM_RunId $RunIdPattern
     VolumeIds   = @($volumeIds.Split(',') | Select-Object -Unique)
-    ShadowSetId = Confirm-Parameter 'ShadowSetId' $env:SSM_ShadowSetId $ShadowSetIdPattern
+    ShadowSetId = Confirm-Parameter 'ShadowSetId' $env:SSM_ShadowSetId $GuidPattern
   }
-}
-
-# Checked first: in ConstrainedLanguage most of this script cannot run.
-function Assert-FullLanguage {
-  $mode = $ExecutionContext.SessionState.LanguageMode
-  if ("$mode" -ne 'FullLanguage') {
-    Stop-WithFailure 'instance' 'language-mode' "PowerShell runs in $mode language mode; this script needs FullLanguage (check the AppLocker/WDAC policy for the SSM Agent)."
-  }
-}
-
-function Get-DiskShadowPath {
-  $path = Join-Path $env:SystemRoot 'System32\diskshadow.exe'
-  if (-not (Test-Path -LiteralPath $path)) {
-    Stop-WithFailure 'instance' 'script-failed' "DiskShadow was not found at $path (Windows Server is required)."
-  }
-  $path
 }
 
 # --- Disks ---------------------------------------------------------------------------------------------
-
-function ConvertTo-GuidText([string]$Text) {
-  if ($null -eq $Text) { return $null }
-  $guid = $Text.Trim().Trim('{', '}').ToLowerInvariant()
-  if ($guid -cmatch $ShadowSetIdPattern) { return $guid }
-  $null
-}
-
-# On Nitro instances an EBS disk's serial number is its volume id without the dash (vol0123..., with a
-# suffix on some drivers).
-function Find-VolumeDisk([string]$VolumeId) {
-  $serial = $VolumeId.Replace('-', '')
-  $deadline = (Get-Date).AddSeconds($DiskWaitSeconds)
-  while ($true) {
-    $disk = @(Get-Disk | Where-Object { ("$($_.SerialNumber)".Trim() -replace '_.*$', '') -eq $serial }) | Select-Object -First 1
-    if ($disk) { return $disk }
-    if ((Get-Date) -gt $deadline) {
-      Stop-WithFailure 'disk' 'disk-not-found' "No disk with the serial number of $VolumeId appeared within $DiskWaitSeconds s. Is the volume attached to this instance (a Nitro instance: Xen PV disks are not matched)?"
-    }
-    Start-Sleep -Seconds 5
-    Update-HostStorageCache -ErrorAction SilentlyContinue
-  }
-}
-
-function Test-DiskIdentityCollision($Disk) {
-  foreach ($other in @(Get-Disk | Where-Object { $_.Number -ne $Disk.Number })) {
-    if ($Disk.PartitionStyle -eq 'MBR' -and $other.PartitionStyle -eq 'MBR' -and $Disk.Signature -and ($Disk.Signature -eq $other.Signature)) { return $true }
-    if ($Disk.PartitionStyle -eq 'GPT' -and $other.PartitionStyle -eq 'GPT' -and $Disk.Guid -and ($Disk.Guid -eq $other.Guid)) { return $true }
-  }
-  $false
-}
-
-function New-DiskSignature {
-  $used = @(Get-Disk | ForEach-Object { [uint32]$_.Signature })
-  do {
-    $signature = [uint32](Get-Random -Minimum 1 -Maximum ([int]::MaxValue))
-  } while ($used -contains $signature)
-  $signature
-}
-
-# Windows keeps a disk whose signature (MBR) or id (GPT) is already in use offline ("signature
-# collision"). Only the restored disk gets a new identity; the other disk is never touched.
-function Repair-DiskIdentity($Disk, [string]$Work) {
-  $number = [int]$Disk.Number
-  try {
-    if ($Disk.PartitionStyle -eq 'GPT') {
-      Set-Disk -Number $number -Guid ([guid]::NewGuid().ToString('B'))
-    } else {
-      Set-Disk -Number $number -Signature (New-DiskSignature)
-    }
-    return
-  } catch {
-    Write-Log "Set-Disk could not change the identity of disk $($number): $($_.Exception.Message); trying diskpart."
-  }
-  if ($Disk.PartitionStyle -eq 'GPT') {
-    $newId = [guid]::NewGuid().ToString('D')
-  } else {
-    $newId = '{0:X8}' -f (New-DiskSignature)
-  }
-  $scriptFile = Join-Path $Work "uniqueid-$number.txt"
-  Set-Content -LiteralPath $scriptFile -Value @("select disk $number", "uniqueid disk id=$newId") -Encoding ASCII
-  $out = & diskpart.exe /s $scriptFile 2>&1
-  foreach ($line in @($out)) { Write-Log "diskpart: $line" }
-  if ($LASTEXITCODE -ne 0) {
-    Stop-WithFailure 'disk' 'signature-fix-failed' "Disk $number has the same signature as another disk and could not be given a new one."
-  }
-}
 
 function Get-DiskVolumePaths([int]$Number) {
   @(Get-Partition -DiskNumber $Number | ForEach-Object { $_.AccessPaths } | Where-Object { $_ -like '\\?\Volume{*}\' })
 }
 
-function Get-SetShadowCopies([string]$SetId, $VolumePaths) {
-  @(Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { ((ConvertTo-GuidText $_.SetID) -eq $SetId) -and ($VolumePaths -contains $_.VolumeName) })
+# Whether any volume of the disk has a file system VSS can shadow (as the snapshot script selects them).
+function Test-ShadowableDisk([int]$Number) {
+  $fileSystems = @(Get-Partition -DiskNumber $Number | Get-Volume -ErrorAction SilentlyContinue | ForEach-Object { "$($_.FileSystem)" })
+  Write-Log "Disk $Number file systems: $(if ($fileSystems.Count) { $fileSystems -join ', ' } else { 'none' })."
+  @($fileSystems | Where-Object { @('NTFS', 'ReFS') -contains $_ }).Count -gt 0
 }
 
-# Brings one disk online without reverting anything yet; returns what is to be reverted on it.
-function Initialize-RestoreDisk([string]$VolumeId, [string]$SetId, $Record, [string]$Work) {
+function Get-SetShadowCopies([string]$SetId) {
+  @(Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { (ConvertTo-GuidText $_.SetID) -eq $SetId })
+}
+
+# --- Reverts already done on this instance --------------------------------------------------------------
+
+# A revert consumes the shadow copy, so a second run of this document (after another disk of the same
+# restore failed) would find none on a disk it already reverted and refuse every disk. Each revert is
+# recorded on the instance right after it, in the state folder only SYSTEM and Administrators can write:
+# "<EBS volume id>=<shadow set id>=<shadow copy id>=<volume>". The volume id is that of the restored
+# volume, which no other restore shares.
+$RevertRecordPattern = '^(vol-[0-9a-f]{8,17})=([0-9a-f-]{36})=([0-9a-f-]{36})=(\\\\\?\\Volume\{[0-9a-fA-F-]{36}\}\\)$'
+
+function Get-RevertRecordFile {
+  Join-Path (Get-StateDirectory @('restore')) 'reverted-volumes.txt'
+}
+
+function Get-RevertRecords {
+  $file = Get-RevertRecordFile
+  if (-not (Test-Path -LiteralPath $file)) { return @() }
+  if (-not (Test-TrustedItem $file)) {
+    Add-Warning "$file is not owned by SYSTEM or Administrators; its records are ignored."
+    return @()
+  }
+  $records = @()
+  foreach ($line in @(Get-Content -LiteralPath $file)) {
+    $match = [regex]::Match("$line", $RevertRecordPattern)
+    if ($match.Success) {
+      $records += @{ VolumeId = $match.Groups[1].Value; SetId = $match.Groups[2].Value; ShadowCopyId = $match.Groups[3].Value; Volume = $match.Groups[4].Value }
+    }
+  }
+  $records
+}
+
+function Add-RevertRecord([string]$VolumeId, [string]$SetId, [string]$ShadowCopyId, [string]$Volume) {
+  $file = Get-RevertRecordFile
+  # Records of volumes no longer attached to this instance are dropped (EBS serial numbers are volume ids).
+  $attached = @(Get-Disk | ForEach-Object { ("$($_.SerialNumber)".Trim() -replace '_.*$', '') -replace '^vol', 'vol-' })
+  $kept = @(Get-RevertRecords | Where-Object { $attached -contains $_.VolumeId } | ForEach-Object { '{0}={1}={2}={3}' -f $_.VolumeId, $_.SetId, $_.ShadowCopyId, $_.Volume })
+  Set-Content -LiteralPath $file -Value (@($kept) + ('{0}={1}={2}={3}' -f $VolumeId, $SetId, $ShadowCopyId, $Volume)) -Encoding ASCII
+}
+
+# --- Disks, in the order the restore checks them -------------------------------------------------------
+
+# 1. Finds the disk, refuses the boot disk, fixes a signature collision and brings it online; returns its
+#    number and volume paths. Reverts nothing.
+function Initialize-RestoreDisk([string]$VolumeId, $Record, [string]$Work) {
   $disk = Find-VolumeDisk $VolumeId
   $number = [int]$disk.Number
   $Record.diskNumber = $number
@@ -328,39 +200,128 @@ function Initialize-RestoreDisk([string]$VolumeId, [string]$SetId, $Record, [str
     Stop-WithFailure 'disk' 'disk-online-failed' "Disk $number ($VolumeId) could not be brought online: $($_.Exception.Message)"
   }
   $Record.online = $true
+  @{ VolumeId = $VolumeId; Number = $number; Record = $Record; Paths = @(); Shadows = @() }
+}
 
-  $paths = @(Get-DiskVolumePaths $number)
+# 2. The set's shadow copies on the disk's volumes (Windows finds them once the volumes are mounted; waits
+#    up to $ShadowDiscoverySeconds unless an earlier run already reverted this disk).
+function Find-DiskShadows($Disk, [string]$SetId, $Reverted) {
   $deadline = (Get-Date).AddSeconds($ShadowDiscoverySeconds)
-  $shadows = @(Get-SetShadowCopies $SetId $paths)
-  while ($shadows.Count -eq 0 -and (Get-Date) -lt $deadline) {
+  $known = @($Reverted | Where-Object { $_.VolumeId -eq $Disk.VolumeId -and $_.SetId -eq $SetId }).Count -gt 0
+  while ($true) {
+    $Disk.Paths = @(Get-DiskVolumePaths $Disk.Number)
+    $Disk.Shadows = @(Get-SetShadowCopies $SetId | Where-Object { $Disk.Paths -contains $_.VolumeName })
+    if ($Disk.Shadows.Count -gt 0 -or $known -or (Get-Date) -gt $deadline) { break }
     Start-Sleep -Seconds 5
-    $paths = @(Get-DiskVolumePaths $number)
-    $shadows = @(Get-SetShadowCopies $SetId $paths)
   }
-  if ($shadows.Count -eq 0) {
+}
+
+# 3. Every shadow copy of the set that Windows lists must be on a volume of this restore's disks, once.
+#    Shadow copies restored twice (two volumes from one snapshot), or the source volume next to its
+#    restore still holding the set, carry the same ids: "revert <id>" could revert the other volume - the
+#    source's live data. Refused before anything is reverted.
+function Assert-ShadowsOnRestoredDisks([string]$SetId, $VolumePaths) {
+  $all = @(Get-SetShadowCopies $SetId)
+  $outside = @($all | Where-Object { $VolumePaths -notcontains $_.VolumeName })
+  if ($outside.Count -gt 0) {
+    Stop-WithFailure 'revert' 'shadow-not-on-disk' "Shadow copies of set $SetId are also on volume(s) $((@($outside | ForEach-Object { $_.VolumeName } | Select-Object -Unique) -join ', ')), which are not among the disks of this restore (the source volume, or another volume restored from the same snapshot): reverting by shadow copy id could revert the wrong volume. Detach that disk and restore again. Nothing was reverted."
+  }
+  $twice = @($all | Group-Object -Property ID | Where-Object { $_.Count -ne 1 })
+  if ($twice.Count -gt 0) {
+    Stop-WithFailure 'revert' 'shadow-not-on-disk' "Shadow copy $($twice[0].Name) of set $SetId is on $($twice[0].Count) volumes of this restore (volumes restored from the same snapshot): reverting by its id could revert the wrong one. Restore each copy separately. Nothing was reverted."
+  }
+}
+
+# 4. What is to be reverted on the disk: its shadow copies of the set; nothing when an earlier run already
+#    reverted it or it has no volume VSS could shadow; otherwise the disk is refused.
+function Resolve-DiskShadows($Disk, [string]$SetId, $Reverted) {
+  $Record = $Disk.Record
+  $number = $Disk.Number
+  $VolumeId = $Disk.VolumeId
+  if ($Disk.Shadows.Count -eq 0) {
+    $done = @($Reverted | Where-Object { $_.VolumeId -eq $VolumeId -and $_.SetId -eq $SetId })
+    if ($done.Count -gt 0) {
+      $Record.outcome = 'already-reverted'
+      $Record.reverted = @($done | ForEach-Object { New-RevertRecord $_.Volume $_.ShadowCopyId })
+      Write-Log "Disk $number ($VolumeId) was reverted to set $SetId by an earlier run of this document; skipped."
+      return
+    }
+    if (-not (Test-ShadowableDisk $number)) {
+      # A disk the snapshot script could not shadow (tagged not-shadowed): nothing to revert.
+      $Record.outcome = 'not-shadowed'
+      Add-Warning "Disk $number ($VolumeId) holds no NTFS/ReFS volume, so its snapshot holds no shadow copy: it stays as the snapshot holds it."
+      return
+    }
     Stop-WithFailure 'revert' 'shadow-copy-not-found' "Disk $number ($VolumeId) holds no shadow copy of set $($SetId): its snapshot is not from that DiskShadow run, or the shadow copy was lost before the snapshot. Nothing was reverted."
   }
-  foreach ($path in $paths) {
-    if (-not ($shadows | Where-Object { $_.VolumeName -eq $path })) {
+  foreach ($path in $Disk.Paths) {
+    if (-not ($Disk.Shadows | Where-Object { $_.VolumeName -eq $path })) {
       Add-Warning "Volume $path on disk $number has no shadow copy of set $SetId; it stays as the snapshot holds it (crash-consistent)."
     }
   }
-  $shadows
 }
 
+# --- The revert ---------------------------------------------------------------------------------------------
+
+# The partition holding a volume, and its access paths other than the volume GUID path (drive letter,
+# mount folders).
+function Get-VolumeAccess([string]$VolumeName) {
+  $partition = Get-Partition | Where-Object { $_.AccessPaths -contains $VolumeName } | Select-Object -First 1
+  if (-not $partition) { return $null }
+  @{ Partition = $partition; Paths = @($partition.AccessPaths | Where-Object { $_ -ne $VolumeName }) }
+}
+
+# Reverts one shadow copy with DiskShadow ("revert <id>"). VSS reverts only a volume it can lock
+# (IVssBackupComponents::RevertToSnapshot: VSS_E_VOLUME_IN_USE when it cannot): the restored volume's drive
+# letters and mount folders are taken away first so that antivirus, the indexer or Explorer open nothing
+# new on it, the revert is tried $RevertTries times, and the access paths are given back whatever happened.
 function Invoke-Revert([string]$DiskShadow, $Shadow, [string]$Work) {
   $scriptFile = Join-Path $Work 'revert.dsh'
   $outFile = Join-Path $Work 'revert.out'
   Set-Content -LiteralPath $scriptFile -Value @("revert $($Shadow.ID)") -Encoding ASCII
-  $process = Start-Process -FilePath $DiskShadow -ArgumentList @('/s', $scriptFile) -WorkingDirectory $Work -NoNewWindow -PassThru -Wait -RedirectStandardOutput $outFile
-  $output = ''
-  if (Test-Path -LiteralPath $outFile) { $output = Get-Content -LiteralPath $outFile -Raw }
-  foreach ($line in @($output -split "`r?`n" | Where-Object { $_.Trim() })) { Write-Log "diskshadow: $line" }
-  if ($process.ExitCode -ne 0) {
-    if ($output -match 'VSS_E_REVERT_IN_PROGRESS') {
+  $access = Get-VolumeAccess $Shadow.VolumeName
+  $removed = @()
+  try {
+    if ($access) {
+      foreach ($path in $access.Paths) {
+        try {
+          Remove-PartitionAccessPath -DiskNumber $access.Partition.DiskNumber -PartitionNumber $access.Partition.PartitionNumber -AccessPath $path
+          $removed += $path
+        } catch {
+          Add-Warning "Could not take access path $path off $($Shadow.VolumeName) before the revert: $($_.Exception.Message)"
+        }
+      }
+    }
+    for ($try = 1; $try -le $RevertTries; $try++) {
+      $process = Start-Process -FilePath $DiskShadow -ArgumentList @('/s', $scriptFile) -WorkingDirectory $Work -NoNewWindow -PassThru -Wait -RedirectStandardOutput $outFile
+      $output = ''
+      if (Test-Path -LiteralPath $outFile) { $output = Get-Content -LiteralPath $outFile -Raw }
+      foreach ($line in @($output -split "`r?`n" | Where-Object { $_.Trim() })) { Write-Log "diskshadow: $line" }
+      if ($process.ExitCode -eq 0) { return }
+      if ($output -notmatch 'VSS_E_VOLUME_IN_USE|0x8004231D') { break }
+      Write-Log "$($Shadow.VolumeName) is in use (try $try of $RevertTries)."
+      if ($try -lt $RevertTries) { Start-Sleep -Seconds $RevertRetrySeconds }
+    }
+    if ($output -match 'VSS_E_VOLUME_IN_USE|0x8004231D') {
+      Stop-WithFailure 'revert' 'revert-volume-in-use' "DiskShadow could not revert $($Shadow.VolumeName): VSS_E_VOLUME_IN_USE (0x8004231D) on each of $RevertTries tries; another process holds it open. Exclude the restored disks from antivirus scanning and run the restore again: volumes already reverted are skipped."
+    }
+    if ($output -match 'VSS_E_REVERT_IN_PROGRESS|0x80042325') {
       Stop-WithFailure 'revert' 'revert-in-progress' "A revert of $($Shadow.VolumeName) is already in progress."
     }
+    if ($output -match 'VSS_E_UNSUPPORTED_CONTEXT|0x8004231B') {
+      Stop-WithFailure 'revert' 'revert-unsupported' "VSS refused to revert $($Shadow.VolumeName) to shadow copy $($Shadow.ID): VSS_E_UNSUPPORTED_CONTEXT, revert is not supported for this shadow copy's context. See docs/windows.md, 'If the revert does not work'."
+    }
     Stop-WithFailure 'revert' 'revert-failed' "DiskShadow could not revert $($Shadow.VolumeName) to shadow copy $($Shadow.ID) (exit code $($process.ExitCode))."
+  } finally {
+    if ($access) {
+      foreach ($path in $removed) {
+        try {
+          Add-PartitionAccessPath -DiskNumber $access.Partition.DiskNumber -PartitionNumber $access.Partition.PartitionNumber -AccessPath $path
+        } catch {
+          Add-Warning "Could not give access path $path back to $($Shadow.VolumeName): $($_.Exception.Message)"
+        }
+      }
+    }
   }
 }
 
@@ -376,58 +337,38 @@ function Invoke-DiskShadowRestore {
   Write-Log "Restoring $($params.VolumeIds -join ', ') on $($result.instanceId) to shadow set $($params.ShadowSetId) of run $($params.RunId)."
   $diskshadow = Get-DiskShadowPath
 
-  $work = Join-Path $env:ProgramData ('vss-snapshots\restore\{0}' -f [guid]::NewGuid().ToString('N'))
+  $work = Get-StateDirectory @('restore', [guid]::NewGuid().ToString('N'))
   $script:Work = $work
-  $null = New-Item -ItemType Directory -Path $work -Force
+  $reverted = @(Get-RevertRecords)
 
   $records = @()
   foreach ($volumeId in $params.VolumeIds) { $records += New-DiskRecord $volumeId }
   $result.disks = $records
 
   # Every disk is found, brought online and checked before any revert starts.
-  $plan = @()
-  for ($i = 0; $i -lt $params.VolumeIds.Count; $i++) {
-    $shadows = @(Initialize-RestoreDisk $params.VolumeIds[$i] $params.ShadowSetId $records[$i] $work)
-    $plan += @{ Record = $records[$i]; Shadows = $shadows }
-  }
-  foreach ($item in $plan) {
-    foreach ($shadow in $item.Shadows) {
-      Write-Log "Reverting $($shadow.VolumeName) on disk $($item.Record.diskNumber) to shadow copy $($shadow.ID)."
+  $disks = @()
+  for ($i = 0; $i -lt $params.VolumeIds.Count; $i++) { $disks += Initialize-RestoreDisk $params.VolumeIds[$i] $records[$i] $work }
+  foreach ($disk in $disks) { Find-DiskShadows $disk $params.ShadowSetId $reverted }
+  Assert-ShadowsOnRestoredDisks $params.ShadowSetId @($disks | ForEach-Object { $_.Paths })
+  foreach ($disk in $disks) { Resolve-DiskShadows $disk $params.ShadowSetId $reverted }
+
+  foreach ($disk in $disks) {
+    foreach ($shadow in $disk.Shadows) {
+      Write-Log "Reverting $($shadow.VolumeName) on disk $($disk.Number) to shadow copy $($shadow.ID)."
       Invoke-Revert $diskshadow $shadow $work
-      $item.Record.reverted = @($item.Record.reverted) + @(New-RevertRecord $shadow.VolumeName (ConvertTo-GuidText $shadow.ID))
+      $shadowCopyId = ConvertTo-GuidText $shadow.ID
+      Add-RevertRecord $disk.VolumeId $params.ShadowSetId $shadowCopyId $shadow.VolumeName
+      $disk.Record.reverted = @($disk.Record.reverted) + @(New-RevertRecord $shadow.VolumeName $shadowCopyId)
     }
+    if ($disk.Record.outcome -eq 'pending') { $disk.Record.outcome = 'reverted' }
   }
   $result.outcome = 'success'
-  $result.message = "Reverted $(@($plan | ForEach-Object { $_.Shadows }).Count) volume(s) on $($plan.Count) disk(s) to shadow set $($params.ShadowSetId)."
+  $count = @($disks | ForEach-Object { $_.Shadows }).Count
+  $result.message = "Reverted $count volume(s) on $($disks.Count) disk(s) to shadow set $($params.ShadowSetId)."
 }
 
-$script:Result = New-ResultObject
-try {
-  $stray = @(Invoke-DiskShadowRestore 3>&1 4>&1 6>&1)
-  foreach ($item in $stray) { Write-Log "output: $item" }
-  $script:ExitCode = 0
-} catch {
-  if ($script:Failure) {
-    $script:Result.errorCode = $script:Failure.Code
-    $script:Result.retryable = [bool]$FailureRetryable[$script:Failure.Code]
-    $script:Result.message = $script:Failure.Message
-    $script:ExitCode = Get-ExitCodeFor $script:Failure.Stage $script:Failure.Code
-  } else {
-    $script:Result.errorCode = 'script-failed'
-    $script:Result.retryable = $true
-    $script:Result.message = "Unexpected error: $($_.Exception.Message)"
-    $script:ExitCode = $ExitCodes['unexpected']
-  }
-  Write-Log "FAILED: $($script:Result.message)"
-  Write-Log "$($_.ScriptStackTrace)"
-} finally {
-  if ($script:Work -and (Test-Path -LiteralPath $script:Work)) {
-    Remove-Item -LiteralPath $script:Work -Recurse -Force -ErrorAction SilentlyContinue
-  }
-  $script:Result.exitCode = $script:ExitCode
-  $script:Result.message = Limit-Text $script:Result.message
-  $script:Result.warnings = @($script:Warnings | ForEach-Object { Limit-Text $_ })
-  Write-Stdout (Format-ResultLine $script:Result)
-  foreach ($line in $script:Log) { Write-Stdout $line }
+function Complete-RestoreCleanup {
+  if ($script:Work) { Remove-TreeSafely $script:Work }
 }
-exit $script:ExitCode
+
+Invoke-Main -Body { Invoke-DiskShadowRestore } -Cleanup { Complete-RestoreCleanup }

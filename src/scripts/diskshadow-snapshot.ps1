@@ -12,6 +12,7 @@
     SSM_RunId              run id, for example 20261128T000000Z-3f2a9c1e
     SSM_Attempt            1 to 5
     SSM_ExcludeBootVolume  True | False
+    SSM_CopyOnly           True | False (True: a VSS copy backup, without begin/end backup)
 
   What happens:
     1. Instance id and region from the instance metadata service, IMDSv2 (session token) only.
@@ -20,7 +21,7 @@
        create. The VSS writers freeze and thaw inside "create".
     3. Still inside the DiskShadow session (its "exec" step), ONE CreateSnapshots call for the instance
        (New-EC2SnapshotBatch), tagged on create with the run id, attempt, instance id, method, shadow set id
-       and AppConsistent=true. Only reached when "create" succeeded.
+       and vss-snapshots:consistency=after-revert. Only reached when "create" succeeded.
     4. "end backup" (writers are told the backup completed) only once the EBS request was accepted;
        otherwise DiskShadow exits without it and VSS aborts the backup for the writers.
     5. finally: the shadow copies of this run are deleted, the work files removed, the result line printed.
@@ -31,8 +32,9 @@
   "System Volume Information" diff area). The EBS point in time is fixed when CreateSnapshots is accepted,
   so deleting the shadow copies afterwards does not remove them from the snapshots. A volume created from
   such a snapshot is consistent only after it is reverted to that shadow copy (diskshadow-restore.ps1).
-  AppConsistent=true on these snapshots therefore means "contains a complete shadow copy set taken with
-  the writers", not "consistent as it stands" as it does for AWSEC2-CreateVssSnapshot.
+  So these snapshots never carry AppConsistent=true, which AWS tooling, the console and AWS Backup read as
+  "consistent as it stands" (what it means on AWSEC2-CreateVssSnapshot's snapshots); they carry
+  vss-snapshots:consistency=after-revert: "contains a complete shadow copy set taken with the writers".
 
   Device tag: CreateSnapshots applies the same TagSpecifications to every snapshot of the set, so a tag
   whose value differs per snapshot (Device) cannot be set on create. CopyTagsFromSource=volume would copy
@@ -49,34 +51,28 @@
   errorCode says exactly what failed; its retryable flag always agrees with the exit code.
 #>
 
-$ErrorActionPreference = 'Stop'
-$ProgressPreference = 'SilentlyContinue'
-$WarningPreference = 'SilentlyContinue'
-$VerbosePreference = 'SilentlyContinue'
-$InformationPreference = 'SilentlyContinue'
-
-$ResultPrefix = 'VSS-SNAPSHOTS-RESULT'
-$ResultVersion = 1
 $Method = 'diskshadow'
-$ImdsBase = 'http://169.254.169.254/latest'
 
 # Same patterns as the document parameters (src/documents/document-parameters.ts).
-$RunIdPattern = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$'
 $AttemptPattern = '^[1-5]$'
 $BooleanPattern = '^(True|False)$'
-$GuidPattern = '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 
-# Tag keys, as in src/lib/run-id.ts and src/lib/methods/diskshadow.ts.
+# Tag keys and values, as in src/lib/run-id.ts and src/lib/methods/diskshadow.ts.
 $RunTag = 'vss-snapshots:run-id'
 $AttemptTag = 'vss-snapshots:attempt'
 $MethodTag = 'vss-snapshots:method'
 $InstanceTag = 'vss-snapshots:instance-id'
 $ShadowSetTag = 'vss-snapshots:shadow-set-id'
+$ConsistencyTag = 'vss-snapshots:consistency'
+$AfterRevert = 'after-revert'
+$NotShadowed = 'not-shadowed'
 
 $ShadowCreateTimeoutSeconds = 600
 $SnapshotStepTimeoutSeconds = 900
 $EndBackupTimeoutSeconds = 300
-$MaxMessageLength = 400
+
+# The longest result line printed: ListCommandInvocations returns the first 2,500 characters of the output.
+$MaxResultLineLength = 2400
 
 # Exit codes by stage and retryability (src/lib/result-line.ts, SNAPSHOT_EXIT_CODES).
 $ExitCodes = [ordered]@{
@@ -93,6 +89,8 @@ $ExitCodes = [ordered]@{
 # Every errorCode this script reports, with whether another attempt can help. These are failure codes of
 # src/lib/failure-catalogue.ts and must agree with its retryable flags (checked by the tests).
 $FailureRetryable = [ordered]@{
+  'unshadowed-disk'           = $false
+  'vss-component-excluded'    = $false
   'vss-timeout'               = $true
   'vss-writer-retryable'      = $true
   'vss-in-progress'           = $true
@@ -102,6 +100,29 @@ $FailureRetryable = [ordered]@{
   'language-mode'             = $false
   'script-failed'             = $true
 }
+
+# How DiskShadow reports a writer component left out of the backup because one of its files is on a volume
+# outside the shadow copy set ("create" still succeeds), for example:
+#   Component "\TasksStore" from writer "Task Scheduler Writer" is excluded from backup,
+#   because it requires volume C:\ which is not in the shadow copy set.
+$ExcludedComponentPattern = 'Component "(?<component>[^"]+)" from writer "(?<writer>[^"]+)" is excluded from backup,?\s+because it requires volume (?<volume>\S+) which is not in the shadow copy set'
+
+# Windows' own in-box writers of operating system state (Microsoft, "In-Box VSS Writers"): their
+# components live on the system volume and the EFI/System Reserved partitions, which are left out when the
+# boot volume is excluded or cannot be shadowed (FAT). Restoring system state from these snapshots is not
+# what they are for, so leaving these out is expected; any other writer's component left out fails the run.
+$OsStateWriters = @(
+  'System Writer'
+  'ASR Writer'
+  'Registry Writer'
+  'COM+ REGDB Writer'
+  'WMI Writer'
+  'Task Scheduler Writer'
+  'VSS Metadata Store Writer'
+  'Performance Counters Writer'
+  'Shadow Copy Optimization Writer'
+  'BITS Writer'
+)
 
 # VSS errors as DiskShadow prints them (name or HRESULT), most specific first.
 $VssErrorPatterns = @(
@@ -115,26 +136,14 @@ $VssErrorPatterns = @(
   @{ Pattern = 'VSS_E_(FLUSH|HOLD)_WRITES_TIMEOUT|VSS_E_WRITER_NOT_RESPONDING|0x8004231[349]'; Code = 'vss-timeout' }
 )
 
-$script:Log = @()
-$script:Failure = $null
-$script:Warnings = @()
-$script:Result = $null
-$script:ExitCode = 1
 $script:Work = $null
 $script:Files = $null
 $script:PendingFile = $null
 $script:SetId = $null
 $script:DiskShadowProcess = $null
 $script:RunLock = $null
-
-function Write-Log([string]$Message) {
-  $script:Log += ('{0} {1}' -f (Get-Date).ToUniversalTime().ToString('yyyy-MM-ddTHH:mm:ssZ'), $Message)
-}
-
-function Add-Warning([string]$Message) {
-  $script:Warnings += $Message
-  Write-Log "WARNING: $Message"
-}
+# Volumes left out of the EBS snapshot set by design (the excluded boot disk, instance store).
+$script:OutOfSetVolumes = @()
 
 function New-ResultObject {
   [ordered]@{
@@ -174,96 +183,14 @@ function New-VolumeRecord([string]$Path, [string]$ShadowCopyId) {
   }
 }
 
-# Stops the script with a classified failure: $Stage is vss, ebs or instance.
-function Stop-WithFailure([string]$Stage, [string]$Code, [string]$Message) {
-  $script:Failure = @{ Stage = $Stage; Code = $Code; Message = $Message }
-  throw "vss-snapshots failure $($Code): $Message"
-}
-
-function Get-ExitCodeFor([string]$Stage, [string]$Code) {
-  $retryable = [bool]$FailureRetryable[$Code]
-  if ($retryable) { $ExitCodes["$Stage-retryable"] } else { $ExitCodes["$Stage-permanent"] }
-}
-
-function Format-ResultLine($Result) {
-  Remove-TypeData -TypeName System.Array -ErrorAction SilentlyContinue
-  $json = ConvertTo-Json -InputObject $Result -Compress -Depth 6
-  try {
-    # Non-ASCII as \uXXXX: the line must survive any console code page unchanged.
-    $json = [regex]::Replace($json, '[^\x20-\x7E]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })
-  } catch {
-    Write-Log "Could not escape non-ASCII characters: $($_.Exception.Message)"
-  }
-  "$ResultPrefix $json"
-}
-
-function Write-Stdout([string]$Line) {
-  try { [Console]::Out.WriteLine($Line) } catch { Write-Output $Line }
-}
-
-function Limit-Text([string]$Text) {
-  if ($null -eq $Text) { return '' }
-  $oneLine = ($Text -replace '\s+', ' ').Trim()
-  if ($oneLine.Length -le $MaxMessageLength) { return $oneLine }
-  $oneLine.Substring(0, $MaxMessageLength - 3) + '...'
-}
-
-# --- Instance metadata: IMDSv2 only -------------------------------------------------------------------
-
-function Get-ImdsToken {
-  $headers = @{ 'X-aws-ec2-metadata-token-ttl-seconds' = '300' }
-  $lastError = $null
-  foreach ($try in 1..3) {
-    try {
-      return Invoke-RestMethod -Method Put -Uri "$ImdsBase/api/token" -Headers $headers -TimeoutSec 5 -UseBasicParsing
-    } catch {
-      $lastError = $_.Exception.Message
-      Start-Sleep -Seconds $try
-    }
-  }
-  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not issue an IMDSv2 token: $lastError"
-}
-
-function Get-ImdsValue([string]$Token, [string]$Path) {
-  $headers = @{ 'X-aws-ec2-metadata-token' = $Token }
-  $lastError = $null
-  foreach ($try in 1..3) {
-    try {
-      return Invoke-RestMethod -Method Get -Uri "$ImdsBase/meta-data/$Path" -Headers $headers -TimeoutSec 5 -UseBasicParsing
-    } catch {
-      $lastError = $_.Exception.Message
-      Start-Sleep -Seconds $try
-    }
-  }
-  Stop-WithFailure 'instance' 'script-failed' "The instance metadata service did not answer meta-data/$($Path): $lastError"
-}
-
 # --- Parameters and prerequisites ---------------------------------------------------------------------
 
-function Confirm-Parameter([string]$Name, [string]$Value, [string]$Pattern) {
-  if ([string]::IsNullOrEmpty($Value)) {
-    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name is missing (environment variable SSM_$Name). The document needs SSM Agent 3.3.2746.0 or later for ENV_VAR interpolation."
-  }
-  if ($Value -cnotmatch $Pattern) {
-    Stop-WithFailure 'instance' 'script-failed' "Parameter $Name does not match $Pattern."
-  }
-  $Value
-}
-
-# Parameters are read only from the SSM_* environment variables, never pasted into the script text.
 function Read-Parameters {
   @{
     RunId             = Confirm-Parameter 'RunId' $env:SSM_RunId $RunIdPattern
     Attempt           = [int](Confirm-Parameter 'Attempt' $env:SSM_Attempt $AttemptPattern)
     ExcludeBootVolume = ((Confirm-Parameter 'ExcludeBootVolume' $env:SSM_ExcludeBootVolume $BooleanPattern) -ceq 'True')
-  }
-}
-
-# Checked first: in ConstrainedLanguage most of this script cannot run.
-function Assert-FullLanguage {
-  $mode = $ExecutionContext.SessionState.LanguageMode
-  if ("$mode" -ne 'FullLanguage') {
-    Stop-WithFailure 'instance' 'language-mode' "PowerShell runs in $mode language mode; this script needs FullLanguage (check the AppLocker/WDAC policy for the SSM Agent)."
+    CopyOnly          = ((Confirm-Parameter 'CopyOnly' $env:SSM_CopyOnly $BooleanPattern) -ceq 'True')
   }
 }
 
@@ -280,14 +207,6 @@ function Import-AwsTools {
     }
   }
   Stop-WithFailure 'instance' 'script-failed' 'AWS Tools for PowerShell with New-EC2SnapshotBatch (module AWS.Tools.EC2, or a recent AWSPowerShell) is not installed.'
-}
-
-function Get-DiskShadowPath {
-  $path = Join-Path $env:SystemRoot 'System32\diskshadow.exe'
-  if (-not (Test-Path -LiteralPath $path)) {
-    Stop-WithFailure 'instance' 'script-failed' "DiskShadow was not found at $path (Windows Server is required)."
-  }
-  $path
 }
 
 # --- Volumes -------------------------------------------------------------------------------------------
@@ -314,10 +233,12 @@ function Get-ShadowVolumes([bool]$ExcludeBoot) {
     $disk = $disks[[int]$partition.DiskNumber]
     if ($disk -and ("$($disk.FriendlyName) $($disk.Model)" -match 'Instance Storage')) {
       Write-Log "Skipping $($volume.Name): on instance store disk $($partition.DiskNumber)."
+      $script:OutOfSetVolumes += "$($volume.Name)"
       continue
     }
     if ($ExcludeBoot -and ([int]$partition.DiskNumber -eq $bootDisk)) {
       Write-Log "Skipping $($volume.Name): on the boot disk, which is excluded."
+      $script:OutOfSetVolumes += "$($volume.Name)"
       continue
     }
     $path = $volume.DeviceID
@@ -327,23 +248,23 @@ function Get-ShadowVolumes([bool]$ExcludeBoot) {
   $selected
 }
 
-# CreateSnapshots tags every snapshot of the set alike: an EBS disk without any shadowed volume (raw, or
-# an unsupported file system) gets AppConsistent=true too, while holding no shadow copy to revert to.
-# Best effort, on Nitro instances (the disk serial number is the volume id).
-function Test-UnshadowedDisks($Volumes, [bool]$ExcludeBoot) {
-  try {
-    $shadowedDisks = @($Volumes | ForEach-Object { $_.DiskNumber })
-    foreach ($disk in @(Get-Disk)) {
-      $serial = "$($disk.SerialNumber)".Trim() -replace '_.*$', ''
-      if ($serial -notmatch '^vol[0-9a-f]{8,17}$') { continue }
-      if ($ExcludeBoot -and ($disk.IsBoot -or $disk.IsSystem)) { continue }
-      if ($shadowedDisks -notcontains [int]$disk.Number) {
-        Add-Warning "EBS volume $($serial -replace '^vol', 'vol-') (disk $($disk.Number)) holds no shadowed volume: its snapshot has no shadow copy to revert to."
-      }
-    }
-  } catch {
-    Write-Log "Could not map disks to EBS volumes: $($_.Exception.Message)"
+# An EBS disk of the set without any shadowed volume (raw, or a file system VSS cannot shadow) holds no
+# shadow copy: its snapshot must not say after-revert, and the restore must not look for a shadow copy on
+# it. CreateSnapshots gives every snapshot of the set the same tags, so such a disk's snapshot is told
+# apart by its EBS volume id, which on Nitro instances is the disk's serial number.
+function Get-UnshadowedDisks($Volumes, [bool]$ExcludeBoot) {
+  $shadowedDisks = @($Volumes | ForEach-Object { $_.DiskNumber })
+  $found = @()
+  foreach ($disk in @(Get-Disk)) {
+    if ("$($disk.FriendlyName) $($disk.Model)" -match 'Instance Storage') { continue }
+    if ($ExcludeBoot -and ($disk.IsBoot -or $disk.IsSystem)) { continue }
+    if ($shadowedDisks -contains [int]$disk.Number) { continue }
+    $serial = "$($disk.SerialNumber)".Trim() -replace '_.*$', ''
+    $volumeId = $null
+    if ($serial -match '^vol[0-9a-f]{8,17}$') { $volumeId = $serial -replace '^vol', 'vol-' }
+    $found += @{ Number = [int]$disk.Number; VolumeId = $volumeId }
   }
+  $found
 }
 
 # A shadow copy whose diff area is on another volume is not inside this volume's snapshot.
@@ -362,14 +283,23 @@ function Test-ShadowStorage($Volumes) {
   }
 }
 
-# --- Shadow copies -------------------------------------------------------------------------------------
-
-function ConvertTo-GuidText([string]$Text) {
-  if ($null -eq $Text) { return $null }
-  $guid = $Text.Trim().Trim('{', '}').ToLowerInvariant()
-  if ($guid -cmatch $GuidPattern) { return $guid }
-  $null
+# EC2 snapshots capture only the data written to the volume when the request is made, not what the
+# operating system still caches (EC2 API reference, CreateSnapshot). The shadow copies' diff areas are
+# files in each volume's System Volume Information: Write-VolumeCache (Storage module) writes each
+# shadowed volume's file system cache to disk, so they and the metadata describing them are on the EBS
+# volume before its point in time is fixed. A failed flush is a warning: the restore's revert proves it.
+function Sync-Volumes($Volumes) {
+  foreach ($volume in $Volumes) {
+    try {
+      Write-VolumeCache -Path $volume.DeviceId
+      Write-Log "Flushed the file system cache of $($volume.Name)."
+    } catch {
+      Add-Warning "Could not flush $($volume.Name) before the EBS request (Write-VolumeCache): $($_.Exception.Message)"
+    }
+  }
 }
+
+# --- Shadow copies -------------------------------------------------------------------------------------
 
 function Get-SetShadowCopies([string]$SetId) {
   @(Get-CimInstance -ClassName Win32_ShadowCopy | Where-Object { (ConvertTo-GuidText $_.SetID) -eq $SetId })
@@ -383,8 +313,8 @@ function Remove-ShadowSet([string]$SetId) {
       Write-Log "Deleted shadow copy $($shadow.ID) of $($shadow.VolumeName)."
     } catch {
       Write-Log "WMI could not delete shadow copy $($shadow.ID): $($_.Exception.Message); trying vssadmin."
-      $out = & vssadmin.exe delete shadows "/shadow=$($shadow.ID)" /quiet 2>&1
-      foreach ($line in @($out)) { Write-Log "vssadmin: $line" }
+      $run = Invoke-NativeCommand (Get-SystemTool 'vssadmin.exe') @('delete', 'shadows', "/shadow=$($shadow.ID)", '/quiet')
+      foreach ($line in $run.Output) { Write-Log "vssadmin ($($run.ExitCode)): $line" }
     }
   }
   (@(Get-SetShadowCopies $SetId)).Count -eq 0
@@ -392,6 +322,11 @@ function Remove-ShadowSet([string]$SetId) {
 
 function Get-PendingSets([string]$File) {
   if (-not (Test-Path -LiteralPath $File)) { return @() }
+  if (-not (Test-TrustedItem $File)) {
+    Add-Warning "$File is not owned by SYSTEM or Administrators; its shadow set ids are ignored and it is removed."
+    [System.IO.File]::Delete($File)
+    return @()
+  }
   @(Get-Content -LiteralPath $File | ForEach-Object { ConvertTo-GuidText $_ } | Where-Object { $_ })
 }
 
@@ -402,6 +337,34 @@ function Set-PendingSets([string]$File, $SetIds) {
   } else {
     Set-Content -LiteralPath $File -Value $ids -Encoding ASCII
   }
+}
+
+# A run killed by the execution timeout never reaches its finally block, and may leave its DiskShadow
+# running (waiting in its exec step) with a persistent shadow set. Under the run lock every DiskShadow
+# started from the work folder belongs to such a run: it is stopped with its children, and the shadow set
+# ids its files name (the set id the exec step wrote, or what DiskShadow printed - its output went to
+# files, so it survives the PowerShell that started it) join the pending sets before the files go.
+function Clear-StaleRuns([string]$WorkRoot, [string]$PendingFile) {
+  foreach ($process in @(Get-CimInstance -ClassName Win32_Process -Filter "Name = 'diskshadow.exe'")) {
+    if ("$($process.CommandLine)".IndexOf($WorkRoot, [System.StringComparison]::OrdinalIgnoreCase) -ge 0) {
+      Write-Log "Stopping DiskShadow $($process.ProcessId) left running by an earlier run."
+      $null = Stop-ProcessTree ([int]$process.ProcessId)
+    }
+  }
+  $found = @()
+  foreach ($stale in @(Get-ChildItem -LiteralPath $WorkRoot -Force)) {
+    if ($stale.PSIsContainer -and (Test-TrustedItem $stale.FullName)) {
+      $text = Read-DiskShadowOutput @((Join-Path $stale.FullName 'shadow-set.txt'), (Join-Path $stale.FullName 'diskshadow.out'), (Join-Path $stale.FullName 'diskshadow.log'))
+      $setId = ConvertTo-GuidText ((Get-Content -LiteralPath (Join-Path $stale.FullName 'shadow-set.txt') -ErrorAction SilentlyContinue) -join '')
+      if (-not $setId) { $setId = Find-ShadowSetId $text }
+      if ($setId) {
+        Write-Log "The earlier run in $($stale.Name) left shadow set $setId."
+        $found += $setId
+      }
+    }
+    Remove-TreeSafely $stale.FullName
+  }
+  if ($found.Count -gt 0) { Set-PendingSets $PendingFile (@(Get-PendingSets $PendingFile) + $found) }
 }
 
 # A run killed by the execution timeout never reaches its finally block: its shadow set is deleted here.
@@ -420,6 +383,33 @@ function Read-DiskShadowOutput($Paths) {
     if (Test-Path -LiteralPath $path) { $text += (Get-Content -LiteralPath $path -Raw -ErrorAction SilentlyContinue) + "`n" }
   }
   $text
+}
+
+function Get-ExcludedComponents([string]$Text) {
+  $found = @()
+  foreach ($match in [regex]::Matches($Text, $ExcludedComponentPattern)) {
+    $found += @{ Component = $match.Groups['component'].Value; Writer = $match.Groups['writer'].Value; Volume = $match.Groups['volume'].Value }
+  }
+  $found
+}
+
+# A component left out of the backup was not frozen with the rest: whatever of its files are in the EBS
+# snapshots is crash-consistent, yet the set would be called consistent. Tolerated only for the operating
+# system's own writers and for volumes that are out of the EBS snapshot set by design (the excluded boot
+# disk, instance store); any other fails the run before the EBS request.
+function Assert-NoExcludedComponents([string]$Text) {
+  $tolerated = @()
+  $fatal = @()
+  foreach ($component in @(Get-ExcludedComponents $Text)) {
+    if (($OsStateWriters -contains $component.Writer) -or ($script:OutOfSetVolumes -contains $component.Volume)) { $tolerated += $component } else { $fatal += $component }
+  }
+  $describe = { param($list) (@($list | Select-Object -First 3 | ForEach-Object { "$($_.Component) of $($_.Writer) (needs $($_.Volume))" }) -join '; ') + $(if (@($list).Count -gt 3) { "; and $(@($list).Count - 3) more" } else { '' }) }
+  if ($tolerated.Count -gt 0) {
+    Add-Warning "$($tolerated.Count) writer component(s) left out, on volumes outside the EBS snapshots by design or of Windows' own system-state writers: $(& $describe $tolerated)."
+  }
+  if ($fatal.Count -gt 0) {
+    Stop-WithFailure 'vss' 'vss-component-excluded' "DiskShadow left writer component(s) out of the backup because they need a volume that is not in the shadow copy set: $(& $describe $fatal). Their files in these snapshots would not be consistent. Give that volume a drive letter or mount point (NTFS/ReFS), keep ExcludeBootVolume False, or move the files."
+  }
 }
 
 function Find-ShadowSetId([string]$Text) {
@@ -465,19 +455,22 @@ function New-SnapshotStepCmd($Files, $Aliases) {
   Set-Content -LiteralPath $Files.StepCmd -Value $lines -Encoding ASCII
 }
 
-function New-DiskShadowScript($Files, $Volumes) {
+# A full backup ("begin backup" ... "end backup": the writers record it, SQL Server truncates its logs and
+# starts a new differential base), or with $CopyOnly a copy backup: DiskShadow's default, which "begin
+# backup" overrides (Windows Commands reference, "begin backup"); the writers still freeze and thaw.
+function New-DiskShadowScript($Files, $Volumes, [bool]$CopyOnly) {
   $lines = @(
     'set verbose on',
     'set context persistent',
-    ('set metadata {0}' -f $Files.Metadata),
-    'begin backup'
+    ('set metadata {0}' -f $Files.Metadata)
   )
+  if (-not $CopyOnly) { $lines += 'begin backup' }
   foreach ($volume in $Volumes) { $lines += ('add volume {0} alias {1}' -f $volume.Path, $volume.Alias) }
   $lines += @(
     'create',
-    ('exec {0}' -f $Files.StepCmd),
-    'end backup'
+    ('exec {0}' -f $Files.StepCmd)
   )
+  if (-not $CopyOnly) { $lines += 'end backup' }
   Set-Content -LiteralPath $Files.Script -Value $lines -Encoding ASCII
 }
 
@@ -521,7 +514,10 @@ function Get-DeviceMap([string]$InstanceId, [string]$Region) {
 }
 
 # ONE CreateSnapshots call for the whole instance, tagged on create.
-function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [string]$SetId) {
+# With $ConsistencyOnCreate the set is tagged after-revert on create (every disk holds a shadow copy);
+# otherwise Set-ConsistencyTags tags each snapshot afterwards, and one it could not tag stays untagged,
+# which verify counts as crash-consistent.
+function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [string]$SetId, [bool]$ConsistencyOnCreate) {
   $tagSpec = New-Object -TypeName Amazon.EC2.Model.TagSpecification
   $tagSpec.ResourceType = 'snapshot'
   if ($null -eq $tagSpec.Tags) { $tagSpec.Tags = New-Object -TypeName 'System.Collections.Generic.List[Amazon.EC2.Model.Tag]' }
@@ -531,9 +527,11 @@ function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [strin
   $tagSpec.Tags.Add((New-Ec2Tag $InstanceTag $InstanceId))
   $tagSpec.Tags.Add((New-Ec2Tag $ShadowSetTag $SetId))
   # Only reached after DiskShadow "create" succeeded: every shadowed volume holds the shadow copy.
-  $tagSpec.Tags.Add((New-Ec2Tag 'AppConsistent' 'true'))
+  if ($ConsistencyOnCreate) { $tagSpec.Tags.Add((New-Ec2Tag $ConsistencyTag $AfterRevert)) }
 
   $description = "vss-snapshots $($Params.RunId) attempt $($Params.Attempt) diskshadow shadow set $SetId"
+  # The self-test reads this line's time: what the workload wrote after it is outside the shadow copies.
+  Write-Log 'Requesting the EBS snapshots (CreateSnapshots).'
   try {
     @(New-EC2SnapshotBatch -InstanceSpecification_InstanceId $InstanceId -InstanceSpecification_ExcludeBootVolume $Params.ExcludeBootVolume -TagSpecification $tagSpec -Description $description -Region $Region -Force)
   } catch {
@@ -561,12 +559,24 @@ function Add-DeviceTags($Snapshots, $DeviceMap, [string]$Region) {
   }
 }
 
-function Remove-AppConsistentTag($Snapshots, [string]$Region) {
+function Set-ConsistencyTags($Snapshots, $NotShadowedVolumeIds, [string]$Region) {
+  foreach ($snapshot in $Snapshots) {
+    $value = $AfterRevert
+    if ($NotShadowedVolumeIds -contains $snapshot.VolumeId) { $value = $NotShadowed }
+    try {
+      New-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag $ConsistencyTag $value) -Region $Region -Force
+    } catch {
+      Add-Warning "$ConsistencyTag=$value not set on $($snapshot.SnapshotId): $($_.Exception.Message). The run will count it crash-consistent and retry."
+    }
+  }
+}
+
+function Remove-ConsistencyTag($Snapshots, [string]$Region) {
   foreach ($snapshot in $Snapshots) {
     try {
-      Remove-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag 'AppConsistent' 'true') -Region $Region -Force
+      Remove-EC2Tag -Resource $snapshot.SnapshotId -Tag (New-Ec2Tag $ConsistencyTag $null) -Region $Region -Force
     } catch {
-      Add-Warning "Could not remove AppConsistent from $($snapshot.SnapshotId) (ec2:DeleteTags): it must not be restored."
+      Add-Warning "Could not remove $ConsistencyTag from $($snapshot.SnapshotId) (ec2:DeleteTags): it must not be restored."
     }
   }
 }
@@ -574,25 +584,21 @@ function Remove-AppConsistentTag($Snapshots, [string]$Region) {
 # --- The run -------------------------------------------------------------------------------------------
 
 # One run at a time on this instance (a second command, or another run started with force): the later one
-# fails as vss-in-progress, which is retried. Windows releases the mutex if this process dies.
-function Enter-RunLock {
-  $mutex = New-Object -TypeName System.Threading.Mutex -ArgumentList $false, 'Global\vss-snapshots-diskshadow'
-  $acquired = $false
+# fails as vss-in-progress, which is retried. The lock is a file opened without sharing in the state folder,
+# where only SYSTEM and Administrators may create files (a named mutex in Global\ could be created first
+# by any user, and would block every run). Windows closes the handle, and so releases the lock, when this
+# process dies.
+function Enter-RunLock([string]$StateDir) {
+  $path = Join-Path $StateDir 'diskshadow-run.lock'
   try {
-    $acquired = $mutex.WaitOne(0)
-  } catch [System.Threading.AbandonedMutexException] {
-    $acquired = $true
-  }
-  if (-not $acquired) {
-    $mutex.Dispose()
+    $script:RunLock = [System.IO.File]::Open($path, [System.IO.FileMode]::OpenOrCreate, [System.IO.FileAccess]::ReadWrite, [System.IO.FileShare]::None)
+  } catch [System.IO.IOException] {
     Stop-WithFailure 'vss' 'vss-in-progress' 'Another vss-snapshots DiskShadow run is active on this instance.'
   }
-  $script:RunLock = $mutex
 }
 
 function Exit-RunLock {
   if ($script:RunLock) {
-    try { $script:RunLock.ReleaseMutex() } catch { Write-Log "Releasing the run lock: $($_.Exception.Message)" }
     $script:RunLock.Dispose()
     $script:RunLock = $null
   }
@@ -619,24 +625,21 @@ function Invoke-DiskShadowSnapshot {
   $instanceId = Get-ImdsValue $token 'instance-id'
   $region = Get-ImdsValue $token 'placement/region'
   $result.instanceId = $instanceId
-  Write-Log "Instance $instanceId in $region, run $($params.RunId) attempt $($params.Attempt), ExcludeBootVolume=$($params.ExcludeBootVolume)."
+  Write-Log "Instance $instanceId in $region, run $($params.RunId) attempt $($params.Attempt), ExcludeBootVolume=$($params.ExcludeBootVolume), CopyOnly=$($params.CopyOnly)."
 
   Import-AwsTools
   $diskshadow = Get-DiskShadowPath
 
-  $stateDir = Join-Path $env:ProgramData 'vss-snapshots'
+  $stateDir = Get-StateDirectory @()
+  Enter-RunLock $stateDir
   $pendingFile = Join-Path $stateDir 'pending-shadow-sets.txt'
-  $work = Join-Path $stateDir ('work\{0}-a{1}' -f $params.RunId, $params.Attempt)
-  if ($work -match '\s') { Stop-WithFailure 'instance' 'script-failed' "The work folder path must not contain spaces (DiskShadow scripts): $work" }
-  Enter-RunLock
-  $script:Work = $work
   $script:PendingFile = $pendingFile
   # Under the lock no other run is active: what an earlier, killed run left behind can go.
-  $workRoot = Join-Path $stateDir 'work'
-  if (Test-Path -LiteralPath $workRoot) {
-    Get-ChildItem -LiteralPath $workRoot -Directory | ForEach-Object { Remove-Item -LiteralPath $_.FullName -Recurse -Force -ErrorAction SilentlyContinue }
-  }
-  $null = New-Item -ItemType Directory -Path $work -Force
+  $workRoot = Get-StateDirectory @('work')
+  Clear-StaleRuns $workRoot $pendingFile
+  $work = Get-StateDirectory @('work', ('{0}-a{1}' -f $params.RunId, $params.Attempt))
+  if ($work -match '\s') { Stop-WithFailure 'instance' 'script-failed' "The work folder path must not contain spaces (DiskShadow scripts): $work" }
+  $script:Work = $work
   Remove-StaleShadowSets $pendingFile
 
   $volumes = @(Get-ShadowVolumes $params.ExcludeBootVolume)
@@ -650,7 +653,16 @@ function Invoke-DiskShadowSnapshot {
   }
   Write-Log ('Volumes to shadow: {0}.' -f (($volumes | ForEach-Object { $_.Name }) -join ', '))
   Test-ShadowStorage $volumes
-  Test-UnshadowedDisks $volumes $params.ExcludeBootVolume
+  $unshadowed = @(Get-UnshadowedDisks $volumes $params.ExcludeBootVolume)
+  foreach ($disk in $unshadowed) {
+    $name = if ($disk.VolumeId) { $disk.VolumeId } else { 'its EBS volume id is unknown' }
+    Add-Warning "Disk $($disk.Number) ($name) holds no NTFS/ReFS volume with a drive letter or mount point: it gets no shadow copy, its snapshot is tagged $ConsistencyTag=$NotShadowed and the restore does not revert it."
+  }
+  $unmapped = @($unshadowed | Where-Object { -not $_.VolumeId } | ForEach-Object { $_.Number })
+  if ($unmapped.Count -gt 0) {
+    Stop-WithFailure 'instance' 'unshadowed-disk' "Disk(s) $($unmapped -join ', ') hold no NTFS/ReFS volume with a drive letter or mount point, and their EBS volume ids cannot be read (on Xen instances disk serial numbers are not volume ids), so their snapshots could not be told apart from those holding shadow copies. Give each such a volume, detach it, or use the aws-vss method."
+  }
+  $notShadowedIds = @($unshadowed | ForEach-Object { $_.VolumeId })
   $deviceMap = Get-DeviceMap $instanceId $region
 
   $files = @{
@@ -668,7 +680,7 @@ function Invoke-DiskShadowSnapshot {
   }
   $script:Files = $files
   New-SnapshotStepCmd $files $aliases
-  New-DiskShadowScript $files $volumes
+  New-DiskShadowScript $files $volumes $params.CopyOnly
 
   Write-Log 'Starting DiskShadow (begin backup, create).'
   $process = Start-Process -FilePath $diskshadow -ArgumentList @('/s', $files.Script, '/l', $files.Log) -WorkingDirectory $work -NoNewWindow -PassThru -RedirectStandardOutput $files.Stdout -RedirectStandardError $files.Stderr
@@ -705,9 +717,11 @@ function Invoke-DiskShadowSnapshot {
   $result.volumes = $records
   $result.vss = 'created'
   Write-Log "Shadow copy set $setId created for $($volumes.Count) volume(s); writers have resumed."
+  Assert-NoExcludedComponents $output
+  Sync-Volumes $volumes
 
   try {
-    $snapshots = @(Request-Snapshots $params $instanceId $region $setId)
+    $snapshots = @(Request-Snapshots $params $instanceId $region $setId ($notShadowedIds.Count -eq 0))
   } catch {
     Set-Content -LiteralPath $files.Abort -Value 'abort' -Encoding ASCII
     throw
@@ -722,19 +736,20 @@ function Invoke-DiskShadowSnapshot {
   $present = @(Get-SetShadowCopies $setId).Count
   if ($present -lt $volumes.Count) {
     Set-Content -LiteralPath $files.Abort -Value 'abort' -Encoding ASCII
-    Remove-AppConsistentTag $snapshots $region
+    Remove-ConsistencyTag $snapshots $region
     $result.vss = 'failed'
     Stop-WithFailure 'vss' 'vss-insufficient-storage' "Only $present of $($volumes.Count) shadow copies still existed when the EBS snapshots were requested: Windows discarded shadow copies (shadow storage too small for the write rate)."
   }
+  if ($notShadowedIds.Count -gt 0) { Set-ConsistencyTags $snapshots $notShadowedIds $region }
   $result.appConsistent = $true
 
   Set-Content -LiteralPath $files.Proceed -Value 'proceed' -Encoding ASCII
   if (-not $process.WaitForExit($EndBackupTimeoutSeconds * 1000)) {
-    Add-Warning "DiskShadow did not finish end backup within $EndBackupTimeoutSeconds s; it is stopped and the writers are not told the backup completed."
+    Add-Warning "DiskShadow did not finish within $EndBackupTimeoutSeconds s after the EBS request; it is stopped and the writers are not told the backup completed."
   } elseif ($process.ExitCode -ne 0) {
-    Add-Warning "DiskShadow end backup returned $($process.ExitCode); the snapshots stand, but the writers may not record this backup."
+    Add-Warning "DiskShadow returned $($process.ExitCode) after the EBS request; the snapshots stand, but the writers may not record this backup."
   } else {
-    Write-Log 'DiskShadow end backup completed.'
+    Write-Log $(if ($params.CopyOnly) { 'DiskShadow finished (copy backup: the writers record no backup).' } else { 'DiskShadow end backup completed.' })
   }
 
   Add-DeviceTags $snapshots $deviceMap $region
@@ -748,8 +763,8 @@ function Complete-Cleanup {
   if ($process -and -not $process.HasExited) {
     if ($script:Files) { Set-Content -LiteralPath $script:Files.Abort -Value 'abort' -Encoding ASCII -ErrorAction SilentlyContinue }
     if (-not $process.WaitForExit(30000)) {
-      Write-Log 'Stopping DiskShadow.'
-      Stop-Process -Id $process.Id -Force -ErrorAction SilentlyContinue
+      Write-Log 'Stopping DiskShadow and the step it runs.'
+      $null = Stop-ProcessTree $process.Id
       $null = $process.WaitForExit(10000)
     }
   }
@@ -771,42 +786,10 @@ function Complete-Cleanup {
       Add-Warning "Shadow set $($script:SetId) could not be deleted now; the next run deletes it."
     }
   }
-  if ($script:Work -and (Test-Path -LiteralPath $script:Work)) {
-    Remove-Item -LiteralPath $script:Work -Recurse -Force -ErrorAction SilentlyContinue
+  if ($script:Work) {
+    try { Remove-TreeSafely $script:Work } catch { Write-Log "Work folder $($script:Work) not removed: $($_.Exception.Message)" }
   }
   Exit-RunLock
 }
 
-$script:Result = New-ResultObject
-try {
-  $stray = @(Invoke-DiskShadowSnapshot 3>&1 4>&1 6>&1)
-  foreach ($item in $stray) { Write-Log "output: $item" }
-  $script:ExitCode = 0
-} catch {
-  if ($script:Failure) {
-    $script:Result.errorCode = $script:Failure.Code
-    $script:Result.retryable = [bool]$FailureRetryable[$script:Failure.Code]
-    $script:Result.message = $script:Failure.Message
-    $script:ExitCode = Get-ExitCodeFor $script:Failure.Stage $script:Failure.Code
-  } else {
-    $script:Result.errorCode = 'script-failed'
-    $script:Result.retryable = $true
-    $script:Result.message = "Unexpected error: $($_.Exception.Message)"
-    $script:ExitCode = $ExitCodes['unexpected']
-  }
-  Write-Log "FAILED: $($script:Result.message)"
-  Write-Log "$($_.ScriptStackTrace)"
-} finally {
-  try {
-    Complete-Cleanup
-  } catch {
-    $script:Result.cleanup = 'failed'
-    Add-Warning "Cleanup failed: $($_.Exception.Message)"
-  }
-  $script:Result.exitCode = $script:ExitCode
-  $script:Result.message = Limit-Text $script:Result.message
-  $script:Result.warnings = @($script:Warnings | ForEach-Object { Limit-Text $_ })
-  Write-Stdout (Format-ResultLine $script:Result)
-  foreach ($line in $script:Log) { Write-Stdout $line }
-}
-exit $script:ExitCode
+Invoke-Main -Body { Invoke-DiskShadowSnapshot } -Cleanup { Complete-Cleanup }

@@ -90,6 +90,8 @@ const RETRY_DECISION: Record<FailureCode, boolean> = {
   'snapshot-error': true,
   'snapshot-timeout': false,
   'concurrent-snapshot-limit': false,
+  'vss-component-excluded': false,
+  'unshadowed-disk': false,
 };
 
 describe('the retry decision of every failure code', () => {

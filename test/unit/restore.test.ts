@@ -52,8 +52,11 @@ describe('toRunSnapshot', () => {
   const tags = (t: Record<string, string>) => Object.entries(t).map(([Key, Value]) => ({ Key, Value }));
 
   it('reads a DiskShadow snapshot by its shadow set tag even without the method tag', () => {
-    const s = toRunSnapshot({ SnapshotId: 'snap-1', VolumeId: 'vol-1', State: 'completed', VolumeSize: 8, Tags: tags({ 'vss-snapshots:shadow-set-id': 'abc', AppConsistent: 'true', Device: '/dev/xvdf' }) });
+    const s = toRunSnapshot({ SnapshotId: 'snap-1', VolumeId: 'vol-1', State: 'completed', VolumeSize: 8, Tags: tags({ 'vss-snapshots:shadow-set-id': 'abc', 'vss-snapshots:consistency': 'after-revert', Device: '/dev/xvdf' }) });
     expect(s).toMatchObject({ method: 'diskshadow', shadowSetId: 'abc', device: 'xvdf', appConsistent: true });
+    // AppConsistent=true does not make a DiskShadow snapshot consistent: only the revert does.
+    const legacy = toRunSnapshot({ SnapshotId: 'snap-3', VolumeId: 'vol-3', State: 'completed', Tags: tags({ 'vss-snapshots:shadow-set-id': 'abc', AppConsistent: 'true' }) });
+    expect(legacy).toMatchObject({ method: 'diskshadow', appConsistent: false });
   });
 
   it('reads an AWS VSS snapshot without an instance tag', () => {

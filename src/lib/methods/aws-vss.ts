@@ -79,8 +79,10 @@ export const awsVss: MethodDriver = {
   diagnose(result: InvocationResult): Diagnosis {
     return diagnoseVssOutput(result.output, result.responseCode);
   },
-  /** The document tags `AppConsistent=true` only when the snapshots were taken inside a successful freeze. */
+  // AWS's document tags AppConsistent=true only when the snapshots were taken inside a successful VSS
+  // freeze (EC2 user guide, "Create VSS based snapshots"); on a VSS error its snapshots stay, untagged.
   isConsistent(tags: Record<string, string>): boolean {
     return tags.AppConsistent === 'true';
   },
+  consistencyTag: 'AppConsistent=true',
 };

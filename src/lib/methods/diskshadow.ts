@@ -9,7 +9,6 @@
  * errorCode first and from the output text (as for the AWS document) when there is no valid line.
  */
 import { validateDocumentParameters } from '../../documents/document-parameters.ts';
-import { InvalidInputError } from '../errors.ts';
 import { FAILURES } from '../failure-catalogue.ts';
 import type { FailureCode } from '../failure-catalogue.ts';
 import { parseResultLine } from '../result-line.ts';
@@ -22,6 +21,23 @@ export const DISKSHADOW_SNAPSHOT_DOCUMENT = 'diskshadow-snapshot' as const;
 export const DISKSHADOW_RESTORE_DOCUMENT = 'diskshadow-restore' as const;
 /** Tag the script puts on every snapshot: the shadow copy set to revert to on restore. */
 export const SHADOW_SET_TAG = 'vss-snapshots:shadow-set-id';
+/**
+ * The tag that tells the truth about a DiskShadow snapshot. `AppConsistent=true` is what AWS's tooling,
+ * the console and AWS Backup read as "application-consistent as it stands"; a DiskShadow snapshot is
+ * crash-consistent as it stands and consistent only once the restore reverts it to its shadow copy, so it
+ * never carries AppConsistent. The script tags `after-revert` on create, once DiskShadow created the set.
+ */
+export const CONSISTENCY_TAG = 'vss-snapshots:consistency';
+export const CONSISTENCY = {
+  /** The volume holds a shadow copy of the set named by SHADOW_SET_TAG: consistent after the revert. */
+  afterRevert: 'after-revert',
+  /**
+   * The disk holds no volume VSS can shadow (raw, or an unsupported file system): nothing to revert, and
+   * no VSS writer can keep data on it (a component that needed it would have failed the run as
+   * vss-component-excluded). Restored as it stands; the restore does not revert it.
+   */
+  notShadowed: 'not-shadowed',
+} as const;
 
 function isReportableFailureCode(code: string): code is FailureCode {
   const kind = (FAILURES as Record<string, { skip?: boolean } | undefined>)[code];
@@ -52,15 +68,13 @@ export function diagnoseDiskShadowOutput(result: InvocationResult): Diagnosis {
 export const diskShadow: MethodDriver = {
   method: 'diskshadow',
   parameters(ctx: CommandContext): Record<string, string[]> {
-    if (ctx.copyOnly) {
-      // DiskShadow has no copy-only backup type: taking a full VSS backup instead could break a
-      // SQL Server differential chain the operator asked to keep.
-      throw new InvalidInputError('COPY_ONLY cannot be honoured by the diskshadow method (DiskShadow has no copy-only backup); set COPY_ONLY=false or use the aws-vss method.');
-    }
     return validateDocumentParameters(DISKSHADOW_SNAPSHOT_DOCUMENT, {
       RunId: [ctx.runId],
       Attempt: [String(ctx.attempt)],
       ExcludeBootVolume: [ctx.excludeBootVolume ? 'True' : 'False'],
+      // DiskShadow makes a copy backup unless "begin backup" starts a full one (Windows Commands
+      // reference, "begin backup"): the script leaves begin/end backup out for True.
+      CopyOnly: [ctx.copyOnly ? 'True' : 'False'],
       executionTimeout: [String(ctx.commandTimeoutSeconds)],
     });
   },
@@ -68,6 +82,8 @@ export const diskShadow: MethodDriver = {
     return diagnoseDiskShadowOutput(result);
   },
   isConsistent(tags: Record<string, string>): boolean {
-    return tags.AppConsistent === 'true' && Boolean(tags[SHADOW_SET_TAG]);
+    const consistency = tags[CONSISTENCY_TAG];
+    return !!tags[SHADOW_SET_TAG] && (consistency === CONSISTENCY.afterRevert || consistency === CONSISTENCY.notShadowed);
   },
+  consistencyTag: `${CONSISTENCY_TAG}=${CONSISTENCY.afterRevert}`,
 };

@@ -33,6 +33,19 @@ export interface MethodDriver {
   parameters(ctx: CommandContext): Record<string, string[]>;
   /** Explains an invocation that ended `Failed` (script exit code non-zero). */
   diagnose(result: InvocationResult): Diagnosis;
-  /** Whether a snapshot's tags mark it consistent the way this method promises (else: crash-consistent). */
+  /**
+   * Whether a snapshot's tags say this method made it restorable to an application-consistent state:
+   * as it stands (aws-vss, `AppConsistent=true`) or after the restore reverts it (diskshadow). Verify
+   * and restore ask only this.
+   */
   isConsistent(tags: Record<string, string>): boolean;
+  /** The tag that says so, as messages name it. */
+  readonly consistencyTag: string;
+}
+
+/** The tags of an EC2 resource as a map (the SDK returns a list of Key/Value pairs). */
+export function tagMap(tags: readonly { Key?: string; Value?: string }[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const t of tags ?? []) if (t.Key !== undefined) out[t.Key] = t.Value ?? '';
+  return out;
 }

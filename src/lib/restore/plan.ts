@@ -13,6 +13,8 @@ import type { RunReport } from '../report.ts';
 import { reportKey } from '../run-state.ts';
 import { InvalidInputError, RestoreRefusedError } from '../errors.ts';
 import { SHADOW_SET_TAG } from '../methods/diskshadow.ts';
+import { methodDriver } from '../methods/index.ts';
+import { tagMap } from '../methods/types.ts';
 import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../run-id.ts';
 import { freeDeviceNames, normalizeDevice } from './devices.ts';
 import type { PlannedVolume, RestoreState } from './state.ts';
@@ -40,12 +42,11 @@ export interface RunSnapshot {
   instanceId: string | undefined;
 }
 
-const tagsOf = (s: { Tags?: { Key?: string; Value?: string }[] }): Record<string, string> =>
-  Object.fromEntries((s.Tags ?? []).filter((t) => t.Key !== undefined).map((t) => [t.Key as string, t.Value ?? '']));
-
 export function toRunSnapshot(s: Snapshot): RunSnapshot {
-  const tags = tagsOf(s);
+  const tags = tagMap(s.Tags);
   const shadowSetId = tags[SHADOW_SET_TAG] || undefined;
+  // A shadow set id means a DiskShadow snapshot whatever the method tag says: never skip its revert.
+  const method = tags[METHOD_TAG] === 'diskshadow' || shadowSetId ? 'diskshadow' : 'aws-vss';
   return {
     snapshotId: s.SnapshotId ?? '',
     volumeId: s.VolumeId ?? '',
@@ -54,9 +55,8 @@ export function toRunSnapshot(s: Snapshot): RunSnapshot {
     progress: s.Progress ?? '',
     sizeGiB: s.VolumeSize ?? 1,
     attempt: Number(tags[ATTEMPT_TAG] ?? '0') || 0,
-    // A shadow set id means a DiskShadow snapshot whatever the method tag says: never skip its revert.
-    method: tags[METHOD_TAG] === 'diskshadow' || shadowSetId ? 'diskshadow' : 'aws-vss',
-    appConsistent: tags.AppConsistent === 'true',
+    method,
+    appConsistent: methodDriver(method).isConsistent(tags),
     shadowSetId,
     instanceId: tags[INSTANCE_TAG] || undefined,
   };
@@ -131,7 +131,7 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
   const unusable = chosen.flatMap(({ device, snapshot: s }) => {
     if (s.state === 'error') return [`${device} (${s.snapshotId}) is in state error`];
     if (s.state !== 'completed') return [`${device} (${s.snapshotId}) is still ${s.state}${s.progress ? ` (${s.progress})` : ''}; try again when it is completed`];
-    if (!s.appConsistent) return [`${device} (${s.snapshotId}) is not tagged AppConsistent=true (only crash-consistent)`];
+    if (!s.appConsistent) return [`${device} (${s.snapshotId}) is not tagged ${methodDriver(s.method).consistencyTag} (only crash-consistent)`];
     if (s.method === 'diskshadow' && !s.shadowSetId) return [`${device} (${s.snapshotId}) is a DiskShadow snapshot without the ${SHADOW_SET_TAG} tag: it cannot be reverted`];
     return [];
   });

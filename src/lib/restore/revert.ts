@@ -166,7 +166,7 @@ export async function checkRevertCommand(deps: RevertDeps, state: RestoreState):
   }
   const expected = createdVolumeIds(state).sort();
   const reported = restoreLine.disks.map((d) => d.volumeId).sort();
-  if (JSON.stringify(expected) !== JSON.stringify(reported) || restoreLine.disks.some((d) => !d.online || d.reverted.length === 0)) {
+  if (JSON.stringify(expected) !== JSON.stringify(reported) || restoreLine.disks.some((d) => !d.online || (d.reverted.length === 0 && d.outcome !== 'not-shadowed'))) {
     throw new RevertFailedError(`The restore document on ${target} reported disks ${reported.join(', ') || '(none)'} instead of reverting ${expected.join(', ')}.`);
   }
   return {
