@@ -3,13 +3,14 @@
  * about, each on the real workflow against the simulated account with that behaviour forced, checked against
  * the account's ground truth. Each of these failed before the workflow learnt to survive it.
  */
+import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ATTEMPT_TAG, RUN_TAG } from '../src/lib/run-id.ts';
 import { SimulatedAwsError } from '../src/local/aws-error.ts';
 import { ConsistencyModel } from '../src/local/consistency.ts';
 import type { LagKind } from '../src/local/consistency.ts';
-import { socketTimeoutError } from '../src/local/faults.ts';
-import { parseFleet } from '../src/local/fleet.ts';
+import { faultLogOf, socketTimeoutError } from '../src/local/faults.ts';
+import { loadFleetFile, parseFleet } from '../src/local/fleet.ts';
 import { applyCall } from '../src/local/operations.ts';
 import { runWorkflow } from '../src/local/runner.ts';
 import type { CallInterceptor } from '../src/local/transport.ts';
@@ -270,5 +271,27 @@ describe('snapshots of more than one attempt for one device', () => {
     expect(result.status).toBe('SUCCEEDED');
     checkRunInvariants({ fleet, world: w, report: readReport(w, result), options: {}, extraAlerts: 1 });
     expect(doubleSnapshotSets(w)).toEqual([]);
+  });
+});
+
+describe('every example fleet under stretched lags and heavy faults', () => {
+  const files = readdirSync(new URL('../examples/fleets/', import.meta.url)).filter((f) => f.endsWith('.json'));
+
+  it.each(files.flatMap((file) => [0.15, 0.3].map((rate) => [file, rate] as const)))('%s at 30 s lags and %s faults keeps contract §4: one command per instance and attempt, one verified set, no leaked snapshot', async (file, rate) => {
+    const base = loadFleetFile(new URL(`../examples/fleets/${file}`, import.meta.url).pathname);
+    const fleet = { ...base, consistency: { maxLagSeconds: 30, seed: 17 }, faults: { rate, seed: 23, kinds: ['throttle', 'server', 'timeout'] as ('throttle' | 'server' | 'timeout')[] } };
+    const w = worldFromFleet(fleet);
+
+    const result = await runWorkflow(w, { env: { COMMAND_TIMEOUT_SECONDS: '600' } });
+
+    expect(doubleCommands(w.dump())).toEqual([]);
+    expect(doubleSnapshotSets(w)).toEqual([]);
+    if (rate < 0.3) expect(result.status, `${result.error}: ${result.cause}`).toBe('SUCCEEDED');
+    if (result.status === 'SUCCEEDED') {
+      const lost = faultLogOf(w).events.filter((e) => e.startsWith('sns:Publish') && e.endsWith('(after effect)')).length;
+      checkRunInvariants({ fleet, world: w, report: readReport(w, result), options: {}, extraAlerts: lost });
+    } else {
+      expect(w.published.some((p) => /workflow failed at/.test(p.subject ?? ''))).toBe(true);
+    }
   });
 });
