@@ -11,6 +11,7 @@ import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { DOCUMENTS } from '../documents/document-parameters.ts';
 import { clients } from '../lib/clients.ts';
 import { worldFaultInterceptors } from './faults.ts';
+import { VirtualScheduler } from './scheduler.ts';
 import { installWorld } from './transport.ts';
 import type { CallInterceptor } from './transport.ts';
 import { ACCOUNT_ID, REGION } from './world.ts';
@@ -143,7 +144,10 @@ export interface RunOptions {
 
 export interface RunStats {
   stateTransitions: number;
+  /** History events of the largest execution (the parent, or one Map child). */
   historyEvents: number;
+  /** Executions: the parent and each Distributed Map child. */
+  executions: number;
   maxPayloadBytes: number;
   lambdaInvocations: number;
   lambdaMillis: number;
@@ -177,12 +181,14 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   const definition = loadDefinition(workflow);
   const machineName = WORKFLOWS[workflow].stateMachineName;
   const machineArn = stateMachineArn(workflow);
-  const states = definition.States as Record<string, { Type: string; Resource?: string; Seconds?: number; SecondsPath?: string }>;
+  const states = definition.States as Record<string, StateDef>;
+  // The states of Map item processors too: their Tasks run here like the parent's (names are unique per definition).
+  const allStates = flattenStates(states);
 
-  const stats: RunStats = { stateTransitions: 0, historyEvents: 0, maxPayloadBytes: 0, lambdaInvocations: 0, lambdaMillis: 0, simulatedSeconds: 0, wallSeconds: 0 };
+  const stats: RunStats = { stateTransitions: 0, historyEvents: 0, executions: 1, maxPayloadBytes: 0, lambdaInvocations: 0, lambdaMillis: 0, simulatedSeconds: 0, wallSeconds: 0 };
   const invocationsByState = new Map<string, number>();
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
-  for (const [stateName, state] of Object.entries(states)) {
+  for (const [stateName, state] of Object.entries(allStates)) {
     if (state.Type !== 'Task' || !state.Resource) continue;
     const key = /function:vss-snapshots-([A-Za-z0-9]+)$/.exec(state.Resource)?.[1] ?? '';
     const modulePath = HANDLER_MODULES[key];
@@ -196,11 +202,15 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
       stats.maxPayloadBytes = Math.max(stats.maxPayloadBytes, Buffer.byteLength(payload));
       stats.lambdaInvocations += 1;
       if (fault?.serviceError) throw namedError('Lambda.ServiceException', 'Simulated Lambda service error');
-      // Let the event consumer catch up (it moves the clock for Wait states) before the "Lambda" runs.
+      // Let the event consumer catch up (it registers the Wait the actor just left) before the "Lambda" runs.
       await new Promise((resolve) => setImmediate(resolve));
-      const started = world.now;
-      const result = await module.handler(JSON.parse(payload));
-      stats.lambdaMillis += Math.max(world.now - started, 100);
+      const scheduler = world.scheduler as VirtualScheduler;
+      const result = await scheduler.turn(actorOf(name, input), async () => {
+        const started = world.now;
+        const out = await module.handler(JSON.parse(payload));
+        stats.lambdaMillis += Math.max(world.now - started, 100);
+        return out;
+      });
       if (fault?.crashAfter) throw namedError('Lambda.Unknown', 'Simulated: the Lambda timed out after its side effects happened.');
       const out = JSON.stringify(result ?? null);
       stats.maxPayloadBytes = Math.max(stats.maxPayloadBytes, Buffer.byteLength(out));
@@ -209,8 +219,8 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   }
   // 1 ms, not 0: the library skips the timer for 0, and the timer is what lets the event consumer below
   // move the virtual clock before the next Task runs.
-  const zero = Object.fromEntries(Object.entries(states).filter(([, s]) => s.Type === 'Wait').map(([n]) => [n, 1]));
-  const zeroRetry = Object.fromEntries(Object.entries(states).filter(([, s]) => s.Type === 'Task').map(([n]) => [n, 0]));
+  const zero = Object.fromEntries(Object.entries(allStates).filter(([, s]) => s.Type === 'Wait').map(([n]) => [n, 1]));
+  const zeroRetry = Object.fromEntries(Object.entries(allStates).filter(([, s]) => s.Type === 'Task').map(([n]) => [n, 0]));
 
   const name = options.executionName ?? `run-${world.nextHex(8)}`;
   const executionArn = `arn:aws:states:${REGION}:${ACCOUNT_ID}:execution:${machineName}:${name}`;
@@ -237,26 +247,38 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   // Wait states are skipped in real time; the virtual clock jumps by what each would have waited. The
   // event for entering a Wait arrives (microtask) before its zero-length timer fires, so the next Task
   // already sees the later time.
+  // Each execution's history: the parent's, and each Map child's (a Distributed Map runs its items as child
+  // executions with histories of their own).
+  const history = new Map<string, number>();
   const consume = (async () => {
     for await (const event of execution.eventLogs) {
-      stats.historyEvents += historyWeight(event, states);
+      const actor = 'index' in event && typeof event.index === 'number' ? `${name}:${event.index}` : `${name}:root`;
+      history.set(actor, (history.get(actor) ?? 0) + historyWeight(event, allStates));
       if (event.type === 'StateEntered') {
         stats.stateTransitions += 1;
-        const state = states[event.state.name];
-        if (state?.Type === 'Wait') world.advanceBy(waitSeconds(state, event.state.input) * 1000);
+        const state = allStates[event.state.name];
+        // Wait states cost no real time; the actor's next turn starts when the wait ends (scheduler.ts).
+        if (state?.Type === 'Wait') world.scheduler?.waitStarted(actor, waitOf(state, event.state.input));
       }
       if (event.type === 'StateRetried') stats.stateTransitions += 1;
       options.onEvent?.(event, world);
     }
   })();
 
+  const finish = () => {
+    stats.historyEvents = Math.max(0, ...history.values());
+    stats.executions = Math.max(1, history.size);
+    if (world.scheduler) world.accountNow = world.scheduler.latest();
+  };
   try {
     const output = await execution.result;
     await consume.catch(() => undefined);
+    finish();
     finishRecord(record, world, 'SUCCEEDED');
     return { status: 'SUCCEEDED', executionArn, output, stats: finalStats(stats, world, simStart, wallStart) };
   } catch (error) {
     await consume.catch(() => undefined);
+    finish();
     finishRecord(record, world, 'FAILED');
     const { errorName, cause } = executionFailure(error);
     return { status: 'FAILED', executionArn, error: errorName, cause, stats: finalStats(stats, world, simStart, wallStart) };
@@ -285,10 +307,19 @@ function attachWorld(world: World, environment: Record<string, string>, intercep
     const previousEnv = Object.fromEntries(Object.keys(environment).map((k) => [k, process.env[k]]));
     Object.assign(process.env, environment);
     const uninstall = installWorld(clients, world, { interceptors });
+    // One virtual clock for every execution on this account, and each Lambda turn's own clock within it.
+    world.scheduler = new VirtualScheduler(
+      () => world.accountNow,
+      (t) => {
+        world.accountNow = t;
+        world.settle();
+      },
+    );
     mine = {
       world,
       runs: 0,
       release: () => {
+        delete world.scheduler;
         uninstall();
         for (const [k, v] of Object.entries(previousEnv)) {
           if (v === undefined) delete process.env[k];
@@ -349,6 +380,48 @@ function executionFailure(error: unknown): { errorName: string; cause: string } 
   const errorName = e.cause?.name ?? e.name ?? 'Error';
   const cause = typeof e.cause?.message === 'string' ? e.cause.message : (e.message ?? String(error));
   return { errorName, cause };
+}
+
+interface StateDef {
+  Type: string;
+  Resource?: string;
+  Seconds?: number;
+  SecondsPath?: string;
+  Timestamp?: string;
+  TimestampPath?: string;
+  ItemProcessor?: { States: Record<string, StateDef> };
+  Iterator?: { States: Record<string, StateDef> };
+}
+
+function flattenStates(states: Record<string, StateDef>): Record<string, StateDef> {
+  const all: Record<string, StateDef> = {};
+  for (const [name, state] of Object.entries(states)) {
+    all[name] = state;
+    const inner = state.ItemProcessor ?? state.Iterator;
+    if (inner) Object.assign(all, flattenStates(inner.States));
+  }
+  return all;
+}
+
+/** The actor a Task input belongs to: a Map child carries its item (`shard`), the parent nothing. */
+function actorOf(execution: string, input: unknown): string {
+  const shard = (input as { shard?: unknown } | null)?.shard;
+  return typeof shard === 'number' ? `${execution}:${shard}` : `${execution}:root`;
+}
+
+/** How long a Wait state waits, given its input: seconds, or until a timestamp. */
+function waitOf(state: StateDef, input: unknown): { seconds?: number; until?: number } {
+  const path = (p: string): unknown => {
+    let value: unknown = input;
+    for (const part of p.replace(/^\$\.?/, '').split('.').filter(Boolean)) value = (value as Record<string, unknown> | undefined)?.[part];
+    return value;
+  };
+  if (state.Timestamp) return { until: Date.parse(state.Timestamp) };
+  if (state.TimestampPath) {
+    const at = Date.parse(String(path(state.TimestampPath)));
+    return Number.isNaN(at) ? { seconds: 0 } : { until: at };
+  }
+  return { seconds: waitSeconds(state, input) };
 }
 
 function waitSeconds(state: { Seconds?: number; SecondsPath?: string }, input: unknown): number {

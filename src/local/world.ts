@@ -8,6 +8,7 @@ import { ConsistencyModel, DEFAULT_MAX_LAG_SECONDS } from './consistency.ts';
 import type { LagKind } from './consistency.ts';
 import type { Behaviour, Fleet } from './fleet.ts';
 import { seededRandom, streamSeed } from './random.ts';
+import { VirtualScheduler } from './scheduler.ts';
 
 export const ACCOUNT_ID = '123456789012';
 export const REGION = 'us-east-1';
@@ -166,7 +167,26 @@ export interface Quotas {
 export const DEFAULT_QUOTAS: Quotas = { pendingInvocations: 5_000 };
 
 export class World {
-  now: number;
+  /** The account's clock (ms). Inside an actor turn (scheduler.ts), reads and moves that turn's own clock. */
+  get now(): number {
+    const turn = this.scheduler?.current();
+    return turn ? turn.now : this.globalNow;
+  }
+  set now(value: number) {
+    const turn = this.scheduler?.current();
+    if (turn) turn.now = value;
+    else this.globalNow = value;
+  }
+  private globalNow: number;
+  /** Set while executions run side by side (runner.ts): gives each Lambda turn its own clock. */
+  scheduler?: VirtualScheduler;
+  /** The account's own clock, whatever turn is running (the scheduler moves it). */
+  get accountNow(): number {
+    return this.globalNow;
+  }
+  set accountNow(value: number) {
+    this.globalNow = value;
+  }
   readonly instances = new Map<string, SimInstance>();
   readonly volumes = new Map<string, SimVolume>();
   readonly snapshots = new Map<string, SimSnapshot>();
@@ -206,7 +226,7 @@ export class World {
   private snapshotIndex?: { size: number; byVolume: Map<string, SimSnapshot[]> };
 
   constructor(start = DEFAULT_START) {
-    this.now = start;
+    this.globalNow = start;
   }
 
   /** A deterministic hex id: the same fleet always gives the same ids. */
