@@ -9,6 +9,7 @@ import { SimulatedAwsError } from '../src/local/aws-error.ts';
 import { lambdaDiesAt, lostResponse } from '../src/local/faults.ts';
 import { parseFleet } from '../src/local/fleet.ts';
 import { runWorkflow } from '../src/local/runner.ts';
+import type { CallInterceptor } from '../src/local/transport.ts';
 import { worldFromFleet } from '../src/local/world.ts';
 import { readReport, runFleet } from './helpers.ts';
 import { doubleCommands, outcomesOf } from './reliability-helpers.ts';
@@ -40,6 +41,32 @@ describe('SendCommand whose response is lost', () => {
     expect(dump.commands.map((c) => c.instanceIds.length)).toEqual([50, 50, 20]);
     expect(doubleCommands(dump)).toEqual([]);
     expect(readReport(world, result)?.summary).toMatchObject({ targeted: 120, succeeded: 120, snapshots: 120 });
+  });
+});
+
+describe('a step that died after its sends, before it saved them', () => {
+  it('adopts the sends it had announced and gives every later send its own Comment (the key a lost answer is looked up by)', async () => {
+    const world = worldFromFleet(parseFleet(fleetOf(150)));
+    let sent = false;
+    let died = false;
+    const dies = lambdaDiesAt(world, (c) => (sent ||= c.operation === 'SendCommand') && c.operation === 'PutObject' && String(c.input.Key).endsWith('/state.json'), { after: false });
+    const diesBeforeSaving: CallInterceptor = async (call) => {
+      try {
+        await dies(call);
+      } catch (error) {
+        died = true;
+        throw error;
+      }
+    };
+
+    const result = await runWorkflow(world, { interceptors: [diesBeforeSaving] });
+
+    expect(died).toBe(true);
+    const comments = world.dump().commands.map((c) => c.comment);
+    expect(comments).toHaveLength(3); // the two sends of the first slice (adopted, not sent again) and the next slice
+    expect(new Set(comments).size).toBe(comments.length);
+    expect(doubleCommands(world.dump())).toEqual([]);
+    expect(readReport(world, result)?.summary).toMatchObject({ targeted: 150, succeeded: 150 });
   });
 });
 

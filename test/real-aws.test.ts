@@ -92,6 +92,32 @@ describe('2. SSM lists a just-sent command, and its invocations, only after a wh
     expect(report?.summary).toMatchObject({ succeeded: 3, snapshots: 6 });
   });
 
+  it('sends one command per instance and attempt when the answer of the second part of a send split by an IAM denial is lost', async () => {
+    const w = world({ ...CLEAN, consistency: { maxLagSeconds: 30 }, instances: ids(3).map((instanceId) => ({ instanceId })) });
+    const victim = ids(3)[1] as string;
+    let lost = false;
+    const loseSplitPart: CallInterceptor = async ({ service, operation, input }) => {
+      if (lost || service !== 'ssm' || operation !== 'SendCommand' || !/\.1$/.test(String(input.Comment))) return;
+      lost = true;
+      const out = await applyCall(w, service, operation, input);
+      const command = w.commands.get((out.Command as { CommandId: string }).CommandId);
+      if (command) command.listedAt = w.now + 30_000;
+      throw socketTimeoutError();
+    };
+
+    const { report, dump } = await run(w, {
+      interceptors: [loseSplitPart],
+      onEvent: (event, account) => {
+        if (event.type === 'StateExited' && event.state.name === 'Discover Instances') delete account.instances.get(victim)?.tags.ConsistentSnapshot;
+      },
+    });
+
+    expect(lost).toBe(true);
+    expect(doubleCommands(dump)).toEqual([]);
+    expect(dump.commands.flatMap((c) => c.instanceIds).sort()).toEqual([ids(3)[0], ids(3)[2]]);
+    expect(report?.summary).toMatchObject({ succeeded: 2, failed: 1 });
+  });
+
   it('keeps exactly one verified set per instance, deletes the extra one, and does not fail the instance, when the listing lags beyond any bound', async () => {
     const w = world({ ...CLEAN, instances: ids(2).map((instanceId) => ({ instanceId, volumes: twoVolumes })) });
 
@@ -123,6 +149,25 @@ describe('3. AWSEC2-CreateVssSnapshot tags AppConsistent after the thaw, and Des
     expect(dump.commands).toHaveLength(1);
   });
 
+  it('counts the grace from the end of the command, so a command that ran longer than the grace still gets it', async () => {
+    const w = world({ ...CLEAN, instances: ids(2).map((instanceId) => ({ instanceId, commandSeconds: 600, snapshotMinutes: 0 })) }, { 'snapshot-tag': 120_000 });
+    let sawUntagged = false;
+    const seeWhatVerifySees: CallInterceptor = async ({ service, operation, input }) => {
+      if (service !== 'ec2' || operation !== 'DescribeSnapshots') return;
+      const seen = (await applyCall(w, service, operation, input)).Snapshots as { Tags?: { Key?: string }[] }[];
+      if (seen.some((s) => !s.Tags?.some((t) => t.Key === 'AppConsistent'))) sawUntagged = true;
+    };
+
+    const { report, dump } = await run(w, { interceptors: [seeWhatVerifySees] });
+
+    expect(sawUntagged).toBe(true); // the workflow really met snapshots whose tag was not visible yet
+    expect(report?.instances.map((i) => [i.outcome, i.attempts])).toEqual([
+      ['succeeded', 1],
+      ['succeeded', 1],
+    ]);
+    expect(dump.deletedSnapshots).toEqual([]);
+  });
+
   it('still judges snapshots that never get the tag crash-consistent, once the grace has passed', async () => {
     const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], attempts: ['crash-consistent'], snapshotMinutes: 0 }] });
 
@@ -150,6 +195,18 @@ describe('4. A failed VSS attempt of AWS’s document still leaves snapshots, wi
     expect(dump.deletedSnapshots.map((s) => s.tags[ATTEMPT_TAG]).sort()).toEqual(['1', '1', '2', '2']);
     expect(report?.alert?.message).toMatch(/crash-consistent fallback kept/i);
     expect(report?.summary).toMatchObject({ snapshots: 0, fallbackSnapshots: 2 });
+  });
+
+  it('keeps as the fallback a set that DescribeSnapshots shows only after the instance failed', async () => {
+    const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], volumes: twoVolumes, attempts: ['vss-timeout'] }] }, { 'snapshot-visible': 120_000 });
+
+    const { report, dump } = await run(w, { input: { maxAttempts: 1 } });
+
+    const instance = report?.instances[0];
+    expect(instance).toMatchObject({ outcome: 'failed', code: 'vss-timeout', attempts: 1 });
+    expect(instance?.fallbackSnapshots).toHaveLength(2);
+    const live = dump.snapshots.filter((s) => s.tags[RUN_TAG] === report?.runId).map((s) => s.snapshotId);
+    expect(live.sort()).toEqual(instance?.fallbackSnapshots?.map((f) => f.snapshotId).sort());
   });
 
   it('deletes an incomplete set (one volume of two) rather than keep it', async () => {
@@ -201,7 +258,23 @@ describe('8. The failure output of AWS’s document: HRESULTs instead of names, 
     const outputs = [...w.commands.values()].flatMap((c) => c.invocations.map((i) => i.output));
     expect(outputs.every((o) => o.length > 2_500)).toBe(true);
     expect(outputs.some((o) => !o.includes('VSS_E_WRITERERROR_NONRETRYABLE'))).toBe(true);
+    const commandId = [...w.commands.keys()][0] as string;
+    const listed = (await applyCall(w, 'ssm', 'ListCommandInvocations', { CommandId: commandId, Details: true })).CommandInvocations as { CommandPlugins: { Output: string }[] }[];
+    expect(listed.every((i) => i.CommandPlugins.every((p) => p.Output.length <= 2_500 && !/0x800423F4|NONRETRYABLE/.test(p.Output)))).toBe(true);
     expect(dump.apiCalls['ssm:GetCommandInvocation']).toBe(9);
+  });
+});
+
+describe('EBS counts a deleted snapshot as pending until it completes (at most 5 pending per volume)', () => {
+  it('meets ConcurrentSnapshotLimitExceeded on a rerun when the deleted snapshots of earlier attempts are still pending', async () => {
+    const w = world({ ...CLEAN, instances: [{ instanceId: ids(1)[0], attempts: ['crash-consistent'], snapshotMinutes: 6_000 }] });
+
+    const first = await run(w, { input: { maxAttempts: 5 } });
+    expect(first.report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'crash-consistent', attempts: 5 });
+    expect(first.dump.deletedSnapshots.filter((s) => s.state === 'pending')).toHaveLength(4);
+
+    const rerun = await run(w, { input: { maxAttempts: 1 } });
+    expect(rerun.report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'concurrent-snapshot-limit', attempts: 1 });
   });
 });
 

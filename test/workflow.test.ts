@@ -88,9 +88,16 @@ describe('each behaviour of the fleet table gets the reaction the contract expec
   });
 
   it('gives up on snapshots still pending at the deadline with a reason', async () => {
-    const { report } = await runFleet(single(['ok'], { snapshotMinutes: 600 }), { env: { SNAPSHOT_DEADLINE_SECONDS: '3600' } });
+    const { report, dump } = await runFleet(single(['ok'], { snapshotMinutes: 600 }), { env: { SNAPSHOT_DEADLINE_SECONDS: '3600' } });
 
     expect(report?.instances[0]).toMatchObject({ outcome: 'failed', code: 'snapshot-timeout', attempts: 1 });
+    // Its set is app-consistent, only not complete yet: kept as the fallback, and not labelled crash-consistent.
+    expect(report?.instances[0]?.fallbackSnapshots).toHaveLength(2);
+    expect(dump.snapshots).toHaveLength(2);
+    for (const s of dump.snapshots) {
+      expect(s.tags).toMatchObject({ AppConsistent: 'true', 'vss-snapshots:fallback': 'snapshot-timeout' });
+      expect(s.tags).not.toHaveProperty('vss-snapshots:consistency');
+    }
   });
 
   it('reports a script still running at the document executionTimeout as an execution timeout, as SSM ends it', async () => {

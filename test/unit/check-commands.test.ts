@@ -1,5 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import { classifyInvocation } from '../../src/lib/check-commands.ts';
+import { GetCommandInvocationCommand, ListCommandInvocationsCommand, ListCommandsCommand, SSMClient } from '@aws-sdk/client-ssm';
+import type { CommandInvocationStatus } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { classifyInvocation, pollCommands } from '../../src/lib/check-commands.ts';
+import { clock } from '../../src/lib/clock.ts';
+import { loadConfig } from '../../src/lib/config.ts';
 import { FAILURES } from '../../src/lib/failure-catalogue.ts';
 import type { FailureCode } from '../../src/lib/failure-catalogue.ts';
 import { fail } from '../../src/lib/record-failure.ts';
@@ -35,6 +40,7 @@ describe('classifyInvocation', () => {
     [{ output: 'writer SqlServerWriter VSS_E_WRITERERROR_NONRETRYABLE' }, 'vss-writer-nonretryable'],
     [{ output: 'VSS_E_WRITERERROR_TIMEOUT' }, 'vss-writer-retryable'],
     [{ output: 'VSS_E_SNAPSHOT_SET_IN_PROGRESS' }, 'vss-in-progress'],
+    [{ output: 'hr = 0x800423F1' }, 'vss-writer-retryable'],
     [{ output: 'Cannot invoke method. Method invocation is supported only on core types in this language mode.' }, 'language-mode'],
     [{ output: 'AwsVssComponents package is not installed' }, 'package-missing'],
     [{ output: 'something odd', responseCode: 5 }, 'script-failed'],
@@ -110,5 +116,66 @@ describe('the retry decision of every failure code', () => {
     const last = { ...record(), attempts: 3 };
     fail(last, state, code as FailureCode, 'detail', 600);
     expect(last.phase).toBe('failed');
+  });
+});
+
+describe('pollCommands: a failed invocation is judged from its full output (GetCommandInvocation)', () => {
+  const ssm = mockClient(SSMClient);
+  const config = loadConfig({ ALERT_TOPIC_ARN: 'arn:aws:sns:us-east-1:123456789012:alerts', REPORT_BUCKET: 'reports-bucket' });
+  const SENT = Date.parse('2026-11-28T00:01:00Z');
+  const ID = 'i-00000001';
+  let now = SENT;
+  const stateWith = (deadline = SENT + 3_600_000): RunState => ({
+    runId: '20261128T000000Z-00000000',
+    executionArn: 'arn:exec',
+    startedAt: '2026-11-28T00:00:00.000Z',
+    dryRun: false,
+    selector: { tagKey: 'ConsistentSnapshot', tagValue: 'WindowsVSS' },
+    options: { method: 'aws-vss', excludeBootVolume: false, maxAttempts: 3 },
+    notFound: [],
+    commands: [{ comment: 'c', commandId: 'cmd-1', attempt: 1, instanceIds: [ID], sentAt: SENT, status: 'open', deadline, nextPollAt: SENT, completedSeen: 0 }],
+    instances: [{ instanceId: ID, volumes: [], phase: 'command', attempts: 1, commandId: 'cmd-1', sendComment: 'c', snapshots: [] }],
+  });
+  const invocation = (Status: CommandInvocationStatus, StatusDetails: string) => ssm.on(ListCommandInvocationsCommand).resolves({ CommandInvocations: [{ CommandId: 'cmd-1', InstanceId: ID, Status, StatusDetails }] });
+  const progressLog = 'ec2-vss-agent: enumerating writers and volumes\n'.repeat(80);
+
+  beforeEach(() => {
+    now = SENT + 120_000;
+    clock.now = () => now;
+    ssm.reset();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [{ CommandId: 'cmd-1', Comment: 'c', Status: 'Failed', CompletedCount: 1 }] });
+  });
+
+  it('reads the error in standard error as well as standard output', async () => {
+    invocation('Failed', 'Failed');
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 1, StandardOutputContent: progressLog, StandardErrorContent: 'Exception calling "DoSnapshotSet" with "0" argument(s): "Error 0x800423F4"' });
+    const state = stateWith();
+
+    await pollCommands({ ssm: ssm as never, config }, state);
+
+    expect(state.instances[0]).toMatchObject({ phase: 'failed', code: 'vss-writer-nonretryable' });
+  });
+
+  it('judges nothing while GetCommandInvocation does not know a listed invocation yet, and judges it at the next poll', async () => {
+    invocation('Failed', 'Failed');
+    const notYet = Object.assign(new Error('InvocationDoesNotExist'), { name: 'InvocationDoesNotExist', $fault: 'client', $metadata: { httpStatusCode: 400 } });
+    ssm.on(GetCommandInvocationCommand).rejectsOnce(notYet).resolves({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 1, StandardOutputContent: `${progressLog}VSS_E_WRITERERROR_NONRETRYABLE` });
+    const state = stateWith();
+
+    await pollCommands({ ssm: ssm as never, config }, state);
+    expect(state.instances[0]).toMatchObject({ phase: 'command', commandId: 'cmd-1' });
+    now += config.commandPollSeconds * 1000;
+    await pollCommands({ ssm: ssm as never, config }, state);
+
+    expect(state.instances[0]).toMatchObject({ phase: 'failed', code: 'vss-writer-nonretryable' });
+  });
+
+  it('retries a command SSM cancelled for Rate Exceeded as ssm-rate-exceeded, even when it is read past its deadline', async () => {
+    invocation('Cancelled', 'Rate Exceeded');
+    const state = stateWith(SENT + 60_000);
+
+    await pollCommands({ ssm: ssm as never, config }, state);
+
+    expect(state.instances[0]).toMatchObject({ phase: 'retry', code: 'ssm-rate-exceeded' });
   });
 });

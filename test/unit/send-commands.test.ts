@@ -151,6 +151,23 @@ describe('sendDue', () => {
     expect(s.instances.filter((i) => i.phase === 'command')).toHaveLength(7);
   });
 
+  it('fails the whole batch as access-denied with one call when IAM refuses the document itself', async () => {
+    ssm.on(SendCommandCommand).rejects(
+      Object.assign(new Error('User: arn:aws:sts::123456789012:assumed-role/x/y is not authorized to perform: ssm:SendCommand on resource: arn:aws:ssm:us-east-1::document/AWSEC2-CreateVssSnapshot'), {
+        name: 'AccessDeniedException',
+        $fault: 'client',
+        $metadata: { httpStatusCode: 400 },
+      }),
+    );
+    const s = state(8);
+
+    await sendDue(deps(), s);
+
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(1);
+    expect(s.instances.every((i) => i.phase === 'failed' && i.code === 'access-denied')).toBe(true);
+    expect(s.instances[0]?.reason).toContain('document/AWSEC2-CreateVssSnapshot');
+  });
+
   it('fails without sending the instances that lack the deployed tag (the input chose another tag)', async () => {
     const s = state(3, (n) => (n === 2 ? { inSendScope: false } : { inSendScope: true }));
 
