@@ -120,14 +120,17 @@ async function followCommand(deps: CheckDeps, state: RunState, command: SentComm
   const completed = listed?.CompletedCount ?? 0;
   const listedFinal = listed !== undefined && ['Success', 'Failed', 'TimedOut', 'Cancelled'].includes(listed.Status ?? '');
   if (pastDeadline || completed > command.completedSeen || listedFinal) {
+    let unjudged = false;
     for (const invocation of await invocationsOf(deps.ssm, command.commandId as string)) {
       const record = invocation.InstanceId ? byId.get(invocation.InstanceId) : undefined;
       if (!record || record.phase !== 'command' || record.commandId !== command.commandId) continue;
       const final = FINAL_INVOCATION_STATUSES.has(invocation.Status ?? '') || invocation.StatusDetails === 'Undeliverable' || invocation.StatusDetails === 'Terminated';
       if (!final) continue;
-      await judgeInvocation(deps, state, record, command, invocation, pastDeadline);
+      if (!(await judgeInvocation(deps, state, record, command, invocation, pastDeadline))) unjudged = true;
     }
-    command.completedSeen = Math.max(command.completedSeen, completed);
+    // A final invocation whose full output SSM could not give yet keeps the count where it was, so the next poll
+    // reads the invocations again instead of waiting for a batch-mate (or the deadline) to move CompletedCount.
+    if (!unjudged) command.completedSeen = Math.max(command.completedSeen, completed);
   }
   if (pastDeadline) {
     const stuck = mine();
@@ -159,17 +162,17 @@ async function invocationsOf(ssm: SSMClient, commandId: string): Promise<Command
   return all;
 }
 
-/** One final invocation: verify its snapshots, or record the failure read from its full output. */
-async function judgeInvocation(deps: CheckDeps, state: RunState, record: InstanceRecord, command: SentCommand, invocation: CommandInvocation, pastDeadline: boolean): Promise<void> {
+/** One final invocation: verify its snapshots, or record the failure read from its full output. False while its full output is not readable yet. */
+async function judgeInvocation(deps: CheckDeps, state: RunState, record: InstanceRecord, command: SentCommand, invocation: CommandInvocation, pastDeadline: boolean): Promise<boolean> {
   let result: InvocationResult = { status: invocation.Status ?? 'Unknown', statusDetails: invocation.StatusDetails ?? invocation.Status ?? 'Unknown', output: '' };
   if (result.status === 'Cancelled' && pastDeadline && result.statusDetails !== 'Rate Exceeded') {
     // Cancelled by this run at the deadline (a retried invocation of this step sees its own cancel).
     fail(record, state, 'no-result', `The command ${command.commandId} was not final by its deadline and was cancelled.`, deps.config.retryDelaySeconds);
-    return;
+    return true;
   }
   if (result.status === 'Failed' && (result.statusDetails === 'Failed' || result.statusDetails === 'Unknown')) {
     const full = await fullResult(deps.ssm, command.commandId as string, record.instanceId);
-    if (!full) return; // Not readable yet (eventual consistency): the next poll reads it.
+    if (!full) return false; // Not readable yet (eventual consistency): the next poll reads it.
     result = full;
   }
   const verdict = classifyInvocation(result, (r) => methodDriver(state.options.method).diagnose(r));
@@ -177,9 +180,10 @@ async function judgeInvocation(deps: CheckDeps, state: RunState, record: Instanc
     record.phase = 'verify';
     record.verifySince = clock.now();
     record.nextCheckAt = clock.now();
-    return;
+    return true;
   }
   fail(record, state, verdict.code, verdict.detail, deps.config.retryDelaySeconds);
+  return true;
 }
 
 /** The invocation with its whole output (stdout 24,000 and stderr 8,000 characters); undefined while SSM does not know it yet. */

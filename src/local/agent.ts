@@ -36,6 +36,7 @@ function runTags(document: SimDocument, command: SimCommand, instance: SimInstan
 /** Plans the invocation of a snapshot document on one instance: when it ends, how, and its effect. */
 export function planSnapshotInvocation(world: World, command: SimCommand, document: SimDocument, instance: SimInstance): SimInvocation {
   const requestedAt = world.now;
+  const visibleAt = requestedAt + world.lagMs('invocation-visible');
   const base = {
     commandId: command.commandId,
     instanceId: instance.instanceId,
@@ -44,7 +45,8 @@ export function planSnapshotInvocation(world: World, command: SimCommand, docume
     responseCode: -1,
     output: '',
     requestedAt,
-    visibleAt: requestedAt + world.lagMs('invocation-visible'),
+    visibleAt,
+    detailVisibleAt: visibleAt + world.lagMs('invocation-detail'),
     applied: false,
   };
   const timeoutSeconds = Number(command.parameters.executionTimeout?.[0] ?? '3600');

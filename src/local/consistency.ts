@@ -31,8 +31,15 @@ export const LAG_KINDS = {
   'snapshot-tag': 1_000,
   /** ListCommands lists a new command. */
   'command-listed': 500,
-  /** ListCommandInvocations / GetCommandInvocation know the invocation of a new command. */
+  /** ListCommandInvocations knows the invocation of a new command. */
   'invocation-visible': 1_000,
+  /**
+   * GetCommandInvocation knows it only this much later again: each read API is eventually consistent on its own
+   * (an invocation listed as Failed can still answer InvocationDoesNotExist to GetCommandInvocation; SSM API
+   * reference, GetCommandInvocation, "InvocationDoesNotExist"). Found by the mutation review: a poll that left
+   * such an invocation unjudged must read it again.
+   */
+  'invocation-detail': 500,
   /** ListExecutions lists a new execution. */
   'execution-listed': 500,
   /** DescribeVolumes lists a new volume. */

@@ -32,6 +32,7 @@ export function planRestoreInvocation(world: World, command: SimCommand, instanc
     output: '',
     requestedAt,
     visibleAt: requestedAt + 2_000,
+    detailVisibleAt: requestedAt + 2_000 + world.lagMs('invocation-detail'),
     applied: false,
   };
   if (instance.agent !== 'online' || instance.state !== 'running') {

@@ -201,6 +201,7 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
           output: '',
           requestedAt: world.now,
           visibleAt: world.now + world.lagMs('invocation-visible'),
+          detailVisibleAt: world.now + world.lagMs('invocation-visible'),
           finishAt: world.now,
           final: { status: 'Cancelled', statusDetails: 'Rate Exceeded', responseCode: -1, output: '' },
           applied: false,
@@ -268,7 +269,7 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
   GetCommandInvocation(world, input) {
     const command = world.commands.get(input.CommandId as string);
     const invocation = command?.invocations.find((i) => i.instanceId === input.InstanceId);
-    if (!command || !invocation || invocation.visibleAt > world.now) throw awsError('InvocationDoesNotExist', 'An error occurred (InvocationDoesNotExist).');
+    if (!command || !invocation || invocation.visibleAt > world.now || invocation.detailVisibleAt > world.now) throw awsError('InvocationDoesNotExist', 'An error occurred (InvocationDoesNotExist).');
     world.refresh(invocation);
     return {
       CommandId: command.commandId,

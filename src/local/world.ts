@@ -96,8 +96,10 @@ export interface SimInvocation {
   /** When the invocation becomes final (and its effects happen); Infinity = waits for a deadline. */
   finishAt: number;
   final: { status: SimInvocation['status']; statusDetails: string; responseCode: number; output: string };
-  /** ListCommandInvocations/GetCommandInvocation do not see it before this (eventual consistency). */
+  /** ListCommandInvocations does not see it before this (eventual consistency). */
   visibleAt: number;
+  /** GetCommandInvocation answers InvocationDoesNotExist before this: its own read lags the listing's. */
+  detailVisibleAt: number;
   effect?: () => void;
   applied: boolean;
 }

@@ -170,6 +170,30 @@ describe('pollCommands: a failed invocation is judged from its full output (GetC
     expect(state.instances[0]).toMatchObject({ phase: 'failed', code: 'vss-writer-nonretryable' });
   });
 
+  it('reads an unjudged failed invocation again at the next poll while a batch-mate still runs (CompletedCount does not move)', async () => {
+    const MATE = 'i-00000002';
+    ssm.on(ListCommandsCommand).resolves({ Commands: [{ CommandId: 'cmd-1', Comment: 'c', Status: 'InProgress', CompletedCount: 1 }] });
+    ssm.on(ListCommandInvocationsCommand).resolves({
+      CommandInvocations: [
+        { CommandId: 'cmd-1', InstanceId: ID, Status: 'Failed', StatusDetails: 'Failed' },
+        { CommandId: 'cmd-1', InstanceId: MATE, Status: 'InProgress', StatusDetails: 'InProgress' },
+      ],
+    });
+    const notYet = Object.assign(new Error('InvocationDoesNotExist'), { name: 'InvocationDoesNotExist', $fault: 'client', $metadata: { httpStatusCode: 400 } });
+    ssm.on(GetCommandInvocationCommand).rejectsOnce(notYet).resolves({ Status: 'Failed', StatusDetails: 'Failed', ResponseCode: 1, StandardOutputContent: `${progressLog}VSS_E_WRITERERROR_NONRETRYABLE` });
+    const state = stateWith();
+    state.commands[0]!.instanceIds.push(MATE);
+    state.instances.push({ instanceId: MATE, volumes: [], phase: 'command', attempts: 1, commandId: 'cmd-1', sendComment: 'c', snapshots: [] });
+
+    await pollCommands({ ssm: ssm as never, config }, state);
+    expect(state.instances[0]).toMatchObject({ phase: 'command' });
+    now += config.commandPollSeconds * 1000;
+    await pollCommands({ ssm: ssm as never, config }, state);
+
+    expect(state.instances[0]).toMatchObject({ phase: 'failed', code: 'vss-writer-nonretryable' });
+    expect(state.instances[1]).toMatchObject({ phase: 'command' });
+  });
+
   it('retries a command SSM cancelled for Rate Exceeded as ssm-rate-exceeded, even when it is read past its deadline', async () => {
     invocation('Cancelled', 'Rate Exceeded');
     const state = stateWith(SENT + 60_000);
