@@ -264,7 +264,9 @@ describe('a Lambda that dies in the middle, just before or just after one of its
       }
     }
     expect(problems).toEqual([]);
-    expect(twice).toBe(2);
+    // Dying as the alert is published doubles it; dying at the save that records it does not any more here: the
+    // simulated death is an error thrown from that PutObject, which Finish Run's save-after-publish tries again.
+    expect(twice).toBe(1);
   }, 60_000);
 });
 

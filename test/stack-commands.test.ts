@@ -91,88 +91,38 @@ function report(runId: string, bucket: string, s: RunState = state(runId)): RunR
   return built;
 }
 
-/**
- * A RunContext as the Lambdas return it (moto's "lambda simple" answers with these). It carries the fields of
- * both shapes the workflow has had (wave-based, and the per-instance pipeline's `done` and `nextSeconds`), so
- * the same answers drive either definition.
- */
-const context = (counts: Record<string, number>, waits: Partial<Record<string, number>> = {}, done = false) => ({
+/** A RunContext as the Lambdas return it (moto's "lambda simple" answers with these). */
+const context = (counts: Record<string, number>, resumeAt = new Date(), done = false) => ({
   runId: '20000101T000000Z-00000000', // moto's stand-in Lambdas cannot know the run id; --follow takes it from the execution
   dryRun: false,
-  wave: 1,
   done,
+  shards: [0],
+  shard: 0,
   counts: { send: 0, command: 0, verify: 0, retry: 0, succeeded: 0, failed: 0, skipped: 0, planned: 0, unconfirmed: 0, discard: 0, ...counts },
-  waits: { commandPollSeconds: 1, snapshotPollSeconds: 1, retryDelaySeconds: 1, sendSliceSeconds: 1, nextSeconds: 1, ...waits },
+  waits: { nextSeconds: Math.max(1, Math.round((resumeAt.getTime() - Date.now()) / 1000)), resumeAt: resumeAt.toISOString() },
 });
 const FINISHED = { runId: 'x', dryRun: false, summary: { targeted: 1, succeeded: 1, failed: 0, skipped: 0, planned: 0, snapshots: 1, fallbackSnapshots: 0 }, reportLocation: 's3://x', alertPublished: false };
 const attempt = (state: string, rest: string) => expect.stringMatching(new RegExp(`^${state}( \\(attempts? [0-9-]+ of 3\\))?: ${rest}$`));
 
 /**
- * `--follow` labels a step with the attempts in flight when it read the run's progress, which may be a moment
- * after the step (the test writes the state while the execution runs): the label is optional here; its
- * content is pinned by the unit tests and the local run's.
+ * One retried instance, as the packaged definition runs it in Step Functions: the parent's history has Prepare
+ * Run, Discover Instances, the Distributed Map and Finish Run; Advance Instances runs in the shard's child
+ * execution, whose history is its own (as in AWS), so --follow tells the instances' fate from the run's state
+ * in the report bucket, polled. The Lambdas' answers in order (the shard's Wait lasts long enough for the test
+ * to write each state when --follow has printed the previous one), and the step lines --follow prints.
  */
-/**
- * One retried instance, as the packaged definition runs it: the Lambdas' answers in order, the two waits of
- * 3 s at which the test writes the next run state (retrying, then done), and the step lines --follow prints.
- */
-function retryScenario(states: string[]) {
-  if (states.includes('Advance Instances')) {
-    // The per-instance pipeline: Advance Instances, Wait For Work, again, until done.
-    return {
-      results: [
-        context({}), // Prepare Run
-        context({ send: 1 }), // Discover Instances
-        context({ command: 1 }, { nextSeconds: 1 }), // Advance Instances: sent
-        context({ retry: 1 }, { nextSeconds: 3 }), // Advance Instances: failed, retry due in 3 s
-        context({ command: 1 }, { nextSeconds: 1 }), // Advance Instances: attempt 2 sent
-        context({ verify: 1 }, { nextSeconds: 3 }), // Advance Instances: snapshots pending
-        context({ succeeded: 1 }, {}, true), // Advance Instances: done
-        FINISHED,
-      ],
-      waits: [/\] Wait For Work: 3 s$/, /\] Wait For Work: 3 s$/],
-      steps: [
-        attempt('Discover Instances', '1 waiting for a command'),
-        attempt('Advance Instances', '1 command running'),
-        'Wait For Work: 1 s',
-        attempt('Advance Instances', '1 waiting to retry'),
-        'Wait For Work: 3 s',
-        attempt('Advance Instances', '1 command running'),
-        'Wait For Work: 1 s',
-        attempt('Advance Instances', '1 verifying'),
-        'Wait For Work: 3 s',
-        attempt('Advance Instances', '1 succeeded'),
-      ],
-    };
-  }
+function retryScenario() {
+  const later = new Date(Date.now() + 20_000);
   return {
     results: [
       context({}), // Prepare Run
       context({ send: 1 }), // Discover Instances
-      context({ command: 1 }), // Send Snapshot Commands, then Wait For Commands (1 s)
-      context({ retry: 1 }), // Check Commands
-      context({ retry: 1 }, { retryDelaySeconds: 3 }), // Verify Snapshots, then Wait Before Retry (3 s)
-      context({ command: 1 }), // Send Snapshot Commands, then Wait For Commands (1 s)
-      context({ verify: 1 }), // Check Commands
-      context({ verify: 1 }, { snapshotPollSeconds: 3 }), // Verify Snapshots, then Wait For Snapshots (3 s)
-      context({ succeeded: 1 }), // Verify Snapshots
+      context({ command: 1 }, later), // Advance Instances in the shard: sent; then Wait For Work until `later`
+      context({ succeeded: 1 }, later, true), // Advance Instances: done
       FINISHED,
     ],
-    waits: [/\] Wait Before Retry: 3 s$/, /\] Wait For Snapshots: 3 s$/],
-    steps: [
-      attempt('Discover Instances', '1 waiting for a command'),
-      attempt('Send Snapshot Commands', '1 command running'),
-      'Wait For Commands: 1 s',
-      attempt('Check Commands', '1 waiting to retry'),
-      attempt('Verify Snapshots', '1 waiting to retry'),
-      'Wait Before Retry: 3 s',
-      attempt('Send Snapshot Commands', '1 command running'),
-      'Wait For Commands: 1 s',
-      attempt('Check Commands', '1 verifying'),
-      attempt('Verify Snapshots', '1 verifying'),
-      'Wait For Snapshots: 3 s',
-      attempt('Verify Snapshots', '1 succeeded'),
-    ],
+    waits: [/attempt 1 of 3 failed, will retry/, /attempt 2 of 3 sent$/],
+    steps: [attempt('Discover Instances', '1 waiting for a command'), 'Snapshot Shards: 1 shard, each advanced by its own child execution'],
   };
 }
 
@@ -277,7 +227,7 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
   });
 
   it('retry-failed latest --follow starts a run for the failed ids and watches it to its end with the local run\'s progress lines', async () => {
-    const scenario = retryScenario(stack.states);
+    const scenario = retryScenario();
     await stack.queueLambdaResults(scenario.results);
     // The test writes what the handlers would write, when the execution gets there (as --follow prints it).
     // Each expected line, in order, releases the next write.
@@ -351,7 +301,7 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
 
   it('start and retry-failed refuse while another run is in progress, and start one when asked to', async () => {
     await stack.freshStateMachine();
-    await stack.queueLambdaResults([context({}), context({ send: 1 }), context({ command: 1 }, { commandPollSeconds: 600, nextSeconds: 600 })]);
+    await stack.queueLambdaResults([context({}), context({ send: 1 }), context({ command: 1 }, new Date(Date.now() + 600_000))]);
     const first = await cli(['start', '--input', '{"dryRun": true}', ...stage]);
     expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/^Started run [0-9]{8}T[0-9]{6}Z-[0-9a-f]{8} of stack vss-snapshots-e2e \(us-east-1\) with input \{"dryRun":true\}\nExecution: arn:aws:states:us-east-1:123456789012:execution:vss-snapshots-e2e-nightly-snapshots:manual-/);

@@ -14,8 +14,6 @@ export interface WatcherOptions {
   quiet: boolean;
   /** Where progress goes (stderr). */
   stream: StatusStream;
-  /** Local runner: its clock has passed a Wait when the Wait is reported (see WorkflowDescriber). */
-  waitStampAtEnd?: boolean;
   /** Reads a run's progress; absent for workflows without a run state (restore). */
   readProgress?: (runId: string) => Promise<RunProgress | undefined>;
 }
@@ -28,7 +26,7 @@ export class ExecutionWatcher {
   readonly status: StatusLine;
 
   constructor(private readonly options: WatcherOptions) {
-    this.describer = new WorkflowDescriber(options.workflow, { waitStampAtEnd: options.waitStampAtEnd === true });
+    this.describer = new WorkflowDescriber(options.workflow);
     this.status = new StatusLine(options.quiet ? { write: () => undefined } : options.stream);
     this.print = progressWriter((text) => {
       this.status.clear();

@@ -57,7 +57,7 @@ export async function restoreCommand(opts: RestoreCommandOptions): Promise<ExitC
     }
   }
 
-  const watcher = new ExecutionWatcher({ workflow: 'restore', quiet: opts.quiet === true, stream: process.stderr, waitStampAtEnd: true });
+  const watcher = new ExecutionWatcher({ workflow: 'restore', quiet: opts.quiet === true, stream: process.stderr });
   const env: Record<string, string> = opts.method ? { SNAPSHOT_METHOD: opts.method } : {};
 
   // 1. One nightly cycle, so the simulated account has a run's snapshots.

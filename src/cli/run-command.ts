@@ -44,7 +44,6 @@ export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
     workflow: 'nightly',
     quiet: opts.quiet === true,
     stream: process.stderr,
-    waitStampAtEnd: true,
     readProgress: (runId) => readRunProgress(observer, REPORT_BUCKET, runId),
   });
   watcher.line(

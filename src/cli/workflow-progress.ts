@@ -172,22 +172,21 @@ export class WorkflowDescriber {
   private readonly caught = new Set<string>();
   private readonly seen = new Map<string, InstanceProgress>();
 
-  /**
-   * `waitStampAtEnd`: the local runner moves its virtual clock past a Wait before reporting that the Wait was
-   * entered; the line is stamped with the Wait's start all the same, as the execution history stamps it.
-   */
-  constructor(
-    private readonly workflow: WorkflowKind,
-    private readonly options: { waitStampAtEnd?: boolean } = {},
-  ) {
-    const definition = JSON.parse(readFileSync(new URL(`../../statemachine/${DEFINITION_FILES[workflow]}`, import.meta.url), 'utf8')) as {
-      States: Record<string, { Type: string; SecondsPath?: string; Seconds?: number }>;
-    };
-    this.waitPaths = new Map(
-      Object.entries(definition.States)
-        .filter(([, s]) => s.Type === 'Wait')
-        .map(([name, s]) => [name, s.SecondsPath ?? (s.Seconds !== undefined ? `=${s.Seconds}` : '')]),
-    );
+  constructor(private readonly workflow: WorkflowKind) {
+    type States = Record<string, { Type: string; SecondsPath?: string; Seconds?: number; TimestampPath?: string; ItemProcessor?: { States: States }; Iterator?: { States: States } }>;
+    const definition = JSON.parse(readFileSync(new URL(`../../statemachine/${DEFINITION_FILES[workflow]}`, import.meta.url), 'utf8')) as { States: States };
+    // Wait states anywhere, also inside a Map's item processor (the shards' loop).
+    const waits = (states: States): [string, string][] =>
+      Object.entries(states).flatMap(([name, s]) => {
+        const nested = s.ItemProcessor?.States ?? s.Iterator?.States;
+        if (nested) return waits(nested);
+        if (s.Type !== 'Wait') return [];
+        // A Wait until a time (TimestampPath …resumeAt) is shown by its length, which Advance Instances hands over
+        // next to the time as …nextSeconds.
+        const path = s.SecondsPath ?? (s.Seconds !== undefined ? `=${s.Seconds}` : s.TimestampPath?.replace(/\.resumeAt$/, '.nextSeconds') ?? '');
+        return [[name, path]];
+      });
+    this.waitPaths = new Map(waits(definition.States));
   }
 
   /**
@@ -195,8 +194,7 @@ export class WorkflowDescriber {
    * the run's progress at that moment, adds the attempts of the instances in flight.
    */
   step(event: StepEvent, atMs: number, progress?: RunProgress): string {
-    const waited = event.type === 'entered' && event.stateType === 'Wait' && this.options.waitStampAtEnd ? (this.waitSeconds(event.state, event.input) ?? 0) * 1000 : 0;
-    const prefix = `[${elapsed(atMs - waited)}] ${event.state}`;
+    const prefix = `[${elapsed(atMs)}] ${event.state}`;
     if (event.type === 'caught') {
       this.caught.add(event.state);
       return `${prefix}: ${this.caughtText(event)}`;
@@ -206,6 +204,13 @@ export class WorkflowDescriber {
     if (event.type === 'entered' && event.stateType === 'Wait') {
       const seconds = this.waitSeconds(event.state, event.input);
       return seconds === undefined ? prefix : `${prefix}: ${duration(seconds)}`;
+    }
+    if (event.type === 'entered' && event.stateType === 'Map') {
+      // A Distributed Map: the shards' steps are in their own child executions' histories (a deployed run shows
+      // the instances' fate from the run's state instead; a local run prints the children's steps as well).
+      const shards = (event.input as { shards?: unknown } | undefined)?.shards;
+      const n = Array.isArray(shards) ? shards.length : undefined;
+      return n === undefined ? prefix : `${prefix}: ${plural(n, 'shard')}, each advanced by its own child execution`;
     }
     if (event.type === 'exited' && event.stateType === 'Task') {
       if (this.workflow !== 'nightly') return `${prefix}: done`;

@@ -59,7 +59,7 @@ export async function advanceInstances(deps: AdvanceDeps, state: RunState): Prom
   await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
   if (dueForSend(state, started).length > 0) await adoptIntent(deps, state);
   // Sends first: they are paced on a 20-second grid, and every second spent before them would stretch it.
-  await sendDue({ ssm: deps.ssm, config, writeIntent: s3IntentWriter(deps.s3, config.reportBucket, state.runId) }, state);
+  await sendDue({ ssm: deps.ssm, config, writeIntent: s3IntentWriter(deps.s3, config.reportBucket, state.runId, state.shard) }, state);
   await pollCommands({ ssm: deps.ssm, config }, state, started + COALESCE_MS);
   await verifyDue({ ec2: deps.ec2, config, save: deps.save }, state, clock.now() + COALESCE_MS);
   await sweepRun({ ec2: deps.ec2, config, save: deps.save }, state);
@@ -75,7 +75,7 @@ export async function advanceInstances(deps: AdvanceDeps, state: RunState): Prom
 async function adoptIntent(deps: AdvanceDeps, state: RunState): Promise<void> {
   let intent: SendIntent;
   try {
-    const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.config.reportBucket, Key: intentKey(state.runId) }));
+    const out = await deps.s3.send(new GetObjectCommand({ Bucket: deps.config.reportBucket, Key: intentKey(state.runId, state.shard) }));
     intent = JSON.parse((await out.Body?.transformToString()) ?? '{}') as SendIntent;
   } catch (error) {
     if ((error as Error).name === 'NoSuchKey' || (error as Error).name === 'NotFound') return;

@@ -33,6 +33,9 @@ const EnvSchema = z.object({
   // slices of at most 100 instances, 20 s apart: 100 snapshot sets per 20 s is what the bucket sustains.
   SEND_SLICE_INSTANCES: int(1, 10_000).default(100),
   SEND_SLICE_SECONDS: int(1, 3_600).default(20),
+  // Instances per shard: each shard is one object in the report bucket and one child execution of the
+  // Distributed Map. Larger shards cost fewer state transitions per instance, smaller ones less Lambda work per step.
+  SHARD_INSTANCES: int(10, 10_000).default(1_000),
   EXCLUDE_BOOT_VOLUME: bool.default(false),
   COPY_ONLY: bool.default(false),
   VSS_DOCUMENT_NAME: z.string().min(3).default('AWSEC2-CreateVssSnapshot'),
@@ -66,6 +69,8 @@ export type Config = {
   sendSliceInstances: number;
   /** ...and the workflow waits this long between two such slices. */
   sendSliceSeconds: number;
+  /** Instances per shard of the run state (one Distributed Map child each). */
+  shardInstances: number;
   excludeBootVolume: boolean;
   copyOnly: boolean;
   documents: Record<SnapshotMethod, { name: string | undefined; version: string }>;
@@ -92,6 +97,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deliveryTimeoutSeconds: e.DELIVERY_TIMEOUT_SECONDS,
     sendSliceInstances: e.SEND_SLICE_INSTANCES,
     sendSliceSeconds: e.SEND_SLICE_SECONDS,
+    shardInstances: e.SHARD_INSTANCES,
     excludeBootVolume: e.EXCLUDE_BOOT_VOLUME,
     copyOnly: e.COPY_ONLY,
     documents: {

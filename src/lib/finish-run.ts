@@ -12,7 +12,7 @@ import type { Config } from './config.ts';
 import { buildReport } from './report.ts';
 import { releaseLease } from './run-lease.ts';
 import type { RunReport } from './report.ts';
-import { reportKey, saveRunState } from './run-state.ts';
+import { isFinal, reportKey, runObjectOf, saveRunState } from './run-state.ts';
 import type { RunState } from './run-state.ts';
 
 export interface FinishResult {
@@ -21,21 +21,68 @@ export interface FinishResult {
   summary: RunReport['summary'];
   reportLocation: string;
   alertPublished: boolean;
+  /**
+   * Set when a shard's child execution failed or ended before its instances were final: the state machine then
+   * goes on to Alert Workflow Failure (one alert naming the step and error; it also releases the lease) and
+   * the execution ends FAILED, as when any other step fails for good. The report is written either way.
+   */
+  shardFailure?: { failedStep: string; Error: string; Cause: string };
 }
 
-export async function finishRun(deps: { s3: S3Client; sns: SNSClient; config: Config }, state: RunState): Promise<FinishResult> {
+type WholeRun = RunState & { shardErrors?: { shard: number; error: string; cause: string }[] };
+
+export async function finishRun(deps: { s3: S3Client; sns: SNSClient; config: Config }, state: WholeRun): Promise<FinishResult> {
   const { config } = deps;
   state.finishedAt ??= nowIso();
   const location = `s3://${config.reportBucket}/${reportKey(state.runId)}`;
   const report = buildReport(state, state.finishedAt, location);
+  const shardFailure = shardFailureOf(state);
+  if (shardFailure) report.alert = null;
   await putReport(deps.s3, config.reportBucket, report);
+  if (shardFailure) {
+    await saveRunState(deps.s3, config.reportBucket, runObjectOf(state));
+    return { runId: state.runId, dryRun: state.dryRun, summary: report.summary, reportLocation: location, alertPublished: false, shardFailure };
+  }
   if (report.alert && !state.alertMessageId) {
     const published = await deps.sns.send(new PublishCommand({ TopicArn: config.alertTopicArn, Subject: report.alert.subject, Message: report.alert.message }));
     state.alertMessageId = published.MessageId ?? 'published';
   }
-  await saveRunState(deps.s3, config.reportBucket, state);
+  await saveAfterPublish(deps.s3, config.reportBucket, runObjectOf(state));
   if (state.lease) await releaseLease(deps.s3, config.reportBucket, state.lease.key, state.executionArn);
   return { runId: state.runId, dryRun: state.dryRun, summary: report.summary, reportLocation: location, alertPublished: report.alert !== null };
+}
+
+/**
+ * Saves the run object that records a published alert. SNS has no deduplication, so if this save fails the
+ * step's retry publishes the alert again: it is tried harder than other writes (the SDK's own attempts, three
+ * times over) before the step gives up. At least once, never zero times; twice only when S3 refuses 15 writes.
+ */
+export async function saveAfterPublish(s3: S3Client, bucket: string, state: RunState): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await saveRunState(s3, bucket, state);
+      return;
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
+}
+
+/** The first shard that failed (recorded by Record Shard Failure), or that ended with instances not final. */
+function shardFailureOf(state: WholeRun): FinishResult['shardFailure'] {
+  const recorded = state.shardErrors?.[0];
+  if (recorded) {
+    const more = (state.shardErrors?.length ?? 1) - 1;
+    return { failedStep: 'Advance Instances', Error: recorded.error, Cause: `Shard ${recorded.shard}: ${recorded.cause}${more > 0 ? ` (and ${more} more shard(s) failed)` : ''}` };
+  }
+  if (state.shards === undefined || state.dryRun) return undefined;
+  const open = state.instances.filter((i) => !isFinal(i.phase));
+  if (open.length === 0) return undefined;
+  return {
+    failedStep: 'Snapshot Shards',
+    Error: 'ShardUnfinished',
+    Cause: `${open.length} instance(s) were not final when the shards ended (a child execution was aborted, timed out, or could not record its failure), e.g. ${open[0]?.instanceId}.`,
+  };
 }
 
 export async function putReport(s3: S3Client, bucket: string, report: RunReport): Promise<void> {

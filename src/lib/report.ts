@@ -90,7 +90,8 @@ function toReportInstance(record: InstanceRecord): ReportInstance {
   };
   if (!final) {
     const last = record.detail ? ` Its last attempt: ${record.detail}` : '';
-    out.reason = `The workflow stopped before this instance was finished (it was ${PHASE_WORDS[record.phase]}); see the workflow failure alert.${last}`;
+    const why = record.stoppedBy ? `: ${record.stoppedBy}. Start a run for it again` : '; see the workflow failure alert';
+    out.reason = `The workflow stopped before this instance was finished (it was ${PHASE_WORDS[record.phase]})${why}.${last}`;
     out.code = 'unfinished';
     out.detail = `Not finished: the workflow stopped while it was ${PHASE_WORDS[record.phase]}.`;
   } else if (outcome !== 'succeeded') {

@@ -21,16 +21,26 @@ const Counts = z.object({
   discard: z.number().int().min(0).default(0),
 });
 
+const EMPTY_COUNTS = { send: 0, command: 0, verify: 0, retry: 0, succeeded: 0, failed: 0, skipped: 0, planned: 0, unconfirmed: 0, discard: 0 };
+
 export const RunContextSchema = z.object({
   runId: z.string().regex(/^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$/),
   dryRun: z.boolean(),
-  /** Every instance final and the run's leftovers swept: the state machine goes on to Finish Run. */
+  /** In a child execution of the Distributed Map: the shard it advances. */
+  shard: z.number().int().min(0).optional(),
+  /** From Discover Instances: the shards with work to do (the Map's items). */
+  shards: z.array(z.number().int().min(0)).optional(),
+  /** Every instance final and the leftovers swept: the shard's loop ends (the run's: on to Finish Run). */
   done: z.boolean().default(false),
-  counts: Counts,
-  waits: z.object({
-    /** Seconds until something is due: a send, a poll, a snapshot check, the sweep (Advance Instances sets it). */
-    nextSeconds: z.number().int().positive(),
-  }),
+  counts: Counts.default(EMPTY_COUNTS),
+  waits: z
+    .object({
+      /** Seconds until something is due: a send, a poll, a snapshot check, the sweep (Advance Instances sets it). */
+      nextSeconds: z.number().int().positive(),
+      /** The same as a time: the Wait state waits until then (TimestampPath). */
+      resumeAt: z.string().optional(),
+    })
+    .default({ nextSeconds: 1 }),
 });
 
 export type RunContext = z.infer<typeof RunContextSchema>;

@@ -6,7 +6,7 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Phase } from './run-state.ts';
-import { loadRunState } from './run-state.ts';
+import { loadWholeRun } from './run-state.ts';
 
 export interface InstanceProgress {
   instanceId: string;
@@ -33,7 +33,7 @@ export interface RunProgress {
 export async function readRunProgress(s3: S3Client, bucket: string, runId: string): Promise<RunProgress | undefined> {
   let state;
   try {
-    state = await loadRunState(s3, bucket, runId);
+    state = await loadWholeRun(s3, bucket, runId);
   } catch (error) {
     if (error instanceof Error && error.name === 'RunStateNotFoundError') return undefined;
     throw error;

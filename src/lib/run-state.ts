@@ -68,6 +68,8 @@ export interface InstanceRecord {
   snapshots: SnapshotRef[];
   /** Failed instances: the last attempt's complete crash-consistent set, kept on purpose and tagged so. */
   fallbackSnapshots?: SnapshotRef[];
+  /** Not final because the execution working on it failed: what failed (set when the whole run is read). */
+  stoppedBy?: string;
 }
 
 /**
@@ -90,8 +92,20 @@ export interface SentCommand {
   completedSeen: number;
 }
 
+/**
+ * The run's state. The run itself (written by Prepare Run: selector, options, lease, alert records) is one
+ * object, `runs/<runId>/state.json`; its instances live in shards of at most SHARD_INSTANCES, one object each
+ * (`runs/<runId>/shards/<n>.json`), each advanced by its own child execution of the Distributed Map. A shard has
+ * the same shape, with `shard` set: every step touches only the shard it works on.
+ */
 export interface RunState {
   runId: string;
+  /** Set on a shard: its number (0-based). */
+  shard?: number;
+  /** Set on the run object once Discover Instances has written the shards: how many there are. */
+  shards?: number;
+  /** Set on a shard whose child execution failed: the error, for the report (Record Shard Failure). */
+  shardError?: { error: string; cause: string };
   executionArn: string;
   startedAt: string;
   dryRun: boolean;
@@ -124,33 +138,61 @@ export interface RunState {
 }
 
 export const stateKey = (runId: string): string => `runs/${runId}/state.json`;
+export const shardKey = (runId: string, shard: number): string => `runs/${runId}/shards/${shard}.json`;
+const keyOf = (state: Pick<RunState, 'runId' | 'shard'>): string => (state.shard === undefined ? stateKey(state.runId) : shardKey(state.runId, state.shard));
 export const reportKey = (runId: string): string => `reports/${runId}.json`;
 
-export async function loadRunState(s3: S3Client, bucket: string, runId: string): Promise<RunState> {
+/** What is saved of a whole run (loadWholeRun) as the run object: without its shards' instances and commands. */
+export function runObjectOf(state: RunState & { shardErrors?: unknown }): RunState {
+  const { shardErrors: _shardErrors, ...rest } = state;
+  return state.shards === undefined ? rest : { ...rest, instances: [], commands: [] };
+}
+
+/** The run object (no `shard`), or one shard of it. */
+export async function loadRunState(s3: S3Client, bucket: string, runId: string, shard?: number): Promise<RunState> {
+  const key = keyOf({ runId, ...(shard !== undefined ? { shard } : {}) });
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: stateKey(runId) }));
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     const text = await out.Body?.transformToString();
-    if (!text) throw new RunStateNotFoundError(`Run state s3://${bucket}/${stateKey(runId)} is empty.`);
+    if (!text) throw new RunStateNotFoundError(`Run state s3://${bucket}/${key} is empty.`);
     return JSON.parse(text) as RunState;
   } catch (error) {
     if (error instanceof Error && (error.name === 'NoSuchKey' || error.name === 'NotFound')) {
-      throw new RunStateNotFoundError(
-        `Run state s3://${bucket}/${stateKey(runId)} does not exist; was it deleted, or does REPORT_BUCKET point elsewhere?`,
-      );
+      throw new RunStateNotFoundError(`Run state s3://${bucket}/${key} does not exist; was it deleted, or does REPORT_BUCKET point elsewhere?`);
     }
     throw error;
   }
 }
 
+/** Saves the run object or a shard (by its `shard`). */
 export async function saveRunState(s3: S3Client, bucket: string, state: RunState): Promise<void> {
-  await s3.send(
-    new PutObjectCommand({
-      Bucket: bucket,
-      Key: stateKey(state.runId),
-      Body: JSON.stringify(state),
-      ContentType: 'application/json',
-    }),
-  );
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: keyOf(state), Body: JSON.stringify(state), ContentType: 'application/json' }));
+}
+
+/**
+ * The whole run: the run object with the instances and commands of every shard, in shard order (what the
+ * report, the alert and progress read). Shards not written yet (or lost) are left out.
+ */
+export async function loadWholeRun(s3: S3Client, bucket: string, runId: string): Promise<RunState & { shardErrors: { shard: number; error: string; cause: string }[] }> {
+  const run = await loadRunState(s3, bucket, runId);
+  const whole = { ...run, instances: [...run.instances], commands: [...run.commands], shardErrors: [] as { shard: number; error: string; cause: string }[] };
+  for (let n = 0; n < (run.shards ?? 0); n += 1) {
+    let shard: RunState;
+    try {
+      shard = await loadRunState(s3, bucket, runId, n);
+    } catch (error) {
+      if (error instanceof RunStateNotFoundError) continue;
+      throw error;
+    }
+    if (shard.shardError) {
+      whole.shardErrors.push({ shard: n, ...shard.shardError });
+      const stoppedBy = `the execution working on its shard (${n}) failed: ${shard.shardError.error}: ${shard.shardError.cause}`.slice(0, 600);
+      for (const i of shard.instances) if (!isFinal(i.phase)) i.stoppedBy = stoppedBy;
+    }
+    whole.instances.push(...shard.instances);
+    whole.commands.push(...shard.commands);
+  }
+  return whole;
 }
 
 /** Counts of instances per phase: what the progress shows and the state machine's Choice states route on. */

@@ -46,7 +46,8 @@ export interface SendIntent {
   tickSeq: number;
   sends: { comment: string; attempt: number; instanceIds: string[]; at: number }[];
 }
-export const intentKey = (runId: string): string => `runs/${runId}/send-intent.json`;
+/** Where a run's (or a shard's) send intent is kept. */
+export const intentKey = (runId: string, shard?: number): string => (shard === undefined ? `runs/${runId}/send-intent.json` : `runs/${runId}/shards/${shard}.send-intent.json`);
 
 export interface SendDeps {
   ssm: SSMClient;
@@ -212,8 +213,8 @@ async function isolateInvalid(deps: SendDeps, state: RunState, batch: InstanceRe
 }
 
 /** Writes the intent object (S3 PutObject; small: at most one slice's ids). */
-export function s3IntentWriter(s3: S3Client, bucket: string, runId: string): (intent: SendIntent) => Promise<void> {
+export function s3IntentWriter(s3: S3Client, bucket: string, runId: string, shard?: number): (intent: SendIntent) => Promise<void> {
   return async (intent) => {
-    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: intentKey(runId), Body: JSON.stringify(intent), ContentType: 'application/json' }));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: intentKey(runId, shard), Body: JSON.stringify(intent), ContentType: 'application/json' }));
   };
 }

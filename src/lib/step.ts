@@ -3,6 +3,7 @@
  * thing, save the state, and hand the next state the fresh counts and the next wait it routes on.
  */
 import { clients } from './clients.ts';
+import { clock } from './clock.ts';
 import { loadConfig } from './config.ts';
 import type { Config } from './config.ts';
 import { logger } from './observability.ts';
@@ -21,7 +22,8 @@ export function stepHandler(step: string, work: (state: RunState, config: Config
   return async (event: unknown): Promise<RunContext> => {
     const context = parseRunContext(event);
     const config = loadConfig();
-    const state = await loadRunState(clients.s3, config.reportBucket, context.runId);
+    // A child of the Distributed Map works on its shard; the parent's steps on the run object.
+    const state = await loadRunState(clients.s3, config.reportBucket, context.runId, context.shard);
     const outcome = await work(state, config);
     await saveRunState(clients.s3, config.reportBucket, state);
     const counts = {
@@ -30,7 +32,8 @@ export function stepHandler(step: string, work: (state: RunState, config: Config
       discard: state.discard?.length ?? 0,
     };
     const done = outcome?.done ?? runIsDone(state);
-    logger.info(step, { runId: state.runId, counts, done });
-    return { ...context, counts, done, waits: { nextSeconds: outcome?.nextSeconds ?? 1 } };
+    const nextSeconds = outcome?.nextSeconds ?? 1;
+    logger.info(step, { runId: state.runId, shard: state.shard, counts, done });
+    return { ...context, counts, done, waits: { nextSeconds, resumeAt: new Date(clock.now() + nextSeconds * 1000).toISOString() } };
   };
 }

@@ -10,12 +10,12 @@ import * as z from 'zod';
 import { nowIso } from './clock.ts';
 import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
-import { putReport } from './finish-run.ts';
+import { putReport, saveAfterPublish } from './finish-run.ts';
 import { buildReport } from './report.ts';
 import { composeWorkflowFailureAlert } from './report-text.ts';
 import type { WorkflowFailure } from './report-text.ts';
 import { releaseLease } from './run-lease.ts';
-import { loadRunState, reportKey, saveRunState } from './run-state.ts';
+import { loadWholeRun, reportKey, runObjectOf, saveRunState } from './run-state.ts';
 import type { RunState } from './run-state.ts';
 
 export const WorkflowFailureEvent = z.object({
@@ -34,7 +34,7 @@ export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient;
   let state: RunState | undefined;
   if (failure.runId) {
     try {
-      state = await loadRunState(deps.s3, deps.config.reportBucket, failure.runId);
+      state = await loadWholeRun(deps.s3, deps.config.reportBucket, failure.runId);
       // A retry of this step after the alert went out and was recorded (the Lambda timed out afterwards).
       if (state.failureAlertMessageId) return { alerted: true, error: failure.error.Error, cause };
       state.finishedAt = nowIso();
@@ -62,7 +62,7 @@ export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient;
     // between the publish and this save still sends the alert twice (at least once, never zero times).
     state.failureAlertMessageId = published.MessageId ?? 'published';
     try {
-      await saveRunState(deps.s3, deps.config.reportBucket, state);
+      await saveAfterPublish(deps.s3, deps.config.reportBucket, runObjectOf(state));
     } catch {
       // The alert is out; failing the step now would only alert again.
     }

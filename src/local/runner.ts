@@ -49,6 +49,7 @@ const HANDLER_MODULES: Record<string, string> = {
   PrepareRun: '../handlers/prepare-run.ts',
   DiscoverInstances: '../handlers/discover-instances.ts',
   AdvanceInstances: '../handlers/advance-instances.ts',
+  RecordShardFailure: '../handlers/record-shard-failure.ts',
   FinishRun: '../handlers/finish-run.ts',
   AlertWorkflowFailure: '../handlers/alert-workflow-failure.ts',
 };
@@ -151,6 +152,12 @@ export interface RunStats {
   maxPayloadBytes: number;
   lambdaInvocations: number;
   lambdaMillis: number;
+  /**
+   * Per Task state: invocations and their duration — virtual time (API latency, throttling back-off) plus the
+   * real time the code ran in this process, which includes the simulated services' own work: an upper bound
+   * of what Lambda would bill.
+   */
+  byState: Record<string, { invocations: number; billedMs: number; maxMs: number }>;
   simulatedSeconds: number;
   wallSeconds: number;
 }
@@ -185,7 +192,7 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   // The states of Map item processors too: their Tasks run here like the parent's (names are unique per definition).
   const allStates = flattenStates(states);
 
-  const stats: RunStats = { stateTransitions: 0, historyEvents: 0, executions: 1, maxPayloadBytes: 0, lambdaInvocations: 0, lambdaMillis: 0, simulatedSeconds: 0, wallSeconds: 0 };
+  const stats: RunStats = { stateTransitions: 0, historyEvents: 0, executions: 1, maxPayloadBytes: 0, lambdaInvocations: 0, lambdaMillis: 0, byState: {}, simulatedSeconds: 0, wallSeconds: 0 };
   const invocationsByState = new Map<string, number>();
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   for (const [stateName, state] of Object.entries(allStates)) {
@@ -207,9 +214,17 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
       const scheduler = world.scheduler as VirtualScheduler;
       const result = await scheduler.turn(actorOf(name, input), async () => {
         const started = world.now;
-        const out = await module.handler(JSON.parse(payload));
-        stats.lambdaMillis += Math.max(world.now - started, 100);
-        return out;
+        const wallStarted = performance.now();
+        try {
+          return await module.handler(JSON.parse(payload));
+        } finally {
+          stats.lambdaMillis += Math.max(world.now - started, 100);
+          const ms = Math.max(1, world.now - started + (performance.now() - wallStarted));
+          const timing = (stats.byState[stateName] ??= { invocations: 0, billedMs: 0, maxMs: 0 });
+          timing.invocations += 1;
+          timing.billedMs += Math.ceil(ms);
+          timing.maxMs = Math.max(timing.maxMs, ms);
+        }
       });
       if (fault?.crashAfter) throw namedError('Lambda.Unknown', 'Simulated: the Lambda timed out after its side effects happened.');
       const out = JSON.stringify(result ?? null);
@@ -393,7 +408,7 @@ interface StateDef {
   Iterator?: { States: Record<string, StateDef> };
 }
 
-function flattenStates(states: Record<string, StateDef>): Record<string, StateDef> {
+export function flattenStates(states: Record<string, StateDef>): Record<string, StateDef> {
   const all: Record<string, StateDef> = {};
   for (const [name, state] of Object.entries(states)) {
     all[name] = state;

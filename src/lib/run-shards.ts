@@ -1,0 +1,45 @@
+/**
+ * Splitting a run into shards (Discover Instances, after discovery): the run's instances go into shards of
+ * at most SHARD_INSTANCES, each its own object in the report bucket and its own child execution of the
+ * Distributed Map, so every step reads and rewrites only the shard it works on — the same few hundred KB
+ * whatever the fleet — and no execution's history grows with the fleet.
+ *
+ * The shards send in turn: shard n's first slice is due when the slices of the shards before it have gone
+ * out, one slice per SEND_SLICE_SECONDS, the pace the account's CreateSnapshots bucket sustains (send-commands.ts).
+ */
+import { clock } from './clock.ts';
+import type { Config } from './config.ts';
+import { isFinal, saveRunState } from './run-state.ts';
+import type { RunState } from './run-state.ts';
+import type { S3Client } from '@aws-sdk/client-s3';
+
+/** Writes the shards of `run` (whose `instances` discovery filled), empties the run object's list; returns the shards with work. */
+export async function writeShards(deps: { s3: S3Client; config: Config }, run: RunState): Promise<number[]> {
+  const { config } = deps;
+  const now = clock.now();
+  const size = config.shardInstances;
+  const count = Math.ceil(run.instances.length / size);
+  const withWork: number[] = [];
+  let slicesBefore = 0;
+  for (let n = 0; n < count; n += 1) {
+    const instances = run.instances.slice(n * size, (n + 1) * size);
+    const sendable = instances.filter((i) => !isFinal(i.phase)).length;
+    const shard: RunState = {
+      ...run,
+      shard: n,
+      instances,
+      commands: [],
+      tickSeq: 0,
+      // The shard's first slice waits for the slices of the shards before it.
+      nextSendAt: now + slicesBefore * config.sendSliceSeconds * 1000,
+    };
+    delete shard.shards;
+    delete shard.lease;
+    slicesBefore += Math.ceil(sendable / config.sendSliceInstances);
+    await saveRunState(deps.s3, config.reportBucket, shard);
+    if (sendable > 0) withWork.push(n);
+  }
+  run.shards = count;
+  run.instances = [];
+  return withWork;
+}
