@@ -144,7 +144,20 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
     const idSet = ids && ids.length > 0 ? new Set(ids) : undefined;
     // A volume-id filter of plain ids narrows the scan to those volumes' snapshots (same answer, far less work).
     const byVolume = filters.find((f) => f.Name === 'volume-id' && (f.Values ?? []).every((v) => !/[*?\\]/.test(v)));
-    const candidates = byVolume ? [...new Set(byVolume.Values ?? [])].flatMap((v) => world.snapshotsOfVolume(v)) : [...world.snapshots.values()];
+    // Likewise a tag filter of plain values: those tags' snapshots (the index may hold a few that lost the tag since;
+    // the filters below decide).
+    // The most selective such filter (fewest indexed snapshots) gives the candidates.
+    const tagged = byVolume
+      ? []
+      : filters
+          .filter((f) => f.Name?.startsWith('tag:') && (f.Values ?? []).every((v) => !/[*?\\]/.test(v)))
+          .map((f) => [...new Set(f.Values ?? [])].map((v) => world.snapshotsWithTag((f.Name as string).slice(4), v)))
+          .sort((a, b) => a.reduce((n, l) => n + l.length, 0) - b.reduce((n, l) => n + l.length, 0));
+    const candidates = byVolume
+      ? [...new Set(byVolume.Values ?? [])].flatMap((v) => world.snapshotsOfVolume(v))
+      : tagged[0]
+        ? [...new Set(tagged[0].flat())]
+        : [...world.snapshots.values()];
     const visible = candidates.filter(
       (s) => !world.snapshotGone(s) && s.visibleAt <= world.now && (!idSet || idSet.has(s.snapshotId)) && filters.every((f) => snapshotMatches(world, s, f)),
     );
@@ -196,6 +209,7 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
         for (const t of tags) {
           s.tags[t.Key as string] = t.Value ?? '';
           s.tagVisibleAt[t.Key as string] = world.now + world.lagMs('snapshot-tag');
+          world.snapshotTagged(s, t.Key as string, t.Value ?? '');
         }
         if (Object.keys(s.tags).length > 50) throw awsError('TagLimitExceeded', `The maximum number of tags for ${id} (50) would be exceeded.`);
       } else if (id.startsWith('vol-')) {

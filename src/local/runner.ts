@@ -153,9 +153,9 @@ export interface RunStats {
   lambdaInvocations: number;
   lambdaMillis: number;
   /**
-   * Per Task state: invocations and their duration — virtual time (API latency, throttling back-off) plus the
-   * real time the code ran in this process, which includes the simulated services' own work: an upper bound
-   * of what Lambda would bill.
+   * Per Task state: invocations and their duration — virtual time (API latency, S3 transfer, throttling
+   * back-off) plus the real time the handler's own code ran in this process (the simulated services' work left
+   * out): what Lambda would bill.
    */
   byState: Record<string, { invocations: number; billedMs: number; maxMs: number }>;
   simulatedSeconds: number;
@@ -215,11 +215,15 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
       const result = await scheduler.turn(actorOf(name, input), async () => {
         const started = world.now;
         const wallStarted = performance.now();
+        const simulatorStarted = world.simulatorMillis;
         try {
           return await module.handler(JSON.parse(payload));
         } finally {
           stats.lambdaMillis += Math.max(world.now - started, 100);
-          const ms = Math.max(1, world.now - started + (performance.now() - wallStarted));
+          // Virtual time (API latency, S3 transfer, back-off) plus the handler's own CPU (real time less the
+          // simulated services' work; turns run one at a time, so nothing else is in it).
+          const cpu = Math.max(0, performance.now() - wallStarted - (world.simulatorMillis - simulatorStarted));
+          const ms = Math.max(1, world.now - started + cpu);
           const timing = (stats.byState[stateName] ??= { invocations: 0, billedMs: 0, maxMs: 0 });
           timing.invocations += 1;
           timing.billedMs += Math.ceil(ms);
@@ -265,10 +269,25 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   // Each execution's history: the parent's, and each Map child's (a Distributed Map runs its items as child
   // executions with histories of their own).
   const history = new Map<string, number>();
+  const shardOfIndex = new Map<number, number>();
+  const unattributed = new Map<number, number>();
   const consume = (async () => {
     for await (const event of execution.eventLogs) {
-      const actor = 'index' in event && typeof event.index === 'number' ? `${name}:${event.index}` : `${name}:root`;
-      history.set(actor, (history.get(actor) ?? 0) + historyWeight(event, allStates));
+      // A child's actor is its shard (what its Tasks' turns are keyed by, actorOf); its Map index tells which shard
+      // an event without the shard in its input belongs to.
+      const index = 'index' in event && typeof event.index === 'number' ? event.index : undefined;
+      const shard = (('state' in event ? event.state?.input : undefined) as { shard?: unknown } | undefined)?.shard;
+      if (index !== undefined && typeof shard === 'number') shardOfIndex.set(index, shard);
+      const known = index === undefined ? undefined : shardOfIndex.get(index);
+      const weight = historyWeight(event, allStates);
+      const actor = index === undefined ? `${name}:root` : known !== undefined ? actorOf(name, { shard: known }) : `${name}:item ${index}`;
+      if (index !== undefined && known === undefined) {
+        // Before the child's first state (its start): counted once the shard is known.
+        unattributed.set(index, (unattributed.get(index) ?? 0) + weight);
+      } else {
+        history.set(actor, (history.get(actor) ?? 0) + weight + (index !== undefined ? (unattributed.get(index) ?? 0) : 0));
+        if (index !== undefined) unattributed.delete(index);
+      }
       if (event.type === 'StateEntered') {
         stats.stateTransitions += 1;
         const state = allStates[event.state.name];

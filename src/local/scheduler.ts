@@ -26,6 +26,9 @@ export class VirtualScheduler {
   /** Turns waiting for the account's clock to reach their start. */
   private readonly waiting: { at: number; release: () => void }[] = [];
   private running = 0;
+  /** Turns whose start has come, waiting for the one running to end. */
+  private queued = 0;
+  private exclusive: Promise<void> = Promise.resolve();
   private activity = 0;
   private watching = false;
 
@@ -51,6 +54,16 @@ export class VirtualScheduler {
     const start = Math.max(this.lastEnd.get(actor) ?? 0, this.wakeAt.get(actor) ?? 0);
     this.wakeAt.delete(actor);
     if (start > this.getGlobal()) await this.until(start);
+    // One turn at a time in real time (virtual time is unaffected): a turn's real duration is then its own
+    // work, which the bench bills as Lambda time, not the work of turns interleaved with it.
+    const previous = this.exclusive;
+    let release: () => void = () => undefined;
+    this.exclusive = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.queued += 1;
+    await previous;
+    this.queued -= 1;
     const turn: Turn = { actor, now: Math.max(this.getGlobal(), start) };
     this.running += 1;
     this.activity += 1;
@@ -60,6 +73,23 @@ export class VirtualScheduler {
       this.running -= 1;
       this.activity += 1;
       this.lastEnd.set(actor, turn.now);
+      release();
+    }
+  }
+
+  /**
+   * Runs one API call of the current turn on a lane of its own: calls a handler makes at the same time (a
+   * bounded Promise.all) overlap in virtual time as they do on the network — each starts at the turn's time
+   * when it is made and the turn's clock moves to the latest end — while calls one after the other add up.
+   */
+  async lane<T>(fn: () => Promise<T>): Promise<T> {
+    const turn = this.current();
+    if (!turn) return fn();
+    const lane: Turn = { actor: turn.actor, now: turn.now };
+    try {
+      return await this.turns.run(lane, fn);
+    } finally {
+      turn.now = Math.max(turn.now, lane.now);
     }
   }
 
@@ -89,7 +119,7 @@ export class VirtualScheduler {
         this.watching = false;
         return;
       }
-      if (this.running > 0 || this.activity !== seen) {
+      if (this.running > 0 || this.queued > 0 || this.activity !== seen) {
         seen = this.activity;
         setImmediate(check);
         return;

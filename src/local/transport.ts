@@ -45,10 +45,20 @@ export function installWorld(clients: Clients, world: World, options: InstallOpt
       (_next: unknown, context: { commandName?: string }) => async (args: { input?: unknown }) => {
         const operation = String(context.commandName ?? '').replace(/Command$/, '');
         const input = (args.input ?? {}) as Record<string, unknown>;
-        world.countCall(`${service}:${operation}`);
-        world.settle();
-        for (const intercept of options.interceptors ?? []) await intercept({ service, operation, input });
-        const output = await applyCall(world, service, operation, input);
+        const call = async () => {
+          const wallStart = performance.now();
+          try {
+            world.countCall(`${service}:${operation}`);
+            world.settle();
+            for (const intercept of options.interceptors ?? []) await intercept({ service, operation, input });
+            return await applyCall(world, service, operation, input);
+          } finally {
+            // The simulated service's own work: not the Lambda's (the runner leaves it out of billed time).
+            world.simulatorMillis += performance.now() - wallStart;
+          }
+        };
+        // Each call on its own lane of the Lambda's turn: concurrent calls overlap in virtual time (scheduler.ts).
+        const output = world.scheduler ? await world.scheduler.lane(call) : await call();
         return { output: { ...output, $metadata: { httpStatusCode: 200, requestId: 'simulated', attempts: 1 } }, response: {} };
       },
       { step: 'deserialize', priority: 'high', name: MIDDLEWARE, override: true },

@@ -182,6 +182,8 @@ export class World {
   private globalNow: number;
   /** Set while executions run side by side (runner.ts): gives each Lambda turn its own clock. */
   scheduler?: VirtualScheduler;
+  /** Real time spent inside the simulated services (ms): the bench takes it out of a Lambda's billed time. */
+  simulatorMillis = 0;
   /** The account's own clock, whatever turn is running (the scheduler moves it). */
   get accountNow(): number {
     return this.globalNow;
@@ -225,7 +227,7 @@ export class World {
   // Lookup indexes for the hot paths of large fleets (10,000 instances). Rebuilt when the maps change size,
   // so code that adds to `volumes`/`snapshots` directly stays correct; see volumesOf() for the one caveat.
   private volumeIndex?: { size: number; byInstance: Map<string, SimVolume[]>; bySnapshot: Map<string, SimVolume[]> };
-  private snapshotIndex?: { size: number; byVolume: Map<string, SimSnapshot[]> };
+  private snapshotIndex?: { size: number; byVolume: Map<string, SimSnapshot[]>; byTag: Map<string, SimSnapshot[]> };
 
   constructor(start = DEFAULT_START) {
     this.globalNow = start;
@@ -255,6 +257,13 @@ export class World {
     let next = Infinity;
     for (const invocation of this.unsettled) if (invocation.finishAt < next) next = invocation.finishAt;
     this.nextDue = next;
+  }
+
+  /** Invocations not final yet (SSM's pending-invocation count): those still waiting for their effect. */
+  pendingInvocationCount(): number {
+    let n = 0;
+    for (const invocation of this.unsettled) if (!invocation.applied && invocation.finishAt > this.now) n += 1;
+    return n;
   }
 
   /** Registers an invocation whose effect is due at `finishAt`. Call again if `finishAt` is moved earlier. */
@@ -319,22 +328,39 @@ export class World {
 
   /** Every snapshot (deleted ones included) of this volume, in insertion order. */
   snapshotsOfVolume(volumeId: string): SimSnapshot[] {
-    let index = this.snapshotIndex;
-    if (!index || index.size !== this.snapshots.size) {
-      index = { size: this.snapshots.size, byVolume: new Map() };
-      for (const s of this.snapshots.values()) pushTo(index.byVolume, s.volumeId, s);
-      this.snapshotIndex = index;
-    }
-    return index.byVolume.get(volumeId) ?? [];
+    return this.snapshotsIndexed().byVolume.get(volumeId) ?? [];
   }
 
-  /** Adds a new snapshot and keeps the per-volume index current without a rebuild. */
+  /**
+   * Every snapshot that has (or had) this tag, visible yet or not, in insertion order: candidates for a tag
+   * filter, which DescribeSnapshots then applies in full (so a tag changed since is only looked at once more).
+   */
+  snapshotsWithTag(key: string, value: string): SimSnapshot[] {
+    return this.snapshotsIndexed().byTag.get(`${key}\u0000${value}`) ?? [];
+  }
+
+  /** Records a tag set on an existing snapshot (CreateTags) in the tag index. */
+  snapshotTagged(snapshot: SimSnapshot, key: string, value: string): void {
+    if (this.snapshotIndex) pushTo(this.snapshotIndex.byTag, `${key}\u0000${value}`, snapshot);
+  }
+
+  private snapshotsIndexed(): NonNullable<World['snapshotIndex']> {
+    let index = this.snapshotIndex;
+    if (!index || index.size !== this.snapshots.size) {
+      index = { size: this.snapshots.size, byVolume: new Map(), byTag: new Map() };
+      for (const s of this.snapshots.values()) indexSnapshot(index, s);
+      this.snapshotIndex = index;
+    }
+    return index;
+  }
+
+  /** Adds a new snapshot and keeps the indexes current without a rebuild. */
   addSnapshot(snapshot: SimSnapshot): void {
     const indexed = this.snapshotIndex !== undefined && this.snapshotIndex.size === this.snapshots.size;
     const isNew = !this.snapshots.has(snapshot.snapshotId);
     this.snapshots.set(snapshot.snapshotId, snapshot);
     if (indexed && isNew && this.snapshotIndex) {
-      pushTo(this.snapshotIndex.byVolume, snapshot.volumeId, snapshot);
+      indexSnapshot(this.snapshotIndex, snapshot);
       this.snapshotIndex.size = this.snapshots.size;
     } else {
       this.snapshotIndex = undefined;
@@ -446,6 +472,11 @@ export class World {
       mutations: this.mutations.map((m) => ({ at: new Date(m.at).toISOString(), call: m.call, ids: m.ids, ok: m.ok, ...(m.error ? { error: m.error } : {}) })),
     };
   }
+}
+
+function indexSnapshot(index: { byVolume: Map<string, SimSnapshot[]>; byTag: Map<string, SimSnapshot[]> }, s: SimSnapshot): void {
+  pushTo(index.byVolume, s.volumeId, s);
+  for (const [key, value] of Object.entries(s.tags)) pushTo(index.byTag, `${key}\u0000${value}`, s);
 }
 
 function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
