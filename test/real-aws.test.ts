@@ -350,12 +350,13 @@ describe('snapshots of more than one attempt for one device', () => {
 describe('every example fleet under stretched lags and heavy faults', () => {
   const files = readdirSync(new URL('../examples/fleets/', import.meta.url)).filter((f) => f.endsWith('.json'));
 
-  it.each(files.flatMap((file) => [0.15, 0.3].map((rate) => [file, rate] as const)))('%s at 30 s lags and %s faults keeps contract §4: one command per instance and attempt, one verified set, no leaked snapshot', async (file, rate) => {
+  // Shards of 1,000 (one shard for these fleets), and of 2: many child executions whose snapshots share the run's tag.
+  it.each(files.flatMap((file) => [0.15, 0.3].flatMap((rate) => ['1000', '2'].map((shard) => [file, rate, shard] as const))))('%s at 30 s lags and %s faults, shards of %s, keeps contract §4: one command per instance and attempt, one verified set, no leaked snapshot', async (file, rate, shard) => {
     const base = loadFleetFile(new URL(`../examples/fleets/${file}`, import.meta.url).pathname);
     const fleet = { ...base, consistency: { maxLagSeconds: 30, seed: 17 }, faults: { rate, seed: 23, kinds: ['throttle', 'server', 'timeout'] as ('throttle' | 'server' | 'timeout')[] } };
     const w = worldFromFleet(fleet);
 
-    const result = await runWorkflow(w, { env: { COMMAND_TIMEOUT_SECONDS: '600' } });
+    const result = await runWorkflow(w, { env: { COMMAND_TIMEOUT_SECONDS: '600', SHARD_INSTANCES: shard } });
 
     expect(doubleCommands(w.dump())).toEqual([]);
     expect(doubleSnapshotSets(w)).toEqual([]);

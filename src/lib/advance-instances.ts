@@ -112,12 +112,15 @@ export function nextWaitSeconds(state: RunState, config: Config): number {
   const times: number[] = [];
   if ((state.discard ?? []).length > 0) times.push(now);
   const waiting = state.instances.filter((i) => i.phase === 'send' || i.phase === 'retry');
-  if (waiting.length > 0) times.push(Math.max(state.nextSendAt ?? 0, Math.min(...waiting.map((i) => i.dueAt ?? now))));
+  const sendAt = waiting.length > 0 ? Math.max(state.nextSendAt ?? 0, Math.min(...waiting.map((i) => i.dueAt ?? now))) : undefined;
   for (const c of state.commands) if (c.status === 'open' || c.status === 'unconfirmed') times.push(c.nextPollAt);
   for (const i of state.instances) if (i.phase === 'verify') times.push(i.nextCheckAt ?? now);
   const sweep = sweepDueAt(state, config);
   if (sweep !== undefined) times.push(sweep);
-  if (times.length === 0) times.push(now + (state.instances.every((i) => isFinal(i.phase)) ? 1_000 : CONFIRM_POLL_MS));
-  const next = Math.min(...times);
+  if (times.length === 0 && sendAt === undefined) times.push(now + (state.instances.every((i) => isFinal(i.phase)) ? 1_000 : CONFIRM_POLL_MS));
+  const others = Math.min(...times);
+  // A send never goes early (its pace and retry delays hold), but a poll or check due up to COALESCE_MS before it
+  // waits for it: one wake-up does both (the step does polls and checks due within COALESCE_MS).
+  const next = sendAt === undefined ? others : sendAt - others <= COALESCE_MS && (state.discard ?? []).length === 0 ? sendAt : Math.min(others, sendAt);
   return Math.min(MAX_WAIT_SECONDS, Math.max(1, Math.ceil((next - now) / 1000)));
 }

@@ -35,7 +35,7 @@ const EnvSchema = z.object({
   SEND_SLICE_SECONDS: int(1, 3_600).default(20),
   // Instances per shard: each shard is one object in the report bucket and one child execution of the
   // Distributed Map. Larger shards cost fewer state transitions per instance, smaller ones less Lambda work per step.
-  SHARD_INSTANCES: int(10, 10_000).default(1_000),
+  SHARD_INSTANCES: int(1, 10_000).default(1_000),
   EXCLUDE_BOOT_VOLUME: bool.default(false),
   COPY_ONLY: bool.default(false),
   VSS_DOCUMENT_NAME: z.string().min(3).default('AWSEC2-CreateVssSnapshot'),

@@ -9,6 +9,7 @@ import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
 import type { InstanceInformation, SSMClient } from '@aws-sdk/client-ssm';
 import { clock } from './clock.ts';
 import { FAILURES } from './failure-catalogue.ts';
+import { inParallel } from './in-parallel.ts';
 import type { FailureCode } from './failure-catalogue.ts';
 import type { InstanceRecord, RunState } from './run-state.ts';
 
@@ -48,9 +49,12 @@ export async function listTaggedInstances(ec2: EC2Client, state: RunState): Prom
   return [...found.values()].sort((a, b) => (a.InstanceId ?? '').localeCompare(b.InstanceId ?? ''));
 }
 
+/** Pages of DescribeInstanceInformation in flight at once (SSM's read rate is shared with the other shards' polls). */
+const AGENT_LOOKUPS_IN_FLIGHT = 4;
+
 export async function agentInformation(ssm: SSMClient, instanceIds: string[]): Promise<Map<string, InstanceInformation>> {
   const info = new Map<string, InstanceInformation>();
-  for (const ids of chunk(instanceIds, SSM_PAGE)) {
+  await inParallel(chunk(instanceIds, SSM_PAGE), AGENT_LOOKUPS_IN_FLIGHT, async (ids) => {
     let nextToken: string | undefined;
     do {
       const page = await ssm.send(
@@ -63,7 +67,7 @@ export async function agentInformation(ssm: SSMClient, instanceIds: string[]): P
       for (const item of page.InstanceInformationList ?? []) if (item.InstanceId) info.set(item.InstanceId, item);
       nextToken = page.NextToken;
     } while (nextToken);
-  }
+  });
   return info;
 }
 

@@ -15,4 +15,6 @@ export function runIdFor(executionArn: string, startTime: string): string {
 export const RUN_TAG = 'vss-snapshots:run-id';
 export const ATTEMPT_TAG = 'vss-snapshots:attempt';
 export const METHOD_TAG = 'vss-snapshots:method';
+/** The shard of the run whose command made the snapshot (aws-vss: in the document's `tags`), for per-shard listings. */
+export const SHARD_TAG = 'vss-snapshots:shard';
 export const INSTANCE_TAG = 'vss-snapshots:instance-id';

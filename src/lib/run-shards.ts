@@ -5,11 +5,13 @@
  * whatever the fleet — and no execution's history grows with the fleet.
  *
  * The shards send in turn: shard n's first slice is due when the slices of the shards before it have gone
- * out, one slice per SEND_SLICE_SECONDS, the pace the account's CreateSnapshots bucket sustains (send-commands.ts).
+ * out, one slice per SEND_SLICE_SECONDS, the pace the account's CreateSnapshots bucket sustains (send-commands.ts),
+ * with one empty slice between two shards.
  */
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
-import { isFinal, saveRunState } from './run-state.ts';
+import { inParallel } from './in-parallel.ts';
+import { SHARD_IO_IN_FLIGHT, isFinal, saveRunState } from './run-state.ts';
 import type { RunState } from './run-state.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 
@@ -20,6 +22,7 @@ export async function writeShards(deps: { s3: S3Client; config: Config }, run: R
   const size = config.shardInstances;
   const count = Math.ceil(run.instances.length / size);
   const withWork: number[] = [];
+  const shards: RunState[] = [];
   let slicesBefore = 0;
   for (let n = 0; n < count; n += 1) {
     const instances = run.instances.slice(n * size, (n + 1) * size);
@@ -27,18 +30,22 @@ export async function writeShards(deps: { s3: S3Client; config: Config }, run: R
     const shard: RunState = {
       ...run,
       shard: n,
+      ofShards: count,
       instances,
       commands: [],
       tickSeq: 0,
-      // The shard's first slice waits for the slices of the shards before it.
-      nextSendAt: now + slicesBefore * config.sendSliceSeconds * 1000,
+      // The shard's first slice waits for the slices of the shards before it, and one slice more: a shard's last
+      // slice may go out a few seconds late (its step's own latency), and two slices in one 20 s would overrun
+      // the CreateSnapshots bucket and fail VSS freezes.
+      nextSendAt: now + (slicesBefore + n) * config.sendSliceSeconds * 1000,
     };
     delete shard.shards;
     delete shard.lease;
     slicesBefore += Math.ceil(sendable / config.sendSliceInstances);
-    await saveRunState(deps.s3, config.reportBucket, shard);
+    shards.push(shard);
     if (sendable > 0) withWork.push(n);
   }
+  await inParallel(shards, SHARD_IO_IN_FLIGHT, (shard) => saveRunState(deps.s3, config.reportBucket, shard));
   run.shards = count;
   run.instances = [];
   return withWork;

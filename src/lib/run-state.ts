@@ -5,6 +5,7 @@
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { inParallel } from './in-parallel.ts';
 import type { SnapshotMethod } from './config.ts';
 import { RunStateNotFoundError } from './errors.ts';
 
@@ -104,6 +105,11 @@ export interface RunState {
   shard?: number;
   /** Set on the run object once Discover Instances has written the shards: how many there are. */
   shards?: number;
+  /**
+   * Set on a shard: how many shards the run has. With more than one, this run's snapshots in EC2 are not all
+   * this shard's, so its listings ask for its own volumes only (verify-snapshots.ts, sweep-run.ts).
+   */
+  ofShards?: number;
   /** Set on a shard whose child execution failed: the error, for the report (Record Shard Failure). */
   shardError?: { error: string; cause: string };
   executionArn: string;
@@ -142,6 +148,9 @@ export const shardKey = (runId: string, shard: number): string => `runs/${runId}
 const keyOf = (state: Pick<RunState, 'runId' | 'shard'>): string => (state.shard === undefined ? stateKey(state.runId) : shardKey(state.runId, state.shard));
 export const reportKey = (runId: string): string => `reports/${runId}.json`;
 
+/** Shard objects read or written at once (Discover Instances writes them, Finish Run reads them back). */
+export const SHARD_IO_IN_FLIGHT = 8;
+
 /** What is saved of a whole run (loadWholeRun) as the run object: without its shards' instances and commands. */
 export function runObjectOf(state: RunState & { shardErrors?: unknown }): RunState {
   const { shardErrors: _shardErrors, ...rest } = state;
@@ -176,14 +185,17 @@ export async function saveRunState(s3: S3Client, bucket: string, state: RunState
 export async function loadWholeRun(s3: S3Client, bucket: string, runId: string): Promise<RunState & { shardErrors: { shard: number; error: string; cause: string }[] }> {
   const run = await loadRunState(s3, bucket, runId);
   const whole = { ...run, instances: [...run.instances], commands: [...run.commands], shardErrors: [] as { shard: number; error: string; cause: string }[] };
-  for (let n = 0; n < (run.shards ?? 0); n += 1) {
-    let shard: RunState;
+  // A few at a time (a run of 100,000 instances has 100 shards), then joined in shard order.
+  const shards = await inParallel(Array.from({ length: run.shards ?? 0 }, (_, n) => n), SHARD_IO_IN_FLIGHT, async (n) => {
     try {
-      shard = await loadRunState(s3, bucket, runId, n);
+      return await loadRunState(s3, bucket, runId, n);
     } catch (error) {
-      if (error instanceof RunStateNotFoundError) continue;
+      if (error instanceof RunStateNotFoundError) return undefined;
       throw error;
     }
+  });
+  for (const [n, shard] of shards.entries()) {
+    if (!shard) continue;
     if (shard.shardError) {
       whole.shardErrors.push({ shard: n, ...shard.shardError });
       const stoppedBy = `the execution working on its shard (${n}) failed: ${shard.shardError.error}: ${shard.shardError.cause}`.slice(0, 600);

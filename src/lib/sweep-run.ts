@@ -19,7 +19,7 @@ import { methodDriver } from './methods/index.ts';
 import { isFinal } from './run-state.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
 import { attemptOf, bestSet, groupSets, refOf, tagMap } from './snapshot-sets.ts';
-import { DISCARD_BUDGET_MS, discardSnapshots, listRunSnapshots } from './verify-snapshots.ts';
+import { DISCARD_BUDGET_MS, discardSnapshots, listRunSnapshots, widestScope } from './verify-snapshots.ts';
 
 export const FALLBACK_TAG = 'vss-snapshots:fallback';
 export const CONSISTENCY_TAG = 'vss-snapshots:consistency';
@@ -49,7 +49,11 @@ export function sweepDueAt(state: RunState, config: Config): number | undefined 
 export async function sweepRun(deps: SweepDeps, state: RunState): Promise<void> {
   const dueAt = sweepDueAt(state, deps.config);
   if (dueAt === undefined || clock.now() < dueAt) return;
-  const snapshots = await listRunSnapshots(deps.ec2, state.runId);
+  // The whole run's snapshots when this shard is the whole run, or the shard's own (SHARD_TAG); else those of
+  // every volume of the shard's instances (the other shards' snapshots are theirs to keep or delete) — then a
+  // volume attached after discovery is not looked at: its snapshot, if the command took one, stays
+  // (docs/reliability.md).
+  const snapshots = await listRunSnapshots(deps.ec2, state.runId, widestScope(state) ?? { volumeIds: [...new Set(state.instances.filter((i) => i.attempts > 0).flatMap((i) => i.volumes.map((v) => v.volumeId)))] });
   const driver = methodDriver(state.options.method);
   const isConsistent = (s: Snapshot) => driver.isConsistent(tagMap(s));
   const keep = new Set(state.instances.filter((i) => i.phase === 'succeeded').flatMap((i) => i.snapshots.map((s) => s.snapshotId)));

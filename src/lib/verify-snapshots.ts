@@ -23,7 +23,7 @@ import { chunk, expectedVolumes } from './discovery.ts';
 import { TRANSIENT_AWS_ERRORS } from './errors.ts';
 import { methodDriver } from './methods/index.ts';
 import { fail, succeed } from './record-failure.ts';
-import { RUN_TAG } from './run-id.ts';
+import { RUN_TAG, SHARD_TAG } from './run-id.ts';
 import { onGrid } from './run-state.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
 import { attemptOf, bestSet, groupSets, idsOf, refOf, tagMap } from './snapshot-sets.ts';
@@ -34,22 +34,40 @@ export const MAX_SNAPSHOT_POLL_SECONDS = 1_800;
 const MIN_RECHECK_MS = 15_000;
 /** Time one invocation spends deleting unusable snapshots; the rest are left in `state.discard`. */
 export const DISCARD_BUDGET_MS = 120_000;
-/** The grid that checks far ahead are put on (see verifyDue). */
+/** The grid that checks far ahead are put on (see verifyDue), and from how far ahead. */
 const LONG_CHECK_GRID_MS = 5 * 60_000;
+const LONG_CHECK_FROM_MS = 3 * 60_000;
 /** EC2 accepts up to 200 values in one filter. */
 const VOLUMES_PER_FILTER = 200;
 
-/** This run's snapshots (optionally only of these volumes), every page. */
-export async function listRunSnapshots(ec2: EC2Client, runId: string, volumeIds?: readonly string[]): Promise<Snapshot[]> {
+/** Whether this state holds every instance of the run (a run of one shard, or a state from before sharding). */
+export const isWholeRun = (state: RunState): boolean => (state.ofShards ?? 1) <= 1;
+
+/** Which of a run's snapshots to list: all, a shard's (by SHARD_TAG), or those of some volumes. */
+export type SnapshotScope = { all: true } | { shard: number } | { volumeIds: readonly string[] };
+
+/**
+ * The widest listing a state may make, and its cost in calls: the whole run when the state is the whole run;
+ * the shard's own snapshots when its method tags them with the shard; else none (volume by volume only).
+ */
+export function widestScope(state: RunState): SnapshotScope | undefined {
+  if (isWholeRun(state)) return { all: true };
+  if (state.shard !== undefined && methodDriver(state.options.method).tagsShard) return { shard: state.shard };
+  return undefined;
+}
+
+/** This run's snapshots in `scope`, every page. */
+export async function listRunSnapshots(ec2: EC2Client, runId: string, scope: SnapshotScope = { all: true }): Promise<Snapshot[]> {
   const all: Snapshot[] = [];
-  const groups: (readonly string[] | undefined)[] = volumeIds ? chunk(volumeIds, VOLUMES_PER_FILTER) : [undefined];
+  const groups: (readonly string[] | undefined)[] = 'volumeIds' in scope ? chunk(scope.volumeIds, VOLUMES_PER_FILTER) : [undefined];
+  const shardFilter = 'shard' in scope ? [{ Name: `tag:${SHARD_TAG}`, Values: [String(scope.shard)] }] : [];
   for (const ids of groups) {
     let nextToken: string | undefined;
     do {
       const page = await ec2.send(
         new DescribeSnapshotsCommand({
           OwnerIds: ['self'],
-          Filters: [{ Name: `tag:${RUN_TAG}`, Values: [runId] }, ...(ids ? [{ Name: 'volume-id', Values: [...ids] }] : [])],
+          Filters: [{ Name: `tag:${RUN_TAG}`, Values: [runId] }, ...shardFilter, ...(ids ? [{ Name: 'volume-id', Values: [...ids] }] : [])],
           MaxResults: 1000,
           NextToken: nextToken,
         }),
@@ -77,12 +95,13 @@ export async function verifyDue(deps: VerifyDeps, state: RunState, horizon = clo
   const due = state.instances.filter((i) => i.phase === 'verify' && (i.nextCheckAt ?? 0) <= horizon);
   if (due.length === 0) return;
   const volumeIds = due.flatMap((r) => expectedVolumes(r, state.options.excludeBootVolume).map((v) => v.volumeId));
-  // The cheaper listing: the due instances' volumes (200 a filter), or the whole run (1,000 a page) when most
-  // of the run is due at once.
+  // The cheaper listing: the due instances' volumes (200 a filter), or the whole run or shard (1,000 a page) when
+  // most of it is due at once (never the whole run from one shard of several: that would grow with the fleet).
   const runVolumes = state.instances.filter((i) => i.attempts > 0).reduce((n, r) => n + expectedVolumes(r, state.options.excludeBootVolume).length, 0);
-  const wholeRun = Math.ceil(runVolumes / 1000) < Math.ceil(volumeIds.length / VOLUMES_PER_FILTER);
+  const wide = widestScope(state);
+  const scope: SnapshotScope = wide && Math.ceil(runVolumes / 1000) < Math.ceil(volumeIds.length / VOLUMES_PER_FILTER) ? wide : { volumeIds };
   const byVolume = new Map<string, Snapshot[]>();
-  for (const s of await listRunSnapshots(deps.ec2, state.runId, wholeRun ? undefined : volumeIds)) {
+  for (const s of await listRunSnapshots(deps.ec2, state.runId, scope)) {
     if (s.VolumeId) byVolume.set(s.VolumeId, [...(byVolume.get(s.VolumeId) ?? []), s]);
   }
   const toDiscard: string[] = [];
@@ -92,9 +111,9 @@ export async function verifyDue(deps: VerifyDeps, state: RunState, horizon = clo
     const verdict = judge(record, snapshots, state, deps.config);
     if (verdict.kind === 'pending') {
       // On the run's poll grid, so the checks of instances verified at different times share wake-ups; a check
-      // ten minutes or more away (a long first snapshot) goes on a 5-minute grid: a few minutes either way
-      // change nothing there, and instances started over half an hour then wake the workflow together.
-      const gridMs = verdict.recheckInMs >= 10 * 60_000 ? LONG_CHECK_GRID_MS : deps.config.commandPollSeconds * 1000;
+      // three minutes or more away (snapshots still copying) goes on a 5-minute grid: a few minutes either way
+      // change nothing there, and a shard's slices, sent 20 s apart, then wake the workflow together.
+      const gridMs = verdict.recheckInMs >= LONG_CHECK_FROM_MS ? LONG_CHECK_GRID_MS : deps.config.commandPollSeconds * 1000;
       record.nextCheckAt = onGrid(now + verdict.recheckInMs, state, gridMs);
       continue;
     }

@@ -86,4 +86,6 @@ export const diskShadow: MethodDriver = {
     return !!tags[SHADOW_SET_TAG] && (consistency === CONSISTENCY.afterRevert || consistency === CONSISTENCY.notShadowed);
   },
   consistencyTag: `${CONSISTENCY_TAG}=${CONSISTENCY.afterRevert}`,
+  // The script tags run, attempt and instance, not the shard: a shard lists its snapshots by volume.
+  tagsShard: false,
 };

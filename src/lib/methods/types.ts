@@ -8,6 +8,8 @@ export interface CommandContext {
   excludeBootVolume: boolean;
   copyOnly: boolean;
   commandTimeoutSeconds: number;
+  /** The shard the command is sent for (a run of several shards). */
+  shard?: number;
 }
 
 /** One instance's final invocation, as ListCommandInvocations (with Details) reports it. */
@@ -41,6 +43,11 @@ export interface MethodDriver {
   isConsistent(tags: Record<string, string>): boolean;
   /** The tag that says so, as messages name it. */
   readonly consistencyTag: string;
+  /**
+   * Whether this method's snapshots carry SHARD_TAG, so a shard can list its own snapshots by tag (pages of
+   * 1,000) instead of by volume (200 volumes a call).
+   */
+  readonly tagsShard: boolean;
 }
 
 /** The tags of an EC2 resource as a map (the SDK returns a list of Key/Value pairs). */
