@@ -11,6 +11,8 @@ export interface BenchFleetOptions {
   volumes: number;
   /** Share of instances (0..1) whose snapshot command fails on every attempt. */
   failRate: number;
+  /** Share of instances (0..1) whose command hangs on every attempt (ends ExecutionTimedOut at its deadline). */
+  hangRate: number;
   commandSeconds: number;
   snapshotMinutes: number;
 }
@@ -36,11 +38,14 @@ export function benchFleet(options: BenchFleetOptions): Fleet {
   const volumes = Array.from({ length: options.volumes }, (_, v) => (v === 0 ? { device: '/dev/sda1', sizeGiB: 60 } : { device: DATA_DEVICES[v - 1] ?? `xvd${v}`, sizeGiB: 200 }));
   let failing = 0;
   const instances = Array.from({ length: options.instances }, (_, i) => {
-    // Evenly spread: exactly round(N x rate) instances fail, not a random number of them.
+    // Evenly spread: exactly round(N x rate) instances fail (or hang), not a random number of them; hanging
+    // ones are spread from the other end of the fleet so the two shares rarely meet (where they do, it hangs).
     const fails = Math.floor((i + 1) * options.failRate) > Math.floor(i * options.failRate);
-    const attempts: Behaviour[] = fails ? [FAILURE_MIX[failing++ % FAILURE_MIX.length] as Behaviour] : ['ok'];
+    const j = options.instances - 1 - i;
+    const hangs = Math.floor((j + 1) * options.hangRate) > Math.floor(j * options.hangRate);
+    const attempts: Behaviour[] = hangs ? ['hang'] : fails ? [FAILURE_MIX[failing++ % FAILURE_MIX.length] as Behaviour] : ['ok'];
     return {
-      name: `srv-${String(i + 1).padStart(5, '0')}`,
+      name: `srv-${String(i + 1).padStart(6, '0')}`,
       volumes,
       attempts,
       commandSeconds: options.commandSeconds,

@@ -1,5 +1,5 @@
 /** How `vss-snapshots bench` shows its figures: a block per run, and a Markdown table across runs. */
-import type { BenchResult } from './run.ts';
+import type { BenchResult, scaling } from './run.ts';
 import { PRICES } from './prices.ts';
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -11,7 +11,7 @@ export function formatBench(r: BenchResult): string {
   const lines: string[] = [];
   const push = (label: string, text: string) => lines.push(`  ${label.padEnd(18)} ${text}`);
   lines.push(
-    `vss-snapshots bench: ${int(r.instances)} instances × ${r.volumes} volume(s), fail rate ${r.failRate}, commands ${r.commandSeconds} s, snapshots ${r.snapshotMinutes} min, pressure ${r.pressure ? 'on' : 'off'}`,
+    `vss-snapshots bench: ${int(r.instances)} instances × ${r.volumes} volume(s), fail rate ${r.failRate}, hang rate ${r.hangRate}, commands ${r.commandSeconds} s, snapshots ${r.snapshotMinutes} min, pressure ${r.pressure ? 'on' : 'off'}`,
   );
   if (r.status !== 'SUCCEEDED') push('WORKFLOW FAILED', r.error ?? 'unknown error');
   const a = r.apiCalls;
@@ -29,7 +29,7 @@ export function formatBench(r: BenchResult): string {
     push('API latency', `${int(r.pressure.latencySeconds)} s of simulated call latency in total`);
   }
   push('state transitions', `${int(r.stateTransitions)} (${r.stateTransitionsPerInstance}/instance), as Standard workflows bill them (retries included)`);
-  push('history events', `${int(r.maxHistoryEvents)} in the largest execution (${r.executions} execution; limit 25,000)`);
+  push('history events', `${int(r.maxHistoryEvents)} in the largest execution (of ${int(r.executions)}: the run and one per shard; limit 25,000)`);
   push('largest payload', `${int(r.maxPayloadBytes)} bytes of state input/output (limit 262,144)`);
   const l = r.lambda;
   push(
@@ -40,10 +40,15 @@ export function formatBench(r: BenchResult): string {
   push('run-state object', `${mb(s.bytes)} (${int(s.bytesPerInstance)} B/instance), ${int(s.s3Gets)} GETs + ${int(s.s3Puts)} PUTs; S3 traffic ${s.mbRead} MB read, ${s.mbWritten} MB written; report ${mb(s.reportBytes)}`);
   push('simulated time', `${int(r.simulatedSeconds)} s (${minutes(r.simulatedSeconds)}); forced by the CreateSnapshots rate: ${int(r.rateForcedSeconds)} s`);
   push('wall time', `${r.wallSeconds} s`);
+  const p = r.perInstance;
+  push('per instance', `${p.apiCalls} API calls, ${p.gbSeconds} GB-s, ${int(p.s3Bytes)} S3 bytes, ${p.stateTransitions} transitions`);
+  const lat = r.latency;
+  push('latency', lat.healthyInstances > 0 ? `healthy instances (${int(lat.healthyInstances)}) final after p50 ${minutes(lat.healthyP50Seconds ?? 0)}, p99 ${minutes(lat.healthyP99Seconds ?? 0)} from the start` : 'no healthy instance');
+  if (r.retry.retried > 0) push('retries', `${int(r.retry.retried)} sent, at most ${int(r.retry.maxSecondsAfterFailure ?? 0)} s after their attempt failed (limit ${int(r.retry.limitSeconds)} s)`);
   const c = r.cost;
   push(
     'cost',
-    `${usd(r.costUsd)} = Step Functions ${usd(c.stepFunctions)} + Lambda ${usd(c.lambdaCompute)} compute + ${usd(c.lambdaRequests)} requests + S3 ${usd(c.s3Requests)} + SNS ${usd(c.sns)} (list prices ${PRICES.region}, ${PRICES.asOf}; EC2/SSM calls free)`,
+    `${usd(r.costUsd)} (${usd(r.costPer10kUsd)} per 10,000 instances) = Step Functions ${usd(c.stepFunctions)} + Lambda ${usd(c.lambdaCompute)} compute + ${usd(c.lambdaRequests)} requests + S3 ${usd(c.s3Requests)} + SNS ${usd(c.sns)} (list prices ${PRICES.region}, ${PRICES.asOf}; EC2/SSM calls free)`,
   );
   push('summary', `${int(r.summary.targeted)} targeted: ${int(r.summary.succeeded)} succeeded, ${int(r.summary.failed)} failed, ${int(r.summary.skipped)} skipped`);
   if (r.alert) push('alert', `"${r.alert.subject}": names ${r.alert.namedInstances}${r.alert.more !== null ? `, "and ${int(r.alert.more)} more"` : ''} (${int(r.alert.bytes)} bytes)`);
@@ -55,41 +60,52 @@ export function formatBench(r: BenchResult): string {
 export function markdownTable(results: BenchResult[]): string {
   const header = [
     'N',
-    'fail rate',
+    'fail / hang rate',
     'API calls (per inst.)',
     'floor',
     'ratio',
     'throttled',
     'transitions (per inst.)',
-    'history events',
+    'executions',
+    'history events (max)',
     'max payload B',
     'Lambda inv.',
-    'GB-s',
-    'state object',
-    'state GET+PUT',
+    'GB-s (per inst.)',
+    'largest state object',
+    'S3 B per inst.',
+    'healthy p50 / p99',
     'simulated',
     'wall s',
-    'cost USD',
+    'cost USD (per 10k)',
     'succeeded / failed',
   ];
   const rows = results.map((r) => [
     int(r.instances),
-    String(r.failRate),
+    `${r.failRate} / ${r.hangRate}`,
     `${int(r.apiCalls.total)} (${r.apiCalls.perInstance})`,
     int(r.apiCalls.floor),
     r.apiCalls.ratio.toFixed(2),
     int(Object.values(r.pressure?.throttled ?? {}).reduce((a, b) => a + b, 0)),
     `${int(r.stateTransitions)} (${r.stateTransitionsPerInstance})`,
+    int(r.executions),
     int(r.maxHistoryEvents),
     int(r.maxPayloadBytes),
     int(r.lambda.invocations),
-    String(r.lambda.gbSeconds),
+    `${r.lambda.gbSeconds} (${r.perInstance.gbSeconds})`,
     mb(r.runState.bytes),
-    `${int(r.runState.s3Gets)}+${int(r.runState.s3Puts)}`,
+    int(r.perInstance.s3Bytes),
+    r.latency.healthyP50Seconds === null ? '—' : `${minutes(r.latency.healthyP50Seconds)} / ${minutes(r.latency.healthyP99Seconds ?? 0)}`,
     minutes(r.simulatedSeconds),
     r.wallSeconds.toFixed(1),
-    r.costUsd.toFixed(4),
+    `${r.costUsd.toFixed(4)} (${r.costPer10kUsd.toFixed(4)})`,
     `${int(r.summary.succeeded)} / ${int(r.summary.failed)}`,
   ]);
   return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((row) => `| ${row.join(' | ')} |`)].join('\n') + '\n';
+}
+
+/** How each per-instance figure changed across the sizes of one bench (issue 15's 1.3× target). */
+export function formatScaling(s: NonNullable<ReturnType<typeof scaling>>): string {
+  const lines = [`Per instance, ${int(s.from)} → ${int(s.to)} instances (largest ÷ smallest across the sizes):`];
+  for (const t of s.targets) lines.push(`  ${t.met ? '✓' : '✗'} ${t.name}: ${t.value}`);
+  return `${lines.join('\n')}\n`;
 }

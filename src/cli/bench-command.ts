@@ -1,6 +1,6 @@
 /** `vss-snapshots bench`: the scale benchmark (logic in src/bench). */
-import { formatBench, markdownTable } from '../bench/format.ts';
-import { BENCH_DEFAULTS, runBench } from '../bench/run.ts';
+import { formatBench, formatScaling, markdownTable } from '../bench/format.ts';
+import { BENCH_DEFAULTS, runBench, scaling } from '../bench/run.ts';
 import type { BenchResult } from '../bench/run.ts';
 import { EXIT, UsageError } from './exit-codes.ts';
 import type { ExitCode } from './exit-codes.ts';
@@ -9,6 +9,7 @@ export interface BenchCommandOptions {
   instances: string;
   volumes?: number;
   failRate?: number;
+  hangRate?: number;
   commandSeconds?: number;
   snapshotMinutes?: number;
   ssmRate?: number;
@@ -18,11 +19,14 @@ export interface BenchCommandOptions {
   quiet?: boolean;
 }
 
+/** The largest fleet the bench (and a fleet file) takes. */
+const MAX_INSTANCES = 100_000;
+
 export async function benchCommand(opts: BenchCommandOptions): Promise<ExitCode> {
   const sizes = opts.instances.split(',').map((s) => {
     const text = s.trim();
     const n = Number(text);
-    if (!/^[0-9]+$/.test(text) || n < 1 || n > 20_000) throw new UsageError(`--instances: each size must be a whole number from 1 to 20000 (got "${text}").`);
+    if (!/^[0-9]+$/.test(text) || n < 1 || n > MAX_INSTANCES) throw new UsageError(`--instances: each size must be a whole number from 1 to ${MAX_INSTANCES} (got "${text}").`);
     return n;
   });
   const progress = opts.quiet || opts.json ? undefined : (line: string) => process.stderr.write(`${line}\n`);
@@ -33,6 +37,7 @@ export async function benchCommand(opts: BenchCommandOptions): Promise<ExitCode>
       instances,
       volumes: opts.volumes ?? BENCH_DEFAULTS.volumes,
       failRate: opts.failRate ?? BENCH_DEFAULTS.failRate,
+      hangRate: opts.hangRate ?? BENCH_DEFAULTS.hangRate,
       commandSeconds: opts.commandSeconds ?? BENCH_DEFAULTS.commandSeconds,
       snapshotMinutes: opts.snapshotMinutes ?? BENCH_DEFAULTS.snapshotMinutes,
       pressure: opts.pressure,
@@ -42,7 +47,9 @@ export async function benchCommand(opts: BenchCommandOptions): Promise<ExitCode>
     results.push(result);
     if (!opts.json && !opts.markdown) process.stdout.write(`${formatBench(result)}\n`);
   }
+  const spread = scaling(results);
   if (opts.json) process.stdout.write(`${JSON.stringify(results.length === 1 ? results[0] : results, null, 2)}\n`);
   else if (opts.markdown || results.length > 1) process.stdout.write(markdownTable(results));
+  if (spread && !opts.json) process.stdout.write(formatScaling(spread));
   return results.every((r) => r.status === 'SUCCEEDED') ? EXIT.ok : EXIT.failed;
 }

@@ -85,6 +85,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .requiredOption('--instances <n[,n...]>', 'fleet size(s), e.g. 10,100,1000,10000')
     .addOption(new Option('--volumes <n>', 'volumes per instance').argParser(wholeNumber(1, 22)))
     .addOption(new Option('--fail-rate <r>', 'share of instances that fail every attempt').argParser(decimal(0, 1)))
+    .addOption(new Option('--hang-rate <r>', 'share of instances whose command hangs on every attempt (until its deadline)').argParser(decimal(0, 1)))
     .addOption(new Option('--command-seconds <s>', 'seconds a snapshot command runs').argParser(wholeNumber(0, 172_800)))
     .addOption(new Option('--snapshot-minutes <m>', 'minutes a snapshot stays pending').argParser(wholeNumber(0, 10_000)))
     .addOption(new Option('--ssm-rate <r>', 'SSM API calls per second the account allows').argParser(decimal(Number.MIN_VALUE, 1e6, 'a positive number')))

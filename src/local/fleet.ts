@@ -45,7 +45,7 @@ const FleetInstance = z.strictObject({
 });
 
 export const FleetSchema = z.strictObject({
-  instances: z.array(FleetInstance).max(20_000),
+  instances: z.array(FleetInstance).max(100_000),
   /** API faults (docs/reliability.md). Absent: a realistic 1 % (src/local/world.ts DEFAULT_FAULTS); rate 0 turns them off. */
   faults: z
     .strictObject({
