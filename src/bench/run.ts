@@ -106,8 +106,12 @@ export interface BenchResult {
    * first attempt: what a hung or failing batch-mate must not delay.
    */
   latency: { healthyInstances: number; healthyP50Seconds: number | null; healthyP99Seconds: number | null };
-  /** Failure of an attempt (its invocation final) to the send of the next one, over every retried instance. */
-  retry: { retried: number; maxSecondsAfterFailure: number | null; limitSeconds: number };
+  /**
+   * Failure of an attempt (its invocation final) to the first SendCommand call of the next one, over every
+   * retried instance; and to the command SSM then recorded (later when that call's answer was lost and the
+   * send had to wait out the 5-minute confirm window before it could safely go again).
+   */
+  retry: { retried: number; maxSecondsAfterFailure: number | null; maxSecondsUntilRecorded: number | null; limitSeconds: number };
   cost: { stepFunctions: number; lambdaCompute: number; lambdaRequests: number; s3Requests: number; sns: number; pricesAsOf: string; region: string };
   summary: { targeted: number; succeeded: number; failed: number; skipped: number };
   alert: null | { subject: string; namedInstances: number; more: number | null; bytes: number };
@@ -121,13 +125,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const limitsConfig: LimitsConfig = options.ssmRate !== undefined ? withSsmRate(DEFAULT_LIMITS, options.ssmRate) : DEFAULT_LIMITS;
   const limits = options.pressure ? accountLimits(world, limitsConfig) : undefined;
   const s3 = s3Meter(world);
+  const sends = sendAttempts(world);
   const progress = progressReporter(world, options.progress);
 
   let result: LocalRunResult;
   try {
     result = await runWorkflow(world, {
       env: { ...options.env },
-      interceptors: [...(limits ? [limits.interceptor] : []), s3.interceptor],
+      // The send recorder first: it sees every SendCommand call, the throttled and the lost ones too.
+      interceptors: [sends.interceptor, ...(limits ? [limits.interceptor] : []), s3.interceptor],
       onEvent: (event) => progress(event),
     });
   } finally {
@@ -241,7 +247,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       stateTransitions: round(stats.stateTransitions / Math.max(1, n), 4),
     },
     latency: healthyLatency(fleet, world, report),
-    retry: retryLag(world, limitsOfRetry(options.env)),
+    retry: retryLag(world, sends.firstAt, limitsOfRetry(options.env)),
     cost: { ...roundAll(cost, 6), pricesAsOf: PRICES.asOf, region: PRICES.region },
     summary,
     alert,
@@ -314,12 +320,30 @@ function limitsOfRetry(env: Record<string, string> | undefined): number {
   return config.retryDelaySeconds + TARGETS.retryPolls * config.commandPollSeconds;
 }
 
+const attemptOf = (comment: string | undefined) => Number(/ attempt ([0-9]+) /.exec(comment ?? '')?.[1] ?? 0);
+
+/** When each instance's attempt was first asked of SSM (`instanceId attempt` → virtual ms), lost calls included. */
+function sendAttempts(world: World): { interceptor: CallInterceptor; firstAt: Map<string, number> } {
+  const firstAt = new Map<string, number>();
+  return {
+    firstAt,
+    interceptor: ({ service, operation, input }) => {
+      if (service !== 'ssm' || operation !== 'SendCommand') return;
+      const attempt = attemptOf(typeof input.Comment === 'string' ? input.Comment : undefined);
+      for (const id of (input.InstanceIds as string[] | undefined) ?? []) {
+        const key = `${id} ${attempt}`;
+        if (!firstAt.has(key)) firstAt.set(key, world.now);
+      }
+    },
+  };
+}
+
 /**
- * For every instance sent a later attempt: when its previous attempt's invocation became final (the failure)
- * to when the next attempt was requested, from the simulated account's own records (the world's commands).
+ * For every instance sent a later attempt: when its previous attempt's invocation became final (the failure,
+ * from the simulated account's own records) to the first SendCommand call of the next attempt, and to the
+ * command SSM recorded for it.
  */
-function retryLag(world: World, limitSeconds: number): BenchResult['retry'] {
-  const attemptOf = (comment: string | undefined) => Number(/ attempt ([0-9]+) /.exec(comment ?? '')?.[1] ?? 0);
+function retryLag(world: World, firstAt: Map<string, number>, limitSeconds: number): BenchResult['retry'] {
   const byInstance = new Map<string, { attempt: number; requestedAt: number; finishAt: number }[]>();
   for (const command of world.commands.values()) {
     const attempt = attemptOf(command.comment);
@@ -331,18 +355,22 @@ function retryLag(world: World, limitSeconds: number): BenchResult['retry'] {
   }
   let retried = 0;
   let worst: number | null = null;
-  for (const sends of byInstance.values()) {
+  let worstRecorded: number | null = null;
+  for (const [instanceId, sends] of byInstance) {
     sends.sort((a, b) => a.requestedAt - b.requestedAt);
     for (let k = 1; k < sends.length; k += 1) {
       const before = sends[k - 1];
       const next = sends[k];
       if (!before || !next || next.attempt <= before.attempt || !Number.isFinite(before.finishAt)) continue;
       retried += 1;
-      const lag = (next.requestedAt - before.finishAt) / 1000;
-      worst = worst === null ? lag : Math.max(worst, lag);
+      const recorded = (next.requestedAt - before.finishAt) / 1000;
+      const asked = ((firstAt.get(`${instanceId} ${next.attempt}`) ?? next.requestedAt) - before.finishAt) / 1000;
+      worst = worst === null ? asked : Math.max(worst, asked);
+      worstRecorded = worstRecorded === null ? recorded : Math.max(worstRecorded, recorded);
     }
   }
-  return { retried, maxSecondsAfterFailure: worst === null ? null : round(worst, 1), limitSeconds };
+  const r = (x: number | null) => (x === null ? null : round(x, 1));
+  return { retried, maxSecondsAfterFailure: r(worst), maxSecondsUntilRecorded: r(worstRecorded), limitSeconds };
 }
 
 /**
