@@ -18,3 +18,12 @@ export const METHOD_TAG = 'vss-snapshots:method';
 /** The shard of the run whose command made the snapshot (aws-vss: in the document's `tags`), for per-shard listings. */
 export const SHARD_TAG = 'vss-snapshots:shard';
 export const INSTANCE_TAG = 'vss-snapshots:instance-id';
+/**
+ * The stack that made the snapshot (`<service>-<stage>`, env STACK_ID): retention deletes only snapshots that carry
+ * this stack's value, never another stage's, a manual, DLM or AWS Backup snapshot.
+ */
+export const STACK_TAG = 'vss-snapshots:stack';
+/** Any value: retention never deletes the snapshot (contract §7). */
+export const HOLD_TAG = 'vss-snapshots:hold';
+/** Per-instance retention override: `count=N`, `days=N` or `count=N,days=M` (contract §7). */
+export const RETAIN_TAG = 'vss-snapshots:retain';

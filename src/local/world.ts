@@ -27,7 +27,9 @@ export interface SimInstance {
   instanceId: string;
   name?: string;
   platform: 'windows' | 'linux';
-  state: 'running' | 'stopped';
+  state: 'running' | 'stopped' | 'terminated';
+  /** When it was terminated (`simulate`: fleet `terminatedOnNight`); EC2 lists it as terminated for about an hour. */
+  terminatedAt?: number;
   tags: Record<string, string>;
   availabilityZone: string;
   rootDevice: string;
@@ -140,6 +142,14 @@ export interface SimExecution {
   listedAt?: number;
 }
 
+/** An AMI registered from snapshots: while it exists, DeleteSnapshot of any of them fails InvalidSnapshot.InUse. */
+export interface SimImage {
+  imageId: string;
+  name: string;
+  snapshotIds: string[];
+  createdAt: number;
+}
+
 /** One entry of the mutation log (contract §6): every call that changed, or tried to change, the account. */
 export interface Mutation {
   at: number;
@@ -194,6 +204,7 @@ export class World {
   readonly instances = new Map<string, SimInstance>();
   readonly volumes = new Map<string, SimVolume>();
   readonly snapshots = new Map<string, SimSnapshot>();
+  readonly images = new Map<string, SimImage>();
   readonly commands = new Map<string, SimCommand>();
   readonly documents = new Map<string, SimDocument>();
   readonly topics = new Set<string>();
@@ -456,6 +467,7 @@ export class World {
           tags: s.tags,
           deletedAt: new Date(s.deletedAt ?? this.now).toISOString(),
         })),
+      images: [...this.images.values()].map((i) => ({ imageId: i.imageId, name: i.name, snapshotIds: i.snapshotIds })),
       commands: [...this.commands.values()].map((c) => ({
         commandId: c.commandId,
         documentName: c.documentName,
@@ -495,6 +507,8 @@ export interface WorldDump {
   snapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> }[];
   /** Snapshots deleted by DeleteSnapshot (a pending one is gone only once it completes), with what they were. */
   deletedSnapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string>; deletedAt: string }[];
+  /** AMIs registered from snapshots (fleet `history` entries `usedByImage`). */
+  images: { imageId: string; name: string; snapshotIds: string[] }[];
   commands: {
     commandId: string;
     documentName: string;
