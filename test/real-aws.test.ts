@@ -11,6 +11,7 @@ import { ConsistencyModel } from '../src/local/consistency.ts';
 import type { LagKind } from '../src/local/consistency.ts';
 import { faultLogOf, socketTimeoutError } from '../src/local/faults.ts';
 import { loadFleetFile, parseFleet } from '../src/local/fleet.ts';
+import { DEFAULT_LIMITS, accountLimits } from '../src/local/limits.ts';
 import { applyCall } from '../src/local/operations.ts';
 import { runWorkflow } from '../src/local/runner.ts';
 import type { CallInterceptor } from '../src/local/transport.ts';
@@ -367,5 +368,29 @@ describe('every example fleet under stretched lags and heavy faults', () => {
     } else {
       expect(w.published.some((p) => /workflow failed at/.test(p.subject ?? ''))).toBe(true);
     }
+  });
+});
+
+describe('an account-wide rate shared by many shards at once', () => {
+  it('stays overrun for minutes (deletions and SSM reads throttled past every retry): the shards wait and go on, none fails, nothing leaks', async () => {
+    // 40 instances whose every attempt leaves crash-consistent snapshots (two sets of each to delete), in 8 shards;
+    // an account that allows 1 DeleteSnapshot every 5 s and 1 SSM read per second.
+    const fleet = parseFleet({ ...CLEAN, instances: ids(40).map((instanceId) => ({ instanceId, volumes: twoVolumes, attempts: ['crash-consistent'] })) }, 'test fleet');
+    const w = worldFromFleet(fleet);
+    const limits = accountLimits(w, { ...DEFAULT_LIMITS, ec2: { ...DEFAULT_LIMITS.ec2, deleteSnapshot: { burst: 2, perSecond: 0.2 } }, ssm: { read: { burst: 2, perSecond: 1 }, write: DEFAULT_LIMITS.ssm.write } });
+
+    let result: Awaited<ReturnType<typeof runWorkflow>>;
+    try {
+      result = await runWorkflow(w, { env: { SHARD_INSTANCES: '5' }, interceptors: [limits.interceptor] });
+    } finally {
+      limits.uninstall();
+    }
+
+    expect(limits.stats.throttled['ec2:DeleteSnapshot'] ?? 0).toBeGreaterThan(0);
+    expect(result.status, `${result.error}: ${result.cause}`).toBe('SUCCEEDED');
+    const report = readReport(w, result);
+    expect(report?.summary).toMatchObject({ targeted: 40, succeeded: 0, failed: 40 });
+    expect(report?.instances.every((i) => i.code === 'crash-consistent' && i.attempts === 3)).toBe(true);
+    checkRunInvariants({ fleet, world: w, report, options: {} });
   });
 });

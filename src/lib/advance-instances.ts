@@ -19,6 +19,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { pollCommands } from './check-commands.ts';
+import { afterBackoff } from './backoff.ts';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { isFinal, runIsDone } from './run-state.ts';
@@ -56,13 +57,16 @@ export const COALESCE_MS = 15_000;
 export async function advanceInstances(deps: AdvanceDeps, state: RunState): Promise<AdvanceOutcome> {
   const { config } = deps;
   const started = clock.now();
-  await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
+  if (state.backoffUntil !== undefined && started >= state.backoffUntil) delete state.backoffUntil;
+  // After the account said "not now" (backoff.ts), nothing but sends until the back-off has passed.
+  const free = () => state.backoffUntil === undefined;
+  if (free()) await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
   if (dueForSend(state, started).length > 0) await adoptIntent(deps, state);
   // Sends first: they are paced on a 20-second grid, and every second spent before them would stretch it.
   await sendDue({ ssm: deps.ssm, config, writeIntent: s3IntentWriter(deps.s3, config.reportBucket, state.runId, state.shard) }, state);
-  await pollCommands({ ssm: deps.ssm, config }, state, started + COALESCE_MS);
-  await verifyDue({ ec2: deps.ec2, config, save: deps.save }, state, clock.now() + COALESCE_MS);
-  await sweepRun({ ec2: deps.ec2, config, save: deps.save }, state);
+  if (free()) await pollCommands({ ssm: deps.ssm, config }, state, started + COALESCE_MS);
+  if (free()) await verifyDue({ ec2: deps.ec2, config, save: deps.save }, state, clock.now() + COALESCE_MS);
+  if (free()) await sweepRun({ ec2: deps.ec2, config, save: deps.save }, state);
   state.tickSeq = (state.tickSeq ?? 0) + 1;
   const done = runIsDone(state);
   return { done, nextSeconds: done ? 1 : nextWaitSeconds(state, config) };
@@ -118,7 +122,8 @@ export function nextWaitSeconds(state: RunState, config: Config): number {
   const sweep = sweepDueAt(state, config);
   if (sweep !== undefined) times.push(sweep);
   if (times.length === 0 && sendAt === undefined) times.push(now + (state.instances.every((i) => isFinal(i.phase)) ? 1_000 : CONFIRM_POLL_MS));
-  const others = Math.min(...times);
+  // Everything but sends waits out a back-off (backoff.ts).
+  const others = Math.min(...times.map((t) => afterBackoff(state, t)));
   // A send never goes early (its pace and retry delays hold), but a poll or check due up to COALESCE_MS before it
   // waits for it: one wake-up does both (the step does polls and checks due within COALESCE_MS).
   const next = sendAt === undefined ? others : sendAt - others <= COALESCE_MS && (state.discard ?? []).length === 0 ? sendAt : Math.min(others, sendAt);

@@ -13,9 +13,11 @@ import type { Config } from './config.ts';
 import { methodDriver } from './methods/index.ts';
 import type { Diagnosis, InvocationResult } from './methods/types.ts';
 import { fail } from './record-failure.ts';
+import { isTransientAwsError } from './errors.ts';
 import { onGrid } from './run-state.ts';
 import type { InstanceRecord, RunState, SentCommand } from './run-state.ts';
 import { SEND_CONFIRM_WINDOW_MS } from './send-command-once.ts';
+import { deferred } from './backoff.ts';
 
 const FINAL_INVOCATION_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
 /** How soon an unconfirmed send is looked for again. */
@@ -34,11 +36,29 @@ export async function pollCommands(deps: CheckDeps, state: RunState, horizon = c
   const now = clock.now();
   const due = state.commands.filter((c) => (c.status === 'open' || c.status === 'unconfirmed') && c.nextPollAt <= horizon);
   if (due.length === 0) return;
-  const listing = await sweepCommands(deps.ssm, state, due);
+  let listing: Listing;
+  try {
+    listing = await sweepCommands(deps.ssm, state, due);
+  } catch (error) {
+    if (!isTransientAwsError(error)) throw error;
+    deferred(state);
+    return;
+  }
   const byId = new Map(state.instances.map((i) => [i.instanceId, i]));
   for (const command of due) {
-    if (command.status === 'unconfirmed') resolveUnconfirmed(state, command, listing, byId, now);
-    else await followCommand(deps, state, command, listing.byId.get(command.commandId ?? ''), byId, now);
+    if (command.status === 'unconfirmed') {
+      resolveUnconfirmed(state, command, listing, byId, now);
+      continue;
+    }
+    try {
+      await followCommand(deps, state, command, listing.byId.get(command.commandId ?? ''), byId, now);
+    } catch (error) {
+      // Throttled past the SDK's retries: what was judged stays judged (each instance on its own), the rest of
+      // this command and the commands after it are read after the back-off.
+      if (!isTransientAwsError(error)) throw error;
+      deferred(state);
+      return;
+    }
   }
 }
 

@@ -54,6 +54,16 @@ export const TRANSIENT_AWS_ERRORS = [
   'RequestTimeoutException',
 ] as const;
 
+/**
+ * An AWS error that the SDK gave up retrying but that says "not now" rather than "no": throttling, a 5xx, a lost
+ * socket. A step that meets one in per-instance work stops that work for this turn and comes back after
+ * THROTTLE_BACKOFF_MS instead of failing: with many shards at once, an account's shared rate (EC2's 5
+ * DeleteSnapshot per second, SSM's read rate) is overrun for minutes, longer than any retry of one call.
+ */
+export function isTransientAwsError(error: unknown): boolean {
+  return (TRANSIENT_AWS_ERRORS as readonly string[]).includes((error as { name?: string } | undefined)?.name ?? '');
+}
+
 /** Turns any thrown value into a short, single-line message safe to put into a report or alert. */
 export function describeError(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`.slice(0, 1000);

@@ -139,6 +139,11 @@ export interface RunState {
   failureAlertMessageId?: string;
   /** Snapshots to delete, saved before any deletion (verify-snapshots.ts, sweep-run.ts). */
   discard?: string[];
+  /**
+   * The account said "not now" (throttling, 5xx) to this shard's work after the SDK's retries: nothing but sends
+   * is done again before this time (advance-instances.ts, THROTTLE_BACKOFF_MS).
+   */
+  backoffUntil?: number;
   /** The run lease this run holds (run-lease.ts), released when it finishes. */
   lease?: { key: string };
 }

@@ -20,7 +20,8 @@ import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { chunk, expectedVolumes } from './discovery.ts';
-import { TRANSIENT_AWS_ERRORS } from './errors.ts';
+import { deferred } from './backoff.ts';
+import { TRANSIENT_AWS_ERRORS, isTransientAwsError } from './errors.ts';
 import { methodDriver } from './methods/index.ts';
 import { fail, succeed } from './record-failure.ts';
 import { RUN_TAG, SHARD_TAG } from './run-id.ts';
@@ -101,7 +102,16 @@ export async function verifyDue(deps: VerifyDeps, state: RunState, horizon = clo
   const wide = widestScope(state);
   const scope: SnapshotScope = wide && Math.ceil(runVolumes / 1000) < Math.ceil(volumeIds.length / VOLUMES_PER_FILTER) ? wide : { volumeIds };
   const byVolume = new Map<string, Snapshot[]>();
-  for (const s of await listRunSnapshots(deps.ec2, state.runId, scope)) {
+  let listed: Snapshot[];
+  try {
+    listed = await listRunSnapshots(deps.ec2, state.runId, scope);
+  } catch (error) {
+    if (!isTransientAwsError(error)) throw error;
+    // Nothing judged: the due checks come back after the back-off.
+    deferred(state);
+    return;
+  }
+  for (const s of listed) {
     if (s.VolumeId) byVolume.set(s.VolumeId, [...(byVolume.get(s.VolumeId) ?? []), s]);
   }
   const toDiscard: string[] = [];
@@ -230,6 +240,12 @@ export async function discardSnapshots(ec2: EC2Client, state: RunState, until: n
       try {
         await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
       } catch (error) {
+        // Throttled past the SDK's retries (other shards share the account's 5 deletions per second): the rest
+        // wait for the next turn.
+        if (isTransientAwsError(error)) {
+          deferred(state);
+          break;
+        }
         if (!isRefusal(error)) throw error;
       }
       done += 1;
