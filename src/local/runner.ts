@@ -11,6 +11,7 @@ import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { DOCUMENTS } from '../documents/document-parameters.ts';
 import { clients } from '../lib/clients.ts';
 import { worldFaultInterceptors } from './faults.ts';
+import { seededRandom, streamSeed } from './random.ts';
 import { VirtualScheduler } from './scheduler.ts';
 import { installWorld } from './transport.ts';
 import type { CallInterceptor } from './transport.ts';
@@ -269,6 +270,7 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
   // Each execution's history: the parent's, and each Map child's (a Distributed Map runs its items as child
   // executions with histories of their own).
   const history = new Map<string, number>();
+  const retryJitter = seededRandom(streamSeed(1, `retries ${name}`));
   const shardOfIndex = new Map<number, number>();
   const unattributed = new Map<number, number>();
   const consume = (async () => {
@@ -294,7 +296,12 @@ export async function runWorkflow(world: World, options: RunOptions = {}): Promi
         // Wait states cost no real time; the actor's next turn starts when the wait ends (scheduler.ts).
         if (state?.Type === 'Wait') world.scheduler?.waitStarted(actor, waitOf(state, event.state.input));
       }
-      if (event.type === 'StateRetried') stats.stateTransitions += 1;
+      if (event.type === 'StateRetried') {
+        stats.stateTransitions += 1;
+        // Step Functions waits before the retry (IntervalSeconds × BackoffRate^(n−1), capped, FULL jitter): on
+        // the virtual clock too, so a throttled step is not retried into the same empty bucket at once.
+        world.scheduler?.waitStarted(actor, { seconds: retryWaitSeconds(event.retry.retrier, event.retry.attempt, retryJitter) });
+      }
       options.onEvent?.(event, world);
     }
   })();
@@ -444,6 +451,17 @@ function actorOf(execution: string, input: unknown): string {
 }
 
 /** How long a Wait state waits, given its input: seconds, or until a timestamp. */
+/**
+ * The wait before retry `attempt` (1 = the first retry) of a Task, as Step Functions computes it: IntervalSeconds
+ * (default 1) × BackoffRate (default 2) ^ (attempt − 1), at most MaxDelaySeconds, and with JitterStrategy FULL a
+ * random share of it (Step Functions developer guide, "Handling errors": retriers, jitter).
+ */
+export function retryWaitSeconds(retrier: { IntervalSeconds?: number; BackoffRate?: number; MaxDelaySeconds?: number; JitterStrategy?: string }, attempt: number, random: () => number): number {
+  const base = (retrier.IntervalSeconds ?? 1) * (retrier.BackoffRate ?? 2) ** Math.max(0, attempt - 1);
+  const capped = retrier.MaxDelaySeconds !== undefined ? Math.min(base, retrier.MaxDelaySeconds) : base;
+  return retrier.JitterStrategy === 'FULL' ? capped * random() : capped;
+}
+
 function waitOf(state: StateDef, input: unknown): { seconds?: number; until?: number } {
   const path = (p: string): unknown => {
     let value: unknown = input;
