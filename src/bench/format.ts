@@ -44,10 +44,11 @@ export function formatBench(r: BenchResult): string {
   push('per instance', `${p.apiCalls} API calls, ${p.gbSeconds} GB-s, ${int(p.s3Bytes)} S3 bytes, ${p.stateTransitions} transitions`);
   const lat = r.latency;
   push('latency', lat.healthyInstances > 0 ? `healthy instances (${int(lat.healthyInstances)}) final after p50 ${minutes(lat.healthyP50Seconds ?? 0)}, p99 ${minutes(lat.healthyP99Seconds ?? 0)} from the start` : 'no healthy instance');
-  if (r.retry.retried > 0) {
+  if (r.retry.retried + r.retry.retriedAfterSnapshotCheck > 0) {
     const recorded = r.retry.maxSecondsUntilRecorded ?? 0;
     const lost = recorded > (r.retry.maxSecondsAfterFailure ?? 0) + 1 ? `; in SSM at most ${int(recorded)} s after (a send whose answer was lost waits the confirm window)` : '';
-    push('retries', `${int(r.retry.retried)} sent, at most ${int(r.retry.maxSecondsAfterFailure ?? 0)} s after their attempt failed (limit ${int(r.retry.limitSeconds)} s)${lost}`);
+    const checked = r.retry.retriedAfterSnapshotCheck > 0 ? `; ${int(r.retry.retriedAfterSnapshotCheck)} more after a snapshot check failed` : '';
+    push('retries', `${int(r.retry.retried)} after a failed command, at most ${int(r.retry.maxSecondsAfterFailure ?? 0)} s after it failed (limit ${int(r.retry.limitSeconds)} s)${lost}${checked}`);
   }
   const c = r.cost;
   push(

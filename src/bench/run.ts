@@ -111,7 +111,7 @@ export interface BenchResult {
    * retried instance; and to the command SSM then recorded (later when that call's answer was lost and the
    * send had to wait out the 5-minute confirm window before it could safely go again).
    */
-  retry: { retried: number; maxSecondsAfterFailure: number | null; maxSecondsUntilRecorded: number | null; limitSeconds: number };
+  retry: { retried: number; maxSecondsAfterFailure: number | null; maxSecondsUntilRecorded: number | null; limitSeconds: number; retriedAfterSnapshotCheck: number };
   cost: { stepFunctions: number; lambdaCompute: number; lambdaRequests: number; s3Requests: number; sns: number; pricesAsOf: string; region: string };
   summary: { targeted: number; succeeded: number; failed: number; skipped: number };
   alert: null | { subject: string; namedInstances: number; more: number | null; bytes: number };
@@ -339,21 +339,23 @@ function sendAttempts(world: World): { interceptor: CallInterceptor; firstAt: Ma
 }
 
 /**
- * For every instance sent a later attempt: when its previous attempt's invocation became final (the failure,
- * from the simulated account's own records) to the first SendCommand call of the next attempt, and to the
- * command SSM recorded for it.
+ * For every instance sent a later attempt after its command failed: when that invocation became final (the
+ * failure, from the simulated account's own records) to the first SendCommand call of the next attempt, and to
+ * the command SSM recorded for it. Retries after a command that succeeded but left unusable snapshots are only
+ * counted (their failure is the snapshot check's, minutes later).
  */
 function retryLag(world: World, firstAt: Map<string, number>, limitSeconds: number): BenchResult['retry'] {
-  const byInstance = new Map<string, { attempt: number; requestedAt: number; finishAt: number }[]>();
+  const byInstance = new Map<string, { attempt: number; requestedAt: number; finishAt: number; commandFailed: boolean }[]>();
   for (const command of world.commands.values()) {
     const attempt = attemptOf(command.comment);
     for (const invocation of command.invocations) {
       const list = byInstance.get(invocation.instanceId) ?? [];
-      list.push({ attempt, requestedAt: command.requestedAt, finishAt: invocation.finishAt });
+      list.push({ attempt, requestedAt: command.requestedAt, finishAt: invocation.finishAt, commandFailed: invocation.final.status !== 'Success' });
       byInstance.set(invocation.instanceId, list);
     }
   }
   let retried = 0;
+  let afterSnapshotCheck = 0;
   let worst: number | null = null;
   let worstRecorded: number | null = null;
   for (const [instanceId, sends] of byInstance) {
@@ -362,6 +364,12 @@ function retryLag(world: World, firstAt: Map<string, number>, limitSeconds: numb
       const before = sends[k - 1];
       const next = sends[k];
       if (!before || !next || next.attempt <= before.attempt || !Number.isFinite(before.finishAt)) continue;
+      // A command that succeeded but left unusable snapshots fails later, when they are judged (complete, and a
+      // missing snapshot or AppConsistent tag only after the consistency grace): not a failure of the command.
+      if (!before.commandFailed) {
+        afterSnapshotCheck += 1;
+        continue;
+      }
       retried += 1;
       const recorded = (next.requestedAt - before.finishAt) / 1000;
       const asked = ((firstAt.get(`${instanceId} ${next.attempt}`) ?? next.requestedAt) - before.finishAt) / 1000;
@@ -370,7 +378,7 @@ function retryLag(world: World, firstAt: Map<string, number>, limitSeconds: numb
     }
   }
   const r = (x: number | null) => (x === null ? null : round(x, 1));
-  return { retried, maxSecondsAfterFailure: r(worst), maxSecondsUntilRecorded: r(worstRecorded), limitSeconds };
+  return { retried, maxSecondsAfterFailure: r(worst), maxSecondsUntilRecorded: r(worstRecorded), limitSeconds, retriedAfterSnapshotCheck: afterSnapshotCheck };
 }
 
 /**
