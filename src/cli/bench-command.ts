@@ -1,8 +1,11 @@
 /** `vss-snapshots bench`: the scale benchmark (logic in src/bench). */
+import { writeFileSync } from 'node:fs';
+import { scalingChartSvg } from '../bench/chart.ts';
 import { formatBench, formatScaling, markdownTable } from '../bench/format.ts';
 import { BENCH_DEFAULTS, runBench, scaling } from '../bench/run.ts';
 import type { BenchResult } from '../bench/run.ts';
 import { EXIT, UsageError } from './exit-codes.ts';
+import { checkOutputPath } from './paths.ts';
 import type { ExitCode } from './exit-codes.ts';
 
 export interface BenchCommandOptions {
@@ -16,6 +19,7 @@ export interface BenchCommandOptions {
   pressure: boolean;
   json?: boolean;
   markdown?: boolean;
+  chart?: string;
   quiet?: boolean;
 }
 
@@ -29,6 +33,10 @@ export async function benchCommand(opts: BenchCommandOptions): Promise<ExitCode>
     if (!/^[0-9]+$/.test(text) || n < 1 || n > MAX_INSTANCES) throw new UsageError(`--instances: each size must be a whole number from 1 to ${MAX_INSTANCES} (got "${text}").`);
     return n;
   });
+  if (opts.chart !== undefined) {
+    if (new Set(sizes).size < 2) throw new UsageError('--chart: give two fleet sizes or more in --instances (e.g. 1000,10000,100000).');
+    checkOutputPath(opts.chart, '--chart');
+  }
   const progress = opts.quiet || opts.json ? undefined : (line: string) => process.stderr.write(`${line}\n`);
   const results: BenchResult[] = [];
   for (const instances of sizes) {
@@ -51,5 +59,10 @@ export async function benchCommand(opts: BenchCommandOptions): Promise<ExitCode>
   if (opts.json) process.stdout.write(`${JSON.stringify(results.length === 1 ? results[0] : results, null, 2)}\n`);
   else if (opts.markdown || results.length > 1) process.stdout.write(markdownTable(results));
   if (spread && !opts.json) process.stdout.write(formatScaling(spread));
+  if (opts.chart !== undefined) {
+    // From 1,000 instances on when there are two such sizes (below, the run's fixed costs dominate per instance).
+    const large = results.filter((r) => r.instances >= 1000);
+    writeFileSync(opts.chart, scalingChartSvg(new Set(large.map((r) => r.instances)).size >= 2 ? large : results));
+  }
   return results.every((r) => r.status === 'SUCCEEDED') ? EXIT.ok : EXIT.failed;
 }

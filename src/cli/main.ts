@@ -92,6 +92,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .option('--no-pressure', 'without the EC2 rate limits')
     .option('--json', 'print the results as JSON')
     .option('--markdown', 'print a markdown table')
+    .option('--chart <file>', 'write the scaling curve as SVG (per-instance figures against fleet size; two sizes or more)')
     .option('--quiet', 'no progress lines')
     .action(async (opts) => {
       const { benchCommand } = await import('./bench-command.ts');
