@@ -2,14 +2,16 @@
  * "Advance Instances": one step of the per-instance pipeline, run again and again (Wait in between) until every
  * instance is final. Each run does whatever is due now, for each instance on its own clock:
  *
- * 1. deletions decided earlier and not finished (bounded per invocation);
- * 2. the sends an earlier try of this very step made before dying (its intent object) become unconfirmed sends;
- * 3. the next paced slice of instances due for a command — first attempts, and retries whose delay after their
+ * 1. the sends an earlier try of this very step made before dying (its intent object) become unconfirmed sends;
+ * 2. the next paced slice of instances due for a command — first attempts, and retries whose delay after their
  *    own failure has passed (send-commands.ts);
- * 4. commands: find unconfirmed sends, read the invocations of commands that gained final ones, judge each
+ * 3. commands: find unconfirmed sends, read the invocations of commands that gained final ones, judge each
  *    instance by its own invocation, cancel what passed its deadline (check-commands.ts);
- * 5. snapshot checks that are due (verify-snapshots.ts);
- * 6. once every instance is final, the leftover sweep (sweep-run.ts).
+ * 4. snapshot checks that are due (verify-snapshots.ts);
+ * 5. once every instance is final, the leftover sweep (sweep-run.ts);
+ * 6. deletions decided earlier and not finished (bounded per invocation).
+ *
+ * Work the account throttles past the SDK's retries backs off by kind (backoff.ts) instead of failing the step.
  *
  * It returns when anything is next due, so the state machine waits exactly that long: an instance that failed
  * at 00:02 is retried `retryDelay` later, whatever its batch-mates do, and a hung instance holds back no one.
@@ -19,7 +21,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { pollCommands } from './check-commands.ts';
-import { afterBackoff } from './backoff.ts';
+import { afterBackoff, mayDo } from './backoff.ts';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { isFinal, runIsDone } from './run-state.ts';
@@ -57,16 +59,15 @@ export const COALESCE_MS = 15_000;
 export async function advanceInstances(deps: AdvanceDeps, state: RunState): Promise<AdvanceOutcome> {
   const { config } = deps;
   const started = clock.now();
-  if (state.backoffUntil !== undefined && started >= state.backoffUntil) delete state.backoffUntil;
-  // After the account said "not now" (backoff.ts), nothing but sends until the back-off has passed.
-  const free = () => state.backoffUntil === undefined;
-  if (free()) await discardSnapshots(deps.ec2, state, started + DISCARD_BUDGET_MS);
   if (dueForSend(state, started).length > 0) await adoptIntent(deps, state);
   // Sends first: they are paced on a 20-second grid, and every second spent before them would stretch it.
   await sendDue({ ssm: deps.ssm, config, writeIntent: s3IntentWriter(deps.s3, config.reportBucket, state.runId, state.shard) }, state);
-  if (free()) await pollCommands({ ssm: deps.ssm, config }, state, started + COALESCE_MS);
-  if (free()) await verifyDue({ ec2: deps.ec2, config, save: deps.save }, state, clock.now() + COALESCE_MS);
-  if (free()) await sweepRun({ ec2: deps.ec2, config, save: deps.save }, state);
+  // Each kind of work the account said "not now" to waits out its own back-off (backoff.ts).
+  if (mayDo(state, 'poll')) await pollCommands({ ssm: deps.ssm, config }, state, started + COALESCE_MS);
+  if (mayDo(state, 'check')) await verifyDue({ ec2: deps.ec2, config, save: deps.save }, state, clock.now() + COALESCE_MS);
+  if (mayDo(state, 'check')) await sweepRun({ ec2: deps.ec2, config, save: deps.save }, state);
+  // Deletions decided earlier and not finished (verify and sweep delete what they decide themselves).
+  await discardSnapshots(deps.ec2, state, clock.now() + DISCARD_BUDGET_MS);
   state.tickSeq = (state.tickSeq ?? 0) + 1;
   const done = runIsDone(state);
   return { done, nextSeconds: done ? 1 : nextWaitSeconds(state, config) };
@@ -114,16 +115,15 @@ async function adoptIntent(deps: AdvanceDeps, state: RunState): Promise<void> {
 export function nextWaitSeconds(state: RunState, config: Config): number {
   const now = clock.now();
   const times: number[] = [];
-  if ((state.discard ?? []).length > 0) times.push(now);
+  if ((state.discard ?? []).length > 0) times.push(afterBackoff(state, 'delete', now));
   const waiting = state.instances.filter((i) => i.phase === 'send' || i.phase === 'retry');
   const sendAt = waiting.length > 0 ? Math.max(state.nextSendAt ?? 0, Math.min(...waiting.map((i) => i.dueAt ?? now))) : undefined;
-  for (const c of state.commands) if (c.status === 'open' || c.status === 'unconfirmed') times.push(c.nextPollAt);
-  for (const i of state.instances) if (i.phase === 'verify') times.push(i.nextCheckAt ?? now);
+  for (const c of state.commands) if (c.status === 'open' || c.status === 'unconfirmed') times.push(afterBackoff(state, 'poll', c.nextPollAt));
+  for (const i of state.instances) if (i.phase === 'verify') times.push(afterBackoff(state, 'check', i.nextCheckAt ?? now));
   const sweep = sweepDueAt(state, config);
-  if (sweep !== undefined) times.push(sweep);
+  if (sweep !== undefined) times.push(afterBackoff(state, 'check', sweep));
   if (times.length === 0 && sendAt === undefined) times.push(now + (state.instances.every((i) => isFinal(i.phase)) ? 1_000 : CONFIRM_POLL_MS));
-  // Everything but sends waits out a back-off (backoff.ts).
-  const others = Math.min(...times.map((t) => afterBackoff(state, t)));
+  const others = Math.min(...times);
   // A send never goes early (its pace and retry delays hold), but a poll or check due up to COALESCE_MS before it
   // waits for it: one wake-up does both (the step does polls and checks due within COALESCE_MS).
   const next = sendAt === undefined ? others : sendAt - others <= COALESCE_MS && (state.discard ?? []).length === 0 ? sendAt : Math.min(others, sendAt);

@@ -17,7 +17,7 @@ import { isTransientAwsError } from './errors.ts';
 import { onGrid } from './run-state.ts';
 import type { InstanceRecord, RunState, SentCommand } from './run-state.ts';
 import { SEND_CONFIRM_WINDOW_MS } from './send-command-once.ts';
-import { deferred } from './backoff.ts';
+import { deferred, succeeded } from './backoff.ts';
 
 const FINAL_INVOCATION_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
 /** How soon an unconfirmed send is looked for again. */
@@ -41,7 +41,7 @@ export async function pollCommands(deps: CheckDeps, state: RunState, horizon = c
     listing = await sweepCommands(deps.ssm, state, due);
   } catch (error) {
     if (!isTransientAwsError(error)) throw error;
-    deferred(state);
+    deferred(state, 'poll');
     return;
   }
   const byId = new Map(state.instances.map((i) => [i.instanceId, i]));
@@ -56,10 +56,11 @@ export async function pollCommands(deps: CheckDeps, state: RunState, horizon = c
       // Throttled past the SDK's retries: what was judged stays judged (each instance on its own), the rest of
       // this command and the commands after it are read after the back-off.
       if (!isTransientAwsError(error)) throw error;
-      deferred(state);
+      deferred(state, 'poll');
       return;
     }
   }
+  succeeded(state, 'poll');
 }
 
 interface Listing {

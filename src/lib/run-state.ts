@@ -140,10 +140,10 @@ export interface RunState {
   /** Snapshots to delete, saved before any deletion (verify-snapshots.ts, sweep-run.ts). */
   discard?: string[];
   /**
-   * The account said "not now" (throttling, 5xx) to this shard's work after the SDK's retries: nothing but sends
-   * is done again before this time (advance-instances.ts, THROTTLE_BACKOFF_MS).
+   * Kinds of work the account said "not now" to (throttling, 5xx after the SDK's retries): when each may be
+   * done again, and how many times in a row (backoff.ts).
    */
-  backoffUntil?: number;
+  backoff?: Partial<Record<'delete' | 'poll' | 'check', { until: number; times: number }>>;
   /** The run lease this run holds (run-lease.ts), released when it finishes. */
   lease?: { key: string };
 }

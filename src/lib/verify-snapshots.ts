@@ -20,7 +20,7 @@ import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { chunk, expectedVolumes } from './discovery.ts';
-import { deferred } from './backoff.ts';
+import { deferred, mayDo, succeeded } from './backoff.ts';
 import { TRANSIENT_AWS_ERRORS, isTransientAwsError } from './errors.ts';
 import { methodDriver } from './methods/index.ts';
 import { fail, succeed } from './record-failure.ts';
@@ -108,9 +108,10 @@ export async function verifyDue(deps: VerifyDeps, state: RunState, horizon = clo
   } catch (error) {
     if (!isTransientAwsError(error)) throw error;
     // Nothing judged: the due checks come back after the back-off.
-    deferred(state);
+    deferred(state, 'check');
     return;
   }
+  succeeded(state, 'check');
   for (const s of listed) {
     if (s.VolumeId) byVolume.set(s.VolumeId, [...(byVolume.get(s.VolumeId) ?? []), s]);
   }
@@ -233,7 +234,10 @@ function judge(record: InstanceRecord, snapshots: Snapshot[], state: RunState, c
  */
 export async function discardSnapshots(ec2: EC2Client, state: RunState, until: number): Promise<void> {
   const ids = state.discard ?? [];
+  // Deletions the account throttled wait out their back-off (backoff.ts); the list stays in the run state.
+  if (ids.length === 0 || !mayDo(state, 'delete')) return;
   let done = 0;
+  let throttled = false;
   try {
     for (const id of ids) {
       if (clock.now() >= until) break;
@@ -243,13 +247,15 @@ export async function discardSnapshots(ec2: EC2Client, state: RunState, until: n
         // Throttled past the SDK's retries (other shards share the account's 5 deletions per second): the rest
         // wait for the next turn.
         if (isTransientAwsError(error)) {
-          deferred(state);
+          deferred(state, 'delete');
+          throttled = true;
           break;
         }
         if (!isRefusal(error)) throw error;
       }
       done += 1;
     }
+    if (!throttled) succeeded(state, 'delete');
   } finally {
     if (done >= ids.length) delete state.discard;
     else state.discard = ids.slice(done);
