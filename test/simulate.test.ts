@@ -343,7 +343,7 @@ describe('vss-snapshots simulate', () => {
   });
 
   it('prints a line per night and the chart, exit 0 when every night is clean', () => {
-    const fleet = fleetFile('clean.json', { ...CLEAN, instances: [{ name: 'a', history: [{ ageDays: 1, owner: 'foreign' }] }, { name: 'b' }] });
+    const fleet = fleetFile('clean.json', { ...CLEAN, instances: [{ name: 'a', history: [{ ageDays: 1, owner: 'foreign' }] }, { name: 'b', nights: { 9: ['hang'] }, terminatedOnNight: 10 }] });
 
     const out = cli('simulate', '--nights', '4', '--fleet', fleet);
 
@@ -354,6 +354,9 @@ describe('vss-snapshots simulate', () => {
     expect(out.stdout).toMatch(/Snapshots of this stack in the account, after each night:\n8 \|   #\n/);
     expect(out.stdout).toMatch(/4 nights in [0-9.]+ s: every night clean\./);
     expect(/^[\x20-\x7e\n]*$/.test(out.stdout)).toBe(true);
+    // The same file serves longer simulations: what lies beyond the last night is said, not an error.
+    expect(out.stderr).toContain('note: instances[1].nights["9"] is after the last night (4): not used.');
+    expect(out.stderr).toContain('note: instances[1].terminatedOnNight 10 is after the last night (4): not terminated.');
   });
 
   it('--json prints one object with every night, exit 3 when a night needs attention; --dump-world has mutations and images', () => {
