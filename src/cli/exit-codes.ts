@@ -16,12 +16,14 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
 export const EXIT_CODE_TABLE = `Exit codes (every command):
   0  done, nothing needs attention: every targeted instance succeeded, was skipped or planned (run,
-     report, --follow); restored (restore); started (start, retry-failed); listed (status)
-  1  failed: the workflow or the restore failed, or an AWS call failed (credentials, permissions)
+     report, --follow; every night of simulate); restored (restore); started (start, retry-failed);
+     listed (status)
+  1  failed: the workflow (simulate: on any night) or the restore failed, or an AWS call failed
+     (credentials, permissions)
   2  bad input or usage, or refused: nothing was run or changed (unknown option, file not found,
      invalid input, no such stack or run, restore refused, another run in progress)
-  3  finished but needs attention: an instance failed or nothing matched; the alert was published
-     (a dry run publishes none)`;
+  3  finished but needs attention: an instance failed or nothing matched (simulate: on any night);
+     the alert was published (a dry run publishes none)`;
 
 /** Bad input or usage: the command prints the message (and where to get help) and exits 2, having done nothing. */
 export class UsageError extends Error {

@@ -1,6 +1,6 @@
 /**
  * `vss-snapshots`: the command line. Local commands run the real workflow against a simulated AWS account
- * (`run`, `restore`, `bench`); the others work on a deployed stack with the user's AWS credentials (`start`,
+ * (`run`, `simulate`, `restore`, `bench`); the others work on a deployed stack with the user's AWS credentials (`start`,
  * `status`, `retry-failed`) or on any run report (`report`). Arguments are parsed by commander, which gives
  * every command `--help`/`-h`, the program `--version`, and a suggestion for a mistyped option or command.
  * Each command's code is imported only when it runs, so `--help` stays fast.
@@ -10,6 +10,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { EXIT, EXIT_CODE_TABLE, CommandFailedError, UsageError } from './exit-codes.ts';
 import type { ExitCode } from './exit-codes.ts';
 import { decimal, wholeNumber } from './options.ts';
+import { parseRetainOption } from './retain-option.ts';
+
+/** The longest simulation (src/local/fleet.ts MAX_NIGHTS; not imported, so --help does not load the simulator). */
+const MAX_NIGHTS = 400;
 
 const METHODS = ['aws-vss', 'diskshadow'];
 
@@ -63,6 +67,19 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .action(async (opts) => {
       const { runCommand } = await import('./run-command.ts');
       setExit(await runCommand(opts));
+    });
+
+  sub('simulate', 'many nightly cycles, 24 h apart, in one simulated AWS account', 'Runs the real workflow once per night for --nights nights, 24 hours apart on the virtual clock, in one simulated AWS account holding the fleet of --fleet (default: the built-in demo fleet), with the fleet file\'s history, per-night behaviours (nights) and terminations (terminatedOnNight). Prints one line per night (outcome, this stack\'s snapshots, snapshots deleted that night, everyone else\'s snapshots) and a chart of this stack\'s snapshots over the nights; with --json one object with a "nights" array (README "Multi-night simulation"). Exit 0 every night clean, 3 a night needed attention, 1 a night\'s workflow failed.')
+    .requiredOption('--nights <n>', `how many nights (1-${MAX_NIGHTS})`, wholeNumber(1, MAX_NIGHTS))
+    .option('--fleet <file>', 'fleet file (JSON or YAML) describing the simulated instances, their history and nights')
+    .option('--input <json|file>', 'execution input of every night as JSON text or the path of a JSON file')
+    .addOption(new Option('--retain <policy>', 'retention policy of the simulated stack: count=N, days=N or count=N,days=M (passed as RETAIN_COUNT/RETAIN_DAYS; takes effect with retention)').argParser(parseRetainOption))
+    .option('--json', 'print one JSON object with every night on stdout (night lines go to stderr)')
+    .option('--dump-world <file>', 'write the simulated account\'s final state to this file')
+    .option('--quiet', 'no progress or notes on stderr')
+    .action(async (opts) => {
+      const { simulateCommand } = await import('./simulate-command.ts');
+      setExit(await simulateCommand(opts));
     });
 
   sub('restore', 'restore one run\'s snapshots of an instance, in a simulated account', 'A nightly cycle in the simulated account first (quietly), then the restore state machine: create volumes in the target\'s AZ, attach them at free devices, revert DiskShadow snapshots. Exit 0 restored, 1 failed (after cleaning up), 2 bad input or refused (nothing created).')

@@ -26,6 +26,21 @@ export type Behaviour = (typeof BEHAVIOURS)[number];
 
 export const FAULT_KINDS = ['throttle', 'server', 'timeout'] as const;
 
+/** Whose a pre-existing snapshot set is (src/local/history.ts gives each its tags). */
+export const HISTORY_OWNERS = ['ours', 'ours-fallback', 'other-stage', 'foreign'] as const;
+export type HistoryOwner = (typeof HISTORY_OWNERS)[number];
+/** The longest `vss-snapshots simulate` (nights 1–400); `nights` and `terminatedOnNight` name nights in this range. */
+export const MAX_NIGHTS = 400;
+
+/** One pre-existing snapshot set of an instance (one completed snapshot per volume), `ageDays` old when the simulation starts. */
+const HistoryEntry = z.strictObject({
+  ageDays: z.number().min(0, 'must be ≥ 0').max(3650, 'must be ≤ 3650 (ten years)'),
+  owner: z.enum(HISTORY_OWNERS, `must be one of ${HISTORY_OWNERS.join(', ')}`),
+  hold: z.boolean().optional(),
+  usedByImage: z.boolean().optional(),
+});
+export type HistoryEntry = z.infer<typeof HistoryEntry>;
+
 const FleetInstance = z.strictObject({
   instanceId: z.string().regex(/^i-[0-9a-f]{8}([0-9a-f]{9})?$/, 'must look like i- followed by 8 or 17 lowercase hex digits').optional(),
   name: z.string().max(256).optional(),
@@ -42,6 +57,12 @@ const FleetInstance = z.strictObject({
   snapshotMinutes: z.number().min(0).max(10_000).default(2),
   /** What the DiskShadow restore document does when this instance is a restore target. */
   restore: z.enum(['ok', 'revert-failed', 'disk-online-failed', 'volume-in-use', 'shadow-not-on-disk']).optional(),
+  /** Snapshot sets that exist before the first night (src/local/history.ts). */
+  history: z.array(HistoryEntry).max(1000, 'must list at most 1000 sets').optional(),
+  /** Attempts on a given night (`"5": ["writer-failure"]`) instead of `attempts`; night numbers checked in parseFleet. */
+  nights: z.record(z.string(), z.array(z.enum(BEHAVIOURS)).min(1, 'must list at least one behaviour')).optional(),
+  /** Terminated at the start of this night (before its run). */
+  terminatedOnNight: z.number().int('must be a whole number').min(1, `must be from 1 to ${MAX_NIGHTS}`).max(MAX_NIGHTS, `must be from 1 to ${MAX_NIGHTS}`).optional(),
 });
 
 export const FleetSchema = z.strictObject({
@@ -93,6 +114,18 @@ export function parseFleet(raw: unknown, source = 'fleet'): Fleet {
     if (instance.instanceId) {
       if (ids.has(instance.instanceId)) throw new FleetError(`${source}: instances[${i}].instanceId ${instance.instanceId} appears twice.`);
       ids.add(instance.instanceId);
+    }
+    for (const night of Object.keys(instance.nights ?? {})) {
+      if (!/^[1-9][0-9]*$/.test(night) || Number(night) > MAX_NIGHTS) {
+        throw new FleetError(`${source}: instances[${i}].nights: "${night}" is not a night number; nights are numbered "1" to "${MAX_NIGHTS}".`);
+      }
+    }
+    if (instance.terminatedOnNight !== undefined) {
+      for (const night of Object.keys(instance.nights ?? {})) {
+        if (Number(night) >= instance.terminatedOnNight) {
+          throw new FleetError(`${source}: instances[${i}].nights["${night}"] is on or after its terminatedOnNight (${instance.terminatedOnNight}): a terminated instance runs no command.`);
+        }
+      }
     }
     const devices = new Set<string>();
     for (const v of instance.volumes ?? []) {

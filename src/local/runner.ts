@@ -360,6 +360,7 @@ function attachWorld(world: World, environment: Record<string, string>, intercep
       world,
       runs: 0,
       release: () => {
+        world.scheduler?.dispose();
         delete world.scheduler;
         uninstall();
         for (const [k, v] of Object.entries(previousEnv)) {

@@ -37,6 +37,15 @@ export class VirtualScheduler {
     private readonly setGlobal: (t: number) => void,
   ) {}
 
+  /**
+   * Ends the scheduler's async context. Every enabled AsyncLocalStorage costs a little on every promise the
+   * process creates afterwards (node:async_hooks propagates each one), so one left behind per execution made
+   * each later execution in the process slower: night 200 of a simulation took 2.5 times night 2.
+   */
+  dispose(): void {
+    this.turns.disable();
+  }
+
   /** The turn running in this async context, if any. */
   current(): Turn | undefined {
     return this.turns.getStore();

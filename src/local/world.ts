@@ -7,6 +7,8 @@
 import { ConsistencyModel, DEFAULT_MAX_LAG_SECONDS } from './consistency.ts';
 import type { LagKind } from './consistency.ts';
 import type { Behaviour, Fleet } from './fleet.ts';
+import { seedHistory } from './history.ts';
+import { startNight } from './nights.ts';
 import { seededRandom, streamSeed } from './random.ts';
 import { VirtualScheduler } from './scheduler.ts';
 
@@ -526,13 +528,17 @@ export interface WorldDump {
   mutations: { at: string; call: string; ids: string[]; ok: boolean; error?: string }[];
 }
 
-/** Builds a world from a fleet file: instances, their volumes, agents and behaviours. */
+/**
+ * Builds a world from a fleet file: instances (in the file's order), their volumes, agents and behaviours, the
+ * snapshots they already have (`history`, history.ts), set up for the first night (nights.ts).
+ */
 export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
   const world = new World(start);
   world.faults = fleet.faults ?? { ...DEFAULT_FAULTS, kinds: [...DEFAULT_FAULTS.kinds] };
   world.consistency = new ConsistencyModel({ maxLagSeconds: fleet.consistency?.maxLagSeconds ?? DEFAULT_MAX_LAG_SECONDS, seed: fleet.consistency?.seed ?? 1 });
   if (fleet.quotas?.pendingInvocations !== undefined) world.quotas.pendingInvocations = fleet.quotas.pendingInvocations;
   const givenIds = new Set(fleet.instances.flatMap((i) => (i.instanceId ? [i.instanceId] : [])));
+  const instanceIds: string[] = [];
   for (const [index, spec] of fleet.instances.entries()) {
     // A generated id never takes one the fleet gives to another instance.
     let instanceId = spec.instanceId ?? `i-0${world.nextHex(16)}`;
@@ -555,6 +561,7 @@ export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
       ...(spec.restore && spec.restore !== 'ok' ? { restoreBehaviour: spec.restore } : {}),
     };
     world.instances.set(instanceId, instance);
+    instanceIds.push(instanceId);
     for (const v of volumes) {
       const volumeId = `vol-0${world.nextHex(16)}`;
       world.volumes.set(volumeId, {
@@ -569,5 +576,8 @@ export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
       });
     }
   }
+  // After every instance and volume, so a fleet's ids do not depend on its history.
+  seedHistory(world, fleet.instances, instanceIds, start);
+  startNight(world, fleet.instances, instanceIds, 1, start);
   return world;
 }
