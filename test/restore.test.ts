@@ -565,10 +565,14 @@ describe('restore against real AWS behaviour: eventual consistency and lost answ
 
   it('deletes the volumes it holds by id when a failure comes before EC2 lists them or shows their restore-id tag', async () => {
     const { world, runId } = await pairWorld('aws-vss', { maxLagSeconds: 30 });
+    // EC2 shows the new volumes' tags only after 10 minutes: longer than Step Functions' retries of the failing
+    // step (waited on the virtual clock) take to give up and send the execution to cleanup.
+    world.consistency = new ConsistencyModel({ maxLagSeconds: 30, seed: 1 }, { 'volume-tag': 600_000 });
     let tagSearchMissed = false;
     const observe = ({ operation, input }: { operation: string; input: Record<string, unknown> }) => {
       const byTag = (input.Filters as { Name?: string }[] | undefined)?.some((f) => f.Name === `tag:${RESTORE_TAGS.restoreId}`);
-      if (operation === 'DescribeVolumes' && byTag && restoredVolumes(world).some((v) => !shownView(world, v))) tagSearchMissed = true;
+      // A restored volume EC2 does not list yet, or whose tag it does not show yet (10 minutes, below).
+      if (operation === 'DescribeVolumes' && byTag && restoredVolumes(world).some((v) => !shownView(world, v) || world.now < v.createdAt + 600_000)) tagSearchMissed = true;
     };
 
     // Check Volumes never gets to run: its Lambda fails until the Catch sends the execution to cleanup,
