@@ -91,6 +91,7 @@ export function provisionStack(world: World, environment: Record<string, string 
     parameters: {
       RunId: { allowedPattern: '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$' },
       Attempt: { allowedPattern: '^[1-5]$' },
+      StackId: { allowedPattern: '^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$', default: '' },
       ExcludeBootVolume: bool,
       CopyOnly: { ...bool, default: 'False' },
       executionTimeout: { allowedPattern: '^[1-9][0-9]{1,5}$' },
