@@ -10,6 +10,7 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { nowIso } from './clock.ts';
 import type { Config } from './config.ts';
 import { buildReport } from './report.ts';
+import { loadRetentionRecord, toRetentionReport } from './retention/record.ts';
 import { releaseLease } from './run-lease.ts';
 import type { RunReport } from './report.ts';
 import { isFinal, reportKey, runObjectOf, saveRunState } from './run-state.ts';
@@ -35,7 +36,8 @@ export async function finishRun(deps: { s3: S3Client; sns: SNSClient; config: Co
   const { config } = deps;
   state.finishedAt ??= nowIso();
   const location = `s3://${config.reportBucket}/${reportKey(state.runId)}`;
-  const report = buildReport(state, state.finishedAt, location);
+  const retention = await loadRetentionRecord(deps.s3, config.reportBucket, state.runId);
+  const report = buildReport(state, state.finishedAt, location, retention ? toRetentionReport(retention) : undefined);
   const shardFailure = shardFailureOf(state);
   if (shardFailure) report.alert = null;
   await putReport(deps.s3, config.reportBucket, report);

@@ -8,6 +8,7 @@
  * purpose (`fallbackSnapshots`) is named as a fallback, and anything else a failed attempt left is named
  * unusable, so "0 succeeded, 1 failed" is never followed by a bare "2 snapshots".
  */
+import type { RetentionReport } from './retention/record.ts';
 import { failureKind } from './failure-catalogue.ts';
 import { MAX_INSTANCE_IDS } from './execution-input.ts';
 import type { ReportInstance, RunReport } from './report.ts';
@@ -164,6 +165,7 @@ export function composeRunAlert(report: RunReport, executionArn: string): { subj
     }
   }
   if (failed.length > named) lines.push('', `... and ${failed.length - named} more failed instances, listed in the full report.`);
+  if (report.retention) lines.push('', ...retentionAlertLines(report.retention));
   lines.push('', ...retryLines(report, ALERT_MAX_RETRY_CHUNKS), '', `Full report: ${report.reportLocation}`, `Execution: ${executionArn}`);
   return { subject, message: lines.join('\n') };
 }
@@ -255,6 +257,7 @@ export function formatRunSummary(report: RunReport, options: SummaryOptions = {}
   else if (options.failedOnly) out.push('No failed instance in this run.', '');
   out.push(`${outcomeLine(report)}; ${snapshotLine(report)}`);
   if (report.notFound) out.push(`Requested but not found: ${report.notFound.join(', ')}`);
+  if (report.retention) out.push(retentionLine(report.retention), ...report.retention.anomalies.map((a) => `Retention: ${a}`));
   if (report.alert) out.push(`ALERT published: ${report.alert.subject}`);
   else if (report.dryRun) out.push('Dry run: nothing sent, no alert published.');
   else if (report.summary.failed === 0 && report.summary.targeted > 0) out.push('No alert needed: every targeted instance has a verified application-consistent snapshot or was skipped.');
@@ -265,4 +268,19 @@ export function formatRunSummary(report: RunReport, options: SummaryOptions = {}
   }
   out.push('', options.reportLine ?? `Report: ${report.reportLocation ?? '(none)'}`, '');
   return `${out.join('\n')}\n`;
+}
+
+/** One line on what the run's retention pass did. */
+export function retentionLine(r: RetentionReport): string {
+  if (r.skipped) return `Retention (${r.mode}): ${r.skipped}`;
+  const deleted = r.mode === 'preview' ? `would delete ${r.planned?.length ?? 0}` : `deleted ${r.deleted.length}`;
+  const parts = [deleted, `kept ${r.kept}`, `held ${r.held.length}`, `in use by AMIs ${r.inUse.length}`, `deferred ${r.deferred}`];
+  if (r.partial.length > 0) parts.push(`${plural(r.partial.length, 'set')} partly deleted`);
+  return `Retention (${r.mode}, count=${r.policy.count} days=${r.policy.days}): ${parts.join(', ')} snapshot(s)`;
+}
+
+/** The retention section of the run alert: the line, then anomalies (sets that cannot be deleted, a backlog that grows). */
+export function retentionAlertLines(r: RetentionReport): string[] {
+  if (r.anomalies.length === 0 && r.deferred === 0) return [retentionLine(r)];
+  return ['== Retention ==', retentionLine(r), ...r.anomalies.map((a) => `- ${a}`)];
 }

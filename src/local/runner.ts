@@ -50,6 +50,8 @@ const HANDLER_MODULES: Record<string, string> = {
   DiscoverInstances: '../handlers/discover-instances.ts',
   AdvanceInstances: '../handlers/advance-instances.ts',
   RecordShardFailure: '../handlers/record-shard-failure.ts',
+  PlanRetention: '../handlers/plan-retention.ts',
+  ApplyRetention: '../handlers/apply-retention.ts',
   FinishRun: '../handlers/finish-run.ts',
   AlertWorkflowFailure: '../handlers/alert-workflow-failure.ts',
 };
