@@ -6,7 +6,8 @@
  *
  * The instance of a snapshot is its `vss-snapshots:instance-id` tag (DiskShadow tags it), else the instance its
  * volume is attached to now (AWS's document tags no instance id; one command serves many instances, so its
- * `tags` cannot carry one), else, when neither is known, the volume itself stands for the owner: its sets are
+ * `tags` cannot carry one), else the instance retention last saw the volume attached to (the ledger remembers
+ * it: a terminated instance's volumes are detached or gone), else the volume itself stands for the owner: its sets are
  * then judged as those of a vanished instance (conservatively: the newest is kept TERMINATED_RETAIN_DAYS).
  */
 import { DescribeInstancesCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
@@ -68,11 +69,15 @@ export interface Inventory {
   sets: RetentionSet[];
   /** Snapshots with the stack tag but no run id or attempt: not made by a run as we know it; never deleted. */
   unidentified: string[];
+  /** Volume → instance, for the volumes of the stack's snapshots whose instance is known (kept in the ledger). */
+  volumeOwners: Record<string, string>;
 }
 
 /** Groups the stack's snapshots into sets by owner, run and attempt, and says what kind each set is. */
-export function groupIntoSets(snapshots: readonly Snapshot[], instances: ReadonlyMap<string, InstanceInfo>): Inventory {
-  const ownerOfVolume = new Map<string, string>();
+export function groupIntoSets(snapshots: readonly Snapshot[], instances: ReadonlyMap<string, InstanceInfo>, knownOwners: Readonly<Record<string, string>> = {}): Inventory {
+  // Where a volume is attached now, else where retention last saw it attached (ledger): an instance that is
+  // terminated takes its volumes' attachments with it, and its sets must still be told apart as its own.
+  const ownerOfVolume = new Map<string, string>(Object.entries(knownOwners));
   for (const i of instances.values()) if (i.state !== 'terminated') for (const v of i.volumeIds) ownerOfVolume.set(v, i.instanceId);
   const byKey = new Map<string, { owner: string; runId: string; attempt: number; members: Snapshot[] }>();
   const unidentified: string[] = [];
@@ -102,7 +107,12 @@ export function groupIntoSets(snapshots: readonly Snapshot[], instances: Readonl
     held: e.members.filter((m) => tagMap(m)[HOLD_TAG] !== undefined).map((m) => m.SnapshotId as string),
     pending: e.members.some((m) => m.State === 'pending'),
   }));
-  return { sets, unidentified };
+  const volumeOwners: Record<string, string> = {};
+  for (const s of snapshots) {
+    const owner = s.VolumeId ? ownerOfVolume.get(s.VolumeId) : undefined;
+    if (s.VolumeId && owner) volumeOwners[s.VolumeId] = owner;
+  }
+  return { sets, unidentified, volumeOwners };
 }
 
 /**

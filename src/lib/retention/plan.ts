@@ -84,7 +84,7 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
   const runStart = Date.parse(state.startedAt);
   const now = clock.now();
   const [snapshots, instances, ledger] = await Promise.all([listStackSnapshots(deps.ec2, config.stackId), listInstances(deps.ec2), loadLedger(deps.s3, config.reportBucket)]);
-  const { sets, unidentified } = groupIntoSets(snapshots, instances);
+  const { sets, unidentified, volumeOwners } = groupIntoSets(snapshots, instances, ledger.volumes ?? {});
   const byOwner = new Map<string, RetentionSet[]>();
   for (const set of sets) byOwner.set(set.owner, [...(byOwner.get(set.owner) ?? []), set]);
 
@@ -105,7 +105,7 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
       gone[owner] = ledger.gone[owner] ?? new Date(now).toISOString();
       status.goneSince = Date.parse(gone[owner]);
     }
-    for (const decision of decideOwner(ownerSets, status, { runStart, defaults: config.retention })) {
+    for (const decision of decideOwner(ownerSets, status, { runStart, now, defaults: config.retention })) {
       total += decision.set.snapshotIds.length;
       if ('keep' in decision) {
         record.keptBy[decision.keep] = (record.keptBy[decision.keep] ?? 0) + decision.set.snapshotIds.length;
@@ -170,7 +170,7 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
   }
 
   record.anomalies = anomaliesOf(record, ledger, inUseSets, candidates);
-  if (mode === 'apply') await saveLedger(deps.s3, config.reportBucket, nextLedger(ledger, record, gone, inUseSets, candidates, sets));
+  if (mode === 'apply') await saveLedger(deps.s3, config.reportBucket, nextLedger(ledger, record, gone, inUseSets, candidates, sets, volumeOwners));
   await saveRetentionRecord(deps.s3, config.reportBucket, record);
   return { mode, remaining: record.queue.length, deleted: 0, deferred: record.deferred, waitSeconds: DELETE_WAIT_SECONDS };
 }
@@ -213,6 +213,7 @@ function nextLedger(
   inUseSets: ReadonlyMap<string, string[]>,
   candidates: readonly { set: RetentionSet }[],
   sets: readonly RetentionSet[],
+  volumes: Record<string, string>,
 ): Ledger {
   const present = new Set(sets.map((s) => s.key));
   const stuck: Ledger['stuck'] = {};
@@ -234,7 +235,7 @@ function nextLedger(
     };
   }
   const deferred = [...ledger.deferred.filter((d) => d.runId !== record.runId), { runId: record.runId, count: record.deferred }].slice(-DEFERRED_HISTORY);
-  return { version: 1, gone, stuck, deferred };
+  return { version: 1, gone, stuck, deferred, volumes };
 }
 
 /** What the alert should name: things that will not fix themselves. */

@@ -15,7 +15,7 @@
  *   was first seen gone; then it expires like the others.
  * - Otherwise a set is kept while either rule keeps it: it is among the newest `count` verified sets of its
  *   instance (fallbacks and other unverified sets are ranked among all sets, so they never push a verified
- *   one out), or it was started less than `days` days before this run started. 0 turns a rule off. The count
+ *   one out), or it is younger than `days` days when retention runs. 0 turns a rule off. The count
  *   rule applies only to instances that exist: a terminated instance's sets expire by age.
  * - A set due for deletion that holds a snapshot tagged `vss-snapshots:hold` is kept whole and reported held.
  */
@@ -62,8 +62,13 @@ export type KeepReason = 'this-run' | 'pending' | 'newest-verified' | 'newest-se
 export type Decision = { set: RetentionSet; keep: KeepReason } | { set: RetentionSet; deleteReason: string };
 
 export interface PolicyContext {
-  /** The run's start (ms): ages are measured from it, and sets from it on are this run's or a concurrent one's. */
+  /** The run's start (ms): sets from it on are this run's or a concurrent one's, and never touched. */
   runStart: number;
+  /**
+   * When the policy is applied (ms): ages are measured from it. Retention runs after the night's snapshots, so
+   * with `days=3` the set of three nights ago is a little over 3 days old and goes: tonight's and the two before stay.
+   */
+  now: number;
   defaults: RetentionDefaults;
 }
 
@@ -71,7 +76,8 @@ export interface PolicyContext {
 export function decideOwner(sets: readonly RetentionSet[], status: OwnerStatus, ctx: PolicyContext): Decision[] {
   const newestFirst = [...sets].sort((a, b) => b.start - a.start || b.attempt - a.attempt || a.key.localeCompare(b.key));
   const rule: RetainRule = status.rule ?? { count: ctx.defaults.count, days: ctx.defaults.days };
-  const usable = newestFirst.filter((s) => s.start < ctx.runStart && !s.pending);
+  // Tonight's verified set counts: verification is over when retention runs.
+  const usable = newestFirst.filter((s) => !s.pending);
   const protectedSet = usable.find((s) => s.kind === 'verified') ?? usable[0];
   const decisions: Decision[] = [];
   let verifiedRank = 0;
@@ -94,8 +100,8 @@ export function decideOwner(sets: readonly RetentionSet[], status: OwnerStatus, 
         decisions.push({ set, keep: set.kind === 'verified' ? 'newest-verified' : 'newest-set' });
         continue;
       }
-      const graceEnds = (status.goneSince ?? ctx.runStart) + ctx.defaults.terminatedDays * DAY_MS;
-      if (ctx.runStart < graceEnds) {
+      const graceEnds = (status.goneSince ?? ctx.now) + ctx.defaults.terminatedDays * DAY_MS;
+      if (ctx.now < graceEnds) {
         decisions.push({ set, keep: 'terminated-grace' });
         continue;
       }
@@ -104,7 +110,7 @@ export function decideOwner(sets: readonly RetentionSet[], status: OwnerStatus, 
       decisions.push({ set, keep: 'count' });
       continue;
     }
-    if (rule.days > 0 && ctx.runStart - set.start < rule.days * DAY_MS) {
+    if (rule.days > 0 && ctx.now - set.start < rule.days * DAY_MS) {
       decisions.push({ set, keep: 'days' });
       continue;
     }
@@ -118,7 +124,7 @@ export function decideOwner(sets: readonly RetentionSet[], status: OwnerStatus, 
 }
 
 function deleteReasonOf(set: RetentionSet, status: OwnerStatus, rule: RetainRule, ctx: PolicyContext): string {
-  const age = Math.floor((ctx.runStart - set.start) / DAY_MS);
+  const age = Math.floor((ctx.now - set.start) / DAY_MS);
   const what = set.kind === 'verified' ? 'verified set' : set.kind === 'fallback' ? 'crash-consistent fallback set' : 'unverified set';
   const rules: string[] = [];
   if (status.exists && rule.count > 0) rules.push(`not among the newest ${rule.count} ${set.kind === 'verified' ? 'verified sets' : 'sets'}`);

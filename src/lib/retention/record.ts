@@ -82,9 +82,11 @@ export interface Ledger {
   stuck: Record<string, { reason: 'in-use' | 'partial'; since: string; nights: number; lastRunId: string; detail: string }>;
   /** The deferred backlog of the last runs, newest last. */
   deferred: { runId: string; count: number }[];
+  /** Volume → the instance it was last seen attached to, for volumes with snapshots of this stack. */
+  volumes?: Record<string, string>;
 }
 
-export const emptyLedger = (): Ledger => ({ version: 1, gone: {}, stuck: {}, deferred: [] });
+export const emptyLedger = (): Ledger => ({ version: 1, gone: {}, stuck: {}, deferred: [], volumes: {} });
 
 export async function readJson<T>(s3: S3Client, bucket: string, key: string): Promise<T | undefined> {
   try {
