@@ -35,6 +35,16 @@ describe('vss-snapshots run', () => {
     expect(out.stderr).not.toMatch(/NodeVersionSupportWarning/);
   });
 
+  it('takes the retention defaults from --retain, and refuses one it cannot read before anything runs', () => {
+    const ok = cli('run', '--quiet', '--json', '--retain', 'count=2,days=0');
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout).retention).toMatchObject({ mode: 'apply', policy: { count: 2, days: 0 } });
+    const bad = cli('run', '--quiet', '--retain', 'count=2;days=1');
+    expect(bad.status).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toMatch(/--retain "count=2;days=1": expected count=N, days=N or count=N,days=M/);
+  });
+
   it('exits 3 for a failing fleet, with the alert in the JSON report and in the world dump', () => {
     const world = join(dir, 'w.json');
     const out = cli('run', '--fleet', 'examples/fleets/writer-failure.json', '--json', '--dump-world', world);

@@ -60,6 +60,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .option('--report <file>', 'also write the run report to this file')
     .option('--dump-world <file>', 'write the simulated account\'s final state to this file')
     .option('--quiet', 'no progress lines')
+    .option('--retain <rules>', 'retention defaults of this run, as the vss-snapshots:retain tag: count=N, days=N or count=N,days=M (default count=7,days=14)')
     .action(async (opts) => {
       const { runCommand } = await import('./run-command.ts');
       setExit(await runCommand(opts));

@@ -1,5 +1,6 @@
 /** Option values shared by several commands: the execution input (JSON text or a file) and numbers. */
 import { InvalidArgumentError } from 'commander';
+import { parseRetainTag } from '../lib/retention/policy.ts';
 import { readInputFile } from './paths.ts';
 import { UsageError } from './exit-codes.ts';
 
@@ -49,4 +50,14 @@ export function decimal(min: number, max: number, what = 'a number'): (text: str
     if (text.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`must be ${what} from ${min} to ${max}.`);
     return n;
   };
+}
+
+/**
+ * `--retain count=N,days=M` (contract §7): the local run's retention defaults, in the syntax of the
+ * `vss-snapshots:retain` tag, as the Lambda environment the stack's RetainCount/RetainDays parameters set.
+ */
+export function retainEnvironment(value: string, flag = '--retain'): { RETAIN_COUNT: string; RETAIN_DAYS: string } {
+  const parsed = parseRetainTag(value);
+  if ('error' in parsed) throw new UsageError(`${flag} ${parsed.error} (for example ${flag} count=7,days=14; a rule left out is off).`);
+  return { RETAIN_COUNT: String(parsed.rule.count), RETAIN_DAYS: String(parsed.rule.days) };
 }
