@@ -10,6 +10,7 @@ import { FALLBACK_TAG } from '../src/lib/sweep-run.ts';
 import { LEDGER_KEY } from '../src/lib/retention/record.ts';
 import type { Ledger } from '../src/lib/retention/record.ts';
 import { parseFleet } from '../src/local/fleet.ts';
+import { lambdaDiesAt } from '../src/local/faults.ts';
 import { accountLimits } from '../src/local/limits.ts';
 import { REPORT_BUCKET, runWorkflow } from '../src/local/runner.ts';
 import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
@@ -189,6 +190,9 @@ describe('retention over many nights', () => {
       seedSet(world, A, { ageDays: 90, bare: true, tags: { 'aws:backup:source-resource': 'arn:aws:ec2:us-east-1:123456789012:volume/vol-1' } }),
       // Tagged like a run of another stage that copied our tag key with a lookalike value.
       seedSet(world, A, { ageDays: 90, stack: `${STACK}-old` }),
+      // Ours by every tag, but DLM or AWS Backup manage it too (a copy that took our tags along): theirs.
+      seedSet(world, A, { ageDays: 90, tags: { 'aws:dlm:lifecycle-policy-id': 'policy-0456' } }),
+      seedSet(world, A, { ageDays: 90, tags: { 'aws:backup:source-resource': 'arn:aws:ec2:us-east-1:123456789012:volume/vol-2' } }),
     ];
     const ours = seedSet(world, A, { ageDays: 90 });
     for (let n = 0; n < 3; n += 1) await night(world, n, { env: { RETAIN_COUNT: '1', RETAIN_DAYS: '0' } });
@@ -294,6 +298,31 @@ describe('retention over many nights', () => {
     expect(setsOf(world, B).size).toBe(3);
     expect(report.retention?.overrides).toEqual([{ instanceId: B, value: 'count=1,days=banana', error: expect.stringMatching(/expected count=N, days=N or count=N,days=M; the stack defaults apply/) }]);
     expect(report.retention?.anomalies.join('\n')).toContain(`Instance ${B}: vss-snapshots:retain`);
+  });
+
+  it('gives the same outcome when Plan or Apply Retention dies after its work and is retried: nothing doubled, nothing lost', async () => {
+    const outcome = async (fault?: string) => {
+      const world = fleetWorld([{ instanceId: A, volumes: [{ device: '/dev/sda1' }] }]);
+      for (let k = 0; k < 200; k += 1) seedSet(world, A, { ageDays: 30 + k / 10 });
+      let deleting = false;
+      let deletions = 0;
+      const interceptors = [
+        // Dies just after its 37th deletion, and (another death) at the save of its progress after deleting:
+        // the retried invocation repeats deletions EC2 already did (NotFound) and must count them once.
+        lambdaDiesAt(world, (c) => fault === 'mid-apply' && c.operation === 'DeleteSnapshot' && (deletions += 1) === 37, { after: true }),
+        lambdaDiesAt(world, (c) => fault === 'mid-apply' && (deleting ||= c.operation === 'DeleteSnapshot') && c.operation === 'PutObject' && String(c.input.Key).endsWith('/retention.json'), { after: false }),
+      ];
+      const { report } = await night(world, 0, {
+        env: { RETAIN_COUNT: '1', RETAIN_DAYS: '0' },
+        interceptors,
+        lambdaFault: (state, n) => (state === fault && n === 1 ? { crashAfter: true } : undefined),
+      });
+      if (fault === 'mid-apply') expect(deleteCalls(world).length, 'the retried invocation repeated deletions').toBeGreaterThan(200);
+      return { deleted: report.retention?.deleted.map((d) => d.snapshotId).sort(), live: [...liveIds(world)].sort().length, kept: report.retention?.kept };
+    };
+    const clean = await outcome();
+    expect(clean.deleted).toHaveLength(200);
+    for (const fault of ['Plan Retention', 'Apply Retention', 'mid-apply']) expect(await outcome(fault), fault).toEqual(clean);
   });
 
   it('previews without deleting, skips on request, and never deletes on a dry run', async () => {

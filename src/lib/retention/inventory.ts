@@ -20,6 +20,9 @@ import { tagMap } from '../snapshot-sets.ts';
 import { FALLBACK_TAG } from '../sweep-run.ts';
 import type { RetentionSet, SetKind } from './policy.ts';
 
+/** Tag keys of snapshots another lifecycle manages: DLM (`aws:dlm:*`) and AWS Backup (`aws:backup:*`). */
+const MANAGED_ELSEWHERE = /^aws:(dlm|backup):/i;
+
 export interface InstanceInfo {
   instanceId: string;
   state: string;
@@ -67,7 +70,10 @@ export async function listInstances(ec2: EC2Client): Promise<Map<string, Instanc
 
 export interface Inventory {
   sets: RetentionSet[];
-  /** Snapshots with the stack tag but no run id or attempt: not made by a run as we know it; never deleted. */
+  /**
+   * Snapshots with the stack tag but no run id or attempt (not made by a run as we know it), or managed by DLM
+   * or AWS Backup: never deleted.
+   */
   unidentified: string[];
   /** Volume → instance, for the volumes of the stack's snapshots whose instance is known (kept in the ledger). */
   volumeOwners: Record<string, string>;
@@ -87,7 +93,10 @@ export function groupIntoSets(snapshots: readonly Snapshot[], instances: Readonl
     const runId = tags[RUN_TAG];
     const attempt = Number(tags[ATTEMPT_TAG]);
     const owner = tags[INSTANCE_TAG] || (s.VolumeId ? ownerOfVolume.get(s.VolumeId) : undefined) || s.VolumeId;
-    if (!runId || !Number.isInteger(attempt) || attempt < 1 || !owner) {
+    // Belt and braces: a snapshot that Data Lifecycle Manager or AWS Backup manages is theirs, whatever else it
+    // carries (a copy that took our tags along): never ours to delete.
+    const managedElsewhere = Object.keys(tags).some((k) => MANAGED_ELSEWHERE.test(k));
+    if (!runId || !Number.isInteger(attempt) || attempt < 1 || !owner || managedElsewhere) {
       unidentified.push(s.SnapshotId);
       continue;
     }
