@@ -8,7 +8,7 @@
  * purpose (`fallbackSnapshots`) is named as a fallback, and anything else a failed attempt left is named
  * unusable, so "0 succeeded, 1 failed" is never followed by a bare "2 snapshots".
  */
-import type { RetentionReport } from './retention/record.ts';
+import type { RetentionAnomaly, RetentionReport } from './retention/record.ts';
 import { failureKind } from './failure-catalogue.ts';
 import { MAX_INSTANCE_IDS } from './execution-input.ts';
 import type { ReportInstance, RunReport } from './report.ts';
@@ -283,4 +283,29 @@ export function retentionLine(r: RetentionReport): string {
 export function retentionAlertLines(r: RetentionReport): string[] {
   if (r.anomalies.length === 0 && r.deferred === 0) return [retentionLine(r)];
   return ['== Retention ==', retentionLine(r), ...r.anomalies.map((a) => `- ${a}`)];
+}
+
+/** An anomaly of the retention pass, as the report and the alert say it: what happened and what to do. */
+export function retentionAnomalyText(a: RetentionAnomaly): string {
+  switch (a.kind) {
+    case 'in-use': {
+      const images = `${a.imageIds.slice(0, 5).join(', ')}${a.imageIds.length > 5 ? ', ...' : ''}`;
+      return `${plural(a.sets, 'set')} due for deletion ${a.sets === 1 ? 'has' : 'have'} been in use by AMIs for ${a.runs}+ runs (${images}): deregister the AMIs, or tag the snapshots vss-snapshots:hold to keep them on purpose.`;
+    }
+    case 'partial-before':
+      return `${plural(a.sets, 'set')} ${a.sets === 1 ? 'was' : 'were'} only partly deleted by earlier runs; retention tries the rest again (see retention.partial in those runs' reports).`;
+    case 'partial':
+      return `Set of run ${a.runId} attempt ${a.attempt} of ${a.owner} was only partly deleted (${a.deleted} of ${a.of}): ${a.reason}. The rest is kept and tried again next run.`;
+    case 'backlog':
+      return `The retention backlog is not shrinking: ${a.deferred} snapshot(s) deferred (${a.previous} the run before) with RetentionMaxDeletes ${a.maxDeletes}: raise RetentionMaxDeletes, or shorten the policy.`;
+    case 'retain-tag':
+      return `Instance ${a.instanceId}: vss-snapshots:retain ${a.error}.`;
+  }
+}
+
+/** Why a run's retention pass did nothing. */
+export function retentionSkippedText(why: 'input' | 'unfinished'): string {
+  return why === 'input'
+    ? 'Retention skipped: the execution input says "retention": "skip".'
+    : "Retention skipped: not every instance of this run reached its outcome (a shard failed), so this run's sets are not all verified; retention runs again with the next complete run.";
 }

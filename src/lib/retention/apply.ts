@@ -105,7 +105,7 @@ async function finish(deps: RetentionDeps, record: RetentionRecord): Promise<voi
     };
   }
   for (const q of broken.filter((b) => b.deleted.length > 0)) {
-    record.anomalies.push(`Set of run ${q.runId} attempt ${q.attempt} of ${q.owner} was only partly deleted (${q.deleted.length} of ${q.snapshotIds.length}): ${q.partial?.reason}. The rest is kept and tried again next run.`);
+    record.anomalies.push({ kind: 'partial', owner: q.owner, runId: q.runId, attempt: q.attempt, deleted: q.deleted.length, of: q.snapshotIds.length, reason: q.partial?.reason ?? '' });
   }
   await saveLedger(deps.s3, deps.config.reportBucket, ledger);
 }

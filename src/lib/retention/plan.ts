@@ -22,7 +22,8 @@ import { groupIntoSets, listInstances, listStackSnapshots } from './inventory.ts
 import { decideOwner, parseRetainTag } from './policy.ts';
 import type { OwnerStatus, RetentionSet } from './policy.ts';
 import { entriesOf, loadLedger, saveLedger, saveRetentionRecord } from './record.ts';
-import type { Ledger, RetentionRecord } from './record.ts';
+import type { Ledger, RetentionAnomaly, RetentionRecord } from './record.ts';
+import { retentionSkippedText } from '../report-text.ts';
 
 /** What travels in the workflow's payload (`$.retention`). */
 export interface RetentionProgress {
@@ -177,10 +178,8 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
 
 /** Why this run's retention pass does nothing, if it does nothing. */
 function skipReason(state: WholeRun, mode: RetentionMode): string | undefined {
-  if (mode === 'skip') return 'Retention skipped: the execution input says "retention": "skip".';
-  if ((state.shardErrors ?? []).length > 0 || !state.instances.every((i) => isFinal(i.phase))) {
-    return 'Retention skipped: not every instance of this run reached its outcome (a shard failed), so this run\'s sets are not all verified; retention runs again with the next complete run.';
-  }
+  if (mode === 'skip') return retentionSkippedText('input');
+  if ((state.shardErrors ?? []).length > 0 || !state.instances.every((i) => isFinal(i.phase))) return retentionSkippedText('unfinished');
   return undefined;
 }
 
@@ -239,28 +238,21 @@ function nextLedger(
 }
 
 /** What the alert should name: things that will not fix themselves. */
-function anomaliesOf(record: RetentionRecord, ledger: Ledger, inUseSets: ReadonlyMap<string, string[]>, candidates: readonly { set: RetentionSet }[]): string[] {
-  const out: string[] = [];
+function anomaliesOf(record: RetentionRecord, ledger: Ledger, inUseSets: ReadonlyMap<string, string[]>, candidates: readonly { set: RetentionSet }[]): RetentionAnomaly[] {
+  const out: RetentionAnomaly[] = [];
   const candidateKeys = new Set(candidates.map((c) => c.set.key));
   const stuckInUse = [...inUseSets.entries()].filter(([key]) => {
     const before = ledger.stuck[key];
-    const nights = before?.reason === 'in-use' ? before.nights + (before.lastRunId === record.runId ? 0 : 1) : 1;
-    return candidateKeys.has(key) && nights >= STUCK_NIGHTS;
+    const runs = before?.reason === 'in-use' ? before.nights + (before.lastRunId === record.runId ? 0 : 1) : 1;
+    return candidateKeys.has(key) && runs >= STUCK_NIGHTS;
   });
-  if (stuckInUse.length > 0) {
-    const images = [...new Set(stuckInUse.flatMap(([, i]) => i))];
-    out.push(
-      `${stuckInUse.length} set(s) due for deletion have been in use by AMIs for ${STUCK_NIGHTS}+ runs (${images.slice(0, 5).join(', ')}${images.length > 5 ? ', ...' : ''}): deregister the AMIs, or tag the snapshots vss-snapshots:hold to keep them on purpose.`,
-    );
-  }
-  const partialBefore = Object.entries(ledger.stuck).filter(([, e]) => e.reason === 'partial').length;
-  if (partialBefore > 0) out.push(`${partialBefore} set(s) were only partly deleted by earlier runs; retention tries the rest again (see retention.partial in those runs' reports).`);
+  if (stuckInUse.length > 0) out.push({ kind: 'in-use', sets: stuckInUse.length, runs: STUCK_NIGHTS, imageIds: [...new Set(stuckInUse.flatMap(([, i]) => i))] });
+  const partialBefore = Object.values(ledger.stuck).filter((e) => e.reason === 'partial').length;
+  if (partialBefore > 0) out.push({ kind: 'partial-before', sets: partialBefore });
   const previous = ledger.deferred.filter((d) => d.runId !== record.runId).at(-1);
   if (record.deferred > 0 && previous && previous.count > 0 && record.deferred >= previous.count) {
-    out.push(
-      `The retention backlog is not shrinking: ${record.deferred} snapshot(s) deferred (${previous.count} the run before) with RetentionMaxDeletes ${record.policy.maxDeletes}: raise RetentionMaxDeletes, or shorten the policy.`,
-    );
+    out.push({ kind: 'backlog', deferred: record.deferred, previous: previous.count, maxDeletes: record.policy.maxDeletes });
   }
-  for (const o of record.overrides) out.push(`Instance ${o.instanceId}: vss-snapshots:retain ${o.error ?? 'not understood'}.`);
+  for (const o of record.overrides) out.push({ kind: 'retain-tag', instanceId: o.instanceId, error: o.error ?? 'not understood' });
   return out;
 }

@@ -9,6 +9,7 @@ import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { RetentionDefaults } from '../config.ts';
 import type { RetentionMode } from '../execution-input.ts';
+import { retentionAnomalyText } from '../report-text.ts';
 import type { KeepReason } from './policy.ts';
 
 export const retentionKey = (runId: string): string => `runs/${runId}/retention.json`;
@@ -69,10 +70,19 @@ export interface RetentionRecord {
   deferred: number;
   /** Instances whose retain tag was not understood: the stack defaults applied. */
   overrides: { instanceId: string; value: string; error?: string }[];
-  anomalies: string[];
+  /** What the alert should name; worded by report-text.ts. */
+  anomalies: RetentionAnomaly[];
   plannedAt: string;
   finishedAt?: string;
 }
+
+/** Things retention cannot fix by itself, for the report and the alert (report-text.ts words them). */
+export type RetentionAnomaly =
+  | { kind: 'in-use'; sets: number; runs: number; imageIds: string[] }
+  | { kind: 'partial-before'; sets: number }
+  | { kind: 'partial'; owner: string; runId: string; attempt: number; deleted: number; of: number; reason: string }
+  | { kind: 'backlog'; deferred: number; previous: number; maxDeletes: number }
+  | { kind: 'retain-tag'; instanceId: string; error: string };
 
 export interface Ledger {
   version: 1;
@@ -136,6 +146,7 @@ export interface RetentionReport {
 }
 
 export function toRetentionReport(record: RetentionRecord): RetentionReport {
+  const anomalies = record.anomalies.map(retentionAnomalyText);
   return {
     mode: record.mode,
     kept: record.kept,
@@ -148,7 +159,7 @@ export function toRetentionReport(record: RetentionRecord): RetentionReport {
     keptBy: record.keptBy,
     policy: record.policy,
     overrides: record.overrides,
-    anomalies: record.anomalies,
+    anomalies,
     ...(record.skipped ? { skipped: record.skipped } : {}),
   };
 }
