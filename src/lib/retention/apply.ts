@@ -1,8 +1,9 @@
 /**
  * "Apply Retention": deletes the sets the plan queued, oldest first, whole sets only, in slices the account's
  * DeleteSnapshot bucket can take (100 tokens, 5 a second: EC2 API throttling, aws-facts-lifecycle.md): at most
- * DELETE_SLICE snapshots and DELETE_BUDGET_MS per invocation, then the workflow waits DELETE_WAIT_SECONDS for
- * the bucket to refill and calls again. A set started is finished in the same invocation, so a set is never
+ * DELETE_SLICE snapshots and DELETE_BUDGET_MS per invocation, then the workflow waits until the bucket has
+ * refilled what the invocation took at DELETE_RATE_PER_SECOND (4 a second: 80 % of EC2's refill, leaving room
+ * for other callers in the account), less the time the invocation itself took, and calls again. A set started is finished in the same invocation, so a set is never
  * left half-deleted by the pacing.
  *
  * EC2's answers: InvalidSnapshot.NotFound is "already gone" (a retried invocation repeats its deletions);
@@ -24,6 +25,8 @@ import type { RetentionRecord } from './record.ts';
 export const DELETE_SLICE = 90;
 /** Time one invocation spends deleting (as verify's DISCARD_BUDGET_MS); a set begun is finished. */
 export const DELETE_BUDGET_MS = 120_000;
+/** The pace retention keeps over many invocations: below EC2's refill of 5 DeleteSnapshot tokens a second. */
+export const DELETE_RATE_PER_SECOND = 4;
 
 export async function applyRetention(deps: RetentionDeps, runId: string): Promise<RetentionProgress> {
   const { config } = deps;
@@ -61,7 +64,9 @@ export async function applyRetention(deps: RetentionDeps, runId: string): Promis
     if (record.cursor >= record.queue.length) await finish(deps, record);
     await saveRetentionRecord(deps.s3, config.reportBucket, record);
   }
-  return progressOf(record);
+  // The bucket needs calls / rate seconds to give back what this invocation took; the calls themselves took some.
+  const refillSeconds = Math.ceil(calls / DELETE_RATE_PER_SECOND - (clock.now() - started) / 1000);
+  return { ...progressOf(record), waitSeconds: Math.min(DELETE_WAIT_SECONDS, Math.max(1, refillSeconds)) };
 }
 
 /** Moves a finished set into the report's lists. */

@@ -42,7 +42,7 @@ export const STUCK_NIGHTS = 3;
 const VALUES_PER_FILTER = 200;
 /** Runs of deferred backlog remembered (to tell a shrinking backlog from a growing one). */
 const DEFERRED_HISTORY = 14;
-/** The wait between two Apply Retention invocations: EC2's DeleteSnapshot bucket refills 100 tokens in 20 s. */
+/** The longest wait between two Apply Retention invocations: EC2's DeleteSnapshot bucket refills 100 tokens in 20 s. */
 export const DELETE_WAIT_SECONDS = 20;
 
 export interface RetentionDeps {
