@@ -51,12 +51,14 @@ const result = await runWorkflow(world, {
   env: { RETAIN_COUNT: String(history), RETAIN_DAYS: '0', RETENTION_MAX_DELETES: String(maxDeletes) },
   interceptors: [limits.interceptor],
   onEvent: (event, w) => {
-    if (event.type !== 'StateEntered' || !('state' in event)) return;
-    if (event.state.name === 'Plan Retention' && retentionStart === 0) {
+    if (!('state' in event)) return;
+    if (event.type === 'StateEntered' && event.state.name === 'Plan Retention' && retentionStart === 0) {
       retentionStart = w.now;
       Object.assign(before, w.apiCalls);
     }
-    if (event.state.name === 'Finish Run') retentionEnd = w.now;
+    // The report and the alert: after Plan Retention, before the deletions.
+    if (event.type === 'StateEntered' && event.state.name === 'Finish Run') retentionEnd = w.now;
+    if (event.type === 'StateExited' && event.state.name === 'Apply Retention') retentionEnd = w.now;
   },
 });
 limits.uninstall();

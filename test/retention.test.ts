@@ -383,6 +383,33 @@ describe('retention over many nights', () => {
     expect(setsOf(world, A).size).toBe(1);
   });
 
+  it('sends the run alert before it deletes, and puts what it deleted into the report afterwards', async () => {
+    const world = fleetWorld([{ instanceId: A, volumes: [{ device: '/dev/sda1' }] }, { instanceId: B, volumes: [{ device: '/dev/sda1' }], attempts: ['writer-failure'] }]);
+    const old = Array.from({ length: 300 }, (_, k) => seedSet(world, A, { ageDays: 30 + k / 10 }));
+    let reportBeforeDeleting: RunReport | undefined;
+    const { report } = await night(world, 0, {
+      env: { RETAIN_COUNT: '1', RETAIN_DAYS: '0' },
+      input: { maxAttempts: 1 },
+      onEvent: (event, w) => {
+        if (event.type === 'StateEntered' && 'state' in event && event.state.name === 'Apply Retention' && !reportBeforeDeleting) {
+          const key = [...(w.buckets.get(REPORT_BUCKET)?.keys() ?? [])].find((k) => k.startsWith('reports/'));
+          reportBeforeDeleting = JSON.parse(w.buckets.get(REPORT_BUCKET)?.get(key ?? '') ?? '{}') as RunReport;
+        }
+      },
+    });
+    const publish = world.mutations.findIndex((m) => m.call === 'sns:Publish');
+    const firstDelete = world.mutations.findIndex((m) => m.call === 'ec2:DeleteSnapshot' && old.some((o) => o.ids.includes(m.ids[0] as string)));
+    expect(publish).toBeGreaterThanOrEqual(0);
+    expect(publish).toBeLessThan(firstDelete);
+    // Written before the deletions: the plan, not finished; rewritten after them: what was done.
+    expect(reportBeforeDeleting?.retention).toMatchObject({ mode: 'apply', finished: false, deleted: [] });
+    expect(reportBeforeDeleting?.retention?.planned).toHaveLength(300);
+    expect(report.retention).toMatchObject({ mode: 'apply', finished: true });
+    expect(report.retention?.deleted).toHaveLength(300);
+    expect(report.retention?.planned).toBeUndefined();
+    expect(report.alert).toEqual(reportBeforeDeleting?.alert);
+  });
+
   it('names a backlog that does not shrink', async () => {
     const world = fleetWorld([{ instanceId: A, volumes: [{ device: '/dev/sda1' }] }, { instanceId: B, volumes: [{ device: '/dev/sda1' }], attempts: ['writer-failure'] }]);
     for (let k = 0; k < 20; k += 1) seedSet(world, A, { ageDays: 30 + k });

@@ -16,10 +16,12 @@ import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import { clock, nowIso } from '../clock.ts';
 import { RunStateNotFoundError } from '../errors.ts';
 import { isRefusal } from '../verify-snapshots.ts';
-import { DELETE_WAIT_SECONDS } from './plan.ts';
-import type { RetentionDeps, RetentionProgress } from './plan.ts';
-import { entriesOf, loadLedger, loadRetentionRecord, retentionKey, saveLedger, saveRetentionRecord } from './record.ts';
-import type { RetentionRecord } from './record.ts';
+import { putReport } from '../finish-run.ts';
+import type { RunReport } from '../report.ts';
+import { reportKey } from '../run-state.ts';
+import type { RetentionDeps } from './plan.ts';
+import { DELETE_WAIT_SECONDS, entriesOf, loadLedger, loadRetentionRecord, progressOf, readJson, retentionKey, saveLedger, saveRetentionRecord, toRetentionReport } from './record.ts';
+import type { RetentionProgress, RetentionRecord } from './record.ts';
 
 /** Snapshots one invocation deletes at most: under the bucket's burst of 100, leaving room for other callers. */
 export const DELETE_SLICE = 90;
@@ -64,6 +66,8 @@ export async function applyRetention(deps: RetentionDeps, runId: string): Promis
     if (record.cursor >= record.queue.length) await finish(deps, record);
     await saveRetentionRecord(deps.s3, config.reportBucket, record);
   }
+  // The run report was written (and the alert sent) before the deletions: it gets what was done now.
+  if (record.finishedAt !== undefined) await updateReport(deps, record);
   // The bucket needs calls / rate seconds to give back what this invocation took; the calls themselves took some.
   const refillSeconds = Math.ceil(calls / DELETE_RATE_PER_SECOND - (clock.now() - started) / 1000);
   return { ...progressOf(record), waitSeconds: Math.min(DELETE_WAIT_SECONDS, Math.max(1, refillSeconds)) };
@@ -92,6 +96,13 @@ function settle(record: RetentionRecord, index: number): void {
 
 const imageIdsIn = (text: string): string[] => [...new Set(text.match(/ami-[0-9a-f]+/g) ?? [])];
 
+async function updateReport(deps: RetentionDeps, record: RetentionRecord): Promise<void> {
+  const report = await readJson<RunReport>(deps.s3, deps.config.reportBucket, reportKey(record.runId));
+  if (!report) return;
+  report.retention = toRetentionReport(record);
+  await putReport(deps.s3, deps.config.reportBucket, report);
+}
+
 async function finish(deps: RetentionDeps, record: RetentionRecord): Promise<void> {
   if (record.finishedAt !== undefined) return;
   record.finishedAt = nowIso();
@@ -115,12 +126,3 @@ async function finish(deps: RetentionDeps, record: RetentionRecord): Promise<voi
   await saveLedger(deps.s3, deps.config.reportBucket, ledger);
 }
 
-export function progressOf(record: RetentionRecord): RetentionProgress {
-  return {
-    mode: record.mode,
-    remaining: record.mode === 'apply' && record.finishedAt === undefined ? record.queue.length - record.cursor : 0,
-    deleted: record.deleted.length,
-    deferred: record.deferred,
-    waitSeconds: DELETE_WAIT_SECONDS,
-  };
-}

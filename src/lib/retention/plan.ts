@@ -21,20 +21,11 @@ import type { RunState } from '../run-state.ts';
 import { groupIntoSets, listInstances, listStackSnapshots } from './inventory.ts';
 import { decideOwner, parseRetainTag } from './policy.ts';
 import type { OwnerStatus, RetentionSet } from './policy.ts';
-import { entriesOf, loadLedger, saveLedger, saveRetentionRecord } from './record.ts';
+import { DELETE_WAIT_SECONDS, entriesOf, loadLedger, saveLedger, saveRetentionRecord } from './record.ts';
+import type { RetentionProgress } from './record.ts';
 import type { Ledger, RetentionAnomaly, RetentionRecord } from './record.ts';
 import { retentionSkippedText } from '../report-text.ts';
 
-/** What travels in the workflow's payload (`$.retention`). */
-export interface RetentionProgress {
-  mode: RetentionMode;
-  /** Sets still to delete this run (0: on to Finish Run). */
-  remaining: number;
-  deleted: number;
-  deferred: number;
-  /** Seconds the workflow waits before the next Apply Retention (EC2's DeleteSnapshot bucket refills). */
-  waitSeconds: number;
-}
 
 /** A set that could not be deleted this many runs in a row is an anomaly the alert names. */
 export const STUCK_NIGHTS = 3;
@@ -42,8 +33,6 @@ export const STUCK_NIGHTS = 3;
 const VALUES_PER_FILTER = 200;
 /** Runs of deferred backlog remembered (to tell a shrinking backlog from a growing one). */
 const DEFERRED_HISTORY = 14;
-/** The longest wait between two Apply Retention invocations: EC2's DeleteSnapshot bucket refills 100 tokens in 20 s. */
-export const DELETE_WAIT_SECONDS = 20;
 
 export interface RetentionDeps {
   ec2: EC2Client;

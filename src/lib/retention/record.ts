@@ -13,6 +13,30 @@ import { retentionAnomalyText } from '../report-text.ts';
 import type { KeepReason } from './policy.ts';
 
 export const retentionKey = (runId: string): string => `runs/${runId}/retention.json`;
+
+/** What travels in the workflow's payload (`$.retention`): counts only. */
+export interface RetentionProgress {
+  mode: RetentionMode;
+  /** Sets still to delete this run (0: the run is over after Finish Run). */
+  remaining: number;
+  deleted: number;
+  deferred: number;
+  /** Seconds the workflow waits before the next Apply Retention (EC2's DeleteSnapshot bucket refills). */
+  waitSeconds: number;
+}
+
+/** The longest wait between two Apply Retention invocations: EC2's DeleteSnapshot bucket refills 100 tokens in 20 s. */
+export const DELETE_WAIT_SECONDS = 20;
+
+export function progressOf(record: RetentionRecord): RetentionProgress {
+  return {
+    mode: record.mode,
+    remaining: record.mode === 'apply' && record.finishedAt === undefined ? record.queue.length - record.cursor : 0,
+    deleted: record.deleted.length,
+    deferred: record.deferred,
+    waitSeconds: DELETE_WAIT_SECONDS,
+  };
+}
 export const LEDGER_KEY = 'retention/ledger.json';
 
 /** One snapshot in the report's lists. `instanceId` absent when only its volume is known. */
@@ -127,6 +151,11 @@ export function entriesOf(set: { owner: string; runId: string }, ids: readonly s
 /** The run report's top-level `retention` (contract §4): what this run's retention pass kept, deleted, held, deferred. */
 export interface RetentionReport {
   mode: RetentionMode;
+  /**
+   * false while Apply Retention is still deleting: Finish Run writes the report (and the alert goes out) before
+   * the deletions, with `planned` the sets queued; the last Apply Retention rewrites this section when done.
+   */
+  finished: boolean;
   /** Snapshots of this stack kept (preview: that would be kept). */
   kept: number;
   deleted: RetentionEntry[];
@@ -135,7 +164,7 @@ export interface RetentionReport {
   deferred: number;
   /** Sets only partly deleted: what went, what is left, why. */
   partial: PartialSet[];
-  /** Preview only: what apply would delete. */
+  /** Preview: what apply would delete. Apply, while not finished: what is still queued for deletion tonight. */
   planned?: RetentionEntry[];
   /** Kept snapshots by the rule that kept them. */
   keptBy: RetentionRecord['keptBy'];
@@ -147,15 +176,18 @@ export interface RetentionReport {
 
 export function toRetentionReport(record: RetentionRecord): RetentionReport {
   const anomalies = record.anomalies.map(retentionAnomalyText);
+  const finished = record.finishedAt !== undefined;
+  const queued = record.queue.slice(record.cursor).flatMap((q) => entriesOf(q, q.snapshotIds.filter((id) => !q.deleted.includes(id)), q.reason));
   return {
     mode: record.mode,
+    finished,
     kept: record.kept,
     deleted: record.deleted,
     held: record.held,
     inUse: record.inUse,
     deferred: record.deferred,
     partial: record.partial,
-    ...(record.planned ? { planned: record.planned } : {}),
+    ...(record.planned ? { planned: record.planned } : !finished && queued.length > 0 ? { planned: queued } : {}),
     keptBy: record.keptBy,
     policy: record.policy,
     overrides: record.overrides,
