@@ -61,7 +61,7 @@ const EnvSchema = z.object({
   RETAIN_COUNT: int(0, 1_000).default(7),
   RETAIN_DAYS: int(0, 3_650).default(14),
   TERMINATED_RETAIN_DAYS: int(0, 3_650).default(30),
-  RETENTION_MAX_DELETES: int(0, 1_000_000).default(18_000),
+  RETENTION_MAX_DELETES: int(0, 1_000_000).default(36_000),
   ALERT_TOPIC_ARN: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$/),
   REPORT_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
 });
