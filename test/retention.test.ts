@@ -104,6 +104,13 @@ function setsOf(world: World, instanceId: string): Map<string, number> {
   return out;
 }
 
+/** The live sets of this stack of an instance: run id → snapshot count. */
+function ourSetsOf(world: World, instanceId: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const s of live(world)) if (s.instanceId === instanceId && s.tags[STACK_TAG] === STACK && s.tags[RUN_TAG]) out.set(s.tags[RUN_TAG], (out.get(s.tags[RUN_TAG]) ?? 0) + 1);
+  return out;
+}
+
 describe('retention over many nights', () => {
   it('keeps the newest `count` sets and deletes older ones whole, oldest first, night after night', async () => {
     const world = fleetWorld([{ instanceId: A }]);
@@ -420,6 +427,57 @@ describe('retention over many nights', () => {
     expect(report.retention?.anomalies.join('\n')).toMatch(/backlog is not shrinking: 19 snapshot\(s\) deferred \(19 the run before\)/);
     expect(report.alert?.message).toMatch(/backlog is not shrinking/);
   });
+
+  it('holds every invariant over 60 nights: failing nights, a termination, held, AMI, foreign and other-stage snapshots; the count levels off', async () => {
+    const C = 'i-0ccccccccccccccc3';
+    const world = fleetWorld([{ instanceId: A }, { instanceId: B }, { instanceId: C, volumes: [{ device: '/dev/sda1' }] }], true);
+    const untouchable = [
+      seedSet(world, A, { ageDays: 200, stack: 'vss-snapshots-prod' }),
+      seedSet(world, A, { ageDays: 200, stack: null }),
+      seedSet(world, A, { ageDays: 200, bare: true, tags: { 'aws:dlm:lifecycle-policy-id': 'policy-0123' } }),
+      seedSet(world, B, { ageDays: 150, hold: true }),
+      seedSet(world, B, { ageDays: 140, image: true }),
+    ].flatMap((x) => x.ids);
+    const env = { RETAIN_COUNT: '5', RETAIN_DAYS: '3', TERMINATED_RETAIN_DAYS: '7' };
+    const failing = (n: number) => n >= 20 && n < 35; // B: two weeks of failed nights (crash-consistent fallbacks)
+    const live60: number[] = [];
+    let newestGoodOfB: string[] = [];
+    for (let n = 0; n < 60; n += 1) {
+      const b = world.instances.get(B);
+      if (b) {
+        b.behaviours = failing(n) ? ['crash-consistent'] : ['ok'];
+        b.snapshotCommandsRun = 0;
+      }
+      if (n === 25) {
+        const c = world.instances.get(C);
+        if (c) Object.assign(c, { state: 'terminated', terminatedAt: world.now });
+      }
+      const { report } = await night(world, n, { env, input: { maxAttempts: 1 } });
+      const ofB = report.instances.find((i) => i.instanceId === B);
+      if (ofB?.outcome === 'succeeded') newestGoodOfB = ofB.snapshots.map((x) => x.snapshotId);
+      // The newest verified set of an existing instance is live, through all of B's failed nights.
+      for (const id of newestGoodOfB) expect(liveIds(world).has(id), `night ${n}: ${id}`).toBe(true);
+      for (const id of untouchable) expect(liveIds(world).has(id), `night ${n}: ${id}`).toBe(true);
+      // A's window: the newest 5 sets (days=3 keeps only 3), never more.
+      expect(ourSetsOf(world, A).size, `night ${n}`).toBe(Math.min(n + 1, 5));
+      // C, gone from night 25: no count rule, days=3 lets its older sets go; its last set stays 7 days after it
+      // was first seen gone, then goes too (night 32 is the boundary, left out).
+      if (n >= 26 && n < 32) expect(ourSetsOf(world, C).size, `night ${n}`).toBe(1);
+      if (n >= 33) expect(ourSetsOf(world, C).size, `night ${n}`).toBe(0);
+      live60.push(live(world).filter((x) => x.tags[STACK_TAG] === STACK).length);
+    }
+    // Never an attempt on a snapshot that is not this stack's; everything deleted was this stack's, in whole sets.
+    const attempted = new Set(deleteCalls(world));
+    for (const id of untouchable.slice(0, 3)) expect(attempted.has(id)).toBe(false);
+    const deleted = [...world.snapshots.values()].filter((x) => x.deleted);
+    for (const x of deleted) expect(x.tags[STACK_TAG]).toBe(STACK);
+    const byRun = new Map<string, boolean[]>();
+    for (const x of world.snapshots.values()) if (x.tags[STACK_TAG] === STACK) byRun.set(`${x.instanceId}/${x.tags[RUN_TAG]}`, [...(byRun.get(`${x.instanceId}/${x.tags[RUN_TAG]}`) ?? []), x.deleted]);
+    for (const [key, states] of byRun) expect(new Set(states).size, key).toBe(1);
+    // The count levels off: the last 15 nights hold the same number of this stack's snapshots.
+    expect(new Set(live60.slice(-15)).size).toBe(1);
+    expect(Math.max(...live60)).toBeLessThan(60);
+  }, 120_000);
 
   it('survives API faults over many nights without ever deleting the newest verified set', async () => {
     const world = fleetWorld([{ instanceId: A }, { instanceId: B, attempts: ['ok', 'vss-timeout'] }], true);
