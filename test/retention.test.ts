@@ -318,6 +318,8 @@ describe('retention over many nights', () => {
         // the retried invocation repeats deletions EC2 already did (NotFound) and must count them once.
         lambdaDiesAt(world, (c) => fault === 'mid-apply' && c.operation === 'DeleteSnapshot' && (deletions += 1) === 37, { after: true }),
         lambdaDiesAt(world, (c) => fault === 'mid-apply' && (deleting ||= c.operation === 'DeleteSnapshot') && c.operation === 'PutObject' && String(c.input.Key).endsWith('/retention.json'), { after: false }),
+        // Dies as the last slice puts the deletions into the run report (after saving its own progress).
+        lambdaDiesAt(world, (c) => fault === 'report-update' && (deleting ||= c.operation === 'DeleteSnapshot') && c.operation === 'PutObject' && String(c.input.Key).startsWith('reports/'), { after: false }),
       ];
       const { report } = await night(world, 0, {
         env: { RETAIN_COUNT: '1', RETAIN_DAYS: '0' },
@@ -329,7 +331,7 @@ describe('retention over many nights', () => {
     };
     const clean = await outcome();
     expect(clean.deleted).toHaveLength(200);
-    for (const fault of ['Plan Retention', 'Apply Retention', 'mid-apply']) expect(await outcome(fault), fault).toEqual(clean);
+    for (const fault of ['Plan Retention', 'Apply Retention', 'mid-apply', 'report-update']) expect(await outcome(fault), fault).toEqual(clean);
   });
 
   it('previews without deleting, skips on request, and never deletes on a dry run', async () => {

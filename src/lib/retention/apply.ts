@@ -34,7 +34,12 @@ export async function applyRetention(deps: RetentionDeps, runId: string): Promis
   const { config } = deps;
   const record = await loadRetentionRecord(deps.s3, config.reportBucket, runId);
   if (!record) throw new RunStateNotFoundError(`Retention plan s3://${config.reportBucket}/${retentionKey(runId)} does not exist; Plan Retention must run first.`);
-  if (record.mode !== 'apply' || record.finishedAt !== undefined) return progressOf(record);
+  if (record.mode !== 'apply') return progressOf(record);
+  if (record.finishedAt !== undefined) {
+    // A retry after the deletions were done: the report update may be what failed (it is idempotent).
+    await updateReport(deps, record);
+    return progressOf(record);
+  }
   const started = clock.now();
   let calls = 0;
   try {
