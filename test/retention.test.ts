@@ -140,6 +140,22 @@ describe('retention over many nights', () => {
     }
   });
 
+  it('works the same with the DiskShadow method: its sets carry the stack and instance tags and count as verified', async () => {
+    const world = fleetWorld([{ instanceId: A }]);
+    const env = { SNAPSHOT_METHOD: 'diskshadow', RETAIN_COUNT: '2', RETAIN_DAYS: '0' };
+    const runIds: string[] = [];
+    for (let n = 0; n < 4; n += 1) {
+      const { report } = await night(world, n, { env });
+      expect(report.instances[0]?.outcome).toBe('succeeded');
+      runIds.push(report.runId);
+      const tonight = live(world).filter((x) => x.tags[RUN_TAG] === report.runId);
+      expect(tonight.map((x) => [x.tags[STACK_TAG], x.tags[INSTANCE_TAG]])).toEqual([[STACK, A], [STACK, A]]);
+      expect(report.retention?.keptBy).toMatchObject({ 'this-run': 2, ...(n > 0 ? { count: 2 } : {}) });
+    }
+    expect([...ourSetsOf(world, A).keys()].sort()).toEqual(runIds.slice(-2).sort());
+    expect(world.dump().commands.every((c) => c.parameters.StackId?.[0] === STACK)).toBe(true);
+  });
+
   it('keeps sets younger than `days` and the newest `count` verified sets, whichever keeps more', async () => {
     const world = fleetWorld([{ instanceId: A }]);
     const old = Array.from({ length: 10 }, (_, k) => seedSet(world, A, { ageDays: 10 - k })); // 10 .. 1 days old
