@@ -30,6 +30,7 @@ describe('vss-snapshots run', () => {
     expect(out.stdout).toMatch(/INSTANCE\s+NAME\s+OUTCOME/);
     expect(out.stdout).toMatch(/5 succeeded, 0 failed, 2 skipped of 7 matched/);
     expect(out.stdout).toMatch(/fileserver-01\s+succeeded\s+2/);
+    expect(out.stdout).toMatch(/Retention \(apply, count=7 days=14\): deleted 0, kept 10, held 0, in use by AMIs 0, deferred 0 snapshot\(s\)/);
     expect(out.stderr).toMatch(/waiting to retry/);
     expect(out.stderr).toMatch(/fileserver-01\): attempt 1 of 3 failed, will retry/);
     expect(out.stderr).not.toMatch(/NodeVersionSupportWarning/);
