@@ -17,7 +17,7 @@ const ID = 'i-0123456789abcdef0';
 const FLEET = { instances: [{ instanceId: ID, name: 'srv-01' }, { instanceId: 'i-0123456789abcdef1', attempts: ['writer-failure'] }] };
 const ids = (n: number) => Array.from({ length: n }, (_, i) => `i-${i.toString(16).padStart(8, '0')}`);
 const deep = (levels: number): unknown => (levels === 0 ? 'x' : { a: deep(levels - 1) });
-const ALLOWED = /allowed fields: tagKey, tagValue, instanceIds, dryRun, excludeBootVolume, maxAttempts, force, Comment, comment/;
+const ALLOWED = /allowed fields: tagKey, tagValue, instanceIds, dryRun, excludeBootVolume, maxAttempts, force, retention, Comment, comment/;
 
 /** [what, execution input (already JSON-parsed, as Step Functions hands it over), what the cause must say]. */
 const HOSTILE_INPUTS: [string, unknown, RegExp][] = [
@@ -50,6 +50,10 @@ const HOSTILE_INPUTS: [string, unknown, RegExp][] = [
   ['an array as tag value', { tagValue: ['WindowsVSS'] }, /field "tagValue" must be a string/],
   ['an operator object as tag value', { tagValue: { $ne: '' } }, /field "tagValue" must be a string/],
   ['a tag key nested 2,000 levels deep', { tagKey: deep(2000) }, /field "tagKey" must be a string/],
+  // Retention mode.
+  ['an unknown retention mode', { retention: 'delete' }, /field "retention" must be one of "apply", "preview", "skip" \(default "apply"\)/],
+  ['retention as a boolean', { retention: false }, /field "retention" must be one of "apply", "preview", "skip"/],
+  ['retention in upper case', { retention: 'Apply' }, /field "retention" must be one of/],
   // Instance ids.
   ['a single id instead of a list', { instanceIds: ID }, /field "instanceIds" must be an array/],
   ['an empty id list', { instanceIds: [] }, /field "instanceIds" must list 1-1000 instance ids/],

@@ -30,9 +30,20 @@ describe('vss-snapshots run', () => {
     expect(out.stdout).toMatch(/INSTANCE\s+NAME\s+OUTCOME/);
     expect(out.stdout).toMatch(/5 succeeded, 0 failed, 2 skipped of 7 matched/);
     expect(out.stdout).toMatch(/fileserver-01\s+succeeded\s+2/);
+    expect(out.stdout).toMatch(/Retention \(apply, count=7 days=14\): deleted 0, kept 10, held 0, in use by AMIs 0, deferred 0 snapshot\(s\)/);
     expect(out.stderr).toMatch(/waiting to retry/);
     expect(out.stderr).toMatch(/fileserver-01\): attempt 1 of 3 failed, will retry/);
     expect(out.stderr).not.toMatch(/NodeVersionSupportWarning/);
+  });
+
+  it('takes the retention defaults from --retain, and refuses one it cannot read before anything runs', () => {
+    const ok = cli('run', '--quiet', '--json', '--retain', 'count=2,days=0');
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout).retention).toMatchObject({ mode: 'apply', policy: { count: 2, days: 0 } });
+    const bad = cli('run', '--quiet', '--retain', 'count=2;days=1');
+    expect(bad.status).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toMatch(/--retain.*"count=2;days=1": expected count=N, days=N or count=N,days=M/);
   });
 
   it('exits 3 for a failing fleet, with the alert in the JSON report and in the world dump', () => {

@@ -290,7 +290,8 @@ describe('overlapping runs (the schedule and an operator starting together)', ()
     const dump = world.dump();
     expect(dump.commands.every((c) => c.comment?.includes(runId))).toBe(true);
     expect(dump.snapshots.every((s) => s.tags['vss-snapshots:run-id'] === runId)).toBe(true);
-    expect(dump.objects.filter((o) => !o.includes(runId))).toEqual(['s3://vss-snapshots-reports-123456789012/leases/vss-snapshots-nightly.json']);
+    // Besides the run's own objects: the lease, and what retention remembers between nights (written by the winner).
+    expect(dump.objects.filter((o) => !o.includes(runId)).sort()).toEqual(['s3://vss-snapshots-reports-123456789012/leases/vss-snapshots-nightly.json', 's3://vss-snapshots-reports-123456789012/retention/ledger.json']);
     expect(dump.published.map((p) => p.subject)).toEqual(['vss-snapshots: workflow failed at Prepare Run']);
     expect(dump.published[0]?.message).toMatch(/Another snapshot run is in progress[\s\S]*"force": true/);
     expect(outcomesOf(readReport(world, first))).toEqual(outcomesOf((await cleanRun(FLEET)).report));

@@ -119,10 +119,11 @@ function retryScenario() {
       context({ send: 1 }), // Discover Instances
       context({ command: 1 }, later), // Advance Instances in the shard: sent; then Wait For Work until `later`
       context({ succeeded: 1 }, later, true), // Advance Instances: done
+      { mode: 'apply', remaining: 0, deleted: 0, deferred: 0, waitSeconds: 20 }, // Plan Retention: nothing due
       FINISHED,
     ],
     waits: [/attempt 1 of 3 failed, will retry/, /attempt 2 of 3 sent$/],
-    steps: [attempt('Discover Instances', '1 waiting for a command'), 'Snapshot Shards: 1 shard, each advanced by its own child execution'],
+    steps: [attempt('Discover Instances', '1 waiting for a command'), 'Snapshot Shards: 1 shard, each advanced by its own child execution', 'Plan Retention: retention apply, nothing to delete'],
   };
 }
 

@@ -14,7 +14,8 @@ import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, SNAPSHOT_METHODS } from '../src/lib/config.ts';
 import { loadRestoreConfig } from '../src/lib/restore/config.ts';
-import { RUN_TAG } from '../src/lib/run-id.ts';
+import { LEDGER_KEY } from '../src/lib/retention/record.ts';
+import { RUN_TAG, STACK_TAG } from '../src/lib/run-id.ts';
 import { reportKey, stateKey } from '../src/lib/run-state.ts';
 import { leaseKey } from '../src/lib/run-lease.ts';
 
@@ -34,7 +35,7 @@ const RESOURCE_STAR_ALLOWED: Record<string, string> = {
   'ec2:DescribeInstances': 'no resource-level permissions; read only',
   'ec2:DescribeSnapshots': 'no resource-level permissions; read only',
   'ec2:DescribeVolumes': 'no resource-level permissions; read only (restore)',
-  'ec2:DescribeImages': 'no resource-level permissions; read only (instance policy, as in AWSEC2VssSnapshotPolicy)',
+  'ec2:DescribeImages': 'no resource-level permissions; read only (instance policy, as in AWSEC2VssSnapshotPolicy; retention: is a snapshot used by an AMI)',
   'ssm:DescribeInstanceInformation': 'no resource-level permissions; read only',
   'ssm:ListCommands': 'no resource-level permissions; read only',
   'ssm:ListCommandInvocations': 'no resource-level permissions; read only',
@@ -95,6 +96,19 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
     'xray:PutTraceSegments',
   ],
   'record-shard-failure': ['logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 's3:PutObject', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'plan-retention': [
+    'ec2:DescribeImages',
+    'ec2:DescribeInstances',
+    'ec2:DescribeSnapshots',
+    'logs:CreateLogStream',
+    'logs:PutLogEvents',
+    's3:GetObject',
+    's3:ListBucket',
+    's3:PutObject',
+    'xray:PutTelemetryRecords',
+    'xray:PutTraceSegments',
+  ],
+  'apply-retention': ['ec2:DeleteSnapshot', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 's3:PutObject', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'finish-run': [
     'kms:Decrypt',
     'kms:GenerateDataKey',
@@ -712,7 +726,7 @@ describe('IAM', () => {
   });
 
   it('lets the workflow delete only snapshots tagged with a run id', () => {
-    const grants = policies.flatMap((p) => p.statements).filter((s) => allows(s, 'ec2:DeleteSnapshot'));
+    const grants = policies.filter((p) => p.owner !== 'ApplyRetentionRole').flatMap((p) => p.statements).filter((s) => allows(s, 'ec2:DeleteSnapshot'));
     expect(grants.length).toBeGreaterThan(0);
     for (const s of grants) {
       expect(actionsOf(s)).toEqual(['ec2:DeleteSnapshot']);
@@ -721,6 +735,18 @@ describe('IAM', () => {
       const requiresTag = s.Condition?.StringLike?.[key] === '?*' || String(s.Condition?.Null?.[key]) === 'false';
       expect(requiresTag, JSON.stringify(s.Condition)).toBe(true);
     }
+  });
+
+  it('lets retention delete only snapshots tagged with exactly this stack’s id, the id its Lambdas tag with', () => {
+    const grants = policies.filter((p) => p.owner === 'ApplyRetentionRole').flatMap((p) => p.statements).filter((s) => allows(s, 'ec2:DeleteSnapshot'));
+    expect(grants).toHaveLength(1);
+    const [grant] = grants;
+    expect(actionsOf(grant as Statement)).toEqual(['ec2:DeleteSnapshot']);
+    expect(resourcesOf(grant as Statement)).toEqual(['arn:aws:ec2:us-east-1::snapshot/*']);
+    // StringEquals on the exact value: not StringLike (a wildcard would match another stage), no other key.
+    expect(grant?.Condition).toEqual({ StringEquals: { [`aws:ResourceTag/${STACK_TAG}`]: 'vss-snapshots-dev' } });
+    // The same value the functions tag their snapshots with (STACK_ID), for every function.
+    for (const [id] of resourcesOfType('AWS::Lambda::Function')) expect(loadConfig(functionEnv(id, resolver)).stackId, id).toBe('vss-snapshots-dev');
   });
 
   it('lets the workflow tag only run snapshots, and only with the fallback and consistency keys', () => {
@@ -741,13 +767,18 @@ describe('IAM', () => {
     const runsPrefix = `${stateKey('x').split('/')[0]}/*`;
     const reportsPrefix = `${reportKey('x').split('/')[0]}/*`;
     const leasesPrefix = `${leaseKey('arn:aws:states:us-east-1:123456789012:stateMachine:x').split('/')[0]}/*`;
+    const retentionPrefix = `${LEDGER_KEY.split('/')[0]}/*`;
     const machineNames = resourcesOfType('AWS::StepFunctions::StateMachine').map(([, m]) => m.Properties?.StateMachineName);
     for (const policy of policies.filter((p) => p.kind === 'identity')) {
       for (const s of policy.statements.filter((x) => x.Effect === 'Allow')) {
         for (const action of actionsOf(s)) {
           const where = `${policy.owner} ${s.Sid} ${action}`;
           if (action === 's3:GetObject' || action === 's3:PutObject') {
-            for (const arn of resourcesOf(s)) expect([`getatt:ReportBucket.Arn/${runsPrefix}`, `getatt:ReportBucket.Arn/${reportsPrefix}`, `getatt:ReportBucket.Arn/${leasesPrefix}`], where).toContain(arn);
+            for (const arn of resourcesOf(s)) {
+              expect([`getatt:ReportBucket.Arn/${runsPrefix}`, `getatt:ReportBucket.Arn/${reportsPrefix}`, `getatt:ReportBucket.Arn/${leasesPrefix}`, `getatt:ReportBucket.Arn/${retentionPrefix}`], where).toContain(arn);
+              // The retention ledger belongs to the retention steps.
+              if (arn.endsWith(`/${retentionPrefix}`)) expect(['PlanRetentionRole', 'ApplyRetentionRole'], where).toContain(policy.owner);
+            }
           } else if (action === 's3:ListBucket') {
             expect(resourcesOf(s), where).toEqual(['getatt:ReportBucket.Arn']);
           } else if (action.startsWith('s3:')) {

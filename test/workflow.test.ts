@@ -178,14 +178,14 @@ describe('sending', () => {
     expect(report?.summary).toMatchObject({ targeted: 120, succeeded: 120, failed: 0, snapshots: 120 });
   });
 
-  it('passes the run id, attempt and shard into the document so they end up in the snapshot tags, with a pinned version', async () => {
+  it('passes the run id, attempt, shard and stack into the document so they end up in the snapshot tags, with a pinned version', async () => {
     const { report, dump } = await runFleet(single(['ok']));
 
     const command = dump.commands[0];
     expect(command?.documentName).toBe('AWSEC2-CreateVssSnapshot');
     expect(command?.documentVersion).toBe('1');
-    expect(command?.parameters.tags?.[0]).toBe(`Key=vss-snapshots:run-id,Value=${report?.runId};Key=vss-snapshots:attempt,Value=1;Key=vss-snapshots:method,Value=aws-vss;Key=vss-snapshots:shard,Value=0`);
-    expect(dump.snapshots.every((s) => s.tags['vss-snapshots:run-id'] === report?.runId && s.tags['vss-snapshots:shard'] === '0')).toBe(true);
+    expect(command?.parameters.tags?.[0]).toBe(`Key=vss-snapshots:run-id,Value=${report?.runId};Key=vss-snapshots:attempt,Value=1;Key=vss-snapshots:method,Value=aws-vss;Key=vss-snapshots:shard,Value=0;Key=vss-snapshots:stack,Value=vss-snapshots-local`);
+    expect(dump.snapshots.every((s) => s.tags['vss-snapshots:run-id'] === report?.runId && s.tags['vss-snapshots:shard'] === '0' && s.tags['vss-snapshots:stack'] === 'vss-snapshots-local')).toBe(true);
   });
 
   it('excludes the boot volume when asked', async () => {

@@ -64,6 +64,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .option('--report <file>', 'also write the run report to this file')
     .option('--dump-world <file>', 'write the simulated account\'s final state to this file')
     .option('--quiet', 'no progress lines')
+    .addOption(new Option('--retain <rules>', 'retention defaults of this run, as the vss-snapshots:retain tag: count=N, days=N or count=N,days=M; a rule left out is off (default count=7,days=14)').argParser(parseRetainOption))
     .action(async (opts) => {
       const { runCommand } = await import('./run-command.ts');
       setExit(await runCommand(opts));
@@ -73,7 +74,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .requiredOption('--nights <n>', `how many nights (1-${MAX_NIGHTS})`, wholeNumber(1, MAX_NIGHTS))
     .option('--fleet <file>', 'fleet file (JSON or YAML) describing the simulated instances, their history and nights')
     .option('--input <json|file>', 'execution input of every night as JSON text or the path of a JSON file')
-    .addOption(new Option('--retain <policy>', 'retention policy of the simulated stack: count=N, days=N or count=N,days=M (passed as RETAIN_COUNT/RETAIN_DAYS; takes effect with retention)').argParser(parseRetainOption))
+    .addOption(new Option('--retain <policy>', 'retention defaults of the simulated stack, as the vss-snapshots:retain tag: count=N, days=N or count=N,days=M; a rule left out is off (default count=7,days=14)').argParser(parseRetainOption))
     .option('--json', 'print one JSON object with every night on stdout (night lines go to stderr)')
     .option('--dump-world <file>', 'write the simulated account\'s final state to this file')
     .option('--quiet', 'no progress or notes on stderr')

@@ -50,3 +50,4 @@ export function decimal(min: number, max: number, what = 'a number'): (text: str
     return n;
   };
 }
+

@@ -5,8 +5,8 @@
  * ("0" = that rule is off), as the stack's parameters do in AWS.
  */
 import { InvalidArgumentError } from 'commander';
+import { parseRetainTag } from '../lib/retention/policy.ts';
 
-export const RETAIN_LIMITS = { count: { min: 1, max: 1000 }, days: { min: 1, max: 3650 } } as const;
 /** The value of RETAIN_COUNT / RETAIN_DAYS for a rule that is off. */
 export const RULE_OFF = '0';
 
@@ -17,23 +17,17 @@ export interface RetainPolicy {
 
 const USAGE = 'use count=N, days=N or count=N,days=M (e.g. --retain count=10,days=30)';
 
-/** Parses the flag's value; a commander argument parser (a bad value is a usage error, exit 2). */
+/**
+ * Parses the flag's value with the grammar of the `vss-snapshots:retain` tag (one parser for both, retention's);
+ * a commander argument parser, so a bad value is a usage error (exit 2) before anything runs. 0 turns a rule off.
+ */
 export function parseRetainOption(text: string): RetainPolicy {
+  const parsed = parseRetainTag(text);
+  if ('error' in parsed) throw new InvalidArgumentError(`${parsed.error}; ${USAGE}.`);
+  const named = new Set(text.split(',').map((p) => p.trim().split('=')[0]));
   const policy: RetainPolicy = {};
-  const parts = text.split(',').map((p) => p.trim());
-  if (text.trim() === '' || parts.some((p) => p === '')) throw new InvalidArgumentError(`"${text}" is empty or has an empty rule; ${USAGE}.`);
-  for (const part of parts) {
-    const match = /^(count|days)=(.*)$/.exec(part);
-    if (!match) throw new InvalidArgumentError(`"${part}" is not a rule; ${USAGE}.`);
-    const rule = match[1] as keyof RetainPolicy;
-    const value = match[2] as string;
-    const { min, max } = RETAIN_LIMITS[rule];
-    if (policy[rule] !== undefined) throw new InvalidArgumentError(`${rule} is given twice; ${USAGE}.`);
-    if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
-      throw new InvalidArgumentError(`${rule} must be a whole number from ${min} to ${max} (got "${value}"); ${USAGE}.`);
-    }
-    policy[rule] = Number(value);
-  }
+  if (named.has('count') && parsed.rule.count > 0) policy.count = parsed.rule.count;
+  if (named.has('days') && parsed.rule.days > 0) policy.days = parsed.rule.days;
   return policy;
 }
 

@@ -15,6 +15,8 @@ import { CommandFailedError, EXIT } from './exit-codes.ts';
 import type { ExitCode } from './exit-codes.ts';
 import { observerS3 } from './local-observer.ts';
 import { readJsonOption } from './options.ts';
+import { retainEnvironment } from './retain-option.ts';
+import type { RetainPolicy } from './retain-option.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
 import { fromLocalEvent } from './workflow-progress.ts';
 import type { LocalEvent } from './workflow-progress.ts';
@@ -27,12 +29,15 @@ export interface RunCommandOptions {
   report?: string;
   dumpWorld?: string;
   quiet?: boolean;
+  /** `count=N,days=M`: the retention defaults of this run (the stack's RetainCount/RetainDays). */
+  retain?: RetainPolicy;
 }
 
 export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
   // Every file the user named is checked before the simulated night starts (the input itself is checked by
   // Prepare Run, as in AWS: it rejects it before anything is sent).
   const input: unknown = opts.input === undefined ? {} : readJsonOption(opts.input);
+  const retainEnv = opts.retain === undefined ? {} : retainEnvironment(opts.retain);
   if (opts.report) checkOutputPath(opts.report, '--report');
   if (opts.dumpWorld) checkOutputPath(opts.dumpWorld, '--dump-world');
   if (opts.fleet) readInputFile(opts.fleet, '--fleet');
@@ -53,7 +58,7 @@ export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
   let printing = Promise.resolve();
   const result = await runWorkflow(world, {
     input,
-    env: opts.method ? { SNAPSHOT_METHOD: opts.method } : {},
+    env: { ...(opts.method ? { SNAPSHOT_METHOD: opts.method } : {}), ...retainEnv },
     onEvent: (event) => {
       const step = fromLocalEvent(event as LocalEvent);
       if (!step) return;

@@ -234,6 +234,8 @@ export class WorkflowDescriber {
   private nightlyExit(event: Extract<StepEvent, { type: 'exited' }>, progress?: RunProgress): { attempt?: string; text: string } {
     const out = event.output as { runId?: string; counts?: Counts; summary?: Counts; alertPublished?: boolean } | undefined;
     if (event.state === 'Prepare Run') return { text: `input accepted, no other run in progress${out?.runId ? `; run ${out.runId}` : ''}` };
+    const retention = (event.output as { retention?: { mode?: string; remaining?: number; deleted?: number; deferred?: number } } | undefined)?.retention;
+    if ((event.state === 'Plan Retention' || event.state === 'Apply Retention') && retention) return { text: retentionText(retention) };
     if (out?.summary) return { text: `report written${out.alertPublished === true ? ', alert published' : out.alertPublished === false ? ', no alert needed' : ''}` };
     if (!out?.counts) return { text: 'done' };
     const c = out.counts;
@@ -320,4 +322,13 @@ export class WorkflowDescriber {
     const final = progress.instances.filter((i) => ['succeeded', 'failed', 'skipped', 'planned'].includes(i.phase)).length;
     return { final, total: progress.instances.length };
   }
+}
+
+/** A retention step's line: what is left to delete tonight, what was deleted, what waits for the next run. */
+function retentionText(r: { mode?: string; remaining?: number; deleted?: number; deferred?: number }): string {
+  const parts = [`retention ${r.mode ?? 'apply'}`];
+  if (r.mode === 'apply') parts.push(r.remaining ? `${plural(r.remaining, 'set')} to delete` : r.deleted ? 'all due sets deleted' : 'nothing to delete');
+  if (r.deleted) parts.push(`${plural(r.deleted, 'snapshot')} deleted`);
+  if (r.deferred) parts.push(`${plural(r.deferred, 'snapshot')} deferred to the next run`);
+  return parts.join(', ');
 }

@@ -34,6 +34,8 @@ export const EXECUTION_TIMEOUT_PATTERN = '^([6-9][0-9]|[1-9][0-9]{2,4}|1[0-6][0-
 /** The run id format of src/lib/run-id.ts, `20261128T000000Z-3f2a9c1e`. */
 export const RUN_ID_PATTERN = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$';
 export const ATTEMPT_PATTERN = '^[1-5]$';
+/** The stack id of src/lib/config.ts (STACK_ID), or empty (a document sent by something other than the workflow). */
+export const STACK_ID_PATTERN = '^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$';
 /** 1 to 40 EBS volume ids, comma-separated. */
 export const VOLUME_IDS_PATTERN = '^vol-[0-9a-f]{8,17}(,vol-[0-9a-f]{8,17}){0,39}$';
 /** A shadow copy set id as the snapshot script tags it: lower-case GUID without braces. */
@@ -75,6 +77,13 @@ export const DOCUMENTS = {
         type: 'String',
         description: 'Attempt number of this instance within the run (1 to 5).',
         allowedPattern: ATTEMPT_PATTERN,
+      },
+      // Written as the vss-snapshots:stack tag: retention deletes only snapshots of its own stack.
+      StackId: {
+        type: 'String',
+        description: 'The vss-snapshots stack (<service>-<stage>) the snapshots belong to, tagged vss-snapshots:stack; empty: no such tag (retention never deletes them).',
+        default: '',
+        allowedPattern: STACK_ID_PATTERN,
       },
       ExcludeBootVolume: {
         type: 'String',

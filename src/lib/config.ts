@@ -12,6 +12,9 @@ const int = wholeNumber;
 export const SNAPSHOT_METHODS = ['aws-vss', 'diskshadow'] as const;
 export type SnapshotMethod = (typeof SNAPSHOT_METHODS)[number];
 
+/** The stack id of a local run (the simulated account): deployed stacks set STACK_ID to `<service>-<stage>`. */
+export const LOCAL_STACK_ID = 'vss-snapshots-local';
+
 const EnvSchema = z.object({
   TAG_KEY: z.string().min(1).max(128).default('ConsistentSnapshot'),
   TAG_VALUE: z.string().max(256).default('WindowsVSS'),
@@ -48,6 +51,20 @@ const EnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_./#-]{1,512}$/, 'must be a CloudWatch Logs group name')
     .optional(),
+  // The stack that owns the snapshots (`<service>-<stage>`): every snapshot this stack creates carries it as
+  // STACK_TAG, and retention deletes only snapshots with this exact value (never another stage's).
+  STACK_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be 1-128 letters, digits, . _ - (the stack name, <service>-<stage>)')
+    .default(LOCAL_STACK_ID),
+  // Retention (docs/retention in README): keep a set while it is among the newest RETAIN_COUNT verified sets
+  // of its instance OR younger than RETAIN_DAYS; 0 turns a rule off. The newest verified set of an existing
+  // instance is always kept; a vanished instance's last set is kept TERMINATED_RETAIN_DAYS after it was first
+  // seen gone. At most RETENTION_MAX_DELETES snapshots are deleted per run; the rest wait for the next night.
+  RETAIN_COUNT: int(0, 1_000).default(7),
+  RETAIN_DAYS: int(0, 3_650).default(14),
+  TERMINATED_RETAIN_DAYS: int(0, 3_650).default(30),
+  RETENTION_MAX_DELETES: int(0, 1_000_000).default(36_000),
   ALERT_TOPIC_ARN: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$/),
   REPORT_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
 });
@@ -78,7 +95,22 @@ export type Config = {
   commandLogGroup: string | undefined;
   alertTopicArn: string;
   reportBucket: string;
+  /** This stack's id (STACK_TAG value on every snapshot it creates). */
+  stackId: string;
+  retention: RetentionDefaults;
 };
+
+/** The stack's retention defaults (an instance's `vss-snapshots:retain` tag replaces count and days). */
+export interface RetentionDefaults {
+  /** Keep the newest N verified sets of an instance (0: rule off). */
+  count: number;
+  /** Keep every set younger than N days (0: rule off). */
+  days: number;
+  /** Keep a vanished instance's last set this many days after it was first seen gone. */
+  terminatedDays: number;
+  /** Snapshots deleted per run at most; the rest are deferred to the next run. */
+  maxDeletes: number;
+}
 
 /** Reads and checks the environment. Cheap enough to call per invocation; throws ConfigurationError. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -107,5 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     commandLogGroup: e.COMMAND_LOG_GROUP,
     alertTopicArn: e.ALERT_TOPIC_ARN,
     reportBucket: e.REPORT_BUCKET,
+    stackId: e.STACK_ID,
+    retention: { count: e.RETAIN_COUNT, days: e.RETAIN_DAYS, terminatedDays: e.TERMINATED_RETAIN_DAYS, maxDeletes: e.RETENTION_MAX_DELETES },
   };
 }

@@ -6,6 +6,10 @@
 import * as z from 'zod';
 import { InvalidInputError } from './errors.ts';
 
+/** What the run's retention pass does: delete what the policy expires, only list it, or nothing at all. */
+export const RETENTION_MODES = ['apply', 'preview', 'skip'] as const;
+export type RetentionMode = (typeof RETENTION_MODES)[number];
+
 export const INSTANCE_ID_PATTERN = /^i-[0-9a-f]{8}([0-9a-f]{9})?$/;
 export const MAX_INSTANCE_IDS = 1000;
 // Control characters never belong in a tag; everything else EC2 accepts is treated as data only.
@@ -56,6 +60,9 @@ export const ExecutionInputSchema = z.strictObject({
     .max(5, 'must be a whole number from 1 to 5')
     .optional(),
   force: bool.optional(),
+  retention: z
+    .enum(RETENTION_MODES, { error: `must be one of ${RETENTION_MODES.map((m) => `"${m}"`).join(', ')} (default "apply")` })
+    .optional(),
   Comment: z.string({ error: 'must be a string' }).max(4096, 'must be at most 4096 characters').optional(),
   comment: z.string({ error: 'must be a string' }).max(4096, 'must be at most 4096 characters').optional(),
 });

@@ -10,6 +10,8 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { nowIso } from './clock.ts';
 import type { Config } from './config.ts';
 import { buildReport } from './report.ts';
+import { loadRetentionRecord, progressOf, toRetentionReport } from './retention/record.ts';
+import type { RetentionProgress } from './retention/record.ts';
 import { releaseLease } from './run-lease.ts';
 import type { RunReport } from './report.ts';
 import { isFinal, reportKey, runObjectOf, saveRunState } from './run-state.ts';
@@ -27,6 +29,8 @@ export interface FinishResult {
    * the execution ends FAILED, as when any other step fails for good. The report is written either way.
    */
   shardFailure?: { failedStep: string; Error: string; Cause: string };
+  /** Retention's progress (Plan Retention ran): whether sets are queued for Apply Retention after the report. */
+  retention?: RetentionProgress;
 }
 
 type WholeRun = RunState & { shardErrors?: { shard: number; error: string; cause: string }[] };
@@ -35,7 +39,8 @@ export async function finishRun(deps: { s3: S3Client; sns: SNSClient; config: Co
   const { config } = deps;
   state.finishedAt ??= nowIso();
   const location = `s3://${config.reportBucket}/${reportKey(state.runId)}`;
-  const report = buildReport(state, state.finishedAt, location);
+  const retention = await loadRetentionRecord(deps.s3, config.reportBucket, state.runId);
+  const report = buildReport(state, state.finishedAt, location, retention ? toRetentionReport(retention) : undefined);
   const shardFailure = shardFailureOf(state);
   if (shardFailure) report.alert = null;
   await putReport(deps.s3, config.reportBucket, report);
@@ -49,7 +54,14 @@ export async function finishRun(deps: { s3: S3Client; sns: SNSClient; config: Co
   }
   await saveAfterPublish(deps.s3, config.reportBucket, runObjectOf(state));
   if (state.lease) await releaseLease(deps.s3, config.reportBucket, state.lease.key, state.executionArn);
-  return { runId: state.runId, dryRun: state.dryRun, summary: report.summary, reportLocation: location, alertPublished: report.alert !== null };
+  return {
+    runId: state.runId,
+    dryRun: state.dryRun,
+    summary: report.summary,
+    reportLocation: location,
+    alertPublished: report.alert !== null,
+    ...(retention ? { retention: progressOf(retention) } : {}),
+  };
 }
 
 /**

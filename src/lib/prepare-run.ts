@@ -56,6 +56,8 @@ export async function prepareRun(event: unknown, deps: PrepareRunDeps): Promise<
       method: config.method,
       excludeBootVolume: input.excludeBootVolume ?? config.excludeBootVolume,
       maxAttempts: input.maxAttempts ?? config.maxAttempts,
+      // A dry run never deletes: at most it previews.
+      retention: input.dryRun === true && (input.retention ?? 'apply') === 'apply' ? 'preview' : (input.retention ?? 'apply'),
     },
     notFound: [],
     commands: [],

@@ -8,6 +8,7 @@
  * purpose (`fallbackSnapshots`) is named as a fallback, and anything else a failed attempt left is named
  * unusable, so "0 succeeded, 1 failed" is never followed by a bare "2 snapshots".
  */
+import type { RetentionAnomaly, RetentionReport } from './retention/record.ts';
 import { failureKind } from './failure-catalogue.ts';
 import { MAX_INSTANCE_IDS } from './execution-input.ts';
 import type { ReportInstance, RunReport } from './report.ts';
@@ -164,6 +165,7 @@ export function composeRunAlert(report: RunReport, executionArn: string): { subj
     }
   }
   if (failed.length > named) lines.push('', `... and ${failed.length - named} more failed instances, listed in the full report.`);
+  if (report.retention) lines.push('', ...retentionAlertLines(report.retention));
   lines.push('', ...retryLines(report, ALERT_MAX_RETRY_CHUNKS), '', `Full report: ${report.reportLocation}`, `Execution: ${executionArn}`);
   return { subject, message: lines.join('\n') };
 }
@@ -255,6 +257,7 @@ export function formatRunSummary(report: RunReport, options: SummaryOptions = {}
   else if (options.failedOnly) out.push('No failed instance in this run.', '');
   out.push(`${outcomeLine(report)}; ${snapshotLine(report)}`);
   if (report.notFound) out.push(`Requested but not found: ${report.notFound.join(', ')}`);
+  if (report.retention) out.push(retentionLine(report.retention), ...report.retention.anomalies.map((a) => `Retention: ${a}`));
   if (report.alert) out.push(`ALERT published: ${report.alert.subject}`);
   else if (report.dryRun) out.push('Dry run: nothing sent, no alert published.');
   else if (report.summary.failed === 0 && report.summary.targeted > 0) out.push('No alert needed: every targeted instance has a verified application-consistent snapshot or was skipped.');
@@ -265,4 +268,44 @@ export function formatRunSummary(report: RunReport, options: SummaryOptions = {}
   }
   out.push('', options.reportLine ?? `Report: ${report.reportLocation ?? '(none)'}`, '');
   return `${out.join('\n')}\n`;
+}
+
+/** One line on what the run's retention pass did. */
+export function retentionLine(r: RetentionReport): string {
+  if (r.skipped) return `Retention (${r.mode}): ${r.skipped}`;
+  const deleted = r.mode === 'preview' ? `would delete ${r.planned?.length ?? 0}` : `deleted ${r.deleted.length}`;
+  const parts = [deleted, `kept ${r.kept}`, `held ${r.held.length}`, `in use by AMIs ${r.inUse.length}`, `deferred ${r.deferred}`];
+  if (r.partial.length > 0) parts.push(`${plural(r.partial.length, 'set')} partly deleted`);
+  return `Retention (${r.mode}, count=${r.policy.count} days=${r.policy.days}): ${parts.join(', ')} snapshot(s)`;
+}
+
+/** The retention section of the run alert: the line, then anomalies (sets that cannot be deleted, a backlog that grows). */
+export function retentionAlertLines(r: RetentionReport): string[] {
+  if (r.anomalies.length === 0 && r.deferred === 0) return [retentionLine(r)];
+  return ['== Retention ==', retentionLine(r), ...r.anomalies.map((a) => `- ${a}`)];
+}
+
+/** An anomaly of the retention pass, as the report and the alert say it: what happened and what to do. */
+export function retentionAnomalyText(a: RetentionAnomaly): string {
+  switch (a.kind) {
+    case 'in-use': {
+      const images = `${a.imageIds.slice(0, 5).join(', ')}${a.imageIds.length > 5 ? ', ...' : ''}`;
+      return `${plural(a.sets, 'set')} due for deletion ${a.sets === 1 ? 'has' : 'have'} been in use by AMIs for ${a.runs}+ runs (${images}): deregister the AMIs, or tag the snapshots vss-snapshots:hold to keep them on purpose.`;
+    }
+    case 'partial-before':
+      return `${plural(a.sets, 'set')} ${a.sets === 1 ? 'was' : 'were'} only partly deleted by earlier runs; retention tries the rest again (see retention.partial in those runs' reports).`;
+    case 'partial':
+      return `Set of run ${a.runId} attempt ${a.attempt} of ${a.owner} was only partly deleted (${a.deleted} of ${a.of}): ${a.reason}. The rest is kept and tried again next run.`;
+    case 'backlog':
+      return `The retention backlog is not shrinking: ${a.deferred} snapshot(s) deferred (${a.previous} the run before) with RetentionMaxDeletes ${a.maxDeletes}: raise RetentionMaxDeletes, or shorten the policy.`;
+    case 'retain-tag':
+      return `Instance ${a.instanceId}: vss-snapshots:retain ${a.error}.`;
+  }
+}
+
+/** Why a run's retention pass did nothing. */
+export function retentionSkippedText(why: 'input' | 'unfinished'): string {
+  return why === 'input'
+    ? 'Retention skipped: the execution input says "retention": "skip".'
+    : "Retention skipped: not every instance of this run reached its outcome (a shard failed), so this run's sets are not all verified; retention runs again with the next complete run.";
 }

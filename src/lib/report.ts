@@ -2,6 +2,7 @@
  * The run report of contract §4, built from the run state. Its wording (alert, summary) is in report-text.ts.
  */
 import { composeRunAlert } from './report-text.ts';
+import type { RetentionReport } from './retention/record.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
 
 export { ALERT_MAX_NAMED } from './report-text.ts';
@@ -38,10 +39,12 @@ export interface RunReport {
   instances: ReportInstance[];
   notFound?: string[];
   reportLocation?: string;
+  /** What this run's retention pass kept, deleted, held and deferred (absent when it did not run). */
+  retention?: RetentionReport;
   alert: null | { subject: string; message: string };
 }
 
-export function buildReport(state: RunState, finishedAt: string, reportLocation: string): RunReport {
+export function buildReport(state: RunState, finishedAt: string, reportLocation: string, retention?: RetentionReport): RunReport {
   const instances = state.instances.map(toReportInstance);
   const count = (o: Outcome) => instances.filter((i) => i.outcome === o).length;
   const report: RunReport = {
@@ -63,6 +66,7 @@ export function buildReport(state: RunState, finishedAt: string, reportLocation:
     instances,
     ...(state.notFound.length > 0 ? { notFound: state.notFound } : {}),
     reportLocation,
+    ...(retention ? { retention } : {}),
     alert: null,
   };
   if (!state.dryRun && needsAlert(report)) report.alert = composeRunAlert(report, state.executionArn);

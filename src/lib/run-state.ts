@@ -3,6 +3,7 @@
  * only ids and counts between states (see `RunContext`) and keeps this object in the report bucket, where
  * every step reads and rewrites it. Steps run one after another, so there is a single writer at a time.
  */
+import type { RetentionMode } from './execution-input.ts';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { inParallel } from './in-parallel.ts';
@@ -120,6 +121,8 @@ export interface RunState {
     method: SnapshotMethod;
     excludeBootVolume: boolean;
     maxAttempts: number;
+    /** The retention pass of this run (execution input `retention`; absent in states of older versions: apply). */
+    retention?: RetentionMode;
   };
   /** Requested instance ids that matched nothing (absent, untagged or terminated). */
   notFound: string[];

@@ -105,6 +105,7 @@ export async function sendDue(deps: SendDeps, state: RunState): Promise<void> {
       excludeBootVolume: state.options.excludeBootVolume,
       copyOnly: config.copyOnly,
       commandTimeoutSeconds: config.commandTimeoutSeconds,
+      stackId: config.stackId,
       ...(state.shard !== undefined ? { shard: state.shard } : {}),
     });
     await sendBatch(deps, state, send.records, { documentName: document.name, documentVersion: document.version, parameters, attempt: send.attempt, comment: send.comment, base: send.comment, parts: { n: 0 } });

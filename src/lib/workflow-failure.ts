@@ -12,6 +12,7 @@ import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import { putReport, saveAfterPublish } from './finish-run.ts';
 import { buildReport } from './report.ts';
+import { loadRetentionRecord, toRetentionReport } from './retention/record.ts';
 import { composeWorkflowFailureAlert } from './report-text.ts';
 import type { WorkflowFailure } from './report-text.ts';
 import { releaseLease } from './run-lease.ts';
@@ -39,7 +40,9 @@ export async function alertWorkflowFailure(deps: { s3: S3Client; sns: SNSClient;
       if (state.failureAlertMessageId) return { alerted: true, error: failure.error.Error, cause };
       state.finishedAt = nowIso();
       const location = `s3://${deps.config.reportBucket}/${reportKey(state.runId)}`;
-      const report = buildReport(state, state.finishedAt, location);
+      // What retention did before the failure (Plan/Apply Retention ran, or said why they did not), if anything.
+      const retention = await loadRetentionRecord(deps.s3, deps.config.reportBucket, state.runId);
+      const report = buildReport(state, state.finishedAt, location, retention ? toRetentionReport(retention) : undefined);
       report.alert = null;
       await putReport(deps.s3, deps.config.reportBucket, report);
       known = { summary: report.summary, location };

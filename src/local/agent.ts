@@ -5,7 +5,7 @@
  */
 import { CONSISTENCY, CONSISTENCY_TAG, SHADOW_SET_TAG } from '../lib/methods/diskshadow.ts';
 import { formatResultLine, SNAPSHOT_EXIT_CODES } from '../lib/result-line.ts';
-import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../lib/run-id.ts';
+import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG, STACK_TAG } from '../lib/run-id.ts';
 import type { Behaviour } from './fleet.ts';
 import type { SimCommand, SimDocument, SimInstance, SimInvocation, World } from './world.ts';
 
@@ -30,6 +30,8 @@ function runTags(document: SimDocument, command: SimCommand, instance: SimInstan
     [ATTEMPT_TAG]: command.parameters.Attempt?.[0] ?? '',
     [METHOD_TAG]: 'diskshadow',
     [INSTANCE_TAG]: instance.instanceId,
+    // The document's optional StackId parameter, written as the stack tag (diskshadow-snapshot.ps1).
+    ...(command.parameters.StackId?.[0] ? { [STACK_TAG]: command.parameters.StackId[0] } : {}),
   };
 }
 

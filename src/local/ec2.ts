@@ -4,7 +4,7 @@ import { awsError, checkRange, paginate } from './aws-error.ts';
 import { filterValueMatches } from './ec2-filters.ts';
 import { shownAttachments, tagVolume, volumeOperations } from './ec2-volumes.ts';
 import { ACCOUNT_ID } from './world.ts';
-import type { SimInstance, SimSnapshot, World } from './world.ts';
+import type { SimImage, SimInstance, SimSnapshot, World } from './world.ts';
 
 export { filterValueMatches };
 
@@ -39,11 +39,25 @@ function instanceMatches(world: World, instance: SimInstance, filter: Filter): b
   }
 }
 
+/**
+ * "Recently terminated instances might appear in the returned results. This interval is usually less than one
+ * hour." (EC2 API reference, DescribeInstances): a terminated instance is listed, in state `terminated`, for an
+ * hour after its termination, then not at all (and its id is InvalidInstanceID.NotFound).
+ */
+export const TERMINATED_LISTED_MS = 60 * 60_000;
+
+/** Whether DescribeInstances still knows the instance. */
+export function instanceListed(world: World, instance: SimInstance): boolean {
+  return instance.state !== 'terminated' || world.now < (instance.terminatedAt ?? world.now) + TERMINATED_LISTED_MS;
+}
+
+const STATE_CODES: Record<SimInstance['state'], number> = { running: 16, stopped: 80, terminated: 48 };
+
 function describeInstance(world: World, instance: SimInstance) {
   return {
     InstanceId: instance.instanceId,
     InstanceType: 'm5.large',
-    State: { Code: instance.state === 'running' ? 16 : 80, Name: instance.state },
+    State: { Code: STATE_CODES[instance.state], Name: instance.state },
     // EC2 sends lowercase "windows" on the wire and omits Platform for Linux (aws-facts.md).
     ...(instance.platform === 'windows' ? { Platform: 'windows' } : {}),
     PlatformDetails: instance.platform === 'windows' ? 'Windows' : 'Linux/UNIX',
@@ -52,7 +66,8 @@ function describeInstance(world: World, instance: SimInstance) {
     RootDeviceType: 'ebs',
     Tags: Object.entries(instance.tags).map(([Key, Value]) => ({ Key, Value })),
     // Attachments as DescribeInstances shows them: a restored volume's attachment (and its end) shows late.
-    BlockDeviceMappings: shownAttachments(world, instance.instanceId).map((a) => ({
+    // A terminated instance has none: EC2 detached (and, DeleteOnTermination, deleted) its volumes.
+    BlockDeviceMappings: (instance.state === 'terminated' ? [] : shownAttachments(world, instance.instanceId)).map((a) => ({
       DeviceName: a.device,
       Ebs: { VolumeId: a.volumeId, Status: a.state, DeleteOnTermination: a.device === instance.rootDevice, AttachTime: new Date(a.attachTime) },
     })),
@@ -109,6 +124,11 @@ export function describeSnapshot(world: World, s: SimSnapshot) {
   };
 }
 
+/** Registered images whose block device mappings use the snapshot. */
+export function imagesUsing(world: World, snapshotId: string): SimImage[] {
+  return [...world.images.values()].filter((image) => image.snapshotIds.includes(snapshotId));
+}
+
 /** CreateTags accepts at most 50 tags per resource and these resource kinds here. */
 const TAGGABLE = /^(snap|vol|i)-[0-9a-f]+$/;
 
@@ -122,9 +142,14 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
       throw awsError('InvalidParameterCombination', 'The parameter instancesSet cannot be used with the parameter maxResults');
     }
     checkRange(maxResults, 5, 1000, 'MaxResults', 'InvalidParameterValue');
-    for (const id of ids ?? []) if (!world.instances.has(id)) throw awsError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+    for (const id of ids ?? []) {
+      const known = world.instances.get(id);
+      if (!known || !instanceListed(world, known)) throw awsError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+    }
     const idSet = ids && ids.length > 0 ? new Set(ids) : undefined;
-    const matching = [...world.instances.values()].filter((i) => (!idSet || idSet.has(i.instanceId)) && filters.every((f) => instanceMatches(world, i, f)));
+    const matching = [...world.instances.values()].filter(
+      (i) => instanceListed(world, i) && (!idSet || idSet.has(i.instanceId)) && filters.every((f) => instanceMatches(world, i, f)),
+    );
     const { page, nextToken } = paginate(matching, maxResults ?? 1000, input.NextToken as string | undefined, 'ec2');
     return {
       Reservations: page.map((i) => ({ ReservationId: `r-0${i.instanceId.slice(3)}`, OwnerId: ACCOUNT_ID, Instances: [describeInstance(world, i)] })),
@@ -171,6 +196,11 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
     if (!s || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
     const inUse = world.volumesFromSnapshot(id).some((v) => v.createdAt > world.now);
     if (inUse) throw awsError('InvalidSnapshot.InUse', `The snapshot ${id} is currently in use`);
+    // A snapshot behind a registered AMI cannot be deleted until the AMI is deregistered (EC2 API reference,
+    // DeleteSnapshot). EC2's message names the AMI: "The snapshot snap-… is currently in use by ami-…"
+    // (observed, gruntwork-io/cloud-nuke#727; error code list: EC2 API reference, "Error codes").
+    const image = imagesUsing(world, id)[0];
+    if (image) throw awsError('InvalidSnapshot.InUse', `The snapshot ${id} is currently in use by ${image.imageId}`);
     // A pending snapshot is still listed, and still counts as pending, until it completes (EBS user guide,
     // "Delete a snapshot"); deleting it again meanwhile is accepted.
     if (!s.deleted) {
@@ -178,6 +208,57 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
       s.deletedAt = world.now;
     }
     return {};
+  },
+
+  /**
+   * Images of this account (Owners `self`, or the account id): by ImageIds and the filters `image-id`, `name`,
+   * `state` and `block-device-mapping.snapshot-id` (EC2 API reference, DescribeImages), 5-1,000 a page.
+   */
+  DescribeImages(world, input) {
+    const owners = (input.Owners as string[] | undefined) ?? [];
+    const ids = (input.ImageIds as string[] | undefined) ?? [];
+    const filters = (input.Filters as Filter[] | undefined) ?? [];
+    const maxResults = input.MaxResults as number | undefined;
+    if (ids.length > 0 && maxResults !== undefined) throw awsError('InvalidParameterCombination', 'The parameter ImageIds cannot be used with the parameter MaxResults');
+    checkRange(maxResults, 5, 1000, 'MaxResults', 'InvalidParameterValue');
+    // Only this account owns images here: other owners (amazon, aws-marketplace, another account) have none.
+    const ours = owners.length === 0 || owners.some((o) => o === 'self' || o === ACCOUNT_ID);
+    for (const id of ids) if (!world.images.has(id)) throw awsError('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
+    const idSet = new Set(ids);
+    const matching = ours
+      ? [...world.images.values()].filter(
+          (image) =>
+            (idSet.size === 0 || idSet.has(image.imageId)) &&
+            filters.every((f) => {
+              const any = (v: string) => (f.Values ?? []).some((p) => filterValueMatches(p, v));
+              switch (f.Name) {
+                case 'block-device-mapping.snapshot-id':
+                  return image.snapshotIds.some(any);
+                case 'image-id':
+                  return any(image.imageId);
+                case 'name':
+                  return any(image.name);
+                case 'state':
+                  return any('available');
+                default:
+                  throw awsError('InvalidParameterValue', `The filter '${f.Name}' is invalid`);
+              }
+            }),
+        )
+      : [];
+    const { page, nextToken } = paginate(matching, maxResults ?? 1000, input.NextToken as string | undefined, 'ec2');
+    return {
+      Images: page.map((image) => ({
+        ImageId: image.imageId,
+        Name: image.name,
+        State: 'available',
+        OwnerId: ACCOUNT_ID,
+        CreationDate: new Date(image.createdAt).toISOString(),
+        RootDeviceType: 'ebs',
+        BlockDeviceMappings: image.snapshotIds.map((snapshotId, n) => ({ DeviceName: n === 0 ? '/dev/sda1' : `xvd${String.fromCharCode(98 + n)}`, Ebs: { SnapshotId: snapshotId } })),
+      })),
+      ...(nextToken ? { NextToken: nextToken } : {}),
+    };
   },
 
   CreateTags(world, input) {

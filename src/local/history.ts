@@ -7,14 +7,12 @@
  */
 import { CONSISTENCY_TAG, FALLBACK_TAG } from '../lib/sweep-run.ts';
 import { ATTEMPT_TAG, HOLD_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG, SHARD_TAG, STACK_TAG, runIdFor } from '../lib/run-id.ts';
+import { LOCAL_STACK_ID } from '../lib/config.ts';
 import type { FleetInstance, HistoryEntry } from './fleet.ts';
 import type { SimImage, SimInstance, World } from './world.ts';
 
-/**
- * The stack id of a local deployment (env STACK_ID's local default): snapshots tagged with it are this stack's.
- * Must stay equal to the default the Lambdas read.
- */
-export const LOCAL_STACK_ID = 'vss-snapshots-local';
+/** The stack id of a local deployment (config.ts, the default the Lambdas read): its snapshots are this stack's. */
+export { LOCAL_STACK_ID };
 /** Another stage of the same service in the same account (its snapshots are never this stack's to delete). */
 export const OTHER_STAGE_STACK_ID = 'vss-snapshots-other';
 const DAY_MS = 86_400_000;

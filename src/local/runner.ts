@@ -51,6 +51,8 @@ const HANDLER_MODULES: Record<string, string> = {
   DiscoverInstances: '../handlers/discover-instances.ts',
   AdvanceInstances: '../handlers/advance-instances.ts',
   RecordShardFailure: '../handlers/record-shard-failure.ts',
+  PlanRetention: '../handlers/plan-retention.ts',
+  ApplyRetention: '../handlers/apply-retention.ts',
   FinishRun: '../handlers/finish-run.ts',
   AlertWorkflowFailure: '../handlers/alert-workflow-failure.ts',
 };
@@ -92,6 +94,7 @@ export function provisionStack(world: World, environment: Record<string, string 
     parameters: {
       RunId: { allowedPattern: '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$' },
       Attempt: { allowedPattern: '^[1-5]$' },
+      StackId: { allowedPattern: '^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$', default: '' },
       ExcludeBootVolume: bool,
       CopyOnly: { ...bool, default: 'False' },
       executionTimeout: { allowedPattern: '^[1-9][0-9]{1,5}$' },

@@ -55,6 +55,7 @@ $Method = 'diskshadow'
 
 # Same patterns as the document parameters (src/documents/document-parameters.ts).
 $AttemptPattern = '^[1-5]$'
+$StackIdPattern = '^([A-Za-z0-9][A-Za-z0-9._-]{0,127})?$'
 $BooleanPattern = '^(True|False)$'
 
 # Tag keys and values, as in src/lib/run-id.ts and src/lib/methods/diskshadow.ts.
@@ -62,6 +63,7 @@ $RunTag = 'vss-snapshots:run-id'
 $AttemptTag = 'vss-snapshots:attempt'
 $MethodTag = 'vss-snapshots:method'
 $InstanceTag = 'vss-snapshots:instance-id'
+$StackTag = 'vss-snapshots:stack'
 $ShadowSetTag = 'vss-snapshots:shadow-set-id'
 $ConsistencyTag = 'vss-snapshots:consistency'
 $AfterRevert = 'after-revert'
@@ -189,6 +191,8 @@ function Read-Parameters {
   @{
     RunId             = Confirm-Parameter 'RunId' $env:SSM_RunId $RunIdPattern
     Attempt           = [int](Confirm-Parameter 'Attempt' $env:SSM_Attempt $AttemptPattern)
+    # Optional (empty: the snapshots get no stack tag, and retention never deletes them).
+    StackId           = $(if ([string]::IsNullOrEmpty($env:SSM_StackId)) { '' } else { Confirm-Parameter 'StackId' $env:SSM_StackId $StackIdPattern })
     ExcludeBootVolume = ((Confirm-Parameter 'ExcludeBootVolume' $env:SSM_ExcludeBootVolume $BooleanPattern) -ceq 'True')
     CopyOnly          = ((Confirm-Parameter 'CopyOnly' $env:SSM_CopyOnly $BooleanPattern) -ceq 'True')
   }
@@ -525,6 +529,7 @@ function Request-Snapshots($Params, [string]$InstanceId, [string]$Region, [strin
   $tagSpec.Tags.Add((New-Ec2Tag $AttemptTag ([string]$Params.Attempt)))
   $tagSpec.Tags.Add((New-Ec2Tag $MethodTag $Method))
   $tagSpec.Tags.Add((New-Ec2Tag $InstanceTag $InstanceId))
+  if ($Params.StackId) { $tagSpec.Tags.Add((New-Ec2Tag $StackTag $Params.StackId)) }
   $tagSpec.Tags.Add((New-Ec2Tag $ShadowSetTag $SetId))
   # Only reached after DiskShadow "create" succeeded: every shadowed volume holds the shadow copy.
   if ($ConsistencyOnCreate) { $tagSpec.Tags.Add((New-Ec2Tag $ConsistencyTag $AfterRevert)) }

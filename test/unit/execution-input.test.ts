@@ -10,12 +10,12 @@ describe('parseExecutionInput', () => {
   });
 
   it('accepts every documented field', () => {
-    const input = { tagKey: 'Backup', tagValue: 'nightly', instanceIds: ['i-12345678', 'i-0123456789abcdef0'], dryRun: true, excludeBootVolume: false, maxAttempts: 5, force: true, comment: 'x' };
+    const input = { tagKey: 'Backup', tagValue: 'nightly', instanceIds: ['i-12345678', 'i-0123456789abcdef0'], dryRun: true, excludeBootVolume: false, maxAttempts: 5, force: true, retention: 'preview', comment: 'x' };
     expect(parseExecutionInput(input)).toEqual(input);
   });
 
   it('names an unknown field and lists the allowed ones', () => {
-    expect(() => parseExecutionInput({ instanceID: [] })).toThrowError(/unknown field "instanceID"; allowed fields: tagKey, tagValue, instanceIds, dryRun, excludeBootVolume, maxAttempts, force, Comment, comment/);
+    expect(() => parseExecutionInput({ instanceID: [] })).toThrowError(/unknown field "instanceID"; allowed fields: tagKey, tagValue, instanceIds, dryRun, excludeBootVolume, maxAttempts, force, retention, Comment, comment/);
   });
 
   it('throws InvalidInputError, the name the state machine routes on', () => {

@@ -4,7 +4,7 @@
  * stand, and tags them `AppConsistent=true` only when VSS succeeded.
  */
 import { InvalidInputError } from '../errors.ts';
-import { ATTEMPT_TAG, METHOD_TAG, RUN_TAG, SHARD_TAG } from '../run-id.ts';
+import { ATTEMPT_TAG, METHOD_TAG, RUN_TAG, SHARD_TAG, STACK_TAG } from '../run-id.ts';
 import type { CommandContext, Diagnosis, InvocationResult, MethodDriver } from './types.ts';
 
 /** Tags the document adds itself; passing any of them makes the document fail. */
@@ -64,7 +64,7 @@ export function diagnoseVssOutput(output: string, responseCode: number | undefin
 export const awsVss: MethodDriver = {
   method: 'aws-vss',
   parameters(ctx: CommandContext): Record<string, string[]> {
-    const tags = formatVssTags({ [RUN_TAG]: ctx.runId, [ATTEMPT_TAG]: String(ctx.attempt), [METHOD_TAG]: 'aws-vss', ...(ctx.shard !== undefined ? { [SHARD_TAG]: String(ctx.shard) } : {}) });
+    const tags = formatVssTags({ [RUN_TAG]: ctx.runId, [ATTEMPT_TAG]: String(ctx.attempt), [METHOD_TAG]: 'aws-vss', ...(ctx.shard !== undefined ? { [SHARD_TAG]: String(ctx.shard) } : {}), ...(ctx.stackId ? { [STACK_TAG]: ctx.stackId } : {}) });
     return {
       ExcludeBootVolume: [ctx.excludeBootVolume ? 'True' : 'False'],
       CopyOnly: [ctx.copyOnly ? 'True' : 'False'],

@@ -71,6 +71,7 @@ export const diskShadow: MethodDriver = {
     return validateDocumentParameters(DISKSHADOW_SNAPSHOT_DOCUMENT, {
       RunId: [ctx.runId],
       Attempt: [String(ctx.attempt)],
+      ...(ctx.stackId ? { StackId: [ctx.stackId] } : {}),
       ExcludeBootVolume: [ctx.excludeBootVolume ? 'True' : 'False'],
       // DiskShadow makes a copy backup unless "begin backup" starts a full one (Windows Commands
       // reference, "begin backup"): the script leaves begin/end backup out for True.

@@ -10,6 +10,8 @@ export interface CommandContext {
   commandTimeoutSeconds: number;
   /** The shard the command is sent for (a run of several shards). */
   shard?: number;
+  /** The stack the snapshots belong to (STACK_TAG; config STACK_ID): what retention may delete. */
+  stackId?: string;
 }
 
 /** One instance's final invocation, as ListCommandInvocations (with Details) reports it. */
