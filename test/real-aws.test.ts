@@ -393,4 +393,30 @@ describe('an account-wide rate shared by many shards at once', () => {
     expect(report?.instances.every((i) => i.code === 'crash-consistent' && i.attempts === 3)).toBe(true);
     checkRunInvariants({ fleet, world: w, report, options: {} });
   });
+
+  it('the leftover sweep waits out its back-off like the snapshot checks instead of failing its shard (and leaking its leftovers)', async () => {
+    // Two shards of 3; every attempt leaves crash-consistent snapshots, so the sweep has sets to keep and to delete.
+    // The shard-wide DescribeSnapshots listing (the sweep's; the checks list by volume here) is throttled past every
+    // retry for 40 minutes once it is first made, as a hundred shards listing at once would be.
+    const fleet = parseFleet({ ...CLEAN, instances: ids(6).map((instanceId) => ({ instanceId, volumes: twoVolumes, attempts: ['crash-consistent'] })) }, 'test fleet');
+    const w = worldFromFleet(fleet);
+    let overrunFrom: number | undefined;
+    let throttled = 0;
+    const overrun: CallInterceptor = ({ service, operation, input }) => {
+      if (service !== 'ec2' || operation !== 'DescribeSnapshots') return;
+      if (((input.Filters ?? []) as { Name?: string }[]).some((f) => f.Name === 'volume-id')) return;
+      overrunFrom ??= w.now;
+      if (w.now >= overrunFrom + 40 * 60_000) return;
+      throttled += 1;
+      throw new SimulatedAwsError('RequestLimitExceeded', 'Request limit exceeded.', 503);
+    };
+
+    const result = await runWorkflow(w, { env: { SHARD_INSTANCES: '3' }, interceptors: [overrun] });
+
+    expect(throttled).toBeGreaterThan(0);
+    expect(result.status, `${result.error}: ${result.cause}`).toBe('SUCCEEDED');
+    const report = readReport(w, result);
+    expect(report?.summary).toMatchObject({ targeted: 6, succeeded: 0, failed: 6 });
+    checkRunInvariants({ fleet, world: w, report, options: {} });
+  });
 });
