@@ -420,3 +420,41 @@ describe('an account-wide rate shared by many shards at once', () => {
     checkRunInvariants({ fleet, world: w, report, options: {} });
   });
 });
+
+describe('Step Functions reads a Wait timestamp to the second', () => {
+  it('never wakes a shard before the time Advance Instances asked for (the timestamp carries no fraction to lose)', async () => {
+    const w = world({ ...CLEAN, instances: ids(6).map((instanceId) => ({ instanceId, volumes: twoVolumes, attempts: ['vss-timeout', 'ok'] })) });
+    // Per shard: the times its state was read (each Advance Instances starts so), and the times its waits asked for.
+    const reads = new Map<number, number[]>();
+    const asked = new Map<number, number[]>();
+    const shardRead: CallInterceptor = ({ service, operation, input }) => {
+      const shard = /\/shards\/([0-9]+)\.json$/.exec(String(input.Key ?? ''))?.[1];
+      if (service === 's3' && operation === 'GetObject' && shard !== undefined) reads.set(Number(shard), [...(reads.get(Number(shard)) ?? []), w.now]);
+    };
+
+    // The account's latencies: steps end at any millisecond, as in AWS.
+    const limits = accountLimits(w);
+    const { result } = await run(w, {
+      env: { SHARD_INSTANCES: '3' },
+      interceptors: [limits.interceptor, shardRead],
+      onEvent: (event) => {
+        if (event.type !== 'StateEntered' || event.state.name !== 'Wait For Work') return;
+        const input = event.state.input as { shard: number; waits: { resumeAt: string } };
+        asked.set(input.shard, [...(asked.get(input.shard) ?? []), Date.parse(input.waits.resumeAt)]);
+      },
+    });
+
+    limits.uninstall();
+    expect(result.status).toBe('SUCCEEDED');
+    const early: { shard: number; wait: number; msEarly: number }[] = [];
+    for (const [shard, times] of asked) {
+      // Read n + 1 follows wait n (read 0 is the shard's first step; the last is Finish Run's).
+      times.forEach((due, n) => {
+        const woke = reads.get(shard)?.[n + 1] ?? Infinity;
+        if (woke < due) early.push({ shard, wait: n, msEarly: due - woke });
+      });
+    }
+    expect([...asked.values()].flat().length).toBeGreaterThan(10);
+    expect(early).toEqual([]);
+  });
+});
