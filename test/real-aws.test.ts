@@ -393,4 +393,68 @@ describe('an account-wide rate shared by many shards at once', () => {
     expect(report?.instances.every((i) => i.code === 'crash-consistent' && i.attempts === 3)).toBe(true);
     checkRunInvariants({ fleet, world: w, report, options: {} });
   });
+
+  it('the leftover sweep waits out its back-off like the snapshot checks instead of failing its shard (and leaking its leftovers)', async () => {
+    // Two shards of 3; every attempt leaves crash-consistent snapshots, so the sweep has sets to keep and to delete.
+    // The shard-wide DescribeSnapshots listing (the sweep's; the checks list by volume here) is throttled past every
+    // retry for 40 minutes once it is first made, as a hundred shards listing at once would be.
+    const fleet = parseFleet({ ...CLEAN, instances: ids(6).map((instanceId) => ({ instanceId, volumes: twoVolumes, attempts: ['crash-consistent'] })) }, 'test fleet');
+    const w = worldFromFleet(fleet);
+    let overrunFrom: number | undefined;
+    let throttled = 0;
+    const overrun: CallInterceptor = ({ service, operation, input }) => {
+      if (service !== 'ec2' || operation !== 'DescribeSnapshots') return;
+      if (((input.Filters ?? []) as { Name?: string }[]).some((f) => f.Name === 'volume-id')) return;
+      overrunFrom ??= w.now;
+      if (w.now >= overrunFrom + 40 * 60_000) return;
+      throttled += 1;
+      throw new SimulatedAwsError('RequestLimitExceeded', 'Request limit exceeded.', 503);
+    };
+
+    const result = await runWorkflow(w, { env: { SHARD_INSTANCES: '3' }, interceptors: [overrun] });
+
+    expect(throttled).toBeGreaterThan(0);
+    expect(result.status, `${result.error}: ${result.cause}`).toBe('SUCCEEDED');
+    const report = readReport(w, result);
+    expect(report?.summary).toMatchObject({ targeted: 6, succeeded: 0, failed: 6 });
+    checkRunInvariants({ fleet, world: w, report, options: {} });
+  });
+});
+
+describe('Step Functions reads a Wait timestamp to the second', () => {
+  it('never wakes a shard before the time Advance Instances asked for (the timestamp carries no fraction to lose)', async () => {
+    const w = world({ ...CLEAN, instances: ids(6).map((instanceId) => ({ instanceId, volumes: twoVolumes, attempts: ['vss-timeout', 'ok'] })) });
+    // Per shard: the times its state was read (each Advance Instances starts so), and the times its waits asked for.
+    const reads = new Map<number, number[]>();
+    const asked = new Map<number, number[]>();
+    const shardRead: CallInterceptor = ({ service, operation, input }) => {
+      const shard = /\/shards\/([0-9]+)\.json$/.exec(String(input.Key ?? ''))?.[1];
+      if (service === 's3' && operation === 'GetObject' && shard !== undefined) reads.set(Number(shard), [...(reads.get(Number(shard)) ?? []), w.now]);
+    };
+
+    // The account's latencies: steps end at any millisecond, as in AWS.
+    const limits = accountLimits(w);
+    const { result } = await run(w, {
+      env: { SHARD_INSTANCES: '3' },
+      interceptors: [limits.interceptor, shardRead],
+      onEvent: (event) => {
+        if (event.type !== 'StateEntered' || event.state.name !== 'Wait For Work') return;
+        const input = event.state.input as { shard: number; waits: { resumeAt: string } };
+        asked.set(input.shard, [...(asked.get(input.shard) ?? []), Date.parse(input.waits.resumeAt)]);
+      },
+    });
+
+    limits.uninstall();
+    expect(result.status).toBe('SUCCEEDED');
+    const early: { shard: number; wait: number; msEarly: number }[] = [];
+    for (const [shard, times] of asked) {
+      // Read n + 1 follows wait n (read 0 is the shard's first step; the last is Finish Run's).
+      times.forEach((due, n) => {
+        const woke = reads.get(shard)?.[n + 1] ?? Infinity;
+        if (woke < due) early.push({ shard, wait: n, msEarly: due - woke });
+      });
+    }
+    expect([...asked.values()].flat().length).toBeGreaterThan(10);
+    expect(early).toEqual([]);
+  });
 });

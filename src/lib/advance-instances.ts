@@ -44,6 +44,8 @@ export interface AdvanceDeps {
 export interface AdvanceOutcome {
   /** Seconds until the next thing is due. */
   nextSeconds: number;
+  /** When it is due (epoch ms): where the workflow's Wait ends. */
+  resumeAtMs?: number;
   done: boolean;
 }
 
@@ -70,7 +72,9 @@ export async function advanceInstances(deps: AdvanceDeps, state: RunState): Prom
   await discardSnapshots(deps.ec2, state, clock.now() + DISCARD_BUDGET_MS);
   state.tickSeq = (state.tickSeq ?? 0) + 1;
   const done = runIsDone(state);
-  return { done, nextSeconds: done ? 1 : nextWaitSeconds(state, config) };
+  if (done) return { done, nextSeconds: 1 };
+  const resumeAtMs = nextDueAt(state, config);
+  return { done, nextSeconds: Math.ceil((resumeAtMs - clock.now()) / 1000), resumeAtMs };
 }
 
 /**
@@ -111,8 +115,8 @@ async function adoptIntent(deps: AdvanceDeps, state: RunState): Promise<void> {
   }
 }
 
-/** When the next thing is due, as seconds from now (at least 1). */
-export function nextWaitSeconds(state: RunState, config: Config): number {
+/** When the next thing is due (epoch ms): at least a second, at most MAX_WAIT_SECONDS from now. */
+export function nextDueAt(state: RunState, config: Config): number {
   const now = clock.now();
   const times: number[] = [];
   if ((state.discard ?? []).length > 0) times.push(afterBackoff(state, 'delete', now));
@@ -127,5 +131,5 @@ export function nextWaitSeconds(state: RunState, config: Config): number {
   // A send never goes early (its pace and retry delays hold), but a poll or check due up to COALESCE_MS before it
   // waits for it: one wake-up does both (the step does polls and checks due within COALESCE_MS).
   const next = sendAt === undefined ? others : sendAt - others <= COALESCE_MS && (state.discard ?? []).length === 0 ? sendAt : Math.min(others, sendAt);
-  return Math.min(MAX_WAIT_SECONDS, Math.max(1, Math.ceil((next - now) / 1000)));
+  return Math.min(now + MAX_WAIT_SECONDS * 1000, Math.max(now + 1_000, next));
 }

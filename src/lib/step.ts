@@ -15,6 +15,8 @@ import type { RunState } from './run-state.ts';
 /** What a step may tell the state machine besides the counts. */
 export interface StepOutcome {
   nextSeconds?: number;
+  /** When the next thing is due (epoch ms); else `nextSeconds` from the end of the step. */
+  resumeAtMs?: number;
   done?: boolean;
 }
 
@@ -34,6 +36,10 @@ export function stepHandler(step: string, work: (state: RunState, config: Config
     const done = outcome?.done ?? runIsDone(state);
     const nextSeconds = outcome?.nextSeconds ?? 1;
     logger.info(step, { runId: state.runId, shard: state.shard, counts, done });
-    return { ...context, counts, done, waits: { nextSeconds, resumeAt: new Date(clock.now() + nextSeconds * 1000).toISOString() } };
+    // On a whole second, rounded up: Step Functions reads a Wait's timestamp to the second and drops the rest
+    // (developer guide, "Wait workflow state"), which would wake the step up to 999 ms before anything is due —
+    // a wasted wake-up, and another one a second later.
+    const resumeAt = new Date(Math.ceil((outcome?.resumeAtMs ?? clock.now() + nextSeconds * 1000) / 1000) * 1000).toISOString().replace(/\.000Z$/, 'Z');
+    return { ...context, counts, done, waits: { nextSeconds, resumeAt } };
   };
 }

@@ -14,7 +14,9 @@ import { CreateTagsCommand } from '@aws-sdk/client-ec2';
 import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
+import { deferred, succeeded } from './backoff.ts';
 import { expectedVolumes } from './discovery.ts';
+import { isTransientAwsError } from './errors.ts';
 import { methodDriver } from './methods/index.ts';
 import { isFinal } from './run-state.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
@@ -53,7 +55,17 @@ export async function sweepRun(deps: SweepDeps, state: RunState): Promise<void> 
   // every volume of the shard's instances (the other shards' snapshots are theirs to keep or delete) — then a
   // volume attached after discovery is not looked at: its snapshot, if the command took one, stays
   // (docs/reliability.md).
-  const snapshots = await listRunSnapshots(deps.ec2, state.runId, widestScope(state) ?? { volumeIds: [...new Set(state.instances.filter((i) => i.attempts > 0).flatMap((i) => i.volumes.map((v) => v.volumeId)))] });
+  const scope = widestScope(state) ?? { volumeIds: [...new Set(state.instances.filter((i) => i.attempts > 0).flatMap((i) => i.volumes.map((v) => v.volumeId)))] };
+  let snapshots: Snapshot[];
+  try {
+    snapshots = await listRunSnapshots(deps.ec2, state.runId, scope);
+  } catch (error) {
+    // Throttled (or a 5xx) past the SDK's retries, as the snapshot checks can be: the sweep waits out the same
+    // back-off (backoff.ts) instead of failing the shard and leaving its leftovers undeleted.
+    if (!isTransientAwsError(error)) throw error;
+    deferred(state, 'check');
+    return;
+  }
   const driver = methodDriver(state.options.method);
   const isConsistent = (s: Snapshot) => driver.isConsistent(tagMap(s));
   const keep = new Set(state.instances.filter((i) => i.phase === 'succeeded').flatMap((i) => i.snapshots.map((s) => s.snapshotId)));
@@ -67,10 +79,18 @@ export async function sweepRun(deps: SweepDeps, state: RunState): Promise<void> 
     for (const ref of fallback.refs) keep.add(ref.snapshotId);
     for (const [tags, ids] of fallback.tags) toTag.set(tags, [...(toTag.get(tags) ?? []), ...ids]);
   }
-  for (const [tags, ids] of toTag) {
-    const list = JSON.parse(tags) as { Key: string; Value: string }[];
-    for (let i = 0; i < ids.length; i += TAG_BATCH) await deps.ec2.send(new CreateTagsCommand({ Resources: ids.slice(i, i + TAG_BATCH), Tags: list }));
+  try {
+    for (const [tags, ids] of toTag) {
+      const list = JSON.parse(tags) as { Key: string; Value: string }[];
+      for (let i = 0; i < ids.length; i += TAG_BATCH) await deps.ec2.send(new CreateTagsCommand({ Resources: ids.slice(i, i + TAG_BATCH), Tags: list }));
+    }
+  } catch (error) {
+    // The same for the fallback tags: nothing is marked swept, the whole sweep runs again after the back-off.
+    if (!isTransientAwsError(error)) throw error;
+    deferred(state, 'check');
+    return;
   }
+  succeeded(state, 'check');
   const leftovers = snapshots.map((s) => s.SnapshotId ?? '').filter((id) => id && !keep.has(id));
   state.discard = [...new Set([...(state.discard ?? []), ...leftovers])];
   state.swept = true;

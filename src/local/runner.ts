@@ -472,10 +472,13 @@ function waitOf(state: StateDef, input: unknown): { seconds?: number; until?: nu
     for (const part of p.replace(/^\$\.?/, '').split('.').filter(Boolean)) value = (value as Record<string, unknown> | undefined)?.[part];
     return value;
   };
-  if (state.Timestamp) return { until: Date.parse(state.Timestamp) };
+  // "Step Functions considers the time value up to seconds and truncates milliseconds" (Step Functions developer
+  // guide, "Wait workflow state"): a timestamp with a fraction of a second ends the wait up to 999 ms before it.
+  const toSecond = (at: number): number => Math.floor(at / 1000) * 1000;
+  if (state.Timestamp) return { until: toSecond(Date.parse(state.Timestamp)) };
   if (state.TimestampPath) {
     const at = Date.parse(String(path(state.TimestampPath)));
-    return Number.isNaN(at) ? { seconds: 0 } : { until: at };
+    return Number.isNaN(at) ? { seconds: 0 } : { until: toSecond(at) };
   }
   return { seconds: waitSeconds(state, input) };
 }
