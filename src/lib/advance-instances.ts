@@ -22,6 +22,7 @@ import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { pollCommands } from './check-commands.ts';
 import { afterBackoff, mayDo } from './backoff.ts';
+import { s3SendClock } from './send-clock.ts';
 import { clock } from './clock.ts';
 import type { Config } from './config.ts';
 import { isFinal, runIsDone } from './run-state.ts';
@@ -30,7 +31,7 @@ import { commandDeadline, dueForSend, intentKey, s3IntentWriter, sendDue } from 
 import type { SendIntent } from './send-commands.ts';
 import { CONFIRM_POLL_MS } from './check-commands.ts';
 import { sweepDueAt, sweepRun } from './sweep-run.ts';
-import { DISCARD_BUDGET_MS, discardSnapshots, verifyDue } from './verify-snapshots.ts';
+import { DISCARD_BUDGET_MS, discardSnapshots, isWholeRun, verifyDue } from './verify-snapshots.ts';
 
 export interface AdvanceDeps {
   ec2: EC2Client;
@@ -63,7 +64,15 @@ export async function advanceInstances(deps: AdvanceDeps, state: RunState): Prom
   const started = clock.now();
   if (dueForSend(state, started).length > 0) await adoptIntent(deps, state);
   // Sends first: they are paced on a 20-second grid, and every second spent before them would stretch it.
-  await sendDue({ ssm: deps.ssm, config, writeIntent: s3IntentWriter(deps.s3, config.reportBucket, state.runId, state.shard) }, state);
+  await sendDue(
+    {
+      ssm: deps.ssm,
+      config,
+      writeIntent: s3IntentWriter(deps.s3, config.reportBucket, state.runId, state.shard),
+      ...(isWholeRun(state) ? {} : { sendClock: s3SendClock(deps.s3, config, state.runId) }),
+    },
+    state,
+  );
   // Each kind of work the account said "not now" to waits out its own back-off (backoff.ts).
   if (mayDo(state, 'poll')) await pollCommands({ ssm: deps.ssm, config }, state, started + COALESCE_MS);
   if (mayDo(state, 'check')) await verifyDue({ ec2: deps.ec2, config, save: deps.save }, state, clock.now() + COALESCE_MS);

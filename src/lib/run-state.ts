@@ -134,6 +134,8 @@ export interface RunState {
   sendCounter?: number;
   /** The next slice of commands may go out at this time (pacing, config SEND_SLICE_SECONDS). */
   nextSendAt?: number;
+  /** This shard's share of the run's send clock (send-clock.ts), claimed for later: when, and for how many. */
+  sendClaim?: { at: number; instances: number };
   /** The leftover sweep ran: every snapshot of the run is kept, kept as a fallback, or queued for deletion. */
   swept?: boolean;
   finishedAt?: string;

@@ -24,6 +24,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import { clock } from './clock.ts';
+import type { SendClock } from './send-clock.ts';
 import type { Config } from './config.ts';
 import { chunk } from './discovery.ts';
 import { ConfigurationError } from './errors.ts';
@@ -54,7 +55,14 @@ export interface SendDeps {
   config: Config;
   /** Persists the intent before anything is sent (S3 in AWS). */
   writeIntent: (intent: SendIntent) => Promise<void>;
+  /** The run's one send pace when it has several shards (send-clock.ts); none for a run of one shard. */
+  sendClock?: SendClock;
 }
+
+/** A claim this close to now is sent at once. */
+const CLAIM_SLACK_MS = 1_000;
+/** A claim woken up for this late is given up (a wake-up lands on the next whole second, plus the step's start). */
+const CLAIM_LATE_MS = 5_000;
 
 /** The deadline of a command sent at `sentAt`: delivery, execution and five minutes' margin. */
 export const commandDeadline = (config: Config, sentAt: number): number => sentAt + (config.deliveryTimeoutSeconds + config.commandTimeoutSeconds + 300) * 1000;
@@ -69,18 +77,40 @@ export async function sendDue(deps: SendDeps, state: RunState): Promise<void> {
   const { config } = deps;
   const now = clock.now();
   const due = dueForSend(state, now);
-  if (due.length === 0 || (state.nextSendAt ?? 0) > now) return;
+  // A claimed share of the send clock may go up to CLAIM_SLACK_MS early (a wake-up lands on a whole second).
+  if (due.length === 0 || (state.nextSendAt ?? 0) > now + (state.sendClaim ? CLAIM_SLACK_MS : 0)) return;
 
   // The stack's IAM cannot send the snapshot document to these: say so, send nothing.
   const { tagKey, tagValue } = config;
   for (const record of due.filter((r) => r.inSendScope === false)) {
     fail(record, state, 'access-denied', `The instance lacks the tag ${tagKey}=${tagValue}: the stack's IAM lets the workflow send the snapshot command only to instances with it, so none was sent.`);
   }
-  const slice = due
+  let slice = due
     .filter((r) => r.inSendScope !== false)
     .sort((a, b) => (a.dueAt ?? 0) - (b.dueAt ?? 0) || a.instanceId.localeCompare(b.instanceId))
     .slice(0, config.sendSliceInstances);
   if (slice.length === 0) return;
+
+  if (deps.sendClock) {
+    // The account's time is shared by every shard (send-clock.ts): send what this shard claimed, when it is due.
+    // A claim this step woke too late for (its other work ran past it) is given up: other shards' claims follow
+    // it, so sending now would share their seconds. Its share stays unused; a new one is claimed.
+    if (state.sendClaim && now > state.sendClaim.at + CLAIM_LATE_MS) delete state.sendClaim;
+    if (state.sendClaim && now + CLAIM_SLACK_MS >= state.sendClaim.at) {
+      slice = slice.slice(0, state.sendClaim.instances);
+      delete state.sendClaim;
+    } else if (state.sendClaim) {
+      state.nextSendAt = state.sendClaim.at;
+      return;
+    } else {
+      const claim = await deps.sendClock.claim(slice.length);
+      if (!claim.claimed || claim.at > now + CLAIM_SLACK_MS) {
+        if (claim.claimed) state.sendClaim = { at: claim.at, instances: slice.length };
+        state.nextSendAt = claim.at;
+        return;
+      }
+    }
+  }
 
   const document = config.documents[state.options.method];
   if (!document.name) throw new ConfigurationError(`No SSM document is configured for method ${state.options.method} (DISKSHADOW_DOCUMENT_NAME).`);
@@ -111,6 +141,7 @@ export async function sendDue(deps: SendDeps, state: RunState): Promise<void> {
     await sendBatch(deps, state, send.records, { documentName: document.name, documentVersion: document.version, parameters, attempt: send.attempt, comment: send.comment, base: send.comment, parts: { n: 0 } });
   }
   // On the slice grid: the next slice is due one slice after this one was, not after this step's own latency.
+  // (With a send clock, the claim decides when the account has room; this keeps each shard to one slice a turn.)
   const sliceMs = config.sendSliceSeconds * 1000;
   const scheduled = state.nextSendAt ?? now;
   state.nextSendAt = (now - scheduled < sliceMs ? scheduled : now) + sliceMs;

@@ -236,6 +236,9 @@ export async function discardSnapshots(ec2: EC2Client, state: RunState, until: n
   const ids = state.discard ?? [];
   // Deletions the account throttled wait out their back-off (backoff.ts); the list stays in the run state.
   if (ids.length === 0 || !mayDo(state, 'delete')) return;
+  // A share of the send clock claimed for later (send-clock.ts) must not be missed for deletions: they stop
+  // two seconds before it.
+  if (state.sendClaim) until = Math.min(until, state.sendClaim.at - 2_000);
   let done = 0;
   let throttled = false;
   try {
