@@ -458,3 +458,22 @@ describe('Step Functions reads a Wait timestamp to the second', () => {
     expect(early).toEqual([]);
   });
 });
+
+describe('a shard object missing when the run is joined', () => {
+  it('is a shard failure that alerts, not a shorter report that looks complete', async () => {
+    const w = world({ ...CLEAN, instances: ids(6).map((instanceId) => ({ instanceId })) });
+
+    const { result, dump } = await run(w, {
+      env: { SHARD_INSTANCES: '2' },
+      onEvent: (event, account) => {
+        if (event.type !== 'StateEntered' || event.state.name !== 'Finish Run') return;
+        for (const objects of account.buckets.values()) for (const key of [...objects.keys()]) if (/^runs\/[^/]+\/shards\/1\.json$/.test(key)) objects.delete(key);
+      },
+    });
+
+    expect(result.status).toBe('FAILED');
+    const alerts = dump.published.map((p) => `${p.subject}\n${p.message}`).join('\n');
+    expect(alerts).toMatch(/ShardStateMissing/);
+    expect(alerts).toMatch(/shard 1/);
+  });
+});

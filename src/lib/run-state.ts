@@ -205,7 +205,11 @@ export async function loadWholeRun(s3: S3Client, bucket: string, runId: string):
     }
   });
   for (const [n, shard] of shards.entries()) {
-    if (!shard) continue;
+    if (!shard) {
+      // Its instances are unknown without it: the run must not look complete (Finish Run alerts a shard failure).
+      whole.shardErrors.push({ shard: n, error: 'ShardStateMissing', cause: `the run-state object of shard ${n} (${shardKey(runId, n)}) is missing from the report bucket; its instances are not in this report.` });
+      continue;
+    }
     if (shard.shardError) {
       whole.shardErrors.push({ shard: n, ...shard.shardError });
       const stoppedBy = `the execution working on its shard (${n}) failed: ${shard.shardError.error}: ${shard.shardError.cause}`.slice(0, 600);
