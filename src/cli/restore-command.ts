@@ -14,9 +14,8 @@ import { worldFromFleet } from '../local/world.ts';
 import { ExecutionWatcher } from './execution-watcher.ts';
 import { CommandFailedError, EXIT, UsageError } from './exit-codes.ts';
 import type { ExitCode } from './exit-codes.ts';
+import { runWatched } from './local-observer.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
-import { fromLocalEvent } from './workflow-progress.ts';
-import type { LocalEvent } from './workflow-progress.ts';
 
 export interface RestoreCommandOptions {
   source: string;
@@ -74,21 +73,7 @@ export async function restoreCommand(opts: RestoreCommandOptions): Promise<ExitC
   // 2. The restore, with the input an operator would give the console.
   input.runId = opts.run === 'latest' ? latest.runId : opts.run;
   watcher.line(`vss-snapshots: restore of run ${String(input.runId)}, ${opts.source} -> ${opts.target}`);
-  const start = world.now;
-  let printing = Promise.resolve();
-  const result = await runWorkflow(world, {
-    workflow: 'restore',
-    input,
-    env,
-    onEvent: (event) => {
-      const step = fromLocalEvent(event as LocalEvent);
-      if (!step) return;
-      const atMs = world.now - start;
-      printing = printing.then(() => watcher.event(step, atMs));
-    },
-  });
-  await printing;
-  watcher.finish();
+  const result = await runWatched(world, watcher, { workflow: 'restore', input, env });
   if (opts.dumpWorld) {
     try {
       writeFileSync(opts.dumpWorld, `${JSON.stringify(world.dump(), null, 2)}\n`);

@@ -6,20 +6,18 @@ import { readRunProgress } from '../lib/run-progress.ts';
 import { reportKey } from '../lib/run-state.ts';
 import { DEMO_FLEET } from '../local/demo-fleet.ts';
 import { loadFleetFile, parseFleet } from '../local/fleet.ts';
-import { REPORT_BUCKET, runWorkflow } from '../local/runner.ts';
+import { REPORT_BUCKET } from '../local/runner.ts';
 import type { LocalRunResult } from '../local/runner.ts';
 import { worldFromFleet } from '../local/world.ts';
 import type { World } from '../local/world.ts';
 import { ExecutionWatcher } from './execution-watcher.ts';
 import { CommandFailedError, EXIT } from './exit-codes.ts';
 import type { ExitCode } from './exit-codes.ts';
-import { observerS3 } from './local-observer.ts';
+import { observerS3, runWatched } from './local-observer.ts';
 import { readJsonOption } from './options.ts';
 import { retainEnvironment } from './retain-option.ts';
 import type { RetainPolicy } from './retain-option.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
-import { fromLocalEvent } from './workflow-progress.ts';
-import type { LocalEvent } from './workflow-progress.ts';
 
 export interface RunCommandOptions {
   fleet?: string;
@@ -54,20 +52,7 @@ export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
   watcher.line(
     `vss-snapshots: one nightly run against a simulated AWS account (${fleet.instances.length} instances in ${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'})`,
   );
-  const start = world.now;
-  let printing = Promise.resolve();
-  const result = await runWorkflow(world, {
-    input,
-    env: { ...(opts.method ? { SNAPSHOT_METHOD: opts.method } : {}), ...retainEnv },
-    onEvent: (event) => {
-      const step = fromLocalEvent(event as LocalEvent);
-      if (!step) return;
-      const atMs = world.now - start;
-      printing = printing.then(() => watcher.event(step, atMs));
-    },
-  });
-  await printing;
-  watcher.finish();
+  const result = await runWatched(world, watcher, { input, env: { ...(opts.method ? { SNAPSHOT_METHOD: opts.method } : {}), ...retainEnv } });
   const report = readReport(world, result);
   writeOutputs(opts, world, report);
 

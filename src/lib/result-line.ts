@@ -80,7 +80,8 @@ export const RESTORE_ERROR_CODES = {
   'script-failed': true,
 } as const satisfies Record<string, boolean>;
 
-const common = {
+/** The fields every script's result line carries (the snapshot, restore and self-test scripts). */
+export const RESULT_LINE_COMMON = {
   version: z.literal(RESULT_LINE_VERSION),
   runId: z.string().nullable(),
   instanceId: z.string().nullable(),
@@ -109,7 +110,7 @@ export const ShadowedVolume = z.object({
 export const SnapshotResultLine = z.object({
   operation: z.literal('snapshot'),
   method: z.literal('diskshadow'),
-  ...common,
+  ...RESULT_LINE_COMMON,
   attempt: z.number().int().min(1).nullable(),
   /** What happened to the shadow copy set: never started, created (writers were involved), or failed. */
   vss: z.enum(['not-started', 'created', 'failed']),
@@ -144,7 +145,7 @@ export const RestoredDisk = z.object({
 
 export const RestoreResultLine = z.object({
   operation: z.literal('restore'),
-  ...common,
+  ...RESULT_LINE_COMMON,
   shadowSetId: z.string().nullable(),
   disks: z.array(RestoredDisk),
 });

@@ -4,7 +4,7 @@
  * "selftest" and, per action, the facts the driver judges. Read through GetCommandInvocation.
  */
 import * as z from 'zod';
-import { RESULT_LINE_PREFIX, RESULT_LINE_VERSION } from '../lib/result-line.ts';
+import { RESULT_LINE_COMMON, RESULT_LINE_PREFIX } from '../lib/result-line.ts';
 
 /** Exit codes of selftest.ps1: the convention of result-line.ts (even retryable, odd permanent). */
 export const SELFTEST_EXIT_CODES = {
@@ -85,17 +85,9 @@ export const CleanupFacts = z.object({ workloadStopped: z.boolean(), folderRemov
 export type CleanupFacts = z.infer<typeof CleanupFacts>;
 
 export const SelfTestLine = z.object({
-  version: z.literal(RESULT_LINE_VERSION),
+  ...RESULT_LINE_COMMON,
   operation: z.literal('selftest'),
   action: z.enum(['prepare', 'stop', 'verify', 'cleanup']).nullable(),
-  runId: z.string().nullable(),
-  instanceId: z.string().nullable(),
-  outcome: z.enum(['success', 'failed']),
-  errorCode: z.string().nullable(),
-  retryable: z.boolean(),
-  exitCode: z.number().int(),
-  message: z.string(),
-  warnings: z.array(z.string()),
   facts: z.record(z.string(), z.unknown()),
 });
 export type SelfTestLine = z.infer<typeof SelfTestLine>;
