@@ -14,6 +14,7 @@ import { inflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, SNAPSHOT_METHODS } from '../src/lib/config.ts';
 import { loadRestoreConfig } from '../src/lib/restore/config.ts';
+import { DR_LATEST_KEY } from '../src/lib/dr/record.ts';
 import { LEDGER_KEY } from '../src/lib/retention/record.ts';
 import { RUN_TAG, STACK_TAG } from '../src/lib/run-id.ts';
 import { reportKey, stateKey } from '../src/lib/run-state.ts';
@@ -54,6 +55,9 @@ const RESOURCE_STAR_ALLOWED: Record<string, string> = {
   'logs:DescribeResourcePolicies': 'Step Functions log delivery',
   'logs:DescribeLogGroups': 'Step Functions log delivery',
 };
+
+const DR_KEY = 'arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+const DR_ON = { DrRegion: 'us-west-2', DrKmsKeyArn: DR_KEY };
 
 /** Least privilege, pinned: the exact actions of each function's role. A new permission is a deliberate change here. */
 const FUNCTION_ACTIONS: Record<string, string[]> = {
@@ -105,6 +109,39 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
     's3:GetObject',
     's3:ListBucket',
     's3:PutObject',
+    'xray:PutTelemetryRecords',
+    'xray:PutTraceSegments',
+  ],
+  'plan-dr-copies': [
+    'ec2:DescribeImages',
+    'ec2:DescribeInstances',
+    'ec2:DescribeSnapshots',
+    'logs:CreateLogStream',
+    'logs:PutLogEvents',
+    's3:GetObject',
+    's3:ListBucket',
+    's3:PutObject',
+    'xray:PutTelemetryRecords',
+    'xray:PutTraceSegments',
+  ],
+  'advance-dr-copies': [
+    'ec2:CopySnapshot',
+    'ec2:CreateTags',
+    'ec2:DeleteSnapshot',
+    'ec2:DescribeSnapshots',
+    'kms:CreateGrant',
+    'kms:Decrypt',
+    'kms:DescribeKey',
+    'kms:GenerateDataKey',
+    'kms:GenerateDataKeyWithoutPlaintext',
+    'kms:ReEncryptFrom',
+    'kms:ReEncryptTo',
+    'logs:CreateLogStream',
+    'logs:PutLogEvents',
+    's3:GetObject',
+    's3:ListBucket',
+    's3:PutObject',
+    'sns:Publish',
     'xray:PutTelemetryRecords',
     'xray:PutTraceSegments',
   ],
@@ -388,7 +425,8 @@ beforeAll(async () => {
   console.info(`npm run package: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   template = JSON.parse(readFileSync(path.join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8')) as Template;
   state = JSON.parse(readFileSync(path.join(packageDir, 'serverless-state.json'), 'utf8'));
-  resolver = new Resolver(template);
+  // DR on, with a key: the fullest set of grants (the DR statements are conditional; DR off is tested below).
+  resolver = new Resolver(template, DR_ON);
   policies = policiesOf(template, resolver);
 }, 180_000);
 
@@ -691,6 +729,40 @@ describe('IAM', () => {
     expect(documentArn.endsWith(`:document/${config.documents[config.method].name}`), `${config.method} sends ${config.documents[config.method].name}`).toBe(true);
   });
 
+  it('copies only this stack\'s snapshots, only into the DR Region, and deletes only this stack\'s copies there', () => {
+    const grants = policies.filter((p) => p.kind === 'identity').flatMap((p) => p.statements.map((s) => ({ owner: p.owner, s })));
+    const copy = grants.filter(({ s }) => allows(s, 'ec2:CopySnapshot'));
+    expect(new Set(copy.map((g) => g.owner))).toEqual(new Set(['AdvanceDrCopiesRole']));
+    for (const { s } of copy) expect(actionsOf(s)).toEqual(['ec2:CopySnapshot']);
+    const into = copy.find(({ s }) => resourcesOf(s).every((r) => r.includes(':us-west-2:')));
+    expect(resourcesOf(into?.s as Statement)).toEqual(['arn:aws:ec2:us-west-2::snapshot/*']);
+    expect(into?.s.Condition).toEqual({ StringEquals: { 'aws:RequestTag/vss-snapshots:stack': 'vss-snapshots-dev' } });
+    const from = copy.find(({ s }) => resourcesOf(s).every((r) => r.includes(':us-east-1:')));
+    expect(resourcesOf(from?.s as Statement)).toEqual(['arn:aws:ec2:us-east-1::snapshot/*']);
+    expect(from?.s.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/vss-snapshots:stack': 'vss-snapshots-dev' } });
+    expect(copy).toHaveLength(2);
+    const drGrants = grants.filter((g) => g.owner === 'AdvanceDrCopiesRole');
+    const tag = drGrants.filter(({ s }) => allows(s, 'ec2:CreateTags'));
+    expect(tag.map(({ s }) => [resourcesOf(s), s.Condition])).toEqual([[['arn:aws:ec2:us-west-2::snapshot/*'], { StringEquals: { 'ec2:CreateAction': 'CopySnapshot' } }]]);
+    const del = drGrants.filter(({ s }) => allows(s, 'ec2:DeleteSnapshot'));
+    expect(del.map(({ s }) => [resourcesOf(s), s.Condition])).toEqual([[['arn:aws:ec2:us-west-2::snapshot/*'], { StringEquals: { 'aws:ResourceTag/vss-snapshots:stack': 'vss-snapshots-dev' } }]]);
+    const grant = drGrants.find(({ s }) => allows(s, 'kms:CreateGrant'));
+    expect(grant?.s.Condition).toEqual({ Bool: { 'kms:GrantIsForAWSResource': true }, StringEquals: { 'kms:ViaService': 'ec2.us-west-2.amazonaws.com' } });
+    // The Lambdas read the same settings.
+    const env = functionEnv('AdvanceDrCopiesLambdaFunction', resolver);
+    expect(loadConfig(env).dr).toMatchObject({ region: 'us-west-2', sourceRegion: 'us-east-1', kmsKeyId: DR_KEY, concurrency: 20 });
+  });
+
+  it('grants nothing for DR copies when DrRegion is empty (the default), and no KMS key without DrKmsKeyArn', () => {
+    const off = policiesOf(template, new Resolver(template)).filter((p) => p.owner === 'AdvanceDrCopiesRole' && p.kind === 'identity').flatMap((p) => p.statements);
+    const offActions = off.flatMap(actionsOf);
+    for (const a of ['ec2:CopySnapshot', 'ec2:CreateTags', 'ec2:DeleteSnapshot', 'kms:CreateGrant', 'kms:ReEncryptTo']) expect(offActions, a).not.toContain(a);
+    expect(loadConfig(functionEnv('AdvanceDrCopiesLambdaFunction', new Resolver(template))).dr).toBeUndefined();
+    const noKey = policiesOf(template, new Resolver(template, { DrRegion: 'us-west-2' })).filter((p) => p.owner === 'AdvanceDrCopiesRole' && p.kind === 'identity').flatMap((p) => p.statements).flatMap(actionsOf);
+    expect(noKey).toContain('ec2:CopySnapshot');
+    expect(noKey.filter((a) => a.startsWith('kms:')).sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
+  });
+
   it('lets the restore send only the restore document, and only to instances', () => {
     const grants = policies.filter((p) => p.owner === 'SendRevertCommandRole' && p.kind === 'identity').flatMap((p) => p.statements).filter((s) => allows(s, 'ssm:SendCommand'));
     expect(grants.flatMap(resourcesOf).sort()).toEqual(['arn:aws:ec2:us-east-1:123456789012:instance/*', 'arn:aws:ssm:us-east-1:123456789012:document/ref:DiskShadowRestoreDocument']);
@@ -726,7 +798,7 @@ describe('IAM', () => {
   });
 
   it('lets the workflow delete only snapshots tagged with a run id', () => {
-    const grants = policies.filter((p) => p.owner !== 'ApplyRetentionRole').flatMap((p) => p.statements).filter((s) => allows(s, 'ec2:DeleteSnapshot'));
+    const grants = policies.filter((p) => p.owner !== 'ApplyRetentionRole' && p.owner !== 'AdvanceDrCopiesRole').flatMap((p) => p.statements).filter((s) => allows(s, 'ec2:DeleteSnapshot'));
     expect(grants.length).toBeGreaterThan(0);
     for (const s of grants) {
       expect(actionsOf(s)).toEqual(['ec2:DeleteSnapshot']);
@@ -768,6 +840,7 @@ describe('IAM', () => {
     const reportsPrefix = `${reportKey('x').split('/')[0]}/*`;
     const leasesPrefix = `${leaseKey('arn:aws:states:us-east-1:123456789012:stateMachine:x').split('/')[0]}/*`;
     const retentionPrefix = `${LEDGER_KEY.split('/')[0]}/*`;
+    const drPrefix = `${DR_LATEST_KEY.split('/')[0]}/*`;
     const machineNames = resourcesOfType('AWS::StepFunctions::StateMachine').map(([, m]) => m.Properties?.StateMachineName);
     for (const policy of policies.filter((p) => p.kind === 'identity')) {
       for (const s of policy.statements.filter((x) => x.Effect === 'Allow')) {
@@ -775,9 +848,10 @@ describe('IAM', () => {
           const where = `${policy.owner} ${s.Sid} ${action}`;
           if (action === 's3:GetObject' || action === 's3:PutObject') {
             for (const arn of resourcesOf(s)) {
-              expect([`getatt:ReportBucket.Arn/${runsPrefix}`, `getatt:ReportBucket.Arn/${reportsPrefix}`, `getatt:ReportBucket.Arn/${leasesPrefix}`, `getatt:ReportBucket.Arn/${retentionPrefix}`], where).toContain(arn);
-              // The retention ledger belongs to the retention steps.
-              if (arn.endsWith(`/${retentionPrefix}`)) expect(['PlanRetentionRole', 'ApplyRetentionRole'], where).toContain(policy.owner);
+              expect([`getatt:ReportBucket.Arn/${runsPrefix}`, `getatt:ReportBucket.Arn/${reportsPrefix}`, `getatt:ReportBucket.Arn/${leasesPrefix}`, `getatt:ReportBucket.Arn/${retentionPrefix}`, `getatt:ReportBucket.Arn/${drPrefix}`], where).toContain(arn);
+              // The retention ledger belongs to the retention steps (the DR plan only reads it).
+              if (arn.endsWith(`/${retentionPrefix}`)) expect(['PlanRetentionRole', 'ApplyRetentionRole', ...(action === 's3:GetObject' ? ['PlanDrCopiesRole'] : [])], where).toContain(policy.owner);
+              if (arn.endsWith(`/${drPrefix}`)) expect(['PlanDrCopiesRole'], where).toContain(policy.owner);
             }
           } else if (action === 's3:ListBucket') {
             expect(resourcesOf(s), where).toEqual(['getatt:ReportBucket.Arn']);
@@ -785,6 +859,11 @@ describe('IAM', () => {
             throw new Error(`Unexpected S3 action ${where}`);
           } else if (action === 'sns:Publish') {
             expect(resourcesOf(s), where).toEqual(['ref:AlertTopic']);
+          } else if (action.startsWith('kms:') && resourcesOf(s).includes(DR_KEY)) {
+            // The DR key: only the named key, only through EBS in the DR Region, only by the DR step.
+            expect(resourcesOf(s), where).toEqual([DR_KEY]);
+            expect(s.Condition?.StringEquals?.['kms:ViaService'], where).toBe('ec2.us-west-2.amazonaws.com');
+            expect(policy.owner, where).toBe('AdvanceDrCopiesRole');
           } else if (action.startsWith('kms:')) {
             expect(resourcesOf(s), where).toEqual(['getatt:AlertKey.Arn']);
             expect(s.Condition?.StringEquals?.['kms:ViaService'], where).toBe('sns.us-east-1.amazonaws.com');

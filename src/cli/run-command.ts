@@ -15,6 +15,7 @@ import { CommandFailedError, EXIT } from './exit-codes.ts';
 import type { ExitCode } from './exit-codes.ts';
 import { observerS3, runWatched } from './local-observer.ts';
 import { readJsonOption } from './options.ts';
+import { drEnvironment } from './dr-option.ts';
 import { retainEnvironment } from './retain-option.ts';
 import type { RetainPolicy } from './retain-option.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
@@ -29,6 +30,8 @@ export interface RunCommandOptions {
   quiet?: boolean;
   /** `count=N,days=M`: the retention defaults of this run (the stack's RetainCount/RetainDays). */
   retain?: RetainPolicy;
+  /** `--dr-region`: DR copies into this Region of the simulated account. */
+  drRegion?: string;
 }
 
 export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
@@ -52,7 +55,7 @@ export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
   watcher.line(
     `vss-snapshots: one nightly run against a simulated AWS account (${fleet.instances.length} instances in ${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'})`,
   );
-  const result = await runWatched(world, watcher, { input, env: { ...(opts.method ? { SNAPSHOT_METHOD: opts.method } : {}), ...retainEnv } });
+  const result = await runWatched(world, watcher, { input, env: { ...(opts.method ? { SNAPSHOT_METHOD: opts.method } : {}), ...retainEnv, ...drEnvironment(opts.drRegion) } });
   const report = readReport(world, result);
   writeOutputs(opts, world, report);
 

@@ -17,6 +17,7 @@ import type { ExitCode } from './exit-codes.ts';
 import { nightChart } from './night-chart.ts';
 import { readJsonOption } from './options.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
+import { drEnvironment } from './dr-option.ts';
 import { formatRetainPolicy, retainEnvironment } from './retain-option.ts';
 import type { RetainPolicy } from './retain-option.ts';
 
@@ -27,6 +28,8 @@ export interface SimulateCommandOptions {
   json?: boolean;
   dumpWorld?: string;
   retain?: RetainPolicy;
+  /** `--dr-region`: DR copies into this Region of the simulated account, every night. */
+  drRegion?: string;
   quiet?: boolean;
 }
 
@@ -51,7 +54,7 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
   };
   note(
     `vss-snapshots: ${plural(opts.nights, 'night')} 24 h apart in one simulated AWS account (${plural(fleet.instances.length, 'instance')} in ${fleetName}` +
-      `${opts.retain ? `, --retain ${formatRetainPolicy(opts.retain)}` : ''})\n`,
+      `${opts.retain ? `, --retain ${formatRetainPolicy(opts.retain)}` : ''}${opts.drRegion ? `, DR copies into ${opts.drRegion}` : ''})\n`,
   );
   for (const text of unusedNights(fleet, opts.nights)) note(`note: ${text}\n`);
   lineOut(`${HEADER}\n`);
@@ -59,7 +62,7 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
   const results = await simulateNights(world, fleet, {
     nights: opts.nights,
     input,
-    ...(opts.retain ? { env: retainEnvironment(opts.retain) } : {}),
+    env: { ...(opts.retain ? retainEnvironment(opts.retain) : {}), ...drEnvironment(opts.drRegion) },
     onNight: (night) => lineOut(`${nightLine(night, world.instances)}\n`),
   });
   const wallSeconds = (performance.now() - started) / 1000;

@@ -20,3 +20,18 @@ export const clients = {
 };
 
 export type Clients = typeof clients;
+
+const regional = new Map<string, EC2Client>();
+
+/**
+ * The EC2 client of another Region (the DR Region: CopySnapshot is called in the destination Region, and the
+ * copies live there), one per Region, configured as `clients.ec2`. The local transport plugs beneath these too.
+ */
+export function ec2In(region: string): EC2Client {
+  let client = regional.get(region);
+  if (!client) {
+    client = new EC2Client({ ...common, region });
+    regional.set(region, client);
+  }
+  return client;
+}

@@ -4,6 +4,7 @@
  * silently different backup.
  */
 import * as z from 'zod';
+import { ConfigurationError } from './errors.ts';
 import { parseEnvironment, wholeNumber } from './environment.ts';
 
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
@@ -65,6 +66,27 @@ const EnvSchema = z.object({
   RETAIN_DAYS: int(0, 3_650).default(14),
   TERMINATED_RETAIN_DAYS: int(0, 3_650).default(30),
   RETENTION_MAX_DELETES: int(0, 1_000_000).default(36_000),
+  // DR copies (README "DR copies"): every verified set is copied into DR_REGION (empty: off) and kept there by its
+  // own rule. CopySnapshot allows 20 concurrent copies per destination Region (EBS user guide, "Copy an Amazon
+  // EBS snapshot"); DR_COPY_CONCURRENCY stays at or under the account's quota. Copies can take hours: the
+  // workflow polls every DR_POLL_SECONDS until DR_COPY_DEADLINE_HOURS after the run started, then leaves what
+  // is still copying to the next night's pass (never holding the report).
+  DR_REGION: z
+    .string()
+    .regex(/^([a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9])?$/, 'must be an AWS Region code such as us-west-2 (empty: DR copies off)')
+    .optional(),
+  DR_KMS_KEY_ID: z
+    .string()
+    .regex(/^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)\/[A-Za-z0-9/_-]+|alias\/[A-Za-z0-9/_-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$/, 'must be a KMS key id, key ARN, alias name (alias/...) or alias ARN in the DR Region')
+    .optional(),
+  DR_ENCRYPT: bool.default(false),
+  DR_COPY_CONCURRENCY: int(1, 100).default(20),
+  DR_COPY_ATTEMPTS: int(1, 5).default(3),
+  DR_COPY_DEADLINE_HOURS: int(1, 23).default(20),
+  DR_POLL_SECONDS: int(30, 3_600).default(120),
+  DR_RETAIN_COUNT: int(0, 1_000).default(7),
+  DR_RETAIN_DAYS: int(0, 3_650).default(14),
+  AWS_REGION: z.string().optional(),
   ALERT_TOPIC_ARN: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$/),
   REPORT_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
 });
@@ -98,7 +120,30 @@ export type Config = {
   /** This stack's id (STACK_TAG value on every snapshot it creates). */
   stackId: string;
   retention: RetentionDefaults;
+  /** DR copies into another Region; undefined: off. */
+  dr: DrSettings | undefined;
 };
+
+/** Where and how verified sets are copied for disaster recovery (README "DR copies"). */
+export interface DrSettings {
+  /** The destination Region (never the home Region). */
+  region: string;
+  /** The home Region, where the sets are (the Lambdas' own Region). */
+  sourceRegion: string;
+  /** KMS key in the DR Region for the copies (then always encrypted); undefined: EC2's choice (see README). */
+  kmsKeyId: string | undefined;
+  /** Encrypt every copy even when its source is not (with the DR Region's default EBS key unless kmsKeyId). */
+  encrypt: boolean;
+  /** Copies in flight at most (per destination Region: 20 by default in AWS). */
+  concurrency: number;
+  /** Copy attempts per snapshot before it is reported failed. */
+  maxAttempts: number;
+  /** Hours after the run started when the pass stops polling; unfinished copies go to the next pass. */
+  deadlineHours: number;
+  pollSeconds: number;
+  /** The DR Region's own retention rule (the instance's retain tag does not apply there). */
+  retention: RetentionDefaults;
+}
 
 /** The stack's retention defaults (an instance's `vss-snapshots:retain` tag replaces count and days). */
 export interface RetentionDefaults {
@@ -141,5 +186,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reportBucket: e.REPORT_BUCKET,
     stackId: e.STACK_ID,
     retention: { count: e.RETAIN_COUNT, days: e.RETAIN_DAYS, terminatedDays: e.TERMINATED_RETAIN_DAYS, maxDeletes: e.RETENTION_MAX_DELETES },
+    dr: drSettings(e),
+  };
+}
+
+function drSettings(e: z.output<typeof EnvSchema>): DrSettings | undefined {
+  if (!e.DR_REGION) return undefined;
+  const sourceRegion = e.AWS_REGION ?? 'us-east-1';
+  if (e.DR_REGION === sourceRegion) {
+    throw new ConfigurationError(`Lambda environment is invalid: DR_REGION ${e.DR_REGION} is the stack's own Region; name another Region (or leave it empty to turn DR copies off).`);
+  }
+  const keyRegion = /^arn:aws[a-z-]*:kms:([a-z0-9-]+):/.exec(e.DR_KMS_KEY_ID ?? '')?.[1];
+  if (keyRegion !== undefined && keyRegion !== e.DR_REGION) {
+    throw new ConfigurationError(`Lambda environment is invalid: DR_KMS_KEY_ID is a key of ${keyRegion}; a copy can only be encrypted with a key of the DR Region ${e.DR_REGION}.`);
+  }
+  return {
+    region: e.DR_REGION,
+    sourceRegion,
+    kmsKeyId: e.DR_KMS_KEY_ID || undefined,
+    encrypt: e.DR_ENCRYPT,
+    concurrency: e.DR_COPY_CONCURRENCY,
+    maxAttempts: e.DR_COPY_ATTEMPTS,
+    deadlineHours: e.DR_COPY_DEADLINE_HOURS,
+    pollSeconds: e.DR_POLL_SECONDS,
+    retention: { count: e.DR_RETAIN_COUNT, days: e.DR_RETAIN_DAYS, terminatedDays: e.TERMINATED_RETAIN_DAYS, maxDeletes: e.RETENTION_MAX_DELETES },
   };
 }

@@ -9,6 +9,8 @@ import { PublishCommand } from '@aws-sdk/client-sns';
 import type { SNSClient } from '@aws-sdk/client-sns';
 import { nowIso } from './clock.ts';
 import type { Config } from './config.ts';
+import { loadDrRecord } from './dr/record.ts';
+import { pendingCopies, toCopiesReport } from './dr/report.ts';
 import { buildReport } from './report.ts';
 import { loadRetentionRecord, progressOf, toRetentionReport } from './retention/record.ts';
 import type { RetentionProgress } from './retention/record.ts';
@@ -41,6 +43,11 @@ export async function finishRun(deps: { s3: S3Client; sns: SNSClient; config: Co
   const location = `s3://${config.reportBucket}/${reportKey(state.runId)}`;
   const retention = await loadRetentionRecord(deps.s3, config.reportBucket, state.runId);
   const report = buildReport(state, state.finishedAt, location, retention ? toRetentionReport(retention) : undefined);
+  // DR on: the copies start after the report; it says so, and the DR pass fills the section in (dr/report.ts).
+  if (config.dr) {
+    const drRecord = await loadDrRecord(deps.s3, config.reportBucket, state.runId);
+    report.copies = drRecord ? toCopiesReport(drRecord) : pendingCopies(config.dr, report.summary.succeeded, state.dryRun);
+  }
   const shardFailure = shardFailureOf(state);
   if (shardFailure) report.alert = null;
   await putReport(deps.s3, config.reportBucket, report);

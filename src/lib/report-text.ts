@@ -309,3 +309,44 @@ export function retentionSkippedText(why: 'input' | 'unfinished'): string {
     ? 'Retention skipped: the execution input says "retention": "skip".'
     : "Retention skipped: not every instance of this run reached its outcome (a shard failed), so this run's sets are not all verified; retention runs again with the next complete run.";
 }
+
+/** A snapshot with no DR copy, as the DR alert names it. */
+export interface DrAlertEntry {
+  instanceId: string;
+  snapshotId: string;
+  runId: string;
+  code: string;
+  reason: string;
+}
+
+const DR_ADVICE: Record<string, string> = {
+  kms: 'Fix the KMS key in the DR Region (enabled, in the DR Region, key policy allowing the stack role), then the next night copies the newest set again.',
+  'source-deleted': 'Nothing to copy any more; the next verified set will be copied. If this repeats, check what deletes snapshots before they are copied (a lifecycle policy, retention set too short).',
+  quota: 'The DR Region refused more concurrent copies: ask AWS for a higher "concurrent snapshot copies per destination Region" quota, lower DR_COPY_CONCURRENCY to leave room for other tools, or copy fewer nights.',
+  timeout: 'Copies cannot keep up: raise the concurrent copy quota and DR_COPY_CONCURRENCY, or lengthen DR_COPY_DEADLINE_HOURS.',
+  'copy-error': 'EC2 reported the copy failed; it was retried. Check the DR Region (service health, snapshot quotas); the next night copies the newest set again.',
+  refused: 'EC2 refused the copy; the reason is above. Fix it, then the next night copies the newest set again.',
+};
+
+/**
+ * The DR alert, separate from the run's: every snapshot that has a backup at home but no copy in the DR Region,
+ * with the reason and what to do; and how many were still copying when the pass ended (the next pass finishes them).
+ */
+export function composeDrAlert(d: { runId: string; region: string; sourceRegion: string; failed: readonly DrAlertEntry[]; unfinished: number; protectedSets: number; sets: number; deadline: string }): { subject: string; message: string } {
+  const missing = d.failed.length;
+  const subject = truncate(`vss-snapshots: DR copy missing for ${plural(missing + d.unfinished, 'snapshot')} in ${d.region}`, SUBJECT_MAX);
+  const lines = [
+    `Run ${d.runId}: ${d.protectedSets} of ${plural(d.sets, 'set')} protected in ${d.region}. The backups exist in ${d.sourceRegion}; these have no completed copy in ${d.region}.`,
+  ];
+  if (missing > 0) {
+    lines.push('', `${plural(missing, 'snapshot')} not copied (after the retries):`);
+    for (const f of d.failed.slice(0, ALERT_MAX_NAMED)) lines.push(`- ${f.instanceId} ${f.snapshotId} (run ${f.runId}): ${f.code}: ${f.reason}`);
+    if (missing > ALERT_MAX_NAMED) lines.push(`- and ${missing - ALERT_MAX_NAMED} more (see the report's copies.failed)`);
+    const codes = [...new Set(d.failed.map((f) => f.code))];
+    lines.push('', 'What to do:', ...codes.map((c) => `- ${c}: ${DR_ADVICE[c] ?? DR_ADVICE.refused}`));
+  }
+  if (d.unfinished > 0) {
+    lines.push('', `${plural(d.unfinished, 'snapshot')} still copying or waiting for a copy slot at the pass's deadline (${d.deadline}): the next nightly pass carries them over and completes the record. If this repeats night after night: ${DR_ADVICE.timeout}`);
+  }
+  return { subject, message: lines.join('\n') };
+}

@@ -2,6 +2,7 @@
  * The run report of contract §4, built from the run state. Its wording (alert, summary) is in report-text.ts.
  */
 import { composeRunAlert } from './report-text.ts';
+import type { CopiesReport } from './dr/report.ts';
 import type { RetentionReport } from './retention/record.ts';
 import type { InstanceRecord, RunState, SnapshotRef } from './run-state.ts';
 
@@ -41,6 +42,8 @@ export interface RunReport {
   reportLocation?: string;
   /** What this run's retention pass kept, deleted, held and deferred (absent when it did not run). */
   retention?: RetentionReport;
+  /** DR copies of this run's verified sets (DR on only): protected, in progress, failed; completed by the DR pass. */
+  copies?: CopiesReport;
   alert: null | { subject: string; message: string };
 }
 

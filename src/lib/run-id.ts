@@ -27,3 +27,9 @@ export const STACK_TAG = 'vss-snapshots:stack';
 export const HOLD_TAG = 'vss-snapshots:hold';
 /** Per-instance retention override: `count=N`, `days=N` or `count=N,days=M` (contract §7). */
 export const RETAIN_TAG = 'vss-snapshots:retain';
+/** On a DR copy: the snapshot it was copied from, that snapshot's Region and volume (a copy's own VolumeId is meaningless). */
+export const SOURCE_SNAPSHOT_TAG = 'vss-snapshots:source-snapshot';
+export const SOURCE_REGION_TAG = 'vss-snapshots:source-region';
+export const SOURCE_VOLUME_TAG = 'vss-snapshots:source-volume';
+/** On a DR copy: when its source snapshot was started (ISO-8601): DR retention measures ages from it. */
+export const SOURCE_TIME_TAG = 'vss-snapshots:source-time';

@@ -53,6 +53,8 @@ const HANDLER_MODULES: Record<string, string> = {
   RecordShardFailure: '../handlers/record-shard-failure.ts',
   PlanRetention: '../handlers/plan-retention.ts',
   ApplyRetention: '../handlers/apply-retention.ts',
+  PlanDrCopies: '../handlers/plan-dr-copies.ts',
+  AdvanceDrCopies: '../handlers/advance-dr-copies.ts',
   FinishRun: '../handlers/finish-run.ts',
   AlertWorkflowFailure: '../handlers/alert-workflow-failure.ts',
 };

@@ -173,7 +173,7 @@ function skipReason(state: WholeRun, mode: RetentionMode): string | undefined {
 }
 
 /** Snapshot id → the AMIs of this account that use it (DescribeImages, `block-device-mapping.snapshot-id`). */
-async function imagesUsing(ec2: EC2Client, snapshotIds: readonly string[]): Promise<Map<string, string[]>> {
+export async function imagesUsing(ec2: EC2Client, snapshotIds: readonly string[]): Promise<Map<string, string[]>> {
   const out = new Map<string, string[]>();
   const wanted = new Set(snapshotIds);
   for (const ids of chunk(snapshotIds, VALUES_PER_FILTER)) {

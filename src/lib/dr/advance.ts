@@ -1,0 +1,311 @@
+/**
+ * "Advance DR Copies": one turn of the DR pass. The workflow calls it, waits DR_POLL_SECONDS (or less while
+ * deletions are queued), and calls it again until every job is final or the deadline has passed. No Lambda
+ * waits for a copy: a turn reads where the copies are, starts what fits, deletes what the DR rule expired, saves.
+ *
+ * 1. Poll the copies in flight (DescribeSnapshots in the DR Region): `completed` protects the snapshot; `error`
+ *    (a destination KMS key that is missing, disabled or lacks a grant fails this way, later — CopySnapshot API
+ *    reference) deletes the errored copy and tries again, up to DR_COPY_ATTEMPTS; the reason is kept.
+ * 2. Resolve calls whose answer was lost (`starting`): CopySnapshot has no client token, so the copy is looked
+ *    for by its `vss-snapshots:source-snapshot` tag (given in the call, so it exists from the start). Found: it
+ *    is the copy. Not listed within CONFIRM_MS (EC2 lists new snapshots late): it is taken as never made.
+ * 3. Start copies while fewer than DR_COPY_CONCURRENCY are in flight (20 per destination Region by default:
+ *    "Copy an Amazon EBS snapshot", EBS user guide). Before a call, the DR Region is searched for a copy of the
+ *    same source (a pass that crashed, a concurrent manual run): an existing copy is adopted, never duplicated.
+ *    The jobs are saved as `starting` before the calls (the intent), so a Lambda that dies mid-turn leaves jobs
+ *    that step 2 resolves. ResourceLimitExceeded (copies of other tools fill the quota) puts the job back and
+ *    stops starting for this turn; InvalidSnapshot.NotFound fails it `source-deleted`.
+ * 4. Delete the next DR Region snapshots the DR rule expired, whole sets, at most DELETE_SLICE per turn.
+ * 5. At the deadline, or when everything is final, the pass ends: the report's `copies` is updated and a DR
+ *    alert is published when a snapshot is not protected (finish.ts).
+ */
+import { CopySnapshotCommand, DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
+import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
+import type { SNSClient } from '@aws-sdk/client-sns';
+import { clock } from '../clock.ts';
+import { chunk } from '../discovery.ts';
+import { RunStateNotFoundError } from '../errors.ts';
+import { DELETE_BUDGET_MS, DELETE_SLICE } from '../retention/apply.ts';
+import { INSTANCE_TAG, SOURCE_REGION_TAG, SOURCE_SNAPSHOT_TAG, SOURCE_TIME_TAG, SOURCE_VOLUME_TAG, STACK_TAG } from '../run-id.ts';
+import { tagMap } from '../snapshot-sets.ts';
+import { isRefusal } from '../verify-snapshots.ts';
+import { finishDrPass } from './finish.ts';
+import type { DrDeps } from './plan.ts';
+import { deletionsLeft, drRecordKey, inFlight, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord } from './record.ts';
+import type { CopyJob, DrProgress, DrRecord } from './record.ts';
+import { updateCopiesInReport } from './report.ts';
+
+/** A copy asked for and not listed this long after is taken as never made (EC2 lists new snapshots late). */
+export const CONFIRM_MS = 5 * 60_000;
+/** EC2 filters take up to 200 values. */
+const VALUES_PER_FILTER = 200;
+/** Tags EC2 reserves (`aws:`) cannot be given to CreateTags/TagSpecifications. EC2 allows 50 tags a resource. */
+const RESERVED_TAG = /^aws:/i;
+const MAX_TAGS = 50;
+
+export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: string): Promise<DrProgress> {
+  const { config } = deps;
+  const dr = config.dr;
+  const record = await loadDrRecord(deps.s3, config.reportBucket, runId);
+  if (!record) throw new RunStateNotFoundError(`DR record s3://${config.reportBucket}/${drRecordKey(runId)} does not exist; Plan DR Copies must run first.`);
+  if (!dr || record.finishedAt !== undefined) {
+    if (record.finishedAt !== undefined) await finishDrPass(deps, record);
+    return progressOfDr(record, 1);
+  }
+  const started = clock.now();
+  try {
+    await pollCopies(deps.dr, record, dr.maxAttempts);
+    await resolveUnconfirmed(deps.dr, config.stackId, record, dr.maxAttempts);
+    if (clock.now() < record.deadline) await startCopies(deps, record);
+    await deleteExpired(deps.dr, record, started);
+  } finally {
+    await saveDrRecord(deps.s3, config.reportBucket, record);
+  }
+  const over = record.jobs.every(isFinalJob) && deletionsLeft(record) === 0;
+  if (over || clock.now() >= record.deadline) {
+    await finishDrPass(deps, record);
+    return progressOfDr(record, 1);
+  }
+  await updateCopiesInReport(deps.s3, config.reportBucket, record);
+  // Deletions queued: come back when EC2's DeleteSnapshot bucket has refilled; else at the poll interval.
+  const wait = deletionsLeft(record) > 0 ? Math.min(dr.pollSeconds, 20) : dr.pollSeconds;
+  return progressOfDr(record, Math.max(1, Math.min(wait, Math.ceil((record.deadline - clock.now()) / 1000))));
+}
+
+/** Lists DR Region snapshots by a filter, every page, 200 values a call. */
+async function listBy(ec2: EC2Client, name: string, values: readonly string[], extra: { Name: string; Values: string[] }[] = []): Promise<Snapshot[]> {
+  const out: Snapshot[] = [];
+  for (const part of chunk(values, VALUES_PER_FILTER)) {
+    let nextToken: string | undefined;
+    do {
+      const page = await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [{ Name: name, Values: [...part] }, ...extra], MaxResults: 1000, NextToken: nextToken }));
+      out.push(...(page.Snapshots ?? []));
+      nextToken = page.NextToken;
+    } while (nextToken);
+  }
+  return out;
+}
+
+async function pollCopies(ec2: EC2Client, record: DrRecord, maxAttempts: number): Promise<void> {
+  const copying = record.jobs.filter((j) => j.state === 'copying' && j.copyId);
+  if (copying.length === 0) return;
+  const seen = new Map((await listBy(ec2, 'snapshot-id', copying.map((j) => j.copyId as string))).map((s) => [s.SnapshotId, s]));
+  for (const job of copying) {
+    const copy = seen.get(job.copyId);
+    if (!copy) {
+      // Not listed: new (EC2 lists late), or deleted by someone since.
+      if (clock.now() - (job.startedAt ?? 0) > CONFIRM_MS) retryOrFail(job, maxAttempts, 'copy-error', `the copy ${job.copyId} disappeared from ${record.region} before it completed`);
+      continue;
+    }
+    if (copy.State === 'completed') {
+      job.state = 'completed';
+      job.completedAt = clock.now();
+    } else if (copy.State === 'error') {
+      const message = copy.StateMessage ?? 'no message';
+      await deleteQuietly(ec2, job.copyId as string);
+      const kms = /kms|key|grant|encrypt/i.test(message);
+      retryOrFail(job, maxAttempts, kms ? 'kms' : 'copy-error', kms ? kmsAdvice(record.region, message) : `the copy ended in error (${message})`);
+    }
+  }
+}
+
+async function resolveUnconfirmed(ec2: EC2Client, stackId: string, record: DrRecord, maxAttempts: number): Promise<void> {
+  const starting = record.jobs.filter((j) => j.state === 'starting');
+  if (starting.length === 0) return;
+  const found = await existingCopies(ec2, stackId, starting);
+  for (const job of starting) {
+    const copy = found.get(job.sourceSnapshotId);
+    if (copy) adopt(job, copy);
+    else if (clock.now() - (job.startedAt ?? 0) > CONFIRM_MS) retryOrFail(job, maxAttempts, 'copy-error', `CopySnapshot was called but no copy appeared in ${record.region}`);
+  }
+}
+
+/**
+ * This stack's copies of the jobs' sources in the DR Region, one per source: a completed one before a pending one;
+ * extra copies (two passes raced) and errored ones are deleted, so exactly one copy remains.
+ */
+async function existingCopies(ec2: EC2Client, stackId: string, jobs: readonly CopyJob[]): Promise<Map<string, Snapshot>> {
+  // Only this stack's copies: another stage copying the same source is not ours to adopt or delete.
+  const copies = await listBy(ec2, `tag:${SOURCE_SNAPSHOT_TAG}`, jobs.map((j) => j.sourceSnapshotId), [{ Name: `tag:${STACK_TAG}`, Values: [stackId] }]);
+  const out = new Map<string, Snapshot>();
+  const rank = (s: Snapshot) => (s.State === 'completed' ? 0 : s.State === 'pending' ? 1 : 2);
+  const bySource = new Map<string, Snapshot[]>();
+  for (const c of copies) {
+    const source = tagMap(c)[SOURCE_SNAPSHOT_TAG];
+    if (source) bySource.set(source, [...(bySource.get(source) ?? []), c]);
+  }
+  for (const [source, list] of bySource) {
+    list.sort((a, b) => rank(a) - rank(b) || (a.StartTime?.getTime() ?? 0) - (b.StartTime?.getTime() ?? 0));
+    const [best, ...extra] = list;
+    for (const e of extra) await deleteQuietly(ec2, e.SnapshotId as string);
+    if (best && best.State !== 'error') out.set(source, best);
+    else if (best) await deleteQuietly(ec2, best.SnapshotId as string);
+  }
+  return out;
+}
+
+function adopt(job: CopyJob, copy: Snapshot): void {
+  job.copyId = copy.SnapshotId as string;
+  if (copy.State === 'completed') {
+    job.state = 'completed';
+    job.completedAt = clock.now();
+  } else {
+    job.state = 'copying';
+    job.startedAt ??= clock.now();
+  }
+}
+
+async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
+  const dr = deps.config.dr;
+  if (!dr) return;
+  const free = dr.concurrency - record.jobs.filter(inFlight).length;
+  if (free <= 0) return;
+  const next = record.jobs.filter((j) => j.state === 'waiting').slice(0, free);
+  if (next.length === 0) return;
+  // Copies that exist already (an earlier pass, a concurrent run): adopted, never made twice.
+  const existing = await existingCopies(deps.dr, deps.config.stackId, next);
+  const sources = new Map((await listBy(deps.home, 'snapshot-id', next.map((j) => j.sourceSnapshotId))).map((s) => [s.SnapshotId, s]));
+  const toStart: { job: CopyJob; source: Snapshot }[] = [];
+  for (const job of next) {
+    const copy = existing.get(job.sourceSnapshotId);
+    if (copy) {
+      adopt(job, copy);
+      continue;
+    }
+    const source = sources.get(job.sourceSnapshotId);
+    if (!source) {
+      fail(job, 'source-deleted', `the snapshot ${job.sourceSnapshotId} no longer exists in ${record.sourceRegion} (deleted before its copy was made): the next verified set of ${job.instanceId} will be copied`);
+      continue;
+    }
+    if (source.State !== 'completed') continue;
+    job.state = 'starting';
+    job.startedAt = clock.now();
+    job.attempts += 1;
+    toStart.push({ job, source });
+  }
+  if (toStart.length === 0) return;
+  // The intent: a Lambda that dies during the calls leaves `starting` jobs, which the next turn looks up.
+  await saveDrRecord(deps.s3, deps.config.reportBucket, record);
+  for (const [n, { job, source }] of toStart.entries()) {
+    try {
+      const out = await deps.dr.send(
+        new CopySnapshotCommand({
+          SourceRegion: record.sourceRegion,
+          SourceSnapshotId: job.sourceSnapshotId,
+          Description: `vss-snapshots DR copy of ${job.sourceSnapshotId} (${record.sourceRegion}), ${job.instanceId} run ${job.runId}`.slice(0, 255),
+          ...(dr.kmsKeyId ? { Encrypted: true, KmsKeyId: dr.kmsKeyId } : dr.encrypt ? { Encrypted: true } : {}),
+          TagSpecifications: [{ ResourceType: 'snapshot', Tags: copyTags(job, source, record) }],
+        }),
+      );
+      if (out.SnapshotId) {
+        job.copyId = out.SnapshotId;
+        job.state = 'copying';
+      }
+    } catch (error) {
+      const name = (error as Error).name;
+      if (name === 'ResourceLimitExceeded') {
+        // The destination's copy slots are full (other tools copy there too): not an attempt; wait for a slot.
+        record.quotaRefusals += 1;
+        for (const rest of toStart.slice(n)) {
+          rest.job.state = 'waiting';
+          rest.job.attempts -= 1;
+          rest.job.code = 'quota';
+          rest.job.reason = `${record.region} refused more copies (ResourceLimitExceeded: the concurrent copy quota per destination Region is full)`;
+        }
+        return;
+      }
+      if (name === 'InvalidSnapshot.NotFound') {
+        fail(job, 'source-deleted', `the snapshot ${job.sourceSnapshotId} no longer exists in ${record.sourceRegion}: the next verified set of ${job.instanceId} will be copied`);
+        continue;
+      }
+      if (isRefusal(error)) {
+        const message = (error as Error).message;
+        const kms = /kms|key/i.test(`${name} ${message}`);
+        retryOrFail(job, dr.maxAttempts, kms ? 'kms' : 'refused', kms ? kmsAdvice(record.region, `${name}: ${message}`) : `CopySnapshot refused: ${name}: ${message}`);
+        continue;
+      }
+      // Throttled, a server error or a lost answer: the copy may exist; the next turn looks for it (`starting`).
+    }
+  }
+}
+
+/** The copy's tags: the source's own (user tags are not copied by EC2), plus where it came from. */
+function copyTags(job: CopyJob, source: Snapshot, record: DrRecord): { Key: string; Value: string }[] {
+  const own = (source.Tags ?? []).filter((t) => t.Key && !RESERVED_TAG.test(t.Key) && !t.Key.startsWith('vss-snapshots:source-'));
+  const added: Record<string, string> = {
+    [STACK_TAG]: record.stackId,
+    [SOURCE_SNAPSHOT_TAG]: job.sourceSnapshotId,
+    [SOURCE_REGION_TAG]: record.sourceRegion,
+    [SOURCE_VOLUME_TAG]: job.volumeId,
+    [SOURCE_TIME_TAG]: (source.StartTime ?? new Date(clock.now())).toISOString(),
+    [INSTANCE_TAG]: job.instanceId,
+    ...(job.device ? { Device: job.device } : {}),
+  };
+  const kept = own.filter((t) => !((t.Key as string) in added)).map((t) => ({ Key: t.Key as string, Value: t.Value ?? '' }));
+  // Ours first (the stack tag is what IAM and DR retention look at), within EC2's 50 tags a resource.
+  return [...Object.entries(added).map(([Key, Value]) => ({ Key, Value })), ...kept].slice(0, MAX_TAGS);
+}
+
+function retryOrFail(job: CopyJob, maxAttempts: number, code: CopyJob['code'] & string, reason: string): void {
+  delete job.copyId;
+  if (job.attempts >= maxAttempts) {
+    fail(job, code, `${reason}; gave up after ${job.attempts} attempt(s)`);
+    return;
+  }
+  job.state = 'waiting';
+  job.code = code;
+  job.reason = reason;
+}
+
+function fail(job: CopyJob, code: CopyJob['code'] & string, reason: string): void {
+  job.state = 'failed';
+  job.code = code;
+  job.reason = reason;
+}
+
+function kmsAdvice(region: string, message: string): string {
+  return `the copy could not use the KMS key in ${region} (${message}): check that DR_KMS_KEY_ID names an enabled key of ${region} whose key policy lets the stack's role use it (kms:CreateGrant, Decrypt, DescribeKey, GenerateDataKeyWithoutPlaintext, ReEncrypt*)`;
+}
+
+async function deleteQuietly(ec2: EC2Client, snapshotId: string): Promise<void> {
+  try {
+    await ec2.send(new DeleteSnapshotCommand({ SnapshotId: snapshotId }));
+  } catch (error) {
+    if ((error as Error).name !== 'InvalidSnapshot.NotFound' && !isRefusal(error)) throw error;
+  }
+}
+
+/** The DR rule's deletions: whole sets, oldest first, at most DELETE_SLICE per turn within DELETE_BUDGET_MS. */
+async function deleteExpired(ec2: EC2Client, record: DrRecord, started: number): Promise<void> {
+  const r = record.retention;
+  let calls = 0;
+  while (r.cursor < r.queue.length) {
+    const set = r.queue[r.cursor];
+    if (!set) break;
+    const left = set.snapshotIds.filter((id) => !set.deleted.includes(id));
+    if (calls > 0 && (calls + left.length > DELETE_SLICE || clock.now() - started >= DELETE_BUDGET_MS)) break;
+    for (const id of left) {
+      calls += 1;
+      try {
+        await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
+        set.deleted.push(id);
+      } catch (error) {
+        if ((error as Error).name === 'InvalidSnapshot.NotFound') {
+          set.deleted.push(id);
+          continue;
+        }
+        if (!isRefusal(error)) throw error;
+        set.refused = `${(error as Error).name}: ${(error as Error).message}`;
+        break;
+      }
+    }
+    const instanceId = set.owner.startsWith('i-') ? { instanceId: set.owner } : {};
+    r.deleted.push(...set.deleted.map((snapshotId) => ({ snapshotId, ...instanceId, runId: set.runId, reason: set.reason })));
+    if (set.refused) {
+      const remaining = set.snapshotIds.filter((id) => !set.deleted.includes(id));
+      r.refused.push({ snapshotIds: remaining, ...instanceId, runId: set.runId, reason: set.refused });
+      r.kept += remaining.length;
+    }
+    r.cursor += 1;
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * "Plan DR Copies": after the run's report (and retention at home), lists what the DR pass copies and deletes,
+ * and writes it to `runs/<runId>/dr.json`. Changes nothing in EC2; "Advance DR Copies" copies and deletes.
+ *
+ * - Copy jobs: one per snapshot of every verified set of this run (its succeeded instances' `snapshots`), plus
+ *   every job the last pass (`dr/latest.json`) left unfinished — still copying at its deadline, or never started
+ *   for want of a copy slot — so a later pass completes the record. A job carried over too many times fails
+ *   `timeout` (CARRY_PASSES).
+ * - The DR Region's retention: the stack's copies there (tag `vss-snapshots:stack`), grouped into sets by
+ *   instance, run and attempt, decided by the same policy as at home (policy.ts) with the DR rule: the newest
+ *   verified copy of an instance is never deleted, only this stack's copies, held ones and those an AMI uses
+ *   are kept and reported. Ages count from the source set's start (`vss-snapshots:source-time`), not the copy's.
+ *
+ * Retry-safe: planning again gives the same jobs (an existing record is kept as it is).
+ */
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { clock, nowIso } from '../clock.ts';
+import type { Config, DrSettings } from '../config.ts';
+import { groupIntoSets, listInstances, listStackSnapshots } from '../retention/inventory.ts';
+import { imagesUsing } from '../retention/plan.ts';
+import { decideOwner } from '../retention/policy.ts';
+import { loadLedger, readJson, writeJson } from '../retention/record.ts';
+import type { RunState } from '../run-state.ts';
+import { SOURCE_TIME_TAG } from '../run-id.ts';
+import { tagMap } from '../snapshot-sets.ts';
+import { DR_LATEST_KEY, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord } from './record.ts';
+import type { CopyJob, DrProgress, DrRecord, DrRetention } from './record.ts';
+import { updateCopiesInReport } from './report.ts';
+
+/** A job that an earlier pass left unfinished this many times fails `timeout` instead of being carried again. */
+export const CARRY_PASSES = 3;
+
+export interface DrDeps {
+  /** The home Region's EC2 (the sources, the instances). */
+  home: EC2Client;
+  /** The DR Region's EC2 (the copies). */
+  dr: EC2Client;
+  s3: S3Client;
+  config: Config;
+}
+
+export const DISABLED: DrProgress = { enabled: false, done: true, waiting: 0, copying: 0, completed: 0, failed: 0, deletions: 0, waitSeconds: 1 };
+
+export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrProgress> {
+  const { config } = deps;
+  const dr = config.dr;
+  if (!dr) return DISABLED;
+  const existing = await loadDrRecord(deps.s3, config.reportBucket, state.runId);
+  if (existing) return progressOfDr(existing, 1);
+
+  const record: DrRecord = {
+    runId: state.runId,
+    region: dr.region,
+    sourceRegion: dr.sourceRegion,
+    stackId: config.stackId,
+    plannedAt: nowIso(),
+    deadline: Date.parse(state.startedAt) + dr.deadlineHours * 3_600_000,
+    jobs: [],
+    quotaRefusals: 0,
+    retention: { policy: dr.retention, kept: 0, held: 0, inUse: 0, deferred: 0, queue: [], cursor: 0, deleted: [], refused: [] },
+  };
+  if (state.dryRun) {
+    record.skipped = 'dry run: nothing is copied or deleted';
+    record.finishedAt = record.plannedAt;
+  } else {
+    record.jobs = [...tonightsJobs(state), ...(await carriedJobs(deps, state.runId))];
+    record.retention = await planDrRetention(deps, dr, Date.parse(state.startedAt));
+  }
+  await saveDrRecord(deps.s3, config.reportBucket, record);
+  if (!state.dryRun) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, { runId: state.runId });
+  await updateCopiesInReport(deps.s3, config.reportBucket, record);
+  return progressOfDr(record, 1);
+}
+
+function tonightsJobs(state: RunState): CopyJob[] {
+  return state.instances
+    .filter((i) => i.phase === 'succeeded')
+    .flatMap((i) =>
+      i.snapshots.map((s) => ({
+        sourceSnapshotId: s.snapshotId,
+        volumeId: s.volumeId,
+        ...(s.device ? { device: s.device } : {}),
+        instanceId: i.instanceId,
+        runId: state.runId,
+        attempt: i.attempts,
+        state: 'waiting' as const,
+        attempts: 0,
+        passes: 1,
+      })),
+    );
+}
+
+/** What the last pass left unfinished, carried into this one (or failed `timeout` after CARRY_PASSES passes). */
+async function carriedJobs(deps: DrDeps, runId: string): Promise<CopyJob[]> {
+  const latest = await readJson<{ runId: string }>(deps.s3, deps.config.reportBucket, DR_LATEST_KEY);
+  if (!latest || latest.runId === runId) return [];
+  const previous = await loadDrRecord(deps.s3, deps.config.reportBucket, latest.runId);
+  if (!previous) return [];
+  return previous.jobs
+    .filter((j) => !isFinalJob(j))
+    .map((j) => {
+      const carried: CopyJob = { ...j, fromRun: j.fromRun ?? previous.runId, passes: j.passes + 1 };
+      if (carried.passes > CARRY_PASSES && carried.state === 'waiting') {
+        return {
+          ...carried,
+          state: 'failed' as const,
+          code: 'timeout' as const,
+          reason: `not copied after ${CARRY_PASSES} nightly passes (the DR Region's copy slots stayed full): raise the concurrent copy quota or DR_COPY_CONCURRENCY, or lengthen DR_COPY_DEADLINE_HOURS`,
+        };
+      }
+      return carried;
+    });
+}
+
+/** The DR Region's retention queue: the stack's copies there, by the DR rule, oldest first, up to the cap. */
+async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: number): Promise<DrRetention> {
+  const now = clock.now();
+  const [copies, instances, ledger] = await Promise.all([listStackSnapshots(deps.dr, deps.config.stackId), listInstances(deps.home), loadLedger(deps.s3, deps.config.reportBucket)]);
+  const { sets, unidentified } = groupIntoSets(copies, instances);
+  const sourceStart = new Map(copies.map((c) => [c.SnapshotId, Date.parse(tagMap(c)[SOURCE_TIME_TAG] ?? '')]));
+  for (const set of sets) {
+    const starts = set.snapshotIds.map((id) => sourceStart.get(id) ?? Number.NaN).filter((t) => Number.isFinite(t));
+    if (starts.length > 0) set.start = Math.min(...starts);
+  }
+  const retention: DrRetention = { policy: dr.retention, kept: unidentified.length, held: 0, inUse: 0, deferred: 0, queue: [], cursor: 0, deleted: [], refused: [] };
+  const byOwner = new Map<string, typeof sets>();
+  for (const set of sets) byOwner.set(set.owner, [...(byOwner.get(set.owner) ?? []), set]);
+  const due: { set: (typeof sets)[number]; reason: string }[] = [];
+  for (const [owner, ownerSets] of byOwner) {
+    const info = owner.startsWith('i-') ? instances.get(owner) : undefined;
+    const exists = info !== undefined && info.state !== 'terminated';
+    const goneSince = exists ? undefined : Date.parse(ledger.gone[owner] ?? new Date(now).toISOString());
+    for (const d of decideOwner(ownerSets, { exists, ...(goneSince !== undefined ? { goneSince } : {}) }, { runStart, now, defaults: dr.retention })) {
+      if ('keep' in d) {
+        retention.kept += d.set.snapshotIds.length;
+        if (d.keep === 'held') retention.held += d.set.snapshotIds.length;
+      } else due.push({ set: d.set, reason: `DR copy: ${d.deleteReason}` });
+    }
+  }
+  due.sort((a, b) => a.set.start - b.set.start || a.set.key.localeCompare(b.set.key));
+  const used = await imagesUsing(deps.dr, due.flatMap((d) => d.set.snapshotIds));
+  let queued = 0;
+  for (const d of due) {
+    if (d.set.snapshotIds.some((id) => used.has(id))) {
+      retention.inUse += d.set.snapshotIds.length;
+      retention.kept += d.set.snapshotIds.length;
+      continue;
+    }
+    if (queued + d.set.snapshotIds.length > dr.retention.maxDeletes) {
+      retention.deferred += d.set.snapshotIds.length;
+      retention.kept += d.set.snapshotIds.length;
+      continue;
+    }
+    queued += d.set.snapshotIds.length;
+    retention.queue.push({ key: d.set.key, owner: d.set.owner, runId: d.set.runId, snapshotIds: d.set.snapshotIds, reason: d.reason, deleted: [] });
+  }
+  return retention;
+}
