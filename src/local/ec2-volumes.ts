@@ -29,7 +29,8 @@ import type { Filter } from '@aws-sdk/client-ec2';
 import { awsError, checkRange, paginate } from './aws-error.ts';
 import type { LagKind } from './consistency.ts';
 import { filterValueMatches } from './ec2-filters.ts';
-import { AZS } from './world.ts';
+import { azsOf, callRegion, inRegion, regionField } from './regions.ts';
+import type { CallContext } from './regions.ts';
 import type { SimVolume, World } from './world.ts';
 
 type Input = Record<string, unknown>;
@@ -165,7 +166,8 @@ function toWire(v: SimVolume, view: VolumeView, tags: Record<string, string>) {
     State: view.state,
     CreateTime: new Date(v.createdAt),
     VolumeType: v.volumeType ?? 'gp3',
-    Encrypted: false,
+    Encrypted: v.encrypted === true,
+    ...(v.encrypted && v.kmsKeyId ? { KmsKeyId: v.kmsKeyId } : {}),
     MultiAttachEnabled: false,
     Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
     Attachments: view.attachment
@@ -216,19 +218,19 @@ function volumeMatches(v: WireVolume, filter: Filter): boolean {
   }
 }
 
-/** The volume a mutating call names, as EC2 knows it (not as Describe shows it). */
-function findVolume(world: World, id: unknown): SimVolume {
+/** The volume a mutating call names, as EC2 knows it in the call's Region (not as Describe shows it). */
+function findVolume(world: World, id: unknown, context: CallContext | undefined): SimVolume {
   if (typeof id !== 'string' || id === '') throw awsError('MissingParameter', 'The request must contain the parameter volumeId');
   const v = world.volumes.get(id);
-  if (!v || v.deleted || !propagated(world, v)) throw awsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
+  if (!v || !inRegion(v, context) || v.deleted || !propagated(world, v)) throw awsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
   return world.settleVolume(v);
 }
 
-export const volumeOperations: Record<string, (world: World, input: Input) => unknown> = {
-  CreateVolume(world, input) {
+export const volumeOperations: Record<string, (world: World, input: Input, context?: CallContext) => unknown> = {
+  CreateVolume(world, input, context) {
     const az = input.AvailabilityZone as string | undefined;
     if (!az) throw awsError('MissingParameter', 'The request must contain the parameter AvailabilityZone');
-    if (!AZS.includes(az)) throw awsError('InvalidParameterValue', `Invalid availability zone: [${az}]`);
+    if (!azsOf(callRegion(context)).includes(az)) throw awsError('InvalidParameterValue', `Invalid availability zone: [${az}]`);
     const snapshotId = input.SnapshotId as string | undefined;
     const size = input.Size as number | undefined;
     if (!snapshotId && size === undefined) throw awsError('MissingParameter', 'The request must contain the parameter size or snapshotId');
@@ -247,22 +249,26 @@ export const volumeOperations: Record<string, (world: World, input: Input) => un
     if (token !== undefined && (token.length === 0 || token.length > 64)) throw awsError('InvalidParameterValue', 'ClientToken must be 1-64 ASCII characters.');
     const request = JSON.stringify({ az, snapshotId, size, volumeType, tags });
     if (token) {
+      // (A zone names its Region, so a token's request never matches across Regions.)
       // Idempotent: the same request with the same token answers with the volume the first one made, whether
       // or not it has propagated to DescribeVolumes yet (EC2 API reference, "Ensuring idempotency").
-      const earlier = [...world.volumes.values()].find((v) => v.clientToken === token);
+      const earlier = [...world.volumes.values()].find((v) => v.clientToken === token && inRegion(v, context));
       if (earlier) {
         if (earlier.createRequest !== request) throw awsError('IdempotentParameterMismatch', `The client token ${token} has been used with different parameters.`);
         return createResponse(world, earlier);
       }
     }
     let sizeGiB = size ?? 0;
+    // A volume from an encrypted snapshot is encrypted with the snapshot's key (EBS user guide, "Amazon EBS encryption").
+    let encryption: Pick<SimVolume, 'encrypted' | 'kmsKeyId'> = {};
     if (snapshotId) {
       const snapshot = world.snapshots.get(snapshotId);
-      if (!snapshot || snapshot.deleted || snapshot.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' does not exist.`);
+      if (!snapshot || !inRegion(snapshot, context) || snapshot.deleted || snapshot.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' does not exist.`);
       const state = world.snapshotState(snapshot);
       if (state !== 'completed') throw awsError('IncorrectState', `Snapshot '${snapshotId}' is in state ${state}, not completed.`);
       if (size !== undefined && size < snapshot.volumeSize) throw awsError('InvalidParameterValue', `Volume of ${size}GiB is too small; minimum is ${snapshot.volumeSize}GiB.`);
       sizeGiB = size ?? snapshot.volumeSize;
+      if (snapshot.encrypted) encryption = { encrypted: true, ...(snapshot.kmsKeyId ? { kmsKeyId: snapshot.kmsKeyId } : {}) };
     }
     checkRange(sizeGiB, 1, 65_536, 'Size', 'InvalidParameterValue');
     const volumeId = `vol-0${world.nextHex(16)}`;
@@ -277,6 +283,8 @@ export const volumeOperations: Record<string, (world: World, input: Input) => un
       volumeType,
       ...(token ? { clientToken: token } : {}),
       createRequest: request,
+      ...regionField(callRegion(context)),
+      ...encryption,
     };
     world.volumes.set(volumeId, volume);
     recordChanges(world, volume, [
@@ -289,7 +297,7 @@ export const volumeOperations: Record<string, (world: World, input: Input) => un
     return createResponse(world, volume);
   },
 
-  DescribeVolumes(world, input) {
+  DescribeVolumes(world, input, context) {
     const ids = input.VolumeIds as string[] | undefined;
     const maxResults = input.MaxResults as number | undefined;
     if (ids && ids.length > 0 && maxResults !== undefined) throw awsError('InvalidParameterCombination', 'The parameter volumeSet cannot be used with the parameter maxResults');
@@ -297,6 +305,7 @@ export const volumeOperations: Record<string, (world: World, input: Input) => un
     const filters = (input.Filters as Filter[] | undefined) ?? [];
     const shown = new Map<string, WireVolume>();
     for (const v of world.volumes.values()) {
+      if (!inRegion(v, context)) continue;
       const wire = describeVolume(world, v);
       if (wire) shown.set(v.volumeId, wire);
     }
@@ -307,14 +316,14 @@ export const volumeOperations: Record<string, (world: World, input: Input) => un
     return { Volumes: page, ...(nextToken ? { NextToken: nextToken } : {}) };
   },
 
-  AttachVolume(world, input) {
+  AttachVolume(world, input, context) {
     const device = input.Device as string | undefined;
     if (!device) throw awsError('MissingParameter', 'The request must contain the parameter device');
     const instanceId = input.InstanceId as string | undefined;
     if (!instanceId) throw awsError('MissingParameter', 'The request must contain the parameter instanceId');
-    const volume = findVolume(world, input.VolumeId);
+    const volume = findVolume(world, input.VolumeId, context);
     const instance = world.instances.get(instanceId);
-    if (!instance) throw awsError('InvalidInstanceID.NotFound', `The instance ID '${instanceId}' does not exist`);
+    if (!instance || !inRegion(instance, context)) throw awsError('InvalidInstanceID.NotFound', `The instance ID '${instanceId}' does not exist`);
     if (!DEVICE_NAME.test(device)) throw awsError('InvalidParameterValue', `Value (${device}) for parameter device is invalid. ${device} is not a valid EBS device name.`);
     // Also what a retry meets after the answer of an attach that took effect was lost.
     if (volume.instanceId) throw awsError('VolumeInUse', `${volume.volumeId} is already attached to an instance`);
@@ -340,8 +349,8 @@ export const volumeOperations: Record<string, (world: World, input: Input) => un
     return { VolumeId: volume.volumeId, InstanceId: instanceId, Device: device, State: 'attaching', AttachTime: new Date(world.now) };
   },
 
-  DetachVolume(world, input) {
-    const volume = findVolume(world, input.VolumeId);
+  DetachVolume(world, input, context) {
+    const volume = findVolume(world, input.VolumeId, context);
     const instanceId = input.InstanceId as string | undefined;
     // Also what a retry meets once the detach whose answer was lost has ended.
     if (!volume.instanceId) throw awsError('IncorrectState', `Volume '${volume.volumeId}' is in the '${volumeState(world, volume)}' state.`);
@@ -365,9 +374,9 @@ export const volumeOperations: Record<string, (world: World, input: Input) => un
     return { VolumeId: volume.volumeId, InstanceId: volume.instanceId, Device: volume.device, State: 'detaching', AttachTime: new Date(volume.attachedAt ?? volume.createdAt) };
   },
 
-  DeleteVolume(world, input) {
+  DeleteVolume(world, input, context) {
     // A retry after the answer of a delete that took effect was lost meets InvalidVolume.NotFound.
-    const volume = findVolume(world, input.VolumeId);
+    const volume = findVolume(world, input.VolumeId, context);
     if (volume.instanceId) throw awsError('VolumeInUse', `Volume ${volume.volumeId} is currently attached to ${volume.instanceId}`);
     if (volumeState(world, volume) === 'creating') throw awsError('IncorrectState', `The volume '${volume.volumeId}' is 'creating'.`);
     volume.deleted = true;

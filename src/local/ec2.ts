@@ -3,6 +3,9 @@ import type { Filter } from '@aws-sdk/client-ec2';
 import { awsError, checkRange, paginate } from './aws-error.ts';
 import { filterValueMatches } from './ec2-filters.ts';
 import { shownAttachments, tagVolume, volumeOperations } from './ec2-volumes.ts';
+import { inRegion, regionOf } from './regions.ts';
+import type { CallContext } from './regions.ts';
+import { copySnapshot } from './snapshot-copy.ts';
 import { ACCOUNT_ID } from './world.ts';
 import type { SimImage, SimInstance, SimSnapshot, World } from './world.ts';
 
@@ -119,9 +122,17 @@ export function describeSnapshot(world: World, s: SimSnapshot) {
     StartTime: new Date(s.startTime),
     OwnerId: ACCOUNT_ID,
     Description: s.description,
-    Encrypted: false,
+    Encrypted: s.encrypted === true,
+    ...(s.encrypted && s.kmsKeyId ? { KmsKeyId: s.kmsKeyId } : {}),
+    // Why a copy failed (EC2 API reference, Snapshot, StateMessage).
+    ...(state === 'error' && s.stateMessage ? { StateMessage: s.stateMessage } : {}),
     Tags: Object.entries(world.visibleTags(s)).map(([Key, Value]) => ({ Key, Value })),
   };
+}
+
+/** The Region an image is registered in: its own, else its first snapshot's. */
+function imageRegion(world: World, image: SimImage): string {
+  return image.region ?? regionOf(world.snapshots.get(image.snapshotIds[0] ?? ''));
 }
 
 /** Registered images whose block device mappings use the snapshot. */
@@ -142,9 +153,14 @@ function paginateOld(visible: SimSnapshot[], pageSize: number, nextToken: string
   return { Snapshots: page.map((s) => describeSnapshot(world, s)), ...(next ? { NextToken: next } : {}) };
 }
 
-export const ec2Operations: Record<string, (world: World, input: Input) => unknown> = {
+/**
+ * Every operation answers from the Region of its call only (regions.ts): ids of another Region's resources are
+ * NotFound there, lists leave them out.
+ */
+export const ec2Operations: Record<string, (world: World, input: Input, context?: CallContext) => unknown> = {
   ...volumeOperations,
-  DescribeInstances(world, input) {
+  CopySnapshot: copySnapshot,
+  DescribeInstances(world, input, context) {
     const ids = input.InstanceIds as string[] | undefined;
     const filters = (input.Filters as Filter[] | undefined) ?? [];
     const maxResults = input.MaxResults as number | undefined;
@@ -154,11 +170,11 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
     checkRange(maxResults, 5, 1000, 'MaxResults', 'InvalidParameterValue');
     for (const id of ids ?? []) {
       const known = world.instances.get(id);
-      if (!known || !instanceListed(world, known)) throw awsError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+      if (!known || !inRegion(known, context) || !instanceListed(world, known)) throw awsError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
     }
     const idSet = ids && ids.length > 0 ? new Set(ids) : undefined;
     const matching = [...world.instances.values()].filter(
-      (i) => instanceListed(world, i) && (!idSet || idSet.has(i.instanceId)) && filters.every((f) => instanceMatches(world, i, f)),
+      (i) => inRegion(i, context) && instanceListed(world, i) && (!idSet || idSet.has(i.instanceId)) && filters.every((f) => instanceMatches(world, i, f)),
     );
     const { page, nextToken } = paginate(matching, maxResults ?? 1000, input.NextToken as string | undefined, 'ec2');
     return {
@@ -167,14 +183,14 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
     };
   },
 
-  DescribeSnapshots(world, input) {
+  DescribeSnapshots(world, input, context) {
     const filters = (input.Filters as Filter[] | undefined) ?? [];
     const ids = input.SnapshotIds as string[] | undefined;
     const maxResults = input.MaxResults as number | undefined;
     checkRange(maxResults, 5, 1000, 'MaxResults', 'InvalidParameterValue');
     for (const id of ids ?? []) {
       const s = world.snapshots.get(id);
-      if (!s || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+      if (!s || !inRegion(s, context) || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
     }
     const idSet = ids && ids.length > 0 ? new Set(ids) : undefined;
     // A volume-id filter of plain ids narrows the scan to those volumes' snapshots (same answer, far less work).
@@ -209,7 +225,7 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
       listing = Number(token[2]);
     } else {
       visible = candidates.filter(
-        (s) => !world.snapshotGone(s) && s.visibleAt <= world.now && (!idSet || idSet.has(s.snapshotId)) && filters.every((f) => snapshotMatches(world, s, f)),
+        (s) => inRegion(s, context) && !world.snapshotGone(s) && s.visibleAt <= world.now && (!idSet || idSet.has(s.snapshotId)) && filters.every((f) => snapshotMatches(world, s, f)),
       );
       if (input.NextToken !== undefined) return paginateOld(visible, pageSize, input.NextToken as string, world);
       listing = (nextListing += 1);
@@ -225,16 +241,16 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
     return { Snapshots: page.map((s) => describeSnapshot(world, s)), ...(more ? { NextToken: `sim:${start + pageSize}:${listing}` } : {}) };
   },
 
-  DeleteSnapshot(world, input) {
+  DeleteSnapshot(world, input, context) {
     const id = input.SnapshotId as string;
     const s = world.snapshots.get(id);
-    if (!s || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+    if (!s || !inRegion(s, context) || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
     const inUse = world.volumesFromSnapshot(id).some((v) => v.createdAt > world.now);
     if (inUse) throw awsError('InvalidSnapshot.InUse', `The snapshot ${id} is currently in use`);
     // A snapshot behind a registered AMI cannot be deleted until the AMI is deregistered (EC2 API reference,
     // DeleteSnapshot). EC2's message names the AMI: "The snapshot snap-… is currently in use by ami-…"
     // (observed, gruntwork-io/cloud-nuke#727; error code list: EC2 API reference, "Error codes").
-    const image = imagesUsing(world, id)[0];
+    const image = imagesUsing(world, id).find((i) => imageRegion(world, i) === regionOf(s));
     if (image) throw awsError('InvalidSnapshot.InUse', `The snapshot ${id} is currently in use by ${image.imageId}`);
     // A pending snapshot is still listed, and still counts as pending, until it completes (EBS user guide,
     // "Delete a snapshot"); deleting it again meanwhile is accepted.
@@ -249,7 +265,7 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
    * Images of this account (Owners `self`, or the account id): by ImageIds and the filters `image-id`, `name`,
    * `state` and `block-device-mapping.snapshot-id` (EC2 API reference, DescribeImages), 5-1,000 a page.
    */
-  DescribeImages(world, input) {
+  DescribeImages(world, input, context) {
     const owners = (input.Owners as string[] | undefined) ?? [];
     const ids = (input.ImageIds as string[] | undefined) ?? [];
     const filters = (input.Filters as Filter[] | undefined) ?? [];
@@ -258,11 +274,15 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
     checkRange(maxResults, 5, 1000, 'MaxResults', 'InvalidParameterValue');
     // Only this account owns images here: other owners (amazon, aws-marketplace, another account) have none.
     const ours = owners.length === 0 || owners.some((o) => o === 'self' || o === ACCOUNT_ID);
-    for (const id of ids) if (!world.images.has(id)) throw awsError('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
+    for (const id of ids) {
+      const image = world.images.get(id);
+      if (!image || imageRegion(world, image) !== regionOf({ region: context?.region })) throw awsError('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
+    }
     const idSet = new Set(ids);
     const matching = ours
       ? [...world.images.values()].filter(
           (image) =>
+            imageRegion(world, image) === regionOf({ region: context?.region }) &&
             (idSet.size === 0 || idSet.has(image.imageId)) &&
             filters.every((f) => {
               const any = (v: string) => (f.Values ?? []).some((p) => filterValueMatches(p, v));
@@ -296,7 +316,7 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
     };
   },
 
-  CreateTags(world, input) {
+  CreateTags(world, input, context) {
     const resources = (input.Resources as string[] | undefined) ?? [];
     const tags = (input.Tags as { Key?: string; Value?: string }[] | undefined) ?? [];
     if (resources.length === 0) throw awsError('MissingParameter', 'The request must contain the parameter resourceIdSet');
@@ -309,11 +329,11 @@ export const ec2Operations: Record<string, (world: World, input: Input) => unkno
       if (!TAGGABLE.test(id)) throw awsError('InvalidID', `The ID '${id}' is not valid`);
       if (id.startsWith('snap-')) {
         const s = world.snapshots.get(id);
-        if (!s || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
+        if (!s || !inRegion(s, context) || world.snapshotGone(s) || s.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${id}' does not exist.`);
       } else if (id.startsWith('vol-')) {
         const v = world.volumes.get(id);
-        if (!v || v.deleted) throw awsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
-      } else if (!world.instances.has(id)) {
+        if (!v || !inRegion(v, context) || v.deleted) throw awsError('InvalidVolume.NotFound', `The volume '${id}' does not exist.`);
+      } else if (!inRegion(world.instances.get(id), context) || !world.instances.has(id)) {
         throw awsError('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
       }
     }

@@ -93,7 +93,7 @@ export function faultInterceptor(spec: FaultSpec, options: FaultOptions = {}): C
   const random = seededRandom(spec.seed);
   const kinds = spec.kinds.length > 0 ? spec.kinds : FAULT_KIND_NAMES;
   const log = options.log ?? emptyFaultLog();
-  return async ({ service, operation, input }) => {
+  return async ({ service, operation, input, region }) => {
     if (spec.rate <= 0 || random() >= spec.rate) return;
     const kind = kinds[Math.floor(random() * kinds.length)] as FaultKind;
     const key = `${service}:${operation}`;
@@ -106,7 +106,7 @@ export function faultInterceptor(spec: FaultSpec, options: FaultOptions = {}): C
       const afterEffect = random() < 0.5;
       if (afterEffect && options.timeoutsAfterEffect !== false && options.world && MUTATING_CALLS.has(key)) {
         // The service did the work; only the answer was lost. Errors of the call itself surface as usual.
-        await applyCall(options.world, service, operation, input);
+        await applyCall(options.world, service, operation, input, region ? { region } : undefined);
         applied = true;
       }
     }
@@ -144,10 +144,10 @@ export function faultLogOf(world: World): FaultLog {
  */
 export function lostResponse(world: World, match: (call: { service: string; operation: string }) => boolean, times = 1): CallInterceptor {
   let left = times;
-  return async ({ service, operation, input }) => {
+  return async ({ service, operation, input, region }) => {
     if (left <= 0 || !match({ service, operation })) return;
     left -= 1;
-    await applyCall(world, service, operation, input);
+    await applyCall(world, service, operation, input, region ? { region } : undefined);
     throw socketTimeoutError();
   };
 }
@@ -168,7 +168,7 @@ export function lambdaDiesAt(world: World, match: (call: { service: string; oper
   return async (call) => {
     if (left <= 0 || !match(call)) return;
     left -= 1;
-    if (options.after) await applyCall(world, call.service, call.operation, call.input);
+    if (options.after) await applyCall(world, call.service, call.operation, call.input, call.region ? { region: call.region } : undefined);
     throw lambdaTimeout();
   };
 }

@@ -41,6 +41,10 @@ const HistoryEntry = z.strictObject({
 });
 export type HistoryEntry = z.infer<typeof HistoryEntry>;
 
+/** AWS Region names (us-east-1, eu-central-2, us-gov-west-1). */
+const RegionName = z.string().regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$/, 'must be an AWS Region name like us-west-2');
+export const KMS_KEY_STATES = ['enabled', 'disabled', 'pending-deletion', 'no-grant'] as const;
+
 const FleetInstance = z.strictObject({
   instanceId: z.string().regex(/^i-[0-9a-f]{8}([0-9a-f]{9})?$/, 'must look like i- followed by 8 or 17 lowercase hex digits').optional(),
   name: z.string().max(256).optional(),
@@ -48,7 +52,16 @@ const FleetInstance = z.strictObject({
   state: z.enum(['running', 'stopped']).default('running'),
   tags: z.record(z.string().min(1).max(128), z.string().max(256)).optional(),
   volumes: z
-    .array(z.strictObject({ device: z.string().regex(/^(\/dev\/)?(sd[a-z]{1,2}[0-9]*|xvd[a-z]{1,2}[0-9]*)$/, 'must be a device name like /dev/sda1 or xvdf'), sizeGiB: z.number().int().min(1).max(65536).default(30) }))
+    .array(
+      z.strictObject({
+        device: z.string().regex(/^(\/dev\/)?(sd[a-z]{1,2}[0-9]*|xvd[a-z]{1,2}[0-9]*)$/, 'must be a device name like /dev/sda1 or xvdf'),
+        sizeGiB: z.number().int().min(1).max(65536).default(30),
+        /** EBS encryption; its snapshots are encrypted with the same key. */
+        encrypted: z.boolean().optional(),
+        /** The volume's key (alias/…, key id or key ARN) in the instance's Region; default alias/aws/ebs. Implies encrypted. */
+        kmsKeyId: z.string().min(1).max(2048).optional(),
+      }),
+    )
     .max(40)
     .optional(),
   agent: z.enum(['online', 'offline', 'none']).default('online'),
@@ -63,6 +76,35 @@ const FleetInstance = z.strictObject({
   nights: z.record(z.string(), z.array(z.enum(BEHAVIOURS)).min(1, 'must list at least one behaviour')).optional(),
   /** Terminated at the start of this night (before its run). */
   terminatedOnNight: z.number().int('must be a whole number').min(1, `must be from 1 to ${MAX_NIGHTS}`).max(MAX_NIGHTS, `must be from 1 to ${MAX_NIGHTS}`).optional(),
+  /** The Region it lives in (default: the home Region us-east-1); its volumes and snapshots live there too. */
+  region: RegionName.optional(),
+});
+
+/** Cross-Region copies (src/local/snapshot-copy.ts) and KMS keys (src/local/kms.ts). */
+const DrSection = z.strictObject({
+  /** Concurrent CopySnapshot copies per destination Region (AWS: 20). */
+  copyQuota: z.number().int('must be a whole number').min(1, 'must be ≥ 1').max(1000, 'must be ≤ 1000').optional(),
+  /** The copy-time model: startMinutes + sizeGiB × (1 or incrementalFraction) / gibPerHour hours. */
+  copyTiming: z
+    .strictObject({
+      startMinutes: z.number().min(0, 'must be ≥ 0').max(1440, 'must be ≤ 1440').optional(),
+      gibPerHour: z.number().min(0.1, 'must be ≥ 0.1').max(1_000_000, 'must be ≤ 1000000').optional(),
+      incrementalFraction: z.number().min(0, 'must be from 0 to 1').max(1, 'must be from 0 to 1').optional(),
+      kmsFailureMinutes: z.number().min(0, 'must be ≥ 0').max(1440, 'must be ≤ 1440').optional(),
+    })
+    .optional(),
+  /** Customer managed KMS keys; alias/aws/ebs exists (enabled) in every Region without being listed. */
+  kmsKeys: z
+    .array(
+      z.strictObject({
+        region: RegionName,
+        alias: z.string().regex(/^alias\/[a-zA-Z0-9/_-]{1,250}$/, 'must look like alias/my-key').refine((a) => !a.startsWith('alias/aws/'), 'must not start with alias/aws/ (reserved for AWS managed keys)').optional(),
+        keyId: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a key id (UUID, lowercase)').optional(),
+        state: z.enum(KMS_KEY_STATES, `must be one of ${KMS_KEY_STATES.join(', ')}`).default('enabled'),
+      }),
+    )
+    .max(1000)
+    .optional(),
 });
 
 export const FleetSchema = z.strictObject({
@@ -88,6 +130,8 @@ export const FleetSchema = z.strictObject({
       pendingInvocations: z.number().int().min(1).max(1_000_000).optional(),
     })
     .optional(),
+  /** Regions and disaster-recovery copies: copy quota, copy timing, KMS keys per Region. */
+  dr: DrSection.optional(),
 });
 
 export type Fleet = z.infer<typeof FleetSchema>;
@@ -128,12 +172,36 @@ export function parseFleet(raw: unknown, source = 'fleet'): Fleet {
       }
     }
     const devices = new Set<string>();
-    for (const v of instance.volumes ?? []) {
+    for (const [n, v] of (instance.volumes ?? []).entries()) {
       if (devices.has(v.device)) throw new FleetError(`${source}: instances[${i}] has device ${v.device} twice.`);
       devices.add(v.device);
+      if (v.kmsKeyId !== undefined) {
+        if (v.encrypted === false) throw new FleetError(`${source}: instances[${i}].volumes[${n}].kmsKeyId is set but encrypted is false; a volume with a KMS key is encrypted (drop one of them).`);
+        const region = instance.region ?? 'us-east-1';
+        if (!keyNamed(result.data, region, v.kmsKeyId)) {
+          throw new FleetError(`${source}: instances[${i}].volumes[${n}].kmsKeyId "${v.kmsKeyId}" names no key in ${region}: use alias/aws/ebs or a key listed in dr.kmsKeys for ${region} (by alias, keyId or key ARN).`);
+        }
+      }
+    }
+  }
+  const keys = new Set<string>();
+  for (const [k, key] of (result.data.dr?.kmsKeys ?? []).entries()) {
+    if (key.alias === undefined && key.keyId === undefined) throw new FleetError(`${source}: dr.kmsKeys[${k}] needs an alias or a keyId (or both).`);
+    for (const name of [key.alias, key.keyId]) {
+      if (name === undefined) continue;
+      if (keys.has(`${key.region}/${name}`)) throw new FleetError(`${source}: dr.kmsKeys[${k}]: ${name} appears twice in ${key.region}.`);
+      keys.add(`${key.region}/${name}`);
     }
   }
   return result.data;
+}
+
+/** Whether `reference` names alias/aws/ebs or a listed key of `region` (alias, key id, key ARN, alias ARN). */
+function keyNamed(fleet: Fleet, region: string, reference: string): boolean {
+  const arn = /^arn:aws:kms:([a-z0-9-]+):[0-9]{12}:(key|alias)\/(.+)$/.exec(reference);
+  if (arn) return arn[1] === region && keyNamed(fleet, region, arn[2] === 'alias' ? `alias/${arn[3]}` : (arn[3] as string));
+  if (reference === 'alias/aws/ebs') return true;
+  return (fleet.dr?.kmsKeys ?? []).some((k) => k.region === region && (k.alias === reference || k.keyId === reference));
 }
 
 export function loadFleetFile(path: string): Fleet {

@@ -16,6 +16,7 @@
  */
 import type { CallInterceptor } from './transport.ts';
 import { awsError } from './aws-error.ts';
+import { REGION } from './world.ts';
 import type { World } from './world.ts';
 
 export interface BucketSpec {
@@ -34,6 +35,8 @@ export interface LimitsConfig {
     createSnapshots: BucketSpec;
     createTags: BucketSpec;
     deleteSnapshot: BucketSpec;
+    /** CopySnapshot: the default "mutating" bucket of the throttling page, 50 burst, 5 per second (aws-facts-lifecycle §1). */
+    copySnapshot: BucketSpec;
   };
   /**
    * SSM publishes no rates. Assumed: one bucket per API, `read` for Describe/List/Get, `write` for
@@ -57,6 +60,7 @@ export const DEFAULT_LIMITS: LimitsConfig = {
     createSnapshots: { burst: 100, perSecond: 5 },
     createTags: { burst: 100, perSecond: 10 },
     deleteSnapshot: { burst: 100, perSecond: 5 },
+    copySnapshot: { burst: 50, perSecond: 5 },
   },
   ssm: {
     read: { burst: 20, perSecond: 10 },
@@ -152,13 +156,14 @@ export function accountLimits(world: World, config: LimitsConfig = DEFAULT_LIMIT
     return b;
   };
 
-  const interceptor: CallInterceptor = ({ service, operation, input }) => {
+  const interceptor: CallInterceptor = ({ service, operation, input, region }) => {
     const key = `${service}:${operation}`;
     const latency = latencyOf(world, config, service, operation, input);
     stats.latencyMs += latency;
     world.advanceBy(latency);
     const limit = bucketFor(config, service, operation, input);
-    if (!limit || bucket(limit.name, limit.spec).take(world.now)) return;
+    // EC2's buckets are per account *and Region* (throttling page): a DR Region's calls have their own.
+    if (!limit || bucket(region && region !== REGION ? `${region}/${limit.name}` : limit.name, limit.spec).take(world.now)) return;
     stats.throttled[key] = (stats.throttled[key] ?? 0) + 1;
     if (service === 'ec2') throw awsError('RequestLimitExceeded', 'Request limit exceeded.', 503);
     throw awsError('ThrottlingException', 'Rate exceeded', 400);
@@ -193,6 +198,7 @@ function bucketFor(config: LimitsConfig, service: string, operation: string, inp
     if (operation === 'DeleteSnapshot') return { name: 'ec2:DeleteSnapshot', spec: config.ec2.deleteSnapshot };
     if (operation === 'CreateSnapshot' || operation === 'CreateSnapshots') return { name: 'ec2:CreateSnapshots', spec: config.ec2.createSnapshots };
     if (operation === 'CreateTags') return { name: 'ec2:CreateTags', spec: config.ec2.createTags };
+    if (operation === 'CopySnapshot') return { name: 'ec2:CopySnapshot', spec: config.ec2.copySnapshot };
     if (/^(Describe|Get|List)/.test(operation)) {
       const filtered = Array.isArray(input.Filters) && input.Filters.length > 0;
       const paginated = input.MaxResults !== undefined || input.NextToken !== undefined;

@@ -5,12 +5,15 @@
  * (`world.mutations`, contract §6), whoever made it and however it ended.
  */
 import { awsError } from './aws-error.ts';
+import type { CallContext } from './regions.ts';
 import { ec2Operations } from './ec2.ts';
 import { s3Operations, sfnOperations, snsOperations } from './services.ts';
 import { ssmOperations } from './ssm.ts';
+import { REGION } from './world.ts';
 import type { World } from './world.ts';
 
-export type Operation = (world: World, input: Record<string, unknown>) => unknown;
+/** One API operation: `context.region` is the Region of the client that called it (regions.ts). */
+export type Operation = (world: World, input: Record<string, unknown>, context?: CallContext) => unknown;
 
 export const SERVICES: Record<string, Record<string, Operation>> = {
   ec2: ec2Operations,
@@ -32,6 +35,7 @@ export const MUTATING_CALLS = new Set([
   'ec2:AttachVolume',
   'ec2:DetachVolume',
   'ec2:DeleteVolume',
+  'ec2:CopySnapshot',
   'sns:Publish',
   's3:PutObject',
   's3:DeleteObject',
@@ -53,6 +57,9 @@ function idsOf(call: string, input: Record<string, unknown>, output: Record<stri
       return list(input.Resources);
     case 'ec2:DeleteSnapshot':
       return str(input.SnapshotId);
+    case 'ec2:CopySnapshot':
+      // The copy (when made), then its source.
+      return [...str(output?.SnapshotId), ...str(input.SourceSnapshotId)];
     case 'ec2:CreateVolume':
       return [...str(output?.VolumeId), ...str(input.SnapshotId)];
     case 'ec2:AttachVolume':
@@ -70,18 +77,23 @@ function idsOf(call: string, input: Record<string, unknown>, output: Record<stri
   }
 }
 
-/** Applies one API call to the world, logging it when it changes something (also when it fails). */
-export async function applyCall(world: World, service: string, operation: string, input: Record<string, unknown>): Promise<Record<string, unknown>> {
+/**
+ * Applies one API call to the world, logging it when it changes something (also when it fails). `context`
+ * says which Region's endpoint was called (absent: the home Region); a call outside the home Region is
+ * logged with it.
+ */
+export async function applyCall(world: World, service: string, operation: string, input: Record<string, unknown>, context?: CallContext): Promise<Record<string, unknown>> {
   const handler = SERVICES[service]?.[operation];
   if (!handler) throw awsError('UnsupportedOperation', `The simulated account does not implement ${service}:${operation}.`);
   const call = `${service}:${operation}`;
-  if (!MUTATING_CALLS.has(call)) return (await handler(world, input)) as Record<string, unknown>;
+  if (!MUTATING_CALLS.has(call)) return (await handler(world, input, context)) as Record<string, unknown>;
+  const where = context && context.region !== REGION ? { region: context.region } : {};
   try {
-    const output = (await handler(world, input)) as Record<string, unknown>;
-    world.logMutation({ call, ids: idsOf(call, input, output), ok: true });
+    const output = (await handler(world, input, context)) as Record<string, unknown>;
+    world.logMutation({ call, ids: idsOf(call, input, output), ok: true, ...where });
     return output;
   } catch (error) {
-    world.logMutation({ call, ids: idsOf(call, input, undefined), ok: false, error: (error as Error).name });
+    world.logMutation({ call, ids: idsOf(call, input, undefined), ok: false, error: (error as Error).name, ...where });
     throw error;
   }
 }

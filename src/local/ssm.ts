@@ -2,6 +2,8 @@
 import { awsError, checkRange, paginate } from './aws-error.ts';
 import { planSnapshotInvocation } from './agent.ts';
 import { planRestoreInvocation } from './restore-agent.ts';
+import { callRegion, inRegion, regionField } from './regions.ts';
+import type { CallContext } from './regions.ts';
 import { ACCOUNT_ID, REGION } from './world.ts';
 import type { SimCommand, SimDocument, SimInvocation, World } from './world.ts';
 
@@ -119,8 +121,9 @@ function authorizeSend(world: World, document: SimDocument, ids: string[]): void
   }
 }
 
-export const ssmOperations: Record<string, (world: World, input: Input) => unknown> = {
-  DescribeInstanceInformation(world, input) {
+/** Each operation sees the instances and commands of its call's Region only (regions.ts). */
+export const ssmOperations: Record<string, (world: World, input: Input, context?: CallContext) => unknown> = {
+  DescribeInstanceInformation(world, input, context) {
     checkRange(input.MaxResults as number | undefined, 5, 50, 'MaxResults', 'ValidationException');
     const filters = (input.Filters as { Key?: string; Values?: string[] }[] | undefined) ?? [];
     const legacy = (input.InstanceInformationFilterList as { key?: string; valueSet?: string[] }[] | undefined) ?? [];
@@ -131,7 +134,7 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     // Stopped and unmanaged instances are not listed.
     // By id when filtered (a lookup each, not a scan of the account: 100,000 instances take 2,000 such calls).
     const candidates = idFilter ? [...new Set(idFilter)].flatMap((id) => world.instances.get(id) ?? []) : [...world.instances.values()];
-    const managed = candidates.filter((i) => i.agent !== 'none' && i.state === 'running');
+    const managed = candidates.filter((i) => inRegion(i, context) && i.agent !== 'none' && i.state === 'running');
     const rows = managed
       .map((i) => ({
         InstanceId: i.instanceId,
@@ -148,7 +151,7 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     return { InstanceInformationList: page, ...(nextToken ? { NextToken: nextToken } : {}) };
   },
 
-  SendCommand(world, input) {
+  SendCommand(world, input, context) {
     const ids = (input.InstanceIds as string[] | undefined) ?? [];
     if (input.Targets) throw awsError('ValidationException', 'The simulated account supports InstanceIds only.');
     if (ids.length === 0) throw awsError('ValidationException', 'InstanceIds must list at least one instance.');
@@ -171,7 +174,7 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     for (const id of ids) {
       const instance = world.instances.get(id);
       // Unknown, unmanaged or terminated instances are rejected for the whole call.
-      if (!instance || instance.agent === 'none') throw awsError('InvalidInstanceId', 'Instances [[' + id + ']] not in a valid state for account ' + '123456789012');
+      if (!instance || !inRegion(instance, context) || instance.agent === 'none') throw awsError('InvalidInstanceId', 'Instances [[' + id + ']] not in a valid state for account ' + '123456789012');
     }
     const pending = pendingInvocations(world);
     const command: SimCommand = {
@@ -185,6 +188,7 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
       listedAt: world.now + world.lagMs('command-listed'),
       timeoutSeconds,
       invocations: [],
+      ...regionField(callRegion(context)),
       ...(pending + ids.length > world.quotas.pendingInvocations ? { rateExceeded: true } : {}),
     };
     for (const id of ids) {
@@ -217,11 +221,11 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     return { Command: describeCommand(world, command) };
   },
 
-  ListCommands(world, input) {
+  ListCommands(world, input, context) {
     checkRange(input.MaxResults as number | undefined, 1, 50, 'MaxResults', 'ValidationException');
     const filters = (input.Filters as { key?: string; value?: string }[] | undefined) ?? [];
     // A new command is listed only after a lag (eventual consistency; modelled, not documented either way).
-    let list = [...world.commands.values()].filter((c) => c.listedAt <= world.now);
+    let list = [...world.commands.values()].filter((c) => inRegion(c, context) && c.listedAt <= world.now);
     if (input.CommandId) {
       list = list.filter((c) => c.commandId === input.CommandId);
       if (list.length === 0) throw awsError('InvalidCommandId', `Command ${String(input.CommandId)} does not exist.`);
@@ -251,11 +255,12 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     return { Commands: page.map((c) => describeCommand(world, c)), ...(nextToken ? { NextToken: nextToken } : {}) };
   },
 
-  ListCommandInvocations(world, input) {
+  ListCommandInvocations(world, input, context) {
     checkRange(input.MaxResults as number | undefined, 1, 50, 'MaxResults', 'ValidationException');
-    const command = input.CommandId ? world.commands.get(input.CommandId as string) : undefined;
+    const found = input.CommandId ? world.commands.get(input.CommandId as string) : undefined;
+    const command = inRegion(found, context) ? found : undefined;
     if (input.CommandId && !command) throw awsError('InvalidCommandId', `Command ${String(input.CommandId)} does not exist.`);
-    const commands = command ? [command] : [...world.commands.values()];
+    const commands = command ? [command] : [...world.commands.values()].filter((c) => inRegion(c, context));
     const rows = commands.flatMap((c) =>
       c.invocations
         .filter((i) => i.visibleAt <= world.now && (!input.InstanceId || i.instanceId === input.InstanceId))
@@ -265,8 +270,9 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     return { CommandInvocations: page, ...(nextToken ? { NextToken: nextToken } : {}) };
   },
 
-  GetCommandInvocation(world, input) {
-    const command = world.commands.get(input.CommandId as string);
+  GetCommandInvocation(world, input, context) {
+    const found = world.commands.get(input.CommandId as string);
+    const command = inRegion(found, context) ? found : undefined;
     const invocation = command?.invocations.find((i) => i.instanceId === input.InstanceId);
     if (!command || !invocation || invocation.visibleAt > world.now || invocation.detailVisibleAt > world.now) throw awsError('InvocationDoesNotExist', 'An error occurred (InvocationDoesNotExist).');
     world.refresh(invocation);
@@ -283,8 +289,9 @@ export const ssmOperations: Record<string, (world: World, input: Input) => unkno
     };
   },
 
-  CancelCommand(world, input) {
-    const command = world.commands.get(input.CommandId as string);
+  CancelCommand(world, input, context) {
+    const found = world.commands.get(input.CommandId as string);
+    const command = inRegion(found, context) ? found : undefined;
     if (!command) throw awsError('InvalidCommandId', `Command ${String(input.CommandId)} does not exist.`);
     const ids = input.InstanceIds as string[] | undefined;
     for (const invocation of command.invocations) {

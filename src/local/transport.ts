@@ -4,13 +4,17 @@
  * code, the SDK's validation, retries and paginators all run as they do in AWS.
  */
 import { ConfiguredRetryStrategy } from '@smithy/core/retry';
+import { onRegionalClient, regionalClients } from '../lib/clients.ts';
 import type { Clients } from '../lib/clients.ts';
 import { clock } from '../lib/clock.ts';
 import { applyCall } from './operations.ts';
 import type { World } from './world.ts';
 
-/** Hook for fault injection and rate limits: runs before each call; may throw an AWS-shaped error. */
-export type CallInterceptor = (call: { service: string; operation: string; input: Record<string, unknown> }) => void | Promise<void>;
+/**
+ * Hook for fault injection and rate limits: runs before each call; may throw an AWS-shaped error. `region` is
+ * the Region of the client that made the call (the home Region's clients, or `ec2In`/`ssmIn`'s).
+ */
+export type CallInterceptor = (call: { service: string; operation: string; input: Record<string, unknown>; region?: string }) => void | Promise<void>;
 
 const MIDDLEWARE = 'vssSnapshotsSimulatedAccount';
 
@@ -20,7 +24,7 @@ interface PluggableClient {
     add(middleware: unknown, options: { step: 'deserialize'; priority: 'high'; name: string; override: boolean }): void;
     remove(name: string): boolean;
   };
-  config: { credentials: unknown; retryStrategy: unknown };
+  config: { credentials: unknown; retryStrategy: unknown; region: () => Promise<string> };
 }
 
 /** Same attempts and exponential backoff as the SDK, but the wait moves the virtual clock, not the real one. */
@@ -35,23 +39,30 @@ export interface InstallOptions {
   interceptors?: CallInterceptor[];
 }
 
-/** Routes every call of these clients to `world` until `uninstall` is called. */
+/**
+ * Routes every call of these clients to `world` until `uninstall` is called, and of every regional client
+ * (`ec2In`, `ssmIn` in src/lib/clients.ts), those made before and those made while installed. Each call
+ * carries its client's Region: the simulated account answers from that Region's resources only.
+ */
 export function installWorld(clients: Clients, world: World, options: InstallOptions = {}): () => void {
   process.env.AWS_REGION ??= 'us-east-1';
-  for (const [service, sdkClient] of Object.entries(clients)) {
-    const client = sdkClient as unknown as PluggableClient;
+  const plugged: PluggableClient[] = [];
+  const plug = (service: string, sdkClient: unknown) => {
+    const client = sdkClient as PluggableClient;
+    plugged.push(client);
     client.middlewareStack.remove(MIDDLEWARE);
     client.middlewareStack.add(
       (_next: unknown, context: { commandName?: string }) => async (args: { input?: unknown }) => {
         const operation = String(context.commandName ?? '').replace(/Command$/, '');
         const input = (args.input ?? {}) as Record<string, unknown>;
+        const region = await client.config.region();
         const call = async () => {
           const wallStart = performance.now();
           try {
             world.countCall(`${service}:${operation}`);
             world.settle();
-            for (const intercept of options.interceptors ?? []) await intercept({ service, operation, input });
-            return await applyCall(world, service, operation, input);
+            for (const intercept of options.interceptors ?? []) await intercept({ service, operation, input, region });
+            return await applyCall(world, service, operation, input, { region });
           } finally {
             // The simulated service's own work: not the Lambda's (the runner leaves it out of billed time).
             world.simulatorMillis += performance.now() - wallStart;
@@ -68,11 +79,15 @@ export function installWorld(clients: Clients, world: World, options: InstallOpt
     // Retries (throttling, 5xx) follow the SDK's rules; their backoff costs virtual time only.
     const strategy = virtualRetryStrategy(world);
     client.config.retryStrategy = async () => strategy;
-  }
+  };
+  for (const [service, sdkClient] of Object.entries(clients)) plug(service, sdkClient);
+  for (const made of regionalClients()) plug(made.service, made.client);
+  const stopListening = onRegionalClient((made) => plug(made.service, made.client));
   const previousNow = clock.now;
   clock.now = () => world.now;
   return () => {
-    for (const client of Object.values(clients)) (client as unknown as PluggableClient).middlewareStack.remove(MIDDLEWARE);
+    stopListening();
+    for (const client of plugged) client.middlewareStack.remove(MIDDLEWARE);
     clock.now = previousNow;
   };
 }

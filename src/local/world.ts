@@ -8,6 +8,7 @@ import { ConsistencyModel, DEFAULT_MAX_LAG_SECONDS } from './consistency.ts';
 import type { LagKind } from './consistency.ts';
 import type { Behaviour, Fleet } from './fleet.ts';
 import { seedHistory } from './history.ts';
+import { keyArn, keyIdFor, resolveKey } from './kms.ts';
 import { startNight } from './nights.ts';
 import { seededRandom, streamSeed } from './random.ts';
 import { VirtualScheduler } from './scheduler.ts';
@@ -43,6 +44,8 @@ export interface SimInstance {
   snapshotCommandsRun: number;
   /** What the DiskShadow restore document does here (fleet file `restore`; default ok). */
   restoreBehaviour?: 'ok' | 'revert-failed' | 'disk-online-failed' | 'volume-in-use' | 'shadow-not-on-disk';
+  /** The Region it lives in (absent: the home Region, REGION; see regions.ts). */
+  region?: string;
 }
 
 export interface SimVolume {
@@ -66,6 +69,12 @@ export interface SimVolume {
   detachAt?: number;
   deleted?: boolean;
   deletedAt?: number;
+  /** The Region it lives in (absent: the home Region). */
+  region?: string;
+  /** EBS encryption (fleet `volumes[].encrypted`/`kmsKeyId`; a volume from a snapshot inherits its snapshot's). */
+  encrypted?: boolean;
+  /** The KMS key's ARN when encrypted (kms.ts). */
+  kmsKeyId?: string;
 }
 
 export interface SimSnapshot {
@@ -87,6 +96,20 @@ export interface SimSnapshot {
    */
   deleted: boolean;
   deletedAt?: number;
+  /** The Region it lives in (absent: its volume's Region, else the home Region; `addSnapshot` fills it in). */
+  region?: string;
+  encrypted?: boolean;
+  /** The KMS key's ARN when encrypted. */
+  kmsKeyId?: string;
+  /** A copy (CopySnapshot, snapshot-copy.ts): the snapshot and Region it was copied from. */
+  sourceSnapshotId?: string;
+  sourceRegion?: string;
+  /** Why a copy ended in `error` (DescribeSnapshots `StateMessage`). */
+  stateMessage?: string;
+  /** A copy: the volume whose data it holds (its own VolumeId is the arbitrary vol-ffffffff); decides incremental copies. */
+  originVolumeId?: string;
+  /** A copy: full or incremental, as the copy model chose (snapshot-copy.ts). */
+  copyKind?: 'full' | 'incremental';
 }
 
 export interface SimInvocation {
@@ -122,6 +145,8 @@ export interface SimCommand {
   invocations: SimInvocation[];
   /** SSM cancelled it before it ran: the account's pending-invocation limit was exceeded ("Rate Exceeded"). */
   rateExceeded?: boolean;
+  /** The Region whose SSM endpoint was called (absent: the home Region). */
+  region?: string;
 }
 
 export interface SimDocument {
@@ -150,6 +175,8 @@ export interface SimImage {
   name: string;
   snapshotIds: string[];
   createdAt: number;
+  /** The Region it is registered in (absent: its first snapshot's Region). */
+  region?: string;
 }
 
 /** One entry of the mutation log (contract §6): every call that changed, or tried to change, the account. */
@@ -159,6 +186,8 @@ export interface Mutation {
   ids: string[];
   ok: boolean;
   error?: string;
+  /** The Region whose endpoint was called, when not the home Region. */
+  region?: string;
 }
 
 /**
@@ -179,6 +208,37 @@ export interface Quotas {
   pendingInvocations: number;
 }
 export const DEFAULT_QUOTAS: Quotas = { pendingInvocations: 5_000 };
+
+/** Cross-Region copies (CopySnapshot) and KMS keys: fleet file `dr`, snapshot-copy.ts and kms.ts. */
+export interface DrSettings {
+  /** Concurrent snapshot copies per destination Region (EBS user guide, "Copy an Amazon EBS snapshot": 20). */
+  copyQuota: number;
+  /** The copy-time model (snapshot-copy.ts `copyDurationMs`). */
+  copyTiming: CopyTiming;
+}
+
+export interface CopyTiming {
+  /** Fixed time every copy takes before data moves (minutes). */
+  startMinutes: number;
+  /** Data moved per hour into the destination (GiB/h). */
+  gibPerHour: number;
+  /** An incremental copy moves this share of the volume (the blocks changed since the previous copy). */
+  incrementalFraction: number;
+  /** A copy that cannot use its KMS key ends in `error` this long after the call (minutes). */
+  kmsFailureMinutes: number;
+}
+
+export const DEFAULT_COPY_TIMING: CopyTiming = { startMinutes: 5, gibPerHour: 100, incrementalFraction: 0.05, kmsFailureMinutes: 2 };
+export const DEFAULT_DR: DrSettings = { copyQuota: 20, copyTiming: { ...DEFAULT_COPY_TIMING } };
+
+/** A customer managed KMS key of the account (kms.ts); `alias/aws/ebs` exists in every Region without one. */
+export interface SimKmsKey {
+  region: string;
+  keyId: string;
+  aliases: string[];
+  /** `no-grant`: the key is enabled but its policy does not let EBS use it for this account (no CreateGrant etc.). */
+  state: 'enabled' | 'disabled' | 'pending-deletion' | 'no-grant';
+}
 
 export class World {
   /** The account's clock (ms). Inside an actor turn (scheduler.ts), reads and moves that turn's own clock. */
@@ -224,6 +284,10 @@ export class World {
   consistency = new ConsistencyModel({ maxLagSeconds: DEFAULT_MAX_LAG_SECONDS, seed: 1 });
   iam: IamScope = { snapshotSendTag: { key: 'ConsistentSnapshot', value: 'WindowsVSS' } };
   quotas: Quotas = { ...DEFAULT_QUOTAS };
+  /** Cross-Region copy settings (fleet file `dr`). */
+  dr: DrSettings = { ...DEFAULT_DR, copyTiming: { ...DEFAULT_COPY_TIMING } };
+  /** Customer managed KMS keys, all Regions (fleet file `dr.kmsKeys`; kms.ts). */
+  readonly kmsKeys: SimKmsKey[] = [];
   /** Seeded choices of what simulated instances print and do (output variants, leftovers). */
   readonly chance: () => number = seededRandom(streamSeed(1, 'instances'));
   /**
@@ -369,6 +433,16 @@ export class World {
 
   /** Adds a new snapshot and keeps the indexes current without a rebuild. */
   addSnapshot(snapshot: SimSnapshot): void {
+    // A snapshot of a volume lives in the volume's Region and has its encryption (EBS user guide, "Amazon EBS
+    // encryption": snapshots of encrypted volumes are encrypted with the same key). Copies set their own.
+    const volume = snapshot.sourceSnapshotId === undefined ? this.volumes.get(snapshot.volumeId) : undefined;
+    if (volume) {
+      if (snapshot.region === undefined && volume.region !== undefined) snapshot.region = volume.region;
+      if (snapshot.encrypted === undefined && volume.encrypted) {
+        snapshot.encrypted = true;
+        if (volume.kmsKeyId !== undefined) snapshot.kmsKeyId = volume.kmsKeyId;
+      }
+    }
     const indexed = this.snapshotIndex !== undefined && this.snapshotIndex.size === this.snapshots.size;
     const isNew = !this.snapshots.has(snapshot.snapshotId);
     this.snapshots.set(snapshot.snapshotId, snapshot);
@@ -434,6 +508,7 @@ export class World {
         platform: i.platform,
         state: i.state,
         availabilityZone: i.availabilityZone,
+        region: i.region ?? REGION,
         tags: i.tags,
       })),
       volumes: [...this.volumes.values()].filter((v) => !v.deleted).map((v) => this.settleVolume(v)).map((v) => ({
@@ -442,6 +517,8 @@ export class World {
         device: v.device ?? null,
         sizeGiB: v.sizeGiB,
         availabilityZone: v.availabilityZone,
+        region: v.region ?? REGION,
+        ...(v.encrypted ? { encrypted: true, kmsKeyId: v.kmsKeyId ?? null } : {}),
         ...(v.snapshotId ? { snapshotId: v.snapshotId } : {}),
         ...(v.clientToken ? { state: v.instanceId ? (v.attachState ?? 'attached') : this.now < v.availableAt ? 'creating' : 'available', tags: v.tags } : {}),
       })),
@@ -451,13 +528,14 @@ export class World {
           volumeId: v.volumeId,
           sizeGiB: v.sizeGiB,
           availabilityZone: v.availabilityZone,
+          region: v.region ?? REGION,
           ...(v.snapshotId ? { snapshotId: v.snapshotId } : {}),
           tags: v.tags,
           deletedAt: new Date(v.deletedAt ?? this.now).toISOString(),
         })),
       snapshots: [...this.snapshots.values()]
         .filter((s) => !s.deleted)
-        .map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, instanceId: s.instanceId, state: this.snapshotState(s), startTime: new Date(s.startTime).toISOString(), tags: s.tags })),
+        .map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, instanceId: s.instanceId, state: this.snapshotState(s), startTime: new Date(s.startTime).toISOString(), tags: s.tags, ...snapshotExtras(s, this) })),
       deletedSnapshots: [...this.snapshots.values()]
         .filter((s) => s.deleted)
         .map((s) => ({
@@ -468,8 +546,9 @@ export class World {
           startTime: new Date(s.startTime).toISOString(),
           tags: s.tags,
           deletedAt: new Date(s.deletedAt ?? this.now).toISOString(),
+          ...snapshotExtras(s, this),
         })),
-      images: [...this.images.values()].map((i) => ({ imageId: i.imageId, name: i.name, snapshotIds: i.snapshotIds })),
+      images: [...this.images.values()].map((i) => ({ imageId: i.imageId, name: i.name, snapshotIds: i.snapshotIds, region: i.region ?? this.snapshots.get(i.snapshotIds[0] ?? '')?.region ?? REGION })),
       commands: [...this.commands.values()].map((c) => ({
         commandId: c.commandId,
         documentName: c.documentName,
@@ -483,9 +562,36 @@ export class World {
       published: this.published.map((p) => ({ topicArn: p.topicArn, subject: p.subject ?? null, message: p.message })),
       objects: [...this.buckets.entries()].flatMap(([bucket, objects]) => [...objects.keys()].map((key) => `s3://${bucket}/${key}`)),
       apiCalls: { ...this.apiCalls },
-      mutations: this.mutations.map((m) => ({ at: new Date(m.at).toISOString(), call: m.call, ids: m.ids, ok: m.ok, ...(m.error ? { error: m.error } : {}) })),
+      mutations: this.mutations.map((m) => ({ at: new Date(m.at).toISOString(), call: m.call, ids: m.ids, ok: m.ok, ...(m.error ? { error: m.error } : {}), ...(m.region ? { region: m.region } : {}) })),
     };
   }
+}
+
+/**
+ * What the dump adds to a snapshot: its Region (always), its encryption, and for a copy its source, how it was
+ * copied and, once failed, why.
+ */
+function snapshotExtras(s: SimSnapshot, world: World): SnapshotDumpExtras {
+  const state = world.snapshotState(s);
+  return {
+    region: s.region ?? REGION,
+    ...(s.encrypted ? { encrypted: true, kmsKeyId: s.kmsKeyId ?? null } : {}),
+    ...(s.sourceSnapshotId !== undefined ? { sourceSnapshotId: s.sourceSnapshotId, sourceRegion: s.sourceRegion ?? REGION } : {}),
+    ...(s.copyKind ? { copyKind: s.copyKind, completeAt: new Date(s.completeAt).toISOString() } : {}),
+    ...(state === 'error' && s.stateMessage ? { stateMessage: s.stateMessage } : {}),
+  };
+}
+
+interface SnapshotDumpExtras {
+  region: string;
+  encrypted?: boolean;
+  kmsKeyId?: string | null;
+  sourceSnapshotId?: string;
+  sourceRegion?: string;
+  copyKind?: 'full' | 'incremental';
+  /** When a copy is (or was) due to end, completed or in error. */
+  completeAt?: string;
+  stateMessage?: string;
 }
 
 function indexSnapshot(index: { byVolume: Map<string, SimSnapshot[]>; byTag: Map<string, SimSnapshot[]> }, s: SimSnapshot): void {
@@ -501,16 +607,29 @@ function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 
 export interface WorldDump {
   now: string;
-  instances: { instanceId: string; name?: string; platform: string; state: string; availabilityZone: string; tags: Record<string, string> }[];
+  instances: { instanceId: string; name?: string; platform: string; state: string; availabilityZone: string; region: string; tags: Record<string, string> }[];
   /** `state` and `tags` only on volumes made by CreateVolume (restores). */
-  volumes: { volumeId: string; instanceId: string | null; device: string | null; sizeGiB: number; availabilityZone: string; snapshotId?: string; state?: string; tags?: Record<string, string> }[];
+  volumes: {
+    volumeId: string;
+    instanceId: string | null;
+    device: string | null;
+    sizeGiB: number;
+    availabilityZone: string;
+    region: string;
+    encrypted?: boolean;
+    kmsKeyId?: string | null;
+    snapshotId?: string;
+    state?: string;
+    tags?: Record<string, string>;
+  }[];
   /** Volumes deleted by DeleteVolume, with what they were. */
-  deletedVolumes: { volumeId: string; sizeGiB: number; availabilityZone: string; snapshotId?: string; tags: Record<string, string>; deletedAt: string }[];
-  snapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> }[];
+  deletedVolumes: { volumeId: string; sizeGiB: number; availabilityZone: string; region: string; snapshotId?: string; tags: Record<string, string>; deletedAt: string }[];
+  /** A copy's `volumeId` is the arbitrary `vol-ffffffff` (as EC2 shows it); its `instanceId` is its source's. */
+  snapshots: ({ snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> } & SnapshotDumpExtras)[];
   /** Snapshots deleted by DeleteSnapshot (a pending one is gone only once it completes), with what they were. */
-  deletedSnapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string>; deletedAt: string }[];
+  deletedSnapshots: ({ snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string>; deletedAt: string } & SnapshotDumpExtras)[];
   /** AMIs registered from snapshots (fleet `history` entries `usedByImage`). */
-  images: { imageId: string; name: string; snapshotIds: string[] }[];
+  images: { imageId: string; name: string; snapshotIds: string[]; region: string }[];
   commands: {
     commandId: string;
     documentName: string;
@@ -525,25 +644,38 @@ export interface WorldDump {
   objects: string[];
   apiCalls: Record<string, number>;
   /** Every mutating call in order: when, what, on which ids, and whether it took effect (contract §6). */
-  mutations: { at: string; call: string; ids: string[]; ok: boolean; error?: string }[];
+  mutations: { at: string; call: string; ids: string[]; ok: boolean; error?: string; region?: string }[];
 }
 
 /**
  * Builds a world from a fleet file: instances (in the file's order), their volumes, agents and behaviours, the
  * snapshots they already have (`history`, history.ts), set up for the first night (nights.ts).
  */
+/** A fleet volume's encryption: its key (default alias/aws/ebs) as a key ARN of its Region. */
+function volumeEncryption(world: World, region: string, v: { encrypted?: boolean; kmsKeyId?: string }): Pick<SimVolume, 'encrypted' | 'kmsKeyId'> {
+  if (!v.encrypted && v.kmsKeyId === undefined) return {};
+  const found = resolveKey(world, region, v.kmsKeyId ?? 'alias/aws/ebs');
+  // parseFleet has checked the key exists; an unresolvable one would stay as written.
+  return { encrypted: true, kmsKeyId: 'key' in found ? keyArn(found.key.region, found.key.keyId) : (v.kmsKeyId as string) };
+}
+
 export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
   const world = new World(start);
   world.faults = fleet.faults ?? { ...DEFAULT_FAULTS, kinds: [...DEFAULT_FAULTS.kinds] };
   world.consistency = new ConsistencyModel({ maxLagSeconds: fleet.consistency?.maxLagSeconds ?? DEFAULT_MAX_LAG_SECONDS, seed: fleet.consistency?.seed ?? 1 });
   if (fleet.quotas?.pendingInvocations !== undefined) world.quotas.pendingInvocations = fleet.quotas.pendingInvocations;
+  if (fleet.dr?.copyQuota !== undefined) world.dr.copyQuota = fleet.dr.copyQuota;
+  for (const [key, value] of Object.entries(fleet.dr?.copyTiming ?? {})) if (value !== undefined) world.dr.copyTiming[key as keyof CopyTiming] = value;
+  for (const key of fleet.dr?.kmsKeys ?? []) {
+    world.kmsKeys.push({ region: key.region, keyId: key.keyId ?? keyIdFor(key.region, key.alias ?? ''), aliases: key.alias ? [key.alias] : [], state: key.state });
+  }
   const givenIds = new Set(fleet.instances.flatMap((i) => (i.instanceId ? [i.instanceId] : [])));
   const instanceIds: string[] = [];
   for (const [index, spec] of fleet.instances.entries()) {
     // A generated id never takes one the fleet gives to another instance.
     let instanceId = spec.instanceId ?? `i-0${world.nextHex(16)}`;
     while (spec.instanceId === undefined && (givenIds.has(instanceId) || world.instances.has(instanceId))) instanceId = `i-0${world.nextHex(16)}`;
-    const az = AZS[index % AZS.length] as string;
+    const az = spec.region ? `${spec.region}${'abc'[index % 3]}` : (AZS[index % AZS.length] as string);
     const volumes = spec.volumes ?? [{ device: '/dev/sda1', sizeGiB: 30 }];
     const instance: SimInstance = {
       instanceId,
@@ -559,6 +691,7 @@ export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
       snapshotMinutes: spec.snapshotMinutes,
       snapshotCommandsRun: 0,
       ...(spec.restore && spec.restore !== 'ok' ? { restoreBehaviour: spec.restore } : {}),
+      ...(spec.region && spec.region !== REGION ? { region: spec.region } : {}),
     };
     world.instances.set(instanceId, instance);
     instanceIds.push(instanceId);
@@ -573,6 +706,8 @@ export function worldFromFleet(fleet: Fleet, start = DEFAULT_START): World {
         createdAt: start,
         availableAt: start,
         tags: {},
+        ...(instance.region ? { region: instance.region } : {}),
+        ...volumeEncryption(world, instance.region ?? REGION, v),
       });
     }
   }
