@@ -54,8 +54,7 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
   }
   const started = clock.now();
   try {
-    await pollCopies(deps.dr, record, dr.maxAttempts);
-    await resolveUnconfirmed(deps.dr, config.stackId, record, dr.maxAttempts);
+    await reconcile(deps.dr, record, dr.maxAttempts);
     if (clock.now() < record.deadline) await startCopies(deps, record);
     await deleteExpired(deps.dr, record, started);
   } finally {
@@ -63,6 +62,7 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
   }
   const over = record.jobs.every(isFinalJob) && deletionsLeft(record) === 0;
   if (over || clock.now() >= record.deadline) {
+    await removeDuplicateCopies(deps.dr, record);
     await finishDrPass(deps, record);
     return progressOfDr(record, 1);
   }
@@ -86,62 +86,75 @@ async function listBy(ec2: EC2Client, name: string, values: readonly string[], e
   return out;
 }
 
-async function pollCopies(ec2: EC2Client, record: DrRecord, maxAttempts: number): Promise<void> {
-  const copying = record.jobs.filter((j) => j.state === 'copying' && j.copyId);
-  if (copying.length === 0) return;
-  const seen = new Map((await listBy(ec2, 'snapshot-id', copying.map((j) => j.copyId as string))).map((s) => [s.SnapshotId, s]));
-  for (const job of copying) {
-    const copy = seen.get(job.copyId);
-    if (!copy) {
-      // Not listed: new (EC2 lists late), or deleted by someone since.
-      if (clock.now() - (job.startedAt ?? 0) > CONFIRM_MS) retryOrFail(job, maxAttempts, 'copy-error', `the copy ${job.copyId} disappeared from ${record.region} before it completed`);
+/**
+ * Reads where every copy in flight is. By the source tag, not by copy id: the SDK retries a CopySnapshot whose
+ * answer timed out, and CopySnapshot has no client token, so one source can get two copies; reading by source
+ * sees both. The job keeps its own copy (or, errored or unknown, the best other one: completed before pending);
+ * every other copy of the same source is deleted, errored ones too, so exactly one copy remains.
+ */
+async function reconcile(ec2: EC2Client, record: DrRecord, maxAttempts: number): Promise<void> {
+  const open = record.jobs.filter(inFlight);
+  if (open.length === 0) return;
+  const found = await copiesBySource(ec2, record.stackId, open);
+  for (const job of open) {
+    const list = found.get(job.sourceSnapshotId) ?? [];
+    const own = list.find((c) => c.SnapshotId === job.copyId);
+    const usable = list.filter((c) => c.State !== 'error').sort((a, b) => rank(a) - rank(b) || (a.StartTime?.getTime() ?? 0) - (b.StartTime?.getTime() ?? 0));
+    const chosen = own && own.State !== 'error' ? own : usable[0];
+    for (const other of list) if (other !== chosen) await deleteQuietly(ec2, other.SnapshotId as string);
+    if (chosen) {
+      adopt(job, chosen);
       continue;
     }
-    if (copy.State === 'completed') {
-      job.state = 'completed';
-      job.completedAt = clock.now();
-    } else if (copy.State === 'error') {
-      const message = copy.StateMessage ?? 'no message';
-      await deleteQuietly(ec2, job.copyId as string);
+    if (own?.State === 'error') {
+      const message = own.StateMessage ?? 'no message';
       const kms = /kms|key|grant|encrypt/i.test(message);
       retryOrFail(job, maxAttempts, kms ? 'kms' : 'copy-error', kms ? kmsAdvice(record.region, message) : `the copy ended in error (${message})`);
+      continue;
+    }
+    // Not listed: new (EC2 lists late), never made (a lost call that did not happen), or deleted by someone since.
+    if (clock.now() - (job.startedAt ?? 0) > CONFIRM_MS) {
+      retryOrFail(job, maxAttempts, 'copy-error', job.copyId ? `the copy ${job.copyId} disappeared from ${record.region} before it completed` : `CopySnapshot was called but no copy appeared in ${record.region}`);
     }
   }
 }
 
-async function resolveUnconfirmed(ec2: EC2Client, stackId: string, record: DrRecord, maxAttempts: number): Promise<void> {
-  const starting = record.jobs.filter((j) => j.state === 'starting');
-  if (starting.length === 0) return;
-  const found = await existingCopies(ec2, stackId, starting);
-  for (const job of starting) {
-    const copy = found.get(job.sourceSnapshotId);
-    if (copy) adopt(job, copy);
-    else if (clock.now() - (job.startedAt ?? 0) > CONFIRM_MS) retryOrFail(job, maxAttempts, 'copy-error', `CopySnapshot was called but no copy appeared in ${record.region}`);
-  }
-}
+const rank = (s: Snapshot): number => (s.State === 'completed' ? 0 : s.State === 'pending' ? 1 : 2);
 
-/**
- * This stack's copies of the jobs' sources in the DR Region, one per source: a completed one before a pending one;
- * extra copies (two passes raced) and errored ones are deleted, so exactly one copy remains.
- */
-async function existingCopies(ec2: EC2Client, stackId: string, jobs: readonly CopyJob[]): Promise<Map<string, Snapshot>> {
-  // Only this stack's copies: another stage copying the same source is not ours to adopt or delete.
+/** This stack's copies of the jobs' sources in the DR Region, by source (another stage's copies are not ours). */
+async function copiesBySource(ec2: EC2Client, stackId: string, jobs: readonly CopyJob[]): Promise<Map<string, Snapshot[]>> {
   const copies = await listBy(ec2, `tag:${SOURCE_SNAPSHOT_TAG}`, jobs.map((j) => j.sourceSnapshotId), [{ Name: `tag:${STACK_TAG}`, Values: [stackId] }]);
-  const out = new Map<string, Snapshot>();
-  const rank = (s: Snapshot) => (s.State === 'completed' ? 0 : s.State === 'pending' ? 1 : 2);
   const bySource = new Map<string, Snapshot[]>();
   for (const c of copies) {
     const source = tagMap(c)[SOURCE_SNAPSHOT_TAG];
     if (source) bySource.set(source, [...(bySource.get(source) ?? []), c]);
   }
-  for (const [source, list] of bySource) {
-    list.sort((a, b) => rank(a) - rank(b) || (a.StartTime?.getTime() ?? 0) - (b.StartTime?.getTime() ?? 0));
-    const [best, ...extra] = list;
-    for (const e of extra) await deleteQuietly(ec2, e.SnapshotId as string);
-    if (best && best.State !== 'error') out.set(source, best);
-    else if (best) await deleteQuietly(ec2, best.SnapshotId as string);
+  return bySource;
+}
+
+/**
+ * The one usable copy per source that exists already (before a copy is started: a crashed pass, a concurrent
+ * run), the others deleted. Errored copies are deleted and not returned.
+ */
+async function existingCopies(ec2: EC2Client, stackId: string, jobs: readonly CopyJob[]): Promise<Map<string, Snapshot>> {
+  const out = new Map<string, Snapshot>();
+  for (const [source, list] of await copiesBySource(ec2, stackId, jobs)) {
+    const usable = list.filter((c) => c.State !== 'error').sort((a, b) => rank(a) - rank(b) || (a.StartTime?.getTime() ?? 0) - (b.StartTime?.getTime() ?? 0));
+    for (const other of list) if (other !== usable[0]) await deleteQuietly(ec2, other.SnapshotId as string);
+    if (usable[0]) out.set(source, usable[0]);
   }
   return out;
+}
+
+/**
+ * At the end of a pass: a copy made twice whose second copy EC2 listed only after the job completed is found
+ * here and deleted (every completed job's source is read once more).
+ */
+export async function removeDuplicateCopies(ec2: EC2Client, record: DrRecord): Promise<void> {
+  const done = record.jobs.filter((j) => j.state === 'completed' && j.copyId);
+  if (done.length === 0) return;
+  const found = await copiesBySource(ec2, record.stackId, done);
+  for (const job of done) for (const c of found.get(job.sourceSnapshotId) ?? []) if (c.SnapshotId !== job.copyId) await deleteQuietly(ec2, c.SnapshotId as string);
 }
 
 function adopt(job: CopyJob, copy: Snapshot): void {
@@ -163,7 +176,7 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
   const next = record.jobs.filter((j) => j.state === 'waiting').slice(0, free);
   if (next.length === 0) return;
   // Copies that exist already (an earlier pass, a concurrent run): adopted, never made twice.
-  const existing = await existingCopies(deps.dr, deps.config.stackId, next);
+  const existing = await existingCopies(deps.dr, record.stackId, next);
   const sources = new Map((await listBy(deps.home, 'snapshot-id', next.map((j) => j.sourceSnapshotId))).map((s) => [s.SnapshotId, s]));
   const toStart: { job: CopyJob; source: Snapshot }[] = [];
   for (const job of next) {

@@ -1,0 +1,140 @@
+/**
+ * DR copies through the real workflow on the simulated account with Regions: every verified set ends with
+ * exactly one completed, tagged copy in the DR Region; the copy quota is never exceeded; lost answers, KMS
+ * problems and deleted sources are handled and alerted separately; copies that outlast the pass's deadline are
+ * finished by the next night's pass; the DR Region's retention keeps what it must. Checked against the world.
+ */
+import { describe, expect, it } from 'vitest';
+import { DR_LATEST_KEY, drRecordKey } from '../src/lib/dr/record.ts';
+import type { DrRecord } from '../src/lib/dr/record.ts';
+import type { RunReport } from '../src/lib/report.ts';
+import { INSTANCE_TAG, RUN_TAG, SOURCE_REGION_TAG, SOURCE_SNAPSHOT_TAG, STACK_TAG } from '../src/lib/run-id.ts';
+import { parseFleet } from '../src/local/fleet.ts';
+import { REPORT_BUCKET, runWorkflow } from '../src/local/runner.ts';
+import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
+import { worldFromFleet } from '../src/local/world.ts';
+import type { World, WorldDump } from '../src/local/world.ts';
+import { readReport, twoVolumes } from './helpers.ts';
+
+const DR = 'us-west-2';
+const DAY = 86_400_000;
+
+const smallVolumes = [{ device: '/dev/sda1', sizeGiB: 30 }, { device: 'xvdf', sizeGiB: 8 }];
+
+function drWorld(count: number, extra: Record<string, unknown> = {}, faults = false, volumes: unknown = twoVolumes): World {
+  const instances = Array.from({ length: count }, (_, n) => ({ instanceId: `i-0${String(n + 1).padStart(16, 'a')}`, volumes }));
+  return worldFromFleet(parseFleet({ ...(faults ? {} : { faults: { rate: 0 } }), instances, ...extra }, 'dr fleet'));
+}
+
+async function night(world: World, env: Record<string, string> = {}, options: RunOptions = {}): Promise<{ result: LocalRunResult; report: RunReport; record: DrRecord }> {
+  const result = await runWorkflow(world, { ...options, env: { DR_REGION: DR, ...env } });
+  const report = readReport(world, result) as RunReport;
+  const text = world.buckets.get(REPORT_BUCKET)?.get(drRecordKey(report.runId));
+  return { result, report, record: JSON.parse(text ?? 'null') as DrRecord };
+}
+
+type DumpSnapshot = WorldDump['snapshots'][number] & { region?: string; sourceSnapshotId?: string; sourceRegion?: string };
+const live = (world: World): DumpSnapshot[] => world.dump().snapshots as DumpSnapshot[];
+const copiesIn = (world: World): DumpSnapshot[] => live(world).filter((s) => s.region === DR);
+
+/** Every verified snapshot of the report has exactly one completed copy in the DR Region, tagged and sourced. */
+function expectProtected(world: World, report: RunReport): void {
+  const copies = copiesIn(world);
+  for (const i of report.instances.filter((x) => x.outcome === 'succeeded')) {
+    for (const s of i.snapshots) {
+      const mine = copies.filter((c) => c.sourceSnapshotId === s.snapshotId);
+      expect(mine.map((c) => c.state), `${i.instanceId} ${s.snapshotId}`).toEqual(['completed']);
+      const c = mine[0] as DumpSnapshot;
+      expect(c.sourceRegion).toBe('us-east-1');
+      expect(c.tags[SOURCE_SNAPSHOT_TAG]).toBe(s.snapshotId);
+      expect(c.tags[SOURCE_REGION_TAG]).toBe('us-east-1');
+      expect(c.tags[INSTANCE_TAG]).toBe(i.instanceId);
+      expect(c.tags[RUN_TAG]).toBe(report.runId);
+      expect(c.tags[STACK_TAG]).toBe('vss-snapshots-local');
+      expect(c.tags.AppConsistent).toBe('true');
+    }
+  }
+}
+
+describe('DR copies', () => {
+  it('copies every verified set into the DR Region, exactly once, and reports it protected', async () => {
+    const world = drWorld(3);
+    const { result, report, record } = await night(world);
+    expect(result.status).toBe('SUCCEEDED');
+    expect(report.summary.succeeded).toBe(3);
+    expectProtected(world, report);
+    expect(copiesIn(world)).toHaveLength(6);
+    expect(report.copies).toMatchObject({ region: DR, sourceRegion: 'us-east-1', protected: 3, inProgress: 0, failed: [], complete: true, alert: null });
+    expect(record.jobs.every((j) => j.state === 'completed' && j.attempts === 1)).toBe(true);
+    expect(world.published.filter((p) => p.subject?.includes('DR'))).toHaveLength(0);
+    expect(world.buckets.get(REPORT_BUCKET)?.get(DR_LATEST_KEY)).toContain(report.runId);
+  });
+
+  it('is off without DR_REGION: no copy, no copies section', async () => {
+    const world = drWorld(1);
+    const result = await runWorkflow(world, {});
+    const report = readReport(world, result) as RunReport;
+    expect(result.status).toBe('SUCCEEDED');
+    expect(report.copies).toBeUndefined();
+    expect(copiesIn(world)).toHaveLength(0);
+  });
+
+  it('keeps at most the concurrent copy quota in flight, and protects 30 instances with quota 4', async () => {
+    const world = drWorld(30, {}, false, smallVolumes);
+    let peak = 0;
+    const { report } = await night(world, { DR_COPY_CONCURRENCY: '4' }, {
+      onEvent: () => {
+        const inFlight = copiesIn(world).filter((c) => c.state === 'pending').length;
+        peak = Math.max(peak, inFlight);
+      },
+    });
+    expect(peak).toBeGreaterThan(0);
+    expect(peak).toBeLessThanOrEqual(4);
+    expect(report.copies?.protected).toBe(30);
+    expectProtected(world, report);
+  });
+
+  it('reports a disabled DR key as a failed copy with the reason, in a separate alert, after the bounded retries', async () => {
+    const world = drWorld(2, { dr: { kmsKeys: [{ region: DR, alias: 'alias/vss-dr', state: 'disabled' }] } });
+    const { result, report, record } = await night(world, { DR_KMS_KEY_ID: 'alias/vss-dr' });
+    expect(result.status).toBe('SUCCEEDED');
+    expect(report.alert).toBeNull();
+    expect(report.copies?.protected).toBe(0);
+    expect(report.copies?.failed).toHaveLength(4);
+    for (const f of report.copies?.failed ?? []) expect(f.code).toBe('kms');
+    expect(record.jobs.every((j) => j.attempts === 3)).toBe(true);
+    const alert = world.published.find((p) => p.subject?.includes('DR copy missing'));
+    expect(alert?.message).toContain('KMS');
+    expect(alert?.message).toContain('What to do');
+    // No errored copy is left behind in the DR Region.
+    expect(copiesIn(world).filter((c) => c.state === 'error')).toHaveLength(0);
+  });
+
+  it('survives lost CopySnapshot answers and API faults: still exactly one copy per snapshot', async () => {
+    for (const seed of [1, 2, 3]) {
+      const world = worldFromFleet(
+        parseFleet({ faults: { rate: 0.15, seed, kinds: ['throttle', 'server', 'timeout'] }, instances: Array.from({ length: 6 }, () => ({ volumes: twoVolumes })) }, 'faulty'),
+      );
+      const { result, report } = await night(world);
+      expect(result.status, `seed ${seed}`).toBe('SUCCEEDED');
+      expectProtected(world, report);
+      expect(report.copies?.protected, `seed ${seed}`).toBe(report.summary.succeeded);
+    }
+  });
+
+  it('leaves copies that outlast the deadline to the next night, which completes them', async () => {
+    // 1 TiB volumes at 100 GiB/h: a full copy takes over 10 hours; a 2-hour pass cannot wait for it.
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, instances: [{ volumes: [{ device: '/dev/sda1', sizeGiB: 1024 }] }] }, 'big'));
+    const first = await night(world, { DR_COPY_DEADLINE_HOURS: '2' });
+    expect(first.report.copies).toMatchObject({ protected: 0, inProgress: 1, complete: true });
+    expect(first.report.copies?.copying).toBe(1);
+    const alert = world.published.find((p) => p.subject?.includes('DR copy missing'));
+    expect(alert?.message).toContain('next nightly pass');
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    const second = await night(world, { DR_COPY_DEADLINE_HOURS: '2' });
+    const carried = second.record.jobs.find((j) => j.fromRun === first.report.runId);
+    expect(carried?.state).toBe('completed');
+    // The first night's copy was adopted, not made again.
+    expect(copiesIn(world).filter((c) => c.sourceSnapshotId === carried?.sourceSnapshotId)).toHaveLength(1);
+  });
+});
