@@ -137,4 +137,43 @@ describe('DR copies', () => {
     // The first night's copy was adopted, not made again.
     expect(copiesIn(world).filter((c) => c.sourceSnapshotId === carried?.sourceSnapshotId)).toHaveLength(1);
   });
+
+  it('fails a copy whose source was deleted before it was made, says why, and copies the rest', async () => {
+    const world = drWorld(2, {}, false, smallVolumes);
+    let victim: string | undefined;
+    const { report } = await night(world, {}, {
+      interceptors: [
+        (call) => {
+          if (call.operation !== 'CopySnapshot' || victim) return;
+          victim = call.input.SourceSnapshotId as string;
+          const s = world.snapshots.get(victim);
+          if (s) {
+            s.deleted = true;
+            s.deletedAt = world.now;
+          }
+        },
+      ],
+    });
+    expect(victim).toBeDefined();
+    expect(report.copies?.failed.map((f) => [f.snapshotId, f.code])).toEqual([[victim, 'source-deleted']]);
+    expect(report.copies?.protected).toBe(1);
+    expect(world.published.find((p) => p.subject?.includes('DR copy missing'))?.message).toContain(victim as string);
+  });
+
+  it('waits for copy slots when other tools fill the destination quota (ResourceLimitExceeded), and loses nothing', async () => {
+    // The account's quota is 3 in flight; the stack would use 20.
+    const world = drWorld(6, { dr: { copyQuota: 3 } }, false, smallVolumes);
+    const { report, record } = await night(world);
+    expect(record.quotaRefusals).toBeGreaterThan(0);
+    expect(report.copies?.protected).toBe(6);
+    expect(record.jobs.every((j) => j.state === 'completed')).toBe(true);
+    expectProtected(world, report);
+  });
+
+  it('copies nothing on a dry run', async () => {
+    const world = drWorld(1);
+    const { report } = await night(world, {}, { input: { dryRun: true } });
+    expect(copiesIn(world)).toHaveLength(0);
+    expect(report.copies?.skipped).toMatch(/dry run/);
+  });
 });

@@ -57,7 +57,7 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
       `${opts.retain ? `, --retain ${formatRetainPolicy(opts.retain)}` : ''}${opts.drRegion ? `, DR copies into ${opts.drRegion}` : ''})\n`,
   );
   for (const text of unusedNights(fleet, opts.nights)) note(`note: ${text}\n`);
-  lineOut(`${HEADER}\n`);
+  lineOut(`${HEADER}${opts.drRegion ? DR_HEADER : ''}\n`);
 
   const results = await simulateNights(world, fleet, {
     nights: opts.nights,
@@ -75,9 +75,10 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
     }
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ nights: results, ...(opts.retain ? { retain: opts.retain } : {}), simulatedDays: opts.nights, wallSeconds: Number(wallSeconds.toFixed(2)) }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ nights: results, ...(opts.retain ? { retain: opts.retain } : {}), ...(opts.drRegion ? { drRegion: opts.drRegion } : {}), simulatedDays: opts.nights, wallSeconds: Number(wallSeconds.toFixed(2)) }, null, 2)}\n`);
   } else {
     process.stdout.write(`\n${nightChart(results.map((r) => r.snapshotsOurs), { title: 'Snapshots of this stack in the account, after each night:' })}`);
+    if (opts.drRegion) process.stdout.write(`\n${nightChart(results.map((r) => r.drCopiesOurs ?? 0), { title: `DR copies of this stack in ${opts.drRegion}, after each night:` })}`);
     process.stdout.write(`\n${closingLine(results, wallSeconds)}\n`);
   }
   if (results.some((r) => r.status === 'FAILED')) return EXIT.failed;
@@ -85,6 +86,8 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
 }
 
 const HEADER = 'night  date        outcome                              ours  deleted  others';
+/** With --dr-region: this stack's copies in the DR Region, and the night's sets protected there / not (yet). */
+const DR_HEADER = '  in-DR  protected  missing';
 
 /** One night: when, how it went, this stack's snapshots after it, deletions that night, everyone else's snapshots. */
 export function nightLine(night: NightResult, instances: ReadonlyMap<string, { name?: string }>): string {
@@ -101,7 +104,12 @@ export function nightLine(night: NightResult, instances: ReadonlyMap<string, { n
     ...night.terminated.map((id) => `${instances.get(id)?.name ?? id} terminated`),
     ...(night.othersDeleted > 0 ? [`!! ${plural(night.othersDeleted, 'snapshot')} not made by this stack deleted`] : []),
   ];
-  const line = `${String(night.night).padStart(5)}  ${date}  ${outcome.slice(0, 35).padEnd(35)}  ${String(night.snapshotsOurs).padStart(5)}  ${String(night.deleted).padStart(7)}  ${String(night.snapshotsOthers).padStart(6)}`;
+  const copies = night.copies as { protected?: number; inProgress?: number; failed?: unknown[] } | undefined;
+  const dr =
+    night.drCopiesOurs === undefined
+      ? ''
+      : `  ${String(night.drCopiesOurs).padStart(5)}  ${String(copies?.protected ?? 0).padStart(9)}  ${String((copies?.inProgress ?? 0) + (copies?.failed?.length ?? 0)).padStart(7)}`;
+  const line = `${String(night.night).padStart(5)}  ${date}  ${outcome.slice(0, 35).padEnd(35)}  ${String(night.snapshotsOurs).padStart(5)}  ${String(night.deleted).padStart(7)}  ${String(night.snapshotsOthers).padStart(6)}${dr}`;
   return extras.length ? `${line}  (${extras.join('; ')})` : line;
 }
 

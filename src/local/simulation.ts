@@ -13,6 +13,7 @@ import { LOCAL_STACK_ID } from './history.ts';
 import { nightStart, startNight } from './nights.ts';
 import { REPORT_BUCKET, runWorkflow } from './runner.ts';
 import type { LocalRunResult, RunOptions } from './runner.ts';
+import { REGION } from './world.ts';
 import type { SimSnapshot, World } from './world.ts';
 
 /** What one night did, as `simulate --json` prints it (README "Multi-night simulation"). */
@@ -40,6 +41,12 @@ export interface NightResult {
   othersDeleted: number;
   /** The run report's `retention` section, when the run has one. */
   retention?: unknown;
+  /** DR copies on: this stack's snapshots in the DR Region after the night (`snapshotsOurs` counts the home Region). */
+  drCopiesOurs?: number;
+  /** DR copies on: snapshots deleted in the DR Region that night (the DR rule, errored or duplicate copies). */
+  drDeleted?: number;
+  /** DR copies on: the run report's `copies` section (protected, in progress, failed). */
+  copies?: unknown;
   wallSeconds: number;
 }
 
@@ -83,11 +90,19 @@ export async function simulateNights(world: World, fleet: Fleet, options: Simula
     const executionName = `nightly-${new Date(at).toISOString().replace(/[-:]/g, '').replace(/\.[0-9]+Z$/, 'Z')}`;
     const run = await runWorkflow(world, { input: options.input ?? {}, executionName, ...(options.env ? { env: options.env } : {}), ...(options.onEvent ? { onEvent: options.onEvent } : {}) });
     const report = readNightReport(world, run);
-    const deletions = deletedSince(world, mark, at);
+    const drRegion = options.env?.DR_REGION;
+    const allDeletions = deletedSince(world, mark, at);
+    // `deleted` stays what it always was, the home Region's; the DR Region's deletions are counted apart.
+    const deletions = allDeletions.filter((s) => !drRegion || (s.region ?? REGION) !== drRegion);
     let ours = 0;
     let others = 0;
+    let drOurs = 0;
     for (const s of world.snapshots.values()) {
       if (s.deleted) continue;
+      if (drRegion && (s.region ?? REGION) === drRegion) {
+        if (isOurs(s)) drOurs += 1;
+        continue;
+      }
       if (isOurs(s)) ours += 1;
       else others += 1;
     }
@@ -106,6 +121,7 @@ export async function simulateNights(world: World, fleet: Fleet, options: Simula
       deleted: deletions.length,
       othersDeleted: deletions.filter((s) => !isOurs(s)).length,
       ...(report && 'retention' in report ? { retention: (report as { retention?: unknown }).retention } : {}),
+      ...(drRegion ? { drCopiesOurs: drOurs, drDeleted: allDeletions.length - deletions.length, ...(report?.copies ? { copies: report.copies } : {}) } : {}),
       wallSeconds: run.stats.wallSeconds,
     };
     results.push(result);
