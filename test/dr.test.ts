@@ -176,4 +176,63 @@ describe('DR copies', () => {
     expect(copiesIn(world)).toHaveLength(0);
     expect(report.copies?.skipped).toMatch(/dry run/);
   });
+
+  it('keeps the DR Region by its own rule over many nights: the newest copies, held and AMI-used ones, never another stack\'s', async () => {
+    const world = drWorld(2, {}, false, smallVolumes);
+    const [a, b] = [...world.instances.keys()] as [string, string];
+    const seed = (instanceId: string, ageDays: number, tags: Record<string, string>, stack: string | null = 'vss-snapshots-local'): string => {
+      const start = world.now - ageDays * DAY;
+      const id = `snap-0${world.nextHex(16)}`;
+      const runId = `${new Date(start).toISOString().replace(/[-:]/g, '').replace(/\.[0-9]+Z$/, 'Z')}-${world.nextHex(8)}`;
+      world.addSnapshot({
+        snapshotId: id,
+        volumeId: 'vol-ffffffff',
+        instanceId: '',
+        volumeSize: 8,
+        startTime: start + 3_600_000,
+        completeAt: start + 7_200_000,
+        finalState: 'completed',
+        visibleAt: start,
+        description: 'seeded DR copy',
+        region: DR,
+        tags:
+          stack === undefined
+            ? tags
+            : {
+                [RUN_TAG]: runId,
+                'vss-snapshots:attempt': '1',
+                'vss-snapshots:method': 'aws-vss',
+                AppConsistent: 'true',
+                [INSTANCE_TAG]: instanceId,
+                'vss-snapshots:source-time': new Date(start).toISOString(),
+                ...(stack ? { [STACK_TAG]: stack } : {}),
+                ...tags,
+              },
+        deleted: false,
+      });
+      return id;
+    };
+    const foreign = seed(a, 60, { Name: 'someone else' }, null);
+    const otherStage = seed(a, 60, {}, 'vss-snapshots-prod');
+    const held = seed(a, 50, { 'vss-snapshots:hold': 'audit' });
+    const amiUsed = seed(a, 45, {});
+    world.images.set('ami-0123456789abcdef0', { imageId: 'ami-0123456789abcdef0', name: 'dr-golden', snapshotIds: [amiUsed], createdAt: world.now, region: DR });
+    const expired = seed(b, 40, {});
+    const env = { DR_RETAIN_COUNT: '2', DR_RETAIN_DAYS: '0', DR_COPY_DEADLINE_HOURS: '20' };
+    const start = world.now;
+    let last: RunReport | undefined;
+    for (let n = 0; n < 5; n += 1) {
+      world.advanceTo(start + n * DAY);
+      last = (await night(world, env)).report;
+    }
+    const liveIds = new Set(copiesIn(world).map((c) => c.snapshotId));
+    for (const id of [foreign, otherStage, held, amiUsed]) expect(liveIds.has(id), id).toBe(true);
+    expect(liveIds.has(expired)).toBe(false);
+    // Each instance keeps exactly its 2 newest nightly sets of copies (2 volumes each), plus what is held or used.
+    for (const instanceId of [a, b]) {
+      const runs = new Set(copiesIn(world).filter((c) => c.tags[INSTANCE_TAG] === instanceId && c.sourceSnapshotId).map((c) => c.tags[RUN_TAG]));
+      expect(runs.size, instanceId).toBe(2);
+    }
+    expect(last?.copies?.retention).toMatchObject({ held: 1, inUse: 1 });
+  });
 });

@@ -26,14 +26,19 @@ import { clock } from '../clock.ts';
 import { chunk } from '../discovery.ts';
 import { RunStateNotFoundError } from '../errors.ts';
 import { DELETE_BUDGET_MS, DELETE_SLICE } from '../retention/apply.ts';
+import { DELETE_WAIT_SECONDS } from '../retention/record.ts';
 import { INSTANCE_TAG, SOURCE_REGION_TAG, SOURCE_SNAPSHOT_TAG, SOURCE_TIME_TAG, SOURCE_VOLUME_TAG, STACK_TAG } from '../run-id.ts';
 import { tagMap } from '../snapshot-sets.ts';
 import { isRefusal } from '../verify-snapshots.ts';
 import { finishDrPass } from './finish.ts';
+import { planDrRetention } from './plan.ts';
 import type { DrDeps } from './plan.ts';
 import { deletionsLeft, drRecordKey, inFlight, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord } from './record.ts';
 import type { CopyJob, DrProgress, DrRecord } from './record.ts';
 import { updateCopiesInReport } from './report.ts';
+
+/** No more copying this pass: every job final, or the deadline passed (what is unfinished goes to the next pass). */
+const copyingOver = (record: DrRecord): boolean => record.jobs.every(isFinalJob) || clock.now() >= record.deadline;
 
 /** A copy asked for and not listed this long after is taken as never made (EC2 lists new snapshots late). */
 export const CONFIRM_MS = 5 * 60_000;
@@ -56,20 +61,25 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
   try {
     await reconcile(deps.dr, record, dr.maxAttempts);
     if (clock.now() < record.deadline) await startCopies(deps, record);
+    // The DR rule is applied once tonight's copies are final (so they count), or at the deadline.
+    if (copyingOver(record) && record.retention.plannedAt === undefined) {
+      record.retention = { ...(await planDrRetention(deps, dr, record.runStart)), plannedAt: new Date(clock.now()).toISOString() };
+    }
     await deleteExpired(deps.dr, record, started);
   } finally {
     await saveDrRecord(deps.s3, config.reportBucket, record);
   }
-  const over = record.jobs.every(isFinalJob) && deletionsLeft(record) === 0;
-  if (over || clock.now() >= record.deadline) {
+  if (copyingOver(record) && record.retention.plannedAt !== undefined && deletionsLeft(record) === 0) {
     await removeDuplicateCopies(deps.dr, record);
     await finishDrPass(deps, record);
     return progressOfDr(record, 1);
   }
   await updateCopiesInReport(deps.s3, config.reportBucket, record);
-  // Deletions queued: come back when EC2's DeleteSnapshot bucket has refilled; else at the poll interval.
-  const wait = deletionsLeft(record) > 0 ? Math.min(dr.pollSeconds, 20) : dr.pollSeconds;
-  return progressOfDr(record, Math.max(1, Math.min(wait, Math.ceil((record.deadline - clock.now()) / 1000))));
+  // Deletions queued: come back when EC2's DeleteSnapshot bucket has refilled (90 a turn, 20 s: 4.5 a second);
+  // else at the poll interval, but not past the deadline.
+  const wait = deletionsLeft(record) > 0 ? Math.min(dr.pollSeconds, DELETE_WAIT_SECONDS) : dr.pollSeconds;
+  const untilDeadline = Math.ceil((record.deadline - clock.now()) / 1000);
+  return progressOfDr(record, untilDeadline > 0 ? Math.max(1, Math.min(wait, untilDeadline)) : wait);
 }
 
 /** Lists DR Region snapshots by a filter, every page, 200 values a call. */

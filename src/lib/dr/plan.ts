@@ -55,6 +55,7 @@ export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrPro
     sourceRegion: dr.sourceRegion,
     stackId: config.stackId,
     plannedAt: nowIso(),
+    runStart: Date.parse(state.startedAt),
     deadline: Date.parse(state.startedAt) + dr.deadlineHours * 3_600_000,
     jobs: [],
     quotaRefusals: 0,
@@ -65,7 +66,6 @@ export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrPro
     record.finishedAt = record.plannedAt;
   } else {
     record.jobs = [...tonightsJobs(state), ...(await carriedJobs(deps, state.runId))];
-    record.retention = await planDrRetention(deps, dr, Date.parse(state.startedAt));
   }
   await saveDrRecord(deps.s3, config.reportBucket, record);
   if (!state.dryRun) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, { runId: state.runId });
@@ -113,8 +113,11 @@ async function carriedJobs(deps: DrDeps, runId: string): Promise<CopyJob[]> {
     });
 }
 
-/** The DR Region's retention queue: the stack's copies there, by the DR rule, oldest first, up to the cap. */
-async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: number): Promise<DrRetention> {
+/**
+ * The DR Region's retention queue: the stack's copies there, by the DR rule, oldest first, up to the cap. Planned
+ * by Advance DR Copies once the pass's copies are final (or at its deadline), so tonight's copies count.
+ */
+export async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: number): Promise<DrRetention> {
   const now = clock.now();
   const [copies, instances, ledger] = await Promise.all([listStackSnapshots(deps.dr, deps.config.stackId), listInstances(deps.home), loadLedger(deps.s3, deps.config.reportBucket)]);
   const { sets, unidentified } = groupIntoSets(copies, instances);

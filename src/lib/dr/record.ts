@@ -58,6 +58,8 @@ export interface DrQueuedSet {
 
 export interface DrRetention {
   policy: RetentionDefaults;
+  /** When the queue was planned: once every copy of the pass is final (or at the deadline), so tonight's count. */
+  plannedAt?: string;
   /** Copies kept (by any rule), held, used by an AMI, deferred to the next pass. */
   kept: number;
   held: number;
@@ -76,6 +78,8 @@ export interface DrRecord {
   /** This stack's id: every copy carries it (vss-snapshots:stack), which IAM and DR retention require. */
   stackId: string;
   plannedAt: string;
+  /** The run's start (epoch ms): DR retention never touches sets from it on. */
+  runStart: number;
   /** When the pass stops polling (epoch ms): what is unfinished then is left to the next pass. */
   deadline: number;
   /** Why the pass does nothing (dry run). */
