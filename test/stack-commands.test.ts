@@ -102,6 +102,7 @@ const context = (counts: Record<string, number>, resumeAt = new Date(), done = f
   waits: { nextSeconds: Math.max(1, Math.round((resumeAt.getTime() - Date.now()) / 1000)), resumeAt: resumeAt.toISOString() },
 });
 const FINISHED = { runId: 'x', dryRun: false, summary: { targeted: 1, succeeded: 1, failed: 0, skipped: 0, planned: 0, snapshots: 1, fallbackSnapshots: 0 }, reportLocation: 's3://x', alertPublished: false };
+const DR_OFF = { enabled: false, done: true, waiting: 0, copying: 0, completed: 0, failed: 0, deletions: 0, waitSeconds: 1 };
 const attempt = (state: string, rest: string) => expect.stringMatching(new RegExp(`^${state}( \\(attempts? [0-9-]+ of 3\\))?: ${rest}$`));
 
 /**
@@ -121,6 +122,7 @@ function retryScenario() {
       context({ succeeded: 1 }, later, true), // Advance Instances: done
       { mode: 'apply', remaining: 0, deleted: 0, deferred: 0, waitSeconds: 20 }, // Plan Retention: nothing due
       FINISHED,
+      DR_OFF, // Plan DR Copies: DR copies off (no DrRegion)
     ],
     waits: [/attempt 1 of 3 failed, will retry/, /attempt 2 of 3 sent$/],
     steps: [attempt('Discover Instances', '1 waiting for a command'), 'Snapshot Shards: 1 shard, each advanced by its own child execution', 'Plan Retention: retention apply, nothing to delete'],

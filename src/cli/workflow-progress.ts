@@ -236,6 +236,8 @@ export class WorkflowDescriber {
     if (event.state === 'Prepare Run') return { text: `input accepted, no other run in progress${out?.runId ? `; run ${out.runId}` : ''}` };
     const retention = (event.output as { retention?: { mode?: string; remaining?: number; deleted?: number; deferred?: number } } | undefined)?.retention;
     if ((event.state === 'Plan Retention' || event.state === 'Apply Retention') && retention) return { text: retentionText(retention) };
+    const dr = (event.output as { dr?: DrCounts } | undefined)?.dr;
+    if ((event.state === 'Plan DR Copies' || event.state === 'Advance DR Copies') && dr) return { text: drText(dr) };
     if (out?.summary) return { text: `report written${out.alertPublished === true ? ', alert published' : out.alertPublished === false ? ', no alert needed' : ''}` };
     if (!out?.counts) return { text: 'done' };
     const c = out.counts;
@@ -325,6 +327,28 @@ export class WorkflowDescriber {
 }
 
 /** A retention step's line: what is left to delete tonight, what was deleted, what waits for the next run. */
+interface DrCounts {
+  enabled?: boolean;
+  done?: boolean;
+  waiting?: number;
+  copying?: number;
+  completed?: number;
+  failed?: number;
+  deletions?: number;
+}
+
+function drText(d: DrCounts): string {
+  if (d.enabled === false) return 'DR copies off';
+  const parts = [
+    `${plural(d.completed ?? 0, 'copy', 'copies')} completed`,
+    d.copying ? `${d.copying} copying` : '',
+    d.waiting ? `${d.waiting} waiting for a copy slot` : '',
+    d.failed ? `${d.failed} failed` : '',
+    d.deletions ? `${plural(d.deletions, 'DR snapshot')} to delete` : '',
+  ].filter(Boolean);
+  return `${parts.join(', ')}${d.done ? '; DR pass over' : ''}`;
+}
+
 function retentionText(r: { mode?: string; remaining?: number; deleted?: number; deferred?: number }): string {
   const parts = [`retention ${r.mode ?? 'apply'}`];
   if (r.mode === 'apply') parts.push(r.remaining ? `${plural(r.remaining, 'set')} to delete` : r.deleted ? 'all due sets deleted' : 'nothing to delete');

@@ -258,6 +258,7 @@ export function formatRunSummary(report: RunReport, options: SummaryOptions = {}
   out.push(`${outcomeLine(report)}; ${snapshotLine(report)}`);
   if (report.notFound) out.push(`Requested but not found: ${report.notFound.join(', ')}`);
   if (report.retention) out.push(retentionLine(report.retention), ...report.retention.anomalies.map((a) => `Retention: ${a}`));
+  if (report.copies) out.push(copiesLine(report.copies));
   if (report.alert) out.push(`ALERT published: ${report.alert.subject}`);
   else if (report.dryRun) out.push('Dry run: nothing sent, no alert published.');
   else if (report.summary.failed === 0 && report.summary.targeted > 0) out.push('No alert needed: every targeted instance has a verified application-consistent snapshot or was skipped.');
@@ -271,6 +272,18 @@ export function formatRunSummary(report: RunReport, options: SummaryOptions = {}
 }
 
 /** One line on what the run's retention pass did. */
+/** The DR copies in one line: how much of the run is protected in the DR Region, and what is not (yet). */
+export function copiesLine(c: NonNullable<RunReport['copies']>): string {
+  if (c.skipped) return `DR copies to ${c.region}: none (${c.skipped})`;
+  const sets = c.protected + c.inProgress + new Set(c.failed.map((f) => `${f.instanceId}/${f.runId}`)).size;
+  const parts = [`${c.protected} of ${plural(sets, 'set')} protected`];
+  if (c.inProgress) parts.push(`${c.inProgress} in progress${c.complete ? ' (the next night\'s pass finishes them)' : ''}`);
+  if (c.failed.length) parts.push(`${plural(c.failed.length, 'snapshot')} not copied (${[...new Set(c.failed.map((f) => f.code))].join(', ')})`);
+  if (c.carriedOver) parts.push(`${c.carriedOver} carried over from an earlier pass`);
+  const state = c.complete ? (c.alert ? '; DR alert published' : '') : '; the DR pass is still running';
+  return `DR copies to ${c.region}: ${parts.join(', ')}${state}`;
+}
+
 export function retentionLine(r: RetentionReport): string {
   if (r.skipped) return `Retention (${r.mode}): ${r.skipped}`;
   const deleted = r.mode === 'preview' ? `would delete ${r.planned?.length ?? 0}` : `deleted ${r.deleted.length}`;
