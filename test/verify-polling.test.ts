@@ -63,9 +63,11 @@ describe('snapshot checks and deletions', () => {
     expect(limits.stats.throttled['ec2:DeleteSnapshot'] ?? 0).toBeGreaterThan(0);
     // Every invocation of the step that deletes was measured, and none ran past the Lambda's timeout (600 s).
     expect(measured).toBeGreaterThan(10);
-    // (The others: Prepare Run, Discover Instances, Plan Retention, which finds nothing due, and Finish Run.)
+    // (The others: Prepare Run, Discover Instances, Plan Retention, which finds nothing due, Finish Run, and Plan
+    // DR Copies, which finds DR copies off.)
     expect(result.stats.byState['Apply Retention']).toBeUndefined();
-    expect(measured).toBe(result.stats.lambdaInvocations - 4);
+    expect(result.stats.byState['Plan DR Copies']?.invocations).toBe(1);
+    expect(measured).toBe(result.stats.lambdaInvocations - 5);
     expect(longestStepMs).toBeGreaterThan(0);
     expect(longestStepMs).toBeLessThan(600_000);
   });
