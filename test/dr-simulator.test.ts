@@ -387,3 +387,20 @@ describe('what a copy holds', () => {
     expect(world.snapshots.get(second)?.originVolumeId).toBe(world.snapshots.get(source)?.volumeId);
   });
 });
+
+describe('examples/fleets/dr.json', () => {
+  it('builds encrypted volumes with their keys, and copies into us-west-2 work with its usable key and fail with its disabled one', async () => {
+    const { loadFleetFile } = await import('../src/local/fleet.ts');
+    const world = worldFromFleet({ ...loadFleetFile(new URL('../examples/fleets/dr.json', import.meta.url).pathname), faults: { rate: 0 }, consistency: { maxLagSeconds: 0 } });
+    uninstall = installWorld(clients, world);
+    const volumes = (await clients.ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: ['i-0d000000000000001'] }] }))).Volumes ?? [];
+    expect(volumes.map((v) => v.Encrypted)).toEqual([true, true]);
+    expect(new Set(volumes.map((v) => v.KmsKeyId)).size).toBe(2);
+    const [, data] = snapshotsOf(world, 'i-0d000000000000001') as [string, string];
+    const good = (await copy(data, { Encrypted: true, KmsKeyId: 'alias/vss-dr' })).SnapshotId as string;
+    const bad = (await copy(data, { Encrypted: true, KmsKeyId: 'alias/vss-dr-disabled' })).SnapshotId as string;
+    world.advanceBy(copyDurationMs(world, 500, 'full'));
+    expect((await describe1(good)).State).toBe('completed');
+    expect((await describe1(bad)).State).toBe('error');
+  });
+});
