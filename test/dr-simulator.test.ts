@@ -3,15 +3,16 @@
  * own SDK clients: `clients.ec2` (home, us-east-1) and `ec2In('us-west-2')`. What each behaviour follows is
  * cited in src/local/snapshot-copy.ts, kms.ts and regions.ts.
  */
-import { CopySnapshotCommand, CreateTagsCommand, CreateVolumeCommand, DeleteSnapshotCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, AttachVolumeCommand } from '@aws-sdk/client-ec2';
+import { CopySnapshotCommand, CreateTagsCommand, DescribeImagesCommand, CreateVolumeCommand, DeleteSnapshotCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, AttachVolumeCommand } from '@aws-sdk/client-ec2';
 import type { Snapshot } from '@aws-sdk/client-ec2';
-import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
+import { DescribeInstanceInformationCommand, ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { clients, ec2In, ssmIn } from '../src/lib/clients.ts';
 import { lostResponse } from '../src/local/faults.ts';
 import { parseFleet, FleetError } from '../src/local/fleet.ts';
 import { keyArn } from '../src/local/kms.ts';
 import { copyDurationMs, COPY_VOLUME_ID } from '../src/local/snapshot-copy.ts';
+import { deployStackDocumentsTo, provisionStack, RESTORE_DOCUMENT } from '../src/local/runner.ts';
 import { installWorld } from '../src/local/transport.ts';
 import type { CallInterceptor } from '../src/local/transport.ts';
 import { worldFromFleet } from '../src/local/world.ts';
@@ -268,6 +269,35 @@ describe('Region isolation', () => {
     // The fleet's second instance is in zone b of its Region.
     expect(volumes).toEqual([`${DR}b`]);
     expect(((await ssmIn(DR).send(new DescribeInstanceInformationCommand({}))).InstanceInformationList ?? []).map((i) => i.InstanceId)).toEqual(['i-00000000000000002']);
+    // SSM too: a command goes to an instance only through its own Region's endpoint, and is listed there only.
+    provisionStack(world);
+    const send = (client: typeof clients.ssm, id: string) => client.send(new SendCommandCommand({ DocumentName: 'AWSEC2-CreateVssSnapshot', InstanceIds: [id], Parameters: { ExcludeBootVolume: ['False'], CopyOnly: ['False'], NoWriters: ['False'], CreateAmi: ['False'], description: ['x'], tags: ['Key=a,Value=b'] } }));
+    expect(await errorOf(send(clients.ssm, 'i-00000000000000002'))).toBe('InvalidInstanceId');
+    const commandId = (await send(ssmIn(DR), 'i-00000000000000002')).Command?.CommandId as string;
+    expect(((await ssmIn(DR).send(new ListCommandsCommand({ CommandId: commandId }))).Commands ?? []).length).toBe(1);
+    expect(await errorOf(clients.ssm.send(new ListCommandsCommand({ CommandId: commandId })))).toBe('InvalidCommandId');
+  });
+
+  it('the stack\'s own SSM documents exist in its Region only, until deployed in another; AWS\'s exist everywhere', async () => {
+    const world = account(twoRegions);
+    provisionStack(world);
+    const restore = (client: typeof clients.ssm) =>
+      client.send(new SendCommandCommand({ DocumentName: RESTORE_DOCUMENT, InstanceIds: ['i-00000000000000002'], Parameters: {} }));
+    expect(await errorOf(restore(ssmIn(DR)))).toBe('InvalidDocument');
+    deployStackDocumentsTo(world, DR);
+    provisionStack(world);
+    // Past the document check now (the parameters are the next thing checked).
+    expect(await errorOf(restore(ssmIn(DR)))).not.toBe('InvalidDocument');
+  });
+
+  it('images are per Region: an AMI over a home snapshot is not in the DR Region', async () => {
+    const world = account(twoRegions);
+    const [home] = snapshotsOf(world, 'i-00000000000000001') as [string];
+    world.images.set('ami-00000000000000001', { imageId: 'ami-00000000000000001', name: 'golden', snapshotIds: [home], createdAt: world.now });
+    expect(((await clients.ec2.send(new DescribeImagesCommand({ Owners: ['self'] }))).Images ?? []).map((i) => i.ImageId)).toEqual(['ami-00000000000000001']);
+    expect(((await ec2In(DR).send(new DescribeImagesCommand({ Owners: ['self'] }))).Images ?? []).length).toBe(0);
+    expect(await errorOf(ec2In(DR).send(new DescribeImagesCommand({ ImageIds: ['ami-00000000000000001'] })))).toBe('InvalidAMIID.NotFound');
+    expect(world.dump().images[0]).toMatchObject({ region: HOME });
   });
 
   it('restores in the DR Region from a completed copy to an instance that lives there', async () => {
@@ -296,5 +326,81 @@ describe('fleet file', () => {
     expect(() => parseFleet({ instances: [{ volumes: [{ device: 'xvdf', kmsKeyId: 'alias/nope' }] }] })).toThrow(FleetError);
     expect(() => parseFleet({ instances: [{ volumes: [{ device: 'xvdf', kmsKeyId: 'alias/nope' }] }] })).toThrow(/instances\[0\]\.volumes\[0\]\.kmsKeyId "alias\/nope" names no key in us-east-1/);
     expect(() => parseFleet({ instances: [], dr: { kmsKeys: [{ region: DR }] } })).toThrow(/dr\.kmsKeys\[0\] needs an alias or a keyId/);
+  });
+});
+
+describe('eventual consistency, rate limits, scale', () => {
+  it('a new copy is unknown to DescribeSnapshots until its lag has passed, like any new snapshot', async () => {
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, consistency: { maxLagSeconds: 30 }, ...ONE }));
+    uninstall = installWorld(clients, world);
+    const [source] = snapshotsOf(world, 'i-00000000000000001') as [string];
+    const id = (await copy(source)).SnapshotId as string;
+    expect(await errorOf(describe1(id))).toBe('InvalidSnapshot.NotFound');
+    expect(((await ec2In(DR).send(new DescribeSnapshotsCommand({}))).Snapshots ?? []).length).toBe(0);
+    world.advanceBy(30_000);
+    expect((await describe1(id)).SnapshotId).toBe(id);
+  });
+
+  it('CopySnapshot has its own token bucket (50 burst, 5 per second) per Region: RequestLimitExceeded beyond it', async () => {
+    const { accountLimits, DEFAULT_LIMITS } = await import('../src/local/limits.ts');
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, consistency: { maxLagSeconds: 0 }, dr: { copyQuota: 1000 }, ...ONE }));
+    const limits = accountLimits(world, { ...DEFAULT_LIMITS, latencyMs: { default: 0 } });
+    uninstall = installWorld(clients, world, { interceptors: [limits.interceptor] });
+    const [source] = snapshotsOf(world, 'i-00000000000000001') as [string];
+    // 60 calls at one instant, each its own lane: the first 50 take the burst; the SDK's retries back off.
+    await Promise.all(Array.from({ length: 60 }, () => copy(source)));
+    expect(limits.stats.throttled['ec2:CopySnapshot']).toBeGreaterThan(0);
+    const throttledInDr = limits.stats.throttled['ec2:CopySnapshot'];
+    // Another Region's bucket is full: its first 50 calls are not throttled.
+    await Promise.all(Array.from({ length: 50 }, () => copy(source, {}, 'eu-west-1')));
+    expect(limits.stats.throttled['ec2:CopySnapshot']).toBe(throttledInDr);
+    limits.uninstall();
+  });
+
+  it('copies among 100,000 snapshots: 1,000 copies, 20 in flight at a time (the copy index, not a scan per call)', async () => {
+    const instances = Array.from({ length: 1000 }, (_, n) => ({ instanceId: `i-0${(n + 1).toString(16).padStart(16, '0')}`, volumes: [{ device: '/dev/sda1', sizeGiB: 30 }, { device: 'xvdf', sizeGiB: 30 }] }));
+    const world = account({ instances });
+    for (let night = 0; night < 50; night += 1) for (const i of instances) snapshotsOf(world, i.instanceId, 60 + night * 24 * 60);
+    expect(world.snapshots.size).toBe(100_000);
+    const sources = instances.slice(0, 1000).flatMap((i) => world.snapshotsOfVolume(world.volumesOf(i.instanceId)[0]!.volumeId).slice(-1).map((s) => s.snapshotId));
+    let made = 0;
+    for (const [n, s] of sources.entries()) {
+      if (n > 0 && n % 20 === 0) world.advanceBy(copyDurationMs(world, 30, 'full'));
+      await copy(s);
+      made += 1;
+    }
+    expect(made).toBe(1000);
+    expect(world.dump().snapshots.filter((s) => s.sourceSnapshotId).length).toBe(1000);
+  });
+});
+
+describe('what a copy holds', () => {
+  it('dataSnapshot follows a copy (of a copy) to the snapshot whose data it holds', async () => {
+    const { dataSnapshot } = await import('../src/local/snapshot-copy.ts');
+    const world = account(ONE);
+    const [source] = snapshotsOf(world, 'i-00000000000000001') as [string];
+    const first = (await copy(source)).SnapshotId as string;
+    world.advanceBy(copyDurationMs(world, 100, 'full'));
+    const second = (await ec2In('eu-west-1').send(new CopySnapshotCommand({ SourceRegion: DR, SourceSnapshotId: first }))).SnapshotId as string;
+    expect(dataSnapshot(world, world.snapshots.get(second)!).snapshotId).toBe(source);
+    // And the copy of a copy is incremental against nothing yet in eu-west-1, but knows its origin volume.
+    expect(world.snapshots.get(second)?.originVolumeId).toBe(world.snapshots.get(source)?.volumeId);
+  });
+});
+
+describe('examples/fleets/dr.json', () => {
+  it('builds encrypted volumes with their keys, and copies into us-west-2 work with its usable key and fail with its disabled one', async () => {
+    const { loadFleetFile } = await import('../src/local/fleet.ts');
+    const world = worldFromFleet({ ...loadFleetFile(new URL('../examples/fleets/dr.json', import.meta.url).pathname), faults: { rate: 0, seed: 1, kinds: ['throttle'] }, consistency: { maxLagSeconds: 0, seed: 1 } });
+    uninstall = installWorld(clients, world);
+    const volumes = (await clients.ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: ['i-0d000000000000001'] }] }))).Volumes ?? [];
+    expect(volumes.map((v) => v.Encrypted)).toEqual([true, true]);
+    expect(new Set(volumes.map((v) => v.KmsKeyId)).size).toBe(2);
+    const [, data] = snapshotsOf(world, 'i-0d000000000000001') as [string, string];
+    const good = (await copy(data, { Encrypted: true, KmsKeyId: 'alias/vss-dr' })).SnapshotId as string;
+    const bad = (await copy(data, { Encrypted: true, KmsKeyId: 'alias/vss-dr-disabled' })).SnapshotId as string;
+    world.advanceBy(copyDurationMs(world, 500, 'full'));
+    expect((await describe1(good)).State).toBe('completed');
+    expect((await describe1(bad)).State).toBe('error');
   });
 });

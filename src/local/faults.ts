@@ -142,10 +142,10 @@ export function faultLogOf(world: World): FaultLog {
  * An interceptor that makes the calls `match` selects (the first `times` of them) take effect in the
  * world and then time out, as if the response was lost on the way back. For tests of one precise fault.
  */
-export function lostResponse(world: World, match: (call: { service: string; operation: string }) => boolean, times = 1): CallInterceptor {
+export function lostResponse(world: World, match: (call: { service: string; operation: string; region?: string }) => boolean, times = 1): CallInterceptor {
   let left = times;
   return async ({ service, operation, input, region }) => {
-    if (left <= 0 || !match({ service, operation })) return;
+    if (left <= 0 || !match({ service, operation, ...(region ? { region } : {}) })) return;
     left -= 1;
     await applyCall(world, service, operation, input, region ? { region } : undefined);
     throw socketTimeoutError();

@@ -9,6 +9,7 @@ import { CONSISTENCY, CONSISTENCY_TAG, SHADOW_SET_TAG } from '../lib/methods/dis
 import { formatResultLine, RESTORE_EXIT_CODES } from '../lib/result-line.ts';
 import type { RestoreResultLine } from '../lib/result-line.ts';
 import { simGuid } from './agent.ts';
+import { dataSnapshot } from './snapshot-copy.ts';
 import type { SimCommand, SimInstance, SimInvocation, SimVolume, World } from './world.ts';
 
 /** The script waits this long for a disk to appear before it gives up (`$DiskWaitSeconds`). */
@@ -71,7 +72,9 @@ export function planRestoreInvocation(world: World, command: SimCommand, instanc
       return fail(at, 'disk', 'disk-online-failed', false, `Disk ${disk.diskNumber} (${volumeId}) could not be brought online: The disk is write-protected.`);
     }
     disk.online = true;
-    const snapshot = volumeOnTarget.snapshotId ? world.snapshots.get(volumeOnTarget.snapshotId) : undefined;
+    // A copy's disk holds its original's data (and shadow copies), whatever tags the copy carries.
+    const restoredFrom = volumeOnTarget.snapshotId ? world.snapshots.get(volumeOnTarget.snapshotId) : undefined;
+    const snapshot = restoredFrom ? dataSnapshot(world, restoredFrom) : undefined;
     // A disk the snapshot script could not shadow (raw, no NTFS/ReFS volume) is left as it stands.
     if (snapshot?.tags[CONSISTENCY_TAG] === CONSISTENCY.notShadowed) disk.outcome = 'not-shadowed';
     if (!snapshot || snapshot.tags[SHADOW_SET_TAG] !== shadowSetId) {
@@ -102,13 +105,18 @@ export function planRestoreInvocation(world: World, command: SimCommand, instanc
  * next to a disk restored from the same volume, or a boot volume next to another boot disk of the same AMI.
  */
 function collides(world: World, instance: SimInstance, volume: SimVolume): boolean {
-  const origin = volume.snapshotId ? world.snapshots.get(volume.snapshotId) : undefined;
-  if (!origin) return false;
+  const restoredFrom = volume.snapshotId ? world.snapshots.get(volume.snapshotId) : undefined;
+  if (!restoredFrom) return false;
+  // A copy (another Region's, snapshot-copy.ts) holds its source volume's disk, signature included: its own
+  // VolumeId is the arbitrary vol-ffffffff, shared by every copy.
+  const origin = dataSnapshot(world, restoredFrom);
+  const originVolume = origin.volumeId;
   const originWasBoot = (origin.tags.Device ?? '') === instance.rootDevice || origin.tags.Device === '/dev/sda1';
   return world.volumesOf(instance.instanceId).some((other) => {
     if (other.volumeId === volume.volumeId) return false;
-    const otherOrigin = other.snapshotId ? world.snapshots.get(other.snapshotId)?.volumeId : undefined;
-    return other.volumeId === origin.volumeId || otherOrigin === origin.volumeId || (originWasBoot && other.device === instance.rootDevice);
+    const otherSnapshot = other.snapshotId ? world.snapshots.get(other.snapshotId) : undefined;
+    const otherOrigin = otherSnapshot ? dataSnapshot(world, otherSnapshot).volumeId : undefined;
+    return other.volumeId === originVolume || otherOrigin === originVolume || (originWasBoot && other.device === instance.rootDevice);
   });
 }
 

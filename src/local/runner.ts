@@ -89,10 +89,13 @@ export function provisionStack(world: World, environment: Record<string, string 
   world.documents.set(vss.name, vss);
   // AWS's recommended document: installs or updates AwsVssComponents, then what AWSEC2-CreateVssSnapshot does.
   world.documents.set('AWSEC2-VssInstallAndSnapshot', { ...vss, name: 'AWSEC2-VssInstallAndSnapshot' });
+  // The stack's own documents exist in the Region it is deployed in (SSM documents are Regional):
+  // deployStackDocumentsTo adds another, which later runs keep.
   world.documents.set(DISKSHADOW_DOCUMENT, {
     name: DISKSHADOW_DOCUMENT,
     versions: ['1'],
     kind: 'diskshadow',
+    regions: world.documents.get(DISKSHADOW_DOCUMENT)?.regions ?? [REGION],
     parameters: {
       RunId: { allowedPattern: '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$' },
       Attempt: { allowedPattern: '^[1-5]$' },
@@ -107,6 +110,7 @@ export function provisionStack(world: World, environment: Record<string, string 
     name: RESTORE_DOCUMENT,
     versions: ['1'],
     kind: 'restore',
+    regions: world.documents.get(RESTORE_DOCUMENT)?.regions ?? [REGION],
     parameters: Object.fromEntries(
       Object.entries(DOCUMENTS['diskshadow-restore'].parameters).map(([name, p]) => [
         name,
@@ -114,6 +118,14 @@ export function provisionStack(world: World, environment: Record<string, string 
       ]),
     ),
   });
+}
+
+/**
+ * Deploys the stack's own SSM documents (DiskShadow snapshot and restore) in one more Region too, as a stack
+ * that restores in a DR Region must (SSM documents are Regional; AWS's own documents exist everywhere).
+ */
+export function deployStackDocumentsTo(world: World, region: string): void {
+  for (const document of world.documents.values()) if (document.regions && !document.regions.includes(region)) document.regions.push(region);
 }
 
 /** The Lambda environment of a local deployment (the stack sets the same variables in AWS). */

@@ -62,9 +62,62 @@ export const COPY_VOLUME_ID = 'vol-ffffffff';
 const REGION_NAME = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$/;
 const MINUTE = 60_000;
 
+/**
+ * The account's copies, indexed: those still in flight per destination Region, and every copy per destination
+ * Region and origin volume. Built from the world's snapshots of `vol-ffffffff` (append-only, in order), so a
+ * copy added any way (a test's addSnapshot too) is indexed on the next call; a scan of every snapshot per
+ * CopySnapshot would make a 10,000-instance night quadratic.
+ */
+interface CopyIndex {
+  seen: number;
+  inFlight: Map<string, Set<SimSnapshot>>;
+  byOrigin: Map<string, SimSnapshot[]>;
+}
+const indexes = new WeakMap<World, CopyIndex>();
+const originKey = (region: string, volumeId: string) => `${region}\u0000${volumeId}`;
+
+function copyIndex(world: World): CopyIndex {
+  let index = indexes.get(world);
+  if (!index) indexes.set(world, (index = { seen: 0, inFlight: new Map(), byOrigin: new Map() }));
+  const all = world.snapshotsOfVolume(COPY_VOLUME_ID);
+  for (; index.seen < all.length; index.seen += 1) {
+    const s = all[index.seen] as SimSnapshot;
+    if (s.sourceSnapshotId === undefined) continue;
+    const region = regionOf(s);
+    let inFlight = index.inFlight.get(region);
+    if (!inFlight) index.inFlight.set(region, (inFlight = new Set()));
+    inFlight.add(s);
+    const key = originKey(region, s.originVolumeId ?? s.volumeId);
+    const list = index.byOrigin.get(key);
+    if (list) list.push(s);
+    else index.byOrigin.set(key, [s]);
+  }
+  return index;
+}
+
 /** Copies still in flight in `region` (pending: queued or moving data), deleted ones included. */
 export function copiesInFlight(world: World, region: string): SimSnapshot[] {
-  return [...world.snapshots.values()].filter((s) => s.sourceSnapshotId !== undefined && regionOf(s) === region && world.now < s.completeAt);
+  const inFlight = copyIndex(world).inFlight.get(region);
+  if (!inFlight) return [];
+  // Forget the ended ones for good only by the account's clock (a Lambda turn's clock may lag behind it).
+  const ended = Math.min(world.now, world.accountNow);
+  for (const s of inFlight) if (s.completeAt <= ended) inFlight.delete(s);
+  return [...inFlight].filter((s) => world.now < s.completeAt);
+}
+
+/**
+ * The snapshot whose data a snapshot holds: itself, or for a copy (of a copy …) the original it was copied from.
+ * What a restored disk contains (its shadow copies, its signature) is the original's, whatever the copy's tags
+ * say: the simulated instances read it from here.
+ */
+export function dataSnapshot(world: World, snapshot: SimSnapshot): SimSnapshot {
+  let current = snapshot;
+  for (let hops = 0; current.sourceSnapshotId !== undefined && hops < 100; hops += 1) {
+    const source = world.snapshots.get(current.sourceSnapshotId);
+    if (!source) break;
+    current = source;
+  }
+  return current;
 }
 
 /** The copy-time model: how long a copy of `sizeGiB` takes once started, full or incremental (ms). */
@@ -138,7 +191,7 @@ export function copySnapshot(world: World, input: Input, context?: CallContext) 
 
   // Waits for a pending earlier copy of the same volume into this Region; incremental after a completed one.
   const originVolumeId = source.originVolumeId ?? source.volumeId;
-  const earlier = [...world.snapshots.values()].filter((s) => s.sourceSnapshotId !== undefined && regionOf(s) === destination && s.originVolumeId === originVolumeId);
+  const earlier = copyIndex(world).byOrigin.get(originKey(destination, originVolumeId)) ?? [];
   const startAt = Math.max(world.now, ...earlier.filter((s) => world.now < s.completeAt).map((s) => s.completeAt));
   const base = earlier.some(
     (s) => s.finalState === 'completed' && s.completeAt <= startAt && !(s.deleted && (s.deletedAt ?? 0) <= world.now) && (s.encrypted === true) === encrypted && s.kmsKeyId === kmsKeyId,

@@ -160,7 +160,9 @@ export const ssmOperations: Record<string, (world: World, input: Input, context?
     const comment = input.Comment as string | undefined;
     if (comment && comment.length > 100) throw awsError('ValidationException', 'Comment must be at most 100 characters.');
     const documentName = input.DocumentName as string;
-    const document = world.documents.get(documentName);
+    const found = world.documents.get(documentName);
+    // A document deployed in other Regions only does not exist here.
+    const document = found && (!found.regions || found.regions.includes(callRegion(context))) ? found : undefined;
     if (!document) throw awsError('InvalidDocument', `Document ${documentName} does not exist in your account.`);
     const version = input.DocumentVersion as string | undefined;
     if (version && !['$DEFAULT', '$LATEST'].includes(version) && !document.versions.includes(version)) {

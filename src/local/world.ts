@@ -155,6 +155,11 @@ export interface SimDocument {
   /** How a simulated instance acts the document out. */
   kind: 'aws-vss' | 'diskshadow' | 'restore';
   parameters: Record<string, { allowedPattern?: string; allowedValues?: string[]; default?: string }>;
+  /**
+   * The Regions it exists in. SSM documents are Regional: a stack's own documents exist where it was deployed
+   * (absent here: every Region, as AWS's own documents like AWSEC2-CreateVssSnapshot).
+   */
+  regions?: string[];
 }
 
 export interface SimExecution {
