@@ -29,6 +29,7 @@ import type { Filter } from '@aws-sdk/client-ec2';
 import { awsError, checkRange, paginate } from './aws-error.ts';
 import type { LagKind } from './consistency.ts';
 import { filterValueMatches } from './ec2-filters.ts';
+import { usableTier } from './snapshot-tier.ts';
 import { AZS } from './world.ts';
 import type { SimVolume, World } from './world.ts';
 
@@ -261,6 +262,8 @@ export const volumeOperations: Record<string, (world: World, input: Input) => un
       if (!snapshot || snapshot.deleted || snapshot.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' does not exist.`);
       const state = world.snapshotState(snapshot);
       if (state !== 'completed') throw awsError('IncorrectState', `Snapshot '${snapshotId}' is in state ${state}, not completed.`);
+      // An archived snapshot cannot be used until it is restored to the standard tier (snapshot-tier.ts).
+      if (!usableTier(world, snapshot)) throw awsError('IncorrectState', `Snapshot '${snapshotId}' is in the archive tier; restore it to the standard tier first (RestoreSnapshotTier).`);
       if (size !== undefined && size < snapshot.volumeSize) throw awsError('InvalidParameterValue', `Volume of ${size}GiB is too small; minimum is ${snapshot.volumeSize}GiB.`);
       sizeGiB = size ?? snapshot.volumeSize;
     }

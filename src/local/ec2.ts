@@ -3,6 +3,7 @@ import type { Filter } from '@aws-sdk/client-ec2';
 import { awsError, checkRange, paginate } from './aws-error.ts';
 import { filterValueMatches } from './ec2-filters.ts';
 import { shownAttachments, tagVolume, volumeOperations } from './ec2-volumes.ts';
+import { describeTier, tierOf, tierOperations } from './snapshot-tier.ts';
 import { ACCOUNT_ID } from './world.ts';
 import type { SimImage, SimInstance, SimSnapshot, World } from './world.ts';
 
@@ -102,6 +103,9 @@ function snapshotMatches(world: World, snapshot: SimSnapshot, filter: Filter): b
       return any(snapshot.snapshotId);
     case 'owner-id':
       return any(ACCOUNT_ID);
+    // `archive` or `standard` (DescribeSnapshots filter `storage-tier`, EC2 API reference).
+    case 'storage-tier':
+      return any(tierOf(world, snapshot).storageTier);
     default:
       throw awsError('InvalidParameterValue', `The filter '${filter.Name}' is invalid`);
   }
@@ -121,6 +125,7 @@ export function describeSnapshot(world: World, s: SimSnapshot) {
     Description: s.description,
     Encrypted: false,
     Tags: Object.entries(world.visibleTags(s)).map(([Key, Value]) => ({ Key, Value })),
+    ...describeTier(world, s),
   };
 }
 
@@ -144,6 +149,7 @@ function paginateOld(visible: SimSnapshot[], pageSize: number, nextToken: string
 
 export const ec2Operations: Record<string, (world: World, input: Input) => unknown> = {
   ...volumeOperations,
+  ...tierOperations,
   DescribeInstances(world, input) {
     const ids = input.InstanceIds as string[] | undefined;
     const filters = (input.Filters as Filter[] | undefined) ?? [];

@@ -32,6 +32,8 @@ export const MUTATING_CALLS = new Set([
   'ec2:AttachVolume',
   'ec2:DetachVolume',
   'ec2:DeleteVolume',
+  'ec2:ModifySnapshotTier',
+  'ec2:RestoreSnapshotTier',
   'sns:Publish',
   's3:PutObject',
   's3:DeleteObject',
@@ -52,6 +54,8 @@ function idsOf(call: string, input: Record<string, unknown>, output: Record<stri
     case 'ec2:DeleteTags':
       return list(input.Resources);
     case 'ec2:DeleteSnapshot':
+    case 'ec2:ModifySnapshotTier':
+    case 'ec2:RestoreSnapshotTier':
       return str(input.SnapshotId);
     case 'ec2:CreateVolume':
       return [...str(output?.VolumeId), ...str(input.SnapshotId)];

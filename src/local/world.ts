@@ -11,6 +11,9 @@ import { seedHistory } from './history.ts';
 import { startNight } from './nights.ts';
 import { seededRandom, streamSeed } from './random.ts';
 import { VirtualScheduler } from './scheduler.ts';
+import type { TierQuotas } from './snapshot-tier.ts';
+import { tierAt } from './snapshot-tier-state.ts';
+import type { SimTier } from './snapshot-tier-state.ts';
 
 export const ACCOUNT_ID = '123456789012';
 export const REGION = 'us-east-1';
@@ -87,6 +90,8 @@ export interface SimSnapshot {
    */
   deleted: boolean;
   deletedAt?: number;
+  /** The last archive or restore of the EBS Snapshots Archive tier (snapshot-tier.ts); none: standard tier. */
+  tier?: SimTier;
 }
 
 export interface SimInvocation {
@@ -177,6 +182,8 @@ export interface Quotas {
    * an assumption, set per fleet file (`quotas.pendingInvocations`).
    */
   pendingInvocations: number;
+  /** The archive tier's quotas (snapshot-tier.ts DEFAULT_TIER_QUOTAS when unset). */
+  tier?: Partial<TierQuotas>;
 }
 export const DEFAULT_QUOTAS: Quotas = { pendingInvocations: 5_000 };
 
@@ -457,7 +464,15 @@ export class World {
         })),
       snapshots: [...this.snapshots.values()]
         .filter((s) => !s.deleted)
-        .map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, instanceId: s.instanceId, state: this.snapshotState(s), startTime: new Date(s.startTime).toISOString(), tags: s.tags })),
+        .map((s) => ({
+          snapshotId: s.snapshotId,
+          volumeId: s.volumeId,
+          instanceId: s.instanceId,
+          state: this.snapshotState(s),
+          startTime: new Date(s.startTime).toISOString(),
+          tags: s.tags,
+          ...(s.tier ? { storageTier: tierAt(this.now, s.tier).storageTier, lastTiering: tierAt(this.now, s.tier).status } : {}),
+        })),
       deletedSnapshots: [...this.snapshots.values()]
         .filter((s) => s.deleted)
         .map((s) => ({
@@ -506,7 +521,8 @@ export interface WorldDump {
   volumes: { volumeId: string; instanceId: string | null; device: string | null; sizeGiB: number; availabilityZone: string; snapshotId?: string; state?: string; tags?: Record<string, string> }[];
   /** Volumes deleted by DeleteVolume, with what they were. */
   deletedVolumes: { volumeId: string; sizeGiB: number; availabilityZone: string; snapshotId?: string; tags: Record<string, string>; deletedAt: string }[];
-  snapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> }[];
+  /** `storageTier` and `lastTiering` only on snapshots that were archived or restored (snapshot-tier.ts). */
+  snapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string>; storageTier?: string; lastTiering?: string }[];
   /** Snapshots deleted by DeleteSnapshot (a pending one is gone only once it completes), with what they were. */
   deletedSnapshots: { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string>; deletedAt: string }[];
   /** AMIs registered from snapshots (fleet `history` entries `usedByImage`). */
