@@ -15,7 +15,7 @@ import { CommandFailedError, EXIT } from './exit-codes.ts';
 import type { ExitCode } from './exit-codes.ts';
 import { observerS3, runWatched } from './local-observer.ts';
 import { readJsonOption } from './options.ts';
-import { retainEnvironment } from './retain-option.ts';
+import { archiveEnvironment, retainEnvironment } from './retain-option.ts';
 import type { RetainPolicy } from './retain-option.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
 
@@ -29,13 +29,15 @@ export interface RunCommandOptions {
   quiet?: boolean;
   /** `count=N,days=M`: the retention defaults of this run (the stack's RetainCount/RetainDays). */
   retain?: RetainPolicy;
+  /** The stack's ArchiveAfterDays (0: never archive). */
+  archiveAfter?: number;
 }
 
 export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
   // Every file the user named is checked before the simulated night starts (the input itself is checked by
   // Prepare Run, as in AWS: it rejects it before anything is sent).
   const input: unknown = opts.input === undefined ? {} : readJsonOption(opts.input);
-  const retainEnv = opts.retain === undefined ? {} : retainEnvironment(opts.retain);
+  const retainEnv = { ...(opts.retain === undefined ? {} : retainEnvironment(opts.retain)), ...archiveEnvironment(opts.archiveAfter) };
   if (opts.report) checkOutputPath(opts.report, '--report');
   if (opts.dumpWorld) checkOutputPath(opts.dumpWorld, '--dump-world');
   if (opts.fleet) readInputFile(opts.fleet, '--fleet');

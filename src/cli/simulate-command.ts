@@ -17,7 +17,7 @@ import type { ExitCode } from './exit-codes.ts';
 import { nightChart } from './night-chart.ts';
 import { readJsonOption } from './options.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
-import { formatRetainPolicy, retainEnvironment } from './retain-option.ts';
+import { archiveEnvironment, formatRetainPolicy, retainEnvironment } from './retain-option.ts';
 import type { RetainPolicy } from './retain-option.ts';
 
 export interface SimulateCommandOptions {
@@ -27,6 +27,8 @@ export interface SimulateCommandOptions {
   json?: boolean;
   dumpWorld?: string;
   retain?: RetainPolicy;
+  /** The stack's ArchiveAfterDays (0: never archive); on, the night lines get the archive's columns. */
+  archiveAfter?: number;
   quiet?: boolean;
 }
 
@@ -51,15 +53,16 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
   };
   note(
     `vss-snapshots: ${plural(opts.nights, 'night')} 24 h apart in one simulated AWS account (${plural(fleet.instances.length, 'instance')} in ${fleetName}` +
-      `${opts.retain ? `, --retain ${formatRetainPolicy(opts.retain)}` : ''})\n`,
+      `${opts.retain ? `, --retain ${formatRetainPolicy(opts.retain)}` : ''}${opts.archiveAfter ? `, --archive-after ${opts.archiveAfter}` : ''})\n`,
   );
   for (const text of unusedNights(fleet, opts.nights)) note(`note: ${text}\n`);
-  lineOut(`${HEADER}\n`);
+  const archiveColumns = (opts.archiveAfter ?? 0) > 0;
+  lineOut(`${archiveColumns ? `${HEADER}${ARCHIVE_HEADER}` : HEADER}\n`);
 
   const results = await simulateNights(world, fleet, {
     nights: opts.nights,
     input,
-    ...(opts.retain ? { env: retainEnvironment(opts.retain) } : {}),
+    ...(opts.retain || opts.archiveAfter !== undefined ? { env: { ...(opts.retain ? retainEnvironment(opts.retain) : {}), ...archiveEnvironment(opts.archiveAfter) } } : {}),
     onNight: (night) => lineOut(`${nightLine(night, world.instances)}\n`),
   });
   const wallSeconds = (performance.now() - started) / 1000;
@@ -72,7 +75,7 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
     }
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ nights: results, ...(opts.retain ? { retain: opts.retain } : {}), simulatedDays: opts.nights, wallSeconds: Number(wallSeconds.toFixed(2)) }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ nights: results, ...(opts.retain ? { retain: opts.retain } : {}), ...(opts.archiveAfter !== undefined ? { archiveAfter: opts.archiveAfter } : {}), simulatedDays: opts.nights, wallSeconds: Number(wallSeconds.toFixed(2)) }, null, 2)}\n`);
   } else {
     process.stdout.write(`\n${nightChart(results.map((r) => r.snapshotsOurs), { title: 'Snapshots of this stack in the account, after each night:' })}`);
     process.stdout.write(`\n${closingLine(results, wallSeconds)}\n`);
@@ -82,6 +85,8 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
 }
 
 const HEADER = 'night  date        outcome                              ours  deleted  others';
+/** With the archive tier on: snapshots sent to the archive that night, this stack's snapshots in the archive after it. */
+const ARCHIVE_HEADER = '  archived  in-archive';
 
 /** One night: when, how it went, this stack's snapshots after it, deletions that night, everyone else's snapshots. */
 export function nightLine(night: NightResult, instances: ReadonlyMap<string, { name?: string }>): string {
@@ -98,7 +103,8 @@ export function nightLine(night: NightResult, instances: ReadonlyMap<string, { n
     ...night.terminated.map((id) => `${instances.get(id)?.name ?? id} terminated`),
     ...(night.othersDeleted > 0 ? [`!! ${plural(night.othersDeleted, 'snapshot')} not made by this stack deleted`] : []),
   ];
-  const line = `${String(night.night).padStart(5)}  ${date}  ${outcome.slice(0, 35).padEnd(35)}  ${String(night.snapshotsOurs).padStart(5)}  ${String(night.deleted).padStart(7)}  ${String(night.snapshotsOthers).padStart(6)}`;
+  const archive = night.archivedTonight !== undefined ? `  ${String(night.archivedTonight).padStart(8)}  ${String(night.snapshotsInArchive ?? 0).padStart(10)}` : '';
+  const line = `${String(night.night).padStart(5)}  ${date}  ${outcome.slice(0, 35).padEnd(35)}  ${String(night.snapshotsOurs).padStart(5)}  ${String(night.deleted).padStart(7)}  ${String(night.snapshotsOthers).padStart(6)}${archive}`;
   return extras.length ? `${line}  (${extras.join('; ')})` : line;
 }
 

@@ -13,6 +13,7 @@ import { LOCAL_STACK_ID } from './history.ts';
 import { nightStart, startNight } from './nights.ts';
 import { REPORT_BUCKET, runWorkflow } from './runner.ts';
 import type { LocalRunResult, RunOptions } from './runner.ts';
+import { tierOf } from './snapshot-tier.ts';
 import type { SimSnapshot, World } from './world.ts';
 
 /** What one night did, as `simulate --json` prints it (README "Multi-night simulation"). */
@@ -40,6 +41,10 @@ export interface NightResult {
   othersDeleted: number;
   /** The run report's `retention` section, when the run has one. */
   retention?: unknown;
+  /** With the archive tier on (ARCHIVE_AFTER_DAYS): snapshots this night's retention sent to the archive... */
+  archivedTonight?: number;
+  /** ...and this stack's snapshots in the archive tier after the night (archival takes hours: those done). */
+  snapshotsInArchive?: number;
   wallSeconds: number;
 }
 
@@ -86,11 +91,15 @@ export async function simulateNights(world: World, fleet: Fleet, options: Simula
     const deletions = deletedSince(world, mark, at);
     let ours = 0;
     let others = 0;
+    let inArchive = 0;
     for (const s of world.snapshots.values()) {
       if (s.deleted) continue;
-      if (isOurs(s)) ours += 1;
-      else others += 1;
+      if (isOurs(s)) {
+        ours += 1;
+        if (s.tier && tierOf(world, s).storageTier === 'archive') inArchive += 1;
+      } else others += 1;
     }
+    const archive = report?.retention?.archive;
     const result: NightResult = {
       night,
       scheduledAt: new Date(at).toISOString(),
@@ -106,6 +115,7 @@ export async function simulateNights(world: World, fleet: Fleet, options: Simula
       deleted: deletions.length,
       othersDeleted: deletions.filter((s) => !isOurs(s)).length,
       ...(report && 'retention' in report ? { retention: (report as { retention?: unknown }).retention } : {}),
+      ...(archive ? { archivedTonight: archive.archived.length, snapshotsInArchive: inArchive } : {}),
       wallSeconds: run.stats.wallSeconds,
     };
     results.push(result);
