@@ -16,6 +16,7 @@ import { DEFAULT_START, worldFromFleet } from '../src/local/world.ts';
 import type { World } from '../src/local/world.ts';
 import { readReport, twoVolumes } from './helpers.ts';
 import { nightLine } from '../src/cli/simulate-command.ts';
+import { archiveEnvironment, parseArchiveAfterOption } from '../src/cli/retain-option.ts';
 
 const DAY = 86_400_000;
 const STACK = 'vss-snapshots-local';
@@ -244,5 +245,14 @@ describe('restore of an archived set', () => {
     expect(tierNow(world, ids[0] as string)).toMatchObject({ storageTier: 'standard', status: 'temporary-restore-completed' });
     const restored = await runWorkflow(world, { workflow: 'restore', input: { runId, sourceInstanceId: A, targetInstanceId: B } });
     expect(restored.status, restored.cause).toBe('SUCCEEDED');
+  });
+});
+
+describe('--archive-after', () => {
+  it('takes whole days 0-3650 and reaches the Lambdas as ARCHIVE_AFTER_DAYS; anything else is a usage error', () => {
+    expect(parseArchiveAfterOption('30')).toBe(30);
+    expect(archiveEnvironment(30)).toEqual({ ARCHIVE_AFTER_DAYS: '30' });
+    expect(archiveEnvironment(undefined)).toEqual({});
+    for (const bad of ['-1', '3651', '1.5', 'thirty', '']) expect(() => parseArchiveAfterOption(bad), bad).toThrow(/whole number of days 0-3650/);
   });
 });
