@@ -37,6 +37,7 @@ const RESOURCE_STAR_ALLOWED: Record<string, string> = {
   'ec2:DescribeSnapshots': 'no resource-level permissions; read only',
   'ec2:DescribeVolumes': 'no resource-level permissions; read only (restore)',
   'ec2:DescribeImages': 'no resource-level permissions; read only (instance policy, as in AWSEC2VssSnapshotPolicy; retention: is a snapshot used by an AMI)',
+  'ec2:DescribeSnapshotTierStatus': 'no resource-level permissions; read only (retention: archives in progress, when a snapshot was archived)',
   'ssm:DescribeInstanceInformation': 'no resource-level permissions; read only',
   'ssm:ListCommands': 'no resource-level permissions; read only',
   'ssm:ListCommandInvocations': 'no resource-level permissions; read only',
@@ -103,6 +104,7 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
   'plan-retention': [
     'ec2:DescribeImages',
     'ec2:DescribeInstances',
+    'ec2:DescribeSnapshotTierStatus',
     'ec2:DescribeSnapshots',
     'logs:CreateLogStream',
     'logs:PutLogEvents',
@@ -145,7 +147,7 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
     'xray:PutTelemetryRecords',
     'xray:PutTraceSegments',
   ],
-  'apply-retention': ['ec2:DeleteSnapshot', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 's3:PutObject', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'apply-retention': ['ec2:DeleteSnapshot', 'ec2:DescribeSnapshotTierStatus', 'ec2:ModifySnapshotTier', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 's3:PutObject', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'finish-run': [
     'kms:Decrypt',
     'kms:GenerateDataKey',
@@ -819,6 +821,21 @@ describe('IAM', () => {
     expect(grant?.Condition).toEqual({ StringEquals: { [`aws:ResourceTag/${STACK_TAG}`]: 'vss-snapshots-dev' } });
     // The same value the functions tag their snapshots with (STACK_ID), for every function.
     for (const [id] of resourcesOfType('AWS::Lambda::Function')) expect(loadConfig(functionEnv(id, resolver)).stackId, id).toBe('vss-snapshots-dev');
+  });
+
+  it('lets only retention archive snapshots, and only those tagged with exactly this stack’s id; nobody restores from the archive', () => {
+    const grants = policies.flatMap((p) => p.statements.map((s) => ({ owner: p.owner, s }))).filter(({ s }) => allows(s, 'ec2:ModifySnapshotTier'));
+    expect(grants.map((g) => g.owner)).toEqual(['ApplyRetentionRole']);
+    const grant = grants[0]?.s as Statement;
+    expect(actionsOf(grant)).toEqual(['ec2:ModifySnapshotTier']);
+    expect(resourcesOf(grant)).toEqual(['arn:aws:ec2:us-east-1::snapshot/*']);
+    expect(grant.Condition).toEqual({ StringEquals: { [`aws:ResourceTag/${STACK_TAG}`]: 'vss-snapshots-dev' } });
+    // Restoring from the archive takes up to 72 hours and is billed: the operator does it (README "Archive tier").
+    expect(policies.flatMap((p) => p.statements).filter((s) => allows(s, 'ec2:RestoreSnapshotTier'))).toEqual([]);
+  });
+
+  it('passes ArchiveAfterDays to every function as ARCHIVE_AFTER_DAYS, off by default', () => {
+    for (const [id] of resourcesOfType('AWS::Lambda::Function')) expect(loadConfig(functionEnv(id, resolver)).retention.archiveAfterDays, id).toBe(0);
   });
 
   it('lets the workflow tag only run snapshots, and only with the fallback and consistency keys', () => {

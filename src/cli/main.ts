@@ -11,7 +11,7 @@ import { EXIT, EXIT_CODE_TABLE, CommandFailedError, UsageError } from './exit-co
 import type { ExitCode } from './exit-codes.ts';
 import { decimal, wholeNumber } from './options.ts';
 import { parseDrRegionOption } from './dr-option.ts';
-import { parseRetainOption } from './retain-option.ts';
+import { parseArchiveAfterOption, parseRetainOption } from './retain-option.ts';
 
 /** The longest simulation (src/local/fleet.ts MAX_NIGHTS; not imported, so --help does not load the simulator). */
 const MAX_NIGHTS = 400;
@@ -67,6 +67,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .option('--quiet', 'no progress lines')
     .addOption(new Option('--retain <rules>', 'retention defaults of this run, as the vss-snapshots:retain tag: count=N, days=N or count=N,days=M; a rule left out is off (default count=7,days=14)').argParser(parseRetainOption))
     .addOption(new Option('--dr-region <region>', 'copy every verified set into this Region of the simulated account (DR copies, README "DR copies"), e.g. us-west-2').argParser(parseDrRegionOption))
+    .addOption(new Option('--archive-after <days>', 'archive tier of this run: sets at least DAYS old that the days rule keeps 90 more days go to the EBS archive tier (default 0: never)').argParser(parseArchiveAfterOption))
     .action(async (opts) => {
       const { runCommand } = await import('./run-command.ts');
       setExit(await runCommand(opts));
@@ -78,6 +79,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .option('--input <json|file>', 'execution input of every night as JSON text or the path of a JSON file')
     .addOption(new Option('--retain <policy>', 'retention defaults of the simulated stack, as the vss-snapshots:retain tag: count=N, days=N or count=N,days=M; a rule left out is off (default count=7,days=14)').argParser(parseRetainOption))
     .addOption(new Option('--dr-region <region>', 'copy every verified set into this Region of the simulated account each night and keep copies there by the DR rule, e.g. us-west-2').argParser(parseDrRegionOption))
+    .addOption(new Option('--archive-after <days>', 'archive tier of the simulated stack: sets at least DAYS old that the days rule keeps 90 more days go to the EBS archive tier; adds the columns archived and in-archive (default 0: never)').argParser(parseArchiveAfterOption))
     .option('--json', 'print one JSON object with every night on stdout (night lines go to stderr)')
     .option('--dump-world <file>', 'write the simulated account\'s final state to this file')
     .option('--quiet', 'no progress or notes on stderr')

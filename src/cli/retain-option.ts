@@ -40,3 +40,19 @@ export function retainEnvironment(policy: RetainPolicy): Record<string, string> 
 export function formatRetainPolicy(policy: RetainPolicy): string {
   return [policy.count !== undefined ? `count=${policy.count}` : '', policy.days !== undefined ? `days=${policy.days}` : ''].filter(Boolean).join(',');
 }
+
+/**
+ * `--archive-after DAYS`: the archive tier of a local run (the stack's ArchiveAfterDays parameter, README
+ * "Archive tier"): sets at least DAYS old that the days rule keeps 90 more days go to the archive tier. 0 = off.
+ * It reaches the Lambdas as ARCHIVE_AFTER_DAYS.
+ */
+export function parseArchiveAfterOption(text: string): number {
+  if (!/^[0-9]{1,4}$/.test(text.trim()) || Number(text) > 3_650) {
+    throw new InvalidArgumentError(`"${text.replace(/[\u0000-\u001f\u007f"]/g, '?').slice(0, 32)}": use a whole number of days 0-3650 (e.g. --archive-after 30; 0 = never archive).`);
+  }
+  return Number(text);
+}
+
+export function archiveEnvironment(days: number | undefined): Record<string, string> {
+  return days === undefined ? {} : { ARCHIVE_AFTER_DAYS: String(days) };
+}

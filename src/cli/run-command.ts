@@ -16,7 +16,7 @@ import type { ExitCode } from './exit-codes.ts';
 import { observerS3, runWatched } from './local-observer.ts';
 import { readJsonOption } from './options.ts';
 import { drEnvironment } from './dr-option.ts';
-import { retainEnvironment } from './retain-option.ts';
+import { archiveEnvironment, retainEnvironment } from './retain-option.ts';
 import type { RetainPolicy } from './retain-option.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
 
@@ -32,13 +32,15 @@ export interface RunCommandOptions {
   retain?: RetainPolicy;
   /** `--dr-region`: DR copies into this Region of the simulated account. */
   drRegion?: string;
+  /** The stack's ArchiveAfterDays (0: never archive). */
+  archiveAfter?: number;
 }
 
 export async function runCommand(opts: RunCommandOptions): Promise<ExitCode> {
   // Every file the user named is checked before the simulated night starts (the input itself is checked by
   // Prepare Run, as in AWS: it rejects it before anything is sent).
   const input: unknown = opts.input === undefined ? {} : readJsonOption(opts.input);
-  const retainEnv = opts.retain === undefined ? {} : retainEnvironment(opts.retain);
+  const retainEnv = { ...(opts.retain === undefined ? {} : retainEnvironment(opts.retain)), ...archiveEnvironment(opts.archiveAfter) };
   if (opts.report) checkOutputPath(opts.report, '--report');
   if (opts.dumpWorld) checkOutputPath(opts.dumpWorld, '--dump-world');
   if (opts.fleet) readInputFile(opts.fleet, '--fleet');

@@ -18,7 +18,7 @@ import { nightChart } from './night-chart.ts';
 import { readJsonOption } from './options.ts';
 import { checkOutputPath, readInputFile } from './paths.ts';
 import { drEnvironment } from './dr-option.ts';
-import { formatRetainPolicy, retainEnvironment } from './retain-option.ts';
+import { archiveEnvironment, formatRetainPolicy, retainEnvironment } from './retain-option.ts';
 import type { RetainPolicy } from './retain-option.ts';
 
 export interface SimulateCommandOptions {
@@ -30,6 +30,8 @@ export interface SimulateCommandOptions {
   retain?: RetainPolicy;
   /** `--dr-region`: DR copies into this Region of the simulated account, every night. */
   drRegion?: string;
+  /** The stack's ArchiveAfterDays (0: never archive); on, the night lines get the archive's columns. */
+  archiveAfter?: number;
   quiet?: boolean;
 }
 
@@ -54,15 +56,16 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
   };
   note(
     `vss-snapshots: ${plural(opts.nights, 'night')} 24 h apart in one simulated AWS account (${plural(fleet.instances.length, 'instance')} in ${fleetName}` +
-      `${opts.retain ? `, --retain ${formatRetainPolicy(opts.retain)}` : ''}${opts.drRegion ? `, DR copies into ${opts.drRegion}` : ''})\n`,
+      `${opts.retain ? `, --retain ${formatRetainPolicy(opts.retain)}` : ''}${opts.archiveAfter ? `, --archive-after ${opts.archiveAfter}` : ''}${opts.drRegion ? `, DR copies into ${opts.drRegion}` : ''})\n`,
   );
   for (const text of unusedNights(fleet, opts.nights)) note(`note: ${text}\n`);
-  lineOut(`${HEADER}${opts.drRegion ? DR_HEADER : ''}\n`);
+  const archiveColumns = (opts.archiveAfter ?? 0) > 0;
+  lineOut(`${HEADER}${archiveColumns ? ARCHIVE_HEADER : ''}${opts.drRegion ? DR_HEADER : ''}\n`);
 
   const results = await simulateNights(world, fleet, {
     nights: opts.nights,
     input,
-    env: { ...(opts.retain ? retainEnvironment(opts.retain) : {}), ...drEnvironment(opts.drRegion) },
+    env: { ...(opts.retain ? retainEnvironment(opts.retain) : {}), ...archiveEnvironment(opts.archiveAfter), ...drEnvironment(opts.drRegion) },
     onNight: (night) => lineOut(`${nightLine(night, world.instances)}\n`),
   });
   const wallSeconds = (performance.now() - started) / 1000;
@@ -75,7 +78,7 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
     }
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ nights: results, ...(opts.retain ? { retain: opts.retain } : {}), ...(opts.drRegion ? { drRegion: opts.drRegion } : {}), simulatedDays: opts.nights, wallSeconds: Number(wallSeconds.toFixed(2)) }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ nights: results, ...(opts.retain ? { retain: opts.retain } : {}), ...(opts.archiveAfter !== undefined ? { archiveAfter: opts.archiveAfter } : {}), ...(opts.drRegion ? { drRegion: opts.drRegion } : {}), simulatedDays: opts.nights, wallSeconds: Number(wallSeconds.toFixed(2)) }, null, 2)}\n`);
   } else {
     process.stdout.write(`\n${nightChart(results.map((r) => r.snapshotsOurs), { title: 'Snapshots of this stack in the account, after each night:' })}`);
     if (opts.drRegion) process.stdout.write(`\n${nightChart(results.map((r) => r.drCopiesOurs ?? 0), { title: `DR copies of this stack in ${opts.drRegion}, after each night:` })}`);
@@ -88,6 +91,8 @@ export async function simulateCommand(opts: SimulateCommandOptions): Promise<Exi
 const HEADER = 'night  date        outcome                              ours  deleted  others';
 /** With --dr-region: this stack's copies in the DR Region, and the night's sets protected there / not (yet). */
 const DR_HEADER = '  in-DR  protected  missing';
+/** With the archive tier on: snapshots sent to the archive that night, this stack's snapshots in the archive after it. */
+const ARCHIVE_HEADER = '  archived  in-archive';
 
 /** One night: when, how it went, this stack's snapshots after it, deletions that night, everyone else's snapshots. */
 export function nightLine(night: NightResult, instances: ReadonlyMap<string, { name?: string }>): string {
@@ -109,7 +114,8 @@ export function nightLine(night: NightResult, instances: ReadonlyMap<string, { n
     night.drCopiesOurs === undefined
       ? ''
       : `  ${String(night.drCopiesOurs).padStart(5)}  ${String(copies?.protected ?? 0).padStart(9)}  ${String((copies?.inProgress ?? 0) + (copies?.failed?.length ?? 0)).padStart(7)}`;
-  const line = `${String(night.night).padStart(5)}  ${date}  ${outcome.slice(0, 35).padEnd(35)}  ${String(night.snapshotsOurs).padStart(5)}  ${String(night.deleted).padStart(7)}  ${String(night.snapshotsOthers).padStart(6)}${dr}`;
+  const archive = night.archivedTonight !== undefined ? `  ${String(night.archivedTonight).padStart(8)}  ${String(night.snapshotsInArchive ?? 0).padStart(10)}` : '';
+  const line = `${String(night.night).padStart(5)}  ${date}  ${outcome.slice(0, 35).padEnd(35)}  ${String(night.snapshotsOurs).padStart(5)}  ${String(night.deleted).padStart(7)}  ${String(night.snapshotsOthers).padStart(6)}${archive}${dr}`;
   return extras.length ? `${line}  (${extras.join('; ')})` : line;
 }
 

@@ -87,6 +87,9 @@ const EnvSchema = z.object({
   DR_RETAIN_COUNT: int(0, 1_000).default(7),
   DR_RETAIN_DAYS: int(0, 3_650).default(14),
   AWS_REGION: z.string().optional(),
+  // Archive tier (README "Archive tier"): sets at least ARCHIVE_AFTER_DAYS old that the policy keeps 90 more days
+  // are moved to the EBS Snapshots Archive tier; 0 (the default) never archives.
+  ARCHIVE_AFTER_DAYS: int(0, 3_650).default(0),
   ALERT_TOPIC_ARN: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$/),
   REPORT_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
 });
@@ -155,6 +158,8 @@ export interface RetentionDefaults {
   terminatedDays: number;
   /** Snapshots deleted per run at most; the rest are deferred to the next run. */
   maxDeletes: number;
+  /** Archive sets at least this many days old (0: never archive). README "Archive tier". */
+  archiveAfterDays: number;
 }
 
 /** Reads and checks the environment. Cheap enough to call per invocation; throws ConfigurationError. */
@@ -185,7 +190,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     alertTopicArn: e.ALERT_TOPIC_ARN,
     reportBucket: e.REPORT_BUCKET,
     stackId: e.STACK_ID,
-    retention: { count: e.RETAIN_COUNT, days: e.RETAIN_DAYS, terminatedDays: e.TERMINATED_RETAIN_DAYS, maxDeletes: e.RETENTION_MAX_DELETES },
+    retention: { count: e.RETAIN_COUNT, days: e.RETAIN_DAYS, terminatedDays: e.TERMINATED_RETAIN_DAYS, maxDeletes: e.RETENTION_MAX_DELETES, archiveAfterDays: e.ARCHIVE_AFTER_DAYS },
     dr: drSettings(e),
   };
 }
@@ -209,6 +214,7 @@ function drSettings(e: z.output<typeof EnvSchema>): DrSettings | undefined {
     maxAttempts: e.DR_COPY_ATTEMPTS,
     deadlineHours: e.DR_COPY_DEADLINE_HOURS,
     pollSeconds: e.DR_POLL_SECONDS,
-    retention: { count: e.DR_RETAIN_COUNT, days: e.DR_RETAIN_DAYS, terminatedDays: e.TERMINATED_RETAIN_DAYS, maxDeletes: e.RETENTION_MAX_DELETES },
+    // Copies are not archived (as DLM: archive rules apply to the source snapshots only).
+    retention: { count: e.DR_RETAIN_COUNT, days: e.DR_RETAIN_DAYS, terminatedDays: e.TERMINATED_RETAIN_DAYS, maxDeletes: e.RETENTION_MAX_DELETES, archiveAfterDays: 0 },
   };
 }

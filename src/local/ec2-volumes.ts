@@ -31,6 +31,7 @@ import type { LagKind } from './consistency.ts';
 import { filterValueMatches } from './ec2-filters.ts';
 import { azsOf, callRegion, inRegion, regionField } from './regions.ts';
 import type { CallContext } from './regions.ts';
+import { usableTier } from './snapshot-tier.ts';
 import type { SimVolume, World } from './world.ts';
 
 type Input = Record<string, unknown>;
@@ -266,6 +267,8 @@ export const volumeOperations: Record<string, (world: World, input: Input, conte
       if (!snapshot || !inRegion(snapshot, context) || snapshot.deleted || snapshot.visibleAt > world.now) throw awsError('InvalidSnapshot.NotFound', `The snapshot '${snapshotId}' does not exist.`);
       const state = world.snapshotState(snapshot);
       if (state !== 'completed') throw awsError('IncorrectState', `Snapshot '${snapshotId}' is in state ${state}, not completed.`);
+      // An archived snapshot cannot be used until it is restored to the standard tier (snapshot-tier.ts).
+      if (!usableTier(world, snapshot)) throw awsError('IncorrectState', `Snapshot '${snapshotId}' is in the archive tier; restore it to the standard tier first (RestoreSnapshotTier).`);
       if (size !== undefined && size < snapshot.volumeSize) throw awsError('InvalidParameterValue', `Volume of ${size}GiB is too small; minimum is ${snapshot.volumeSize}GiB.`);
       sizeGiB = size ?? snapshot.volumeSize;
       if (snapshot.encrypted) encryption = { encrypted: true, ...(snapshot.kmsKeyId ? { kmsKeyId: snapshot.kmsKeyId } : {}) };

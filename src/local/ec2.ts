@@ -6,6 +6,7 @@ import { shownAttachments, tagVolume, volumeOperations } from './ec2-volumes.ts'
 import { inRegion, regionOf } from './regions.ts';
 import type { CallContext } from './regions.ts';
 import { copySnapshot } from './snapshot-copy.ts';
+import { describeTier, tierOf, tierOperations } from './snapshot-tier.ts';
 import { ACCOUNT_ID } from './world.ts';
 import type { SimImage, SimInstance, SimSnapshot, World } from './world.ts';
 
@@ -105,6 +106,9 @@ function snapshotMatches(world: World, snapshot: SimSnapshot, filter: Filter): b
       return any(snapshot.snapshotId);
     case 'owner-id':
       return any(ACCOUNT_ID);
+    // `archive` or `standard` (DescribeSnapshots filter `storage-tier`, EC2 API reference).
+    case 'storage-tier':
+      return any(tierOf(world, snapshot).storageTier);
     default:
       throw awsError('InvalidParameterValue', `The filter '${filter.Name}' is invalid`);
   }
@@ -127,6 +131,7 @@ export function describeSnapshot(world: World, s: SimSnapshot) {
     // Why a copy failed (EC2 API reference, Snapshot, StateMessage).
     ...(state === 'error' && s.stateMessage ? { StateMessage: s.stateMessage } : {}),
     Tags: Object.entries(world.visibleTags(s)).map(([Key, Value]) => ({ Key, Value })),
+    ...describeTier(world, s),
   };
 }
 
@@ -159,6 +164,7 @@ function paginateOld(visible: SimSnapshot[], pageSize: number, nextToken: string
  */
 export const ec2Operations: Record<string, (world: World, input: Input, context?: CallContext) => unknown> = {
   ...volumeOperations,
+  ...tierOperations,
   CopySnapshot: copySnapshot,
   DescribeInstances(world, input, context) {
     const ids = input.InstanceIds as string[] | undefined;

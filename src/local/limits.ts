@@ -199,6 +199,9 @@ function bucketFor(config: LimitsConfig, service: string, operation: string, inp
     if (operation === 'CreateSnapshot' || operation === 'CreateSnapshots') return { name: 'ec2:CreateSnapshots', spec: config.ec2.createSnapshots };
     if (operation === 'CreateTags') return { name: 'ec2:CreateTags', spec: config.ec2.createTags };
     if (operation === 'CopySnapshot') return { name: 'ec2:CopySnapshot', spec: config.ec2.copySnapshot };
+    // No bucket of their own: the archive tier's calls take from the account's "mutating" bucket (EC2 API
+    // throttling: every mutating action without its own bucket).
+    if (operation === 'ModifySnapshotTier' || operation === 'RestoreSnapshotTier') return { name: 'ec2:mutating', spec: config.ec2.mutating };
     if (/^(Describe|Get|List)/.test(operation)) {
       const filtered = Array.isArray(input.Filters) && input.Filters.length > 0;
       const paginated = input.MaxResults !== undefined || input.NextToken !== undefined;

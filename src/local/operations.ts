@@ -36,6 +36,8 @@ export const MUTATING_CALLS = new Set([
   'ec2:DetachVolume',
   'ec2:DeleteVolume',
   'ec2:CopySnapshot',
+  'ec2:ModifySnapshotTier',
+  'ec2:RestoreSnapshotTier',
   'sns:Publish',
   's3:PutObject',
   's3:DeleteObject',
@@ -56,6 +58,8 @@ function idsOf(call: string, input: Record<string, unknown>, output: Record<stri
     case 'ec2:DeleteTags':
       return list(input.Resources);
     case 'ec2:DeleteSnapshot':
+    case 'ec2:ModifySnapshotTier':
+    case 'ec2:RestoreSnapshotTier':
       return str(input.SnapshotId);
     case 'ec2:CopySnapshot':
       // The copy (when made), then its source.

@@ -14,6 +14,7 @@ import { nightStart, startNight } from './nights.ts';
 import { REPORT_BUCKET, runWorkflow } from './runner.ts';
 import type { LocalRunResult, RunOptions } from './runner.ts';
 import { REGION } from './world.ts';
+import { tierOf } from './snapshot-tier.ts';
 import type { SimSnapshot, World } from './world.ts';
 
 /** What one night did, as `simulate --json` prints it (README "Multi-night simulation"). */
@@ -47,6 +48,10 @@ export interface NightResult {
   drDeleted?: number;
   /** DR copies on: the run report's `copies` section (protected, in progress, failed). */
   copies?: unknown;
+  /** With the archive tier on (ARCHIVE_AFTER_DAYS): snapshots this night's retention sent to the archive... */
+  archivedTonight?: number;
+  /** ...and this stack's snapshots in the archive tier after the night (archival takes hours: those done). */
+  snapshotsInArchive?: number;
   wallSeconds: number;
 }
 
@@ -97,15 +102,19 @@ export async function simulateNights(world: World, fleet: Fleet, options: Simula
     let ours = 0;
     let others = 0;
     let drOurs = 0;
+    let inArchive = 0;
     for (const s of world.snapshots.values()) {
       if (s.deleted) continue;
       if (drRegion && (s.region ?? REGION) === drRegion) {
         if (isOurs(s)) drOurs += 1;
         continue;
       }
-      if (isOurs(s)) ours += 1;
-      else others += 1;
+      if (isOurs(s)) {
+        ours += 1;
+        if (s.tier && tierOf(world, s).storageTier === 'archive') inArchive += 1;
+      } else others += 1;
     }
+    const archive = report?.retention?.archive;
     const result: NightResult = {
       night,
       scheduledAt: new Date(at).toISOString(),
@@ -122,6 +131,7 @@ export async function simulateNights(world: World, fleet: Fleet, options: Simula
       othersDeleted: deletions.filter((s) => !isOurs(s)).length,
       ...(report && 'retention' in report ? { retention: (report as { retention?: unknown }).retention } : {}),
       ...(drRegion ? { drCopiesOurs: drOurs, drDeleted: allDeletions.length - deletions.length, ...(report?.copies ? { copies: report.copies } : {}) } : {}),
+      ...(archive ? { archivedTonight: archive.archived.length, snapshotsInArchive: inArchive } : {}),
       wallSeconds: run.stats.wallSeconds,
     };
     results.push(result);

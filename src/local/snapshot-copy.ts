@@ -52,6 +52,7 @@
 import { awsError } from './aws-error.ts';
 import { DEFAULT_EBS_KEY_ALIAS, keyArn, keyByArn, resolveKey, unusable } from './kms.ts';
 import { callRegion, regionOf } from './regions.ts';
+import { tierOf, usableTier } from './snapshot-tier.ts';
 import type { CallContext } from './regions.ts';
 import type { SimSnapshot, World } from './world.ts';
 
@@ -162,9 +163,9 @@ export function copySnapshot(world: World, input: Input, context?: CallContext) 
   }
   const state = world.snapshotState(source);
   if (state !== 'completed') throw awsError('IncorrectState', `Snapshot '${sourceId}' is in state ${state}; only a completed snapshot can be copied.`);
-  // The archive tier (another branch adds `storageTier`): an archived snapshot can't be copied.
-  const tier = (source as { storageTier?: string }).storageTier;
-  if (tier !== undefined && tier !== 'standard') throw awsError('IncorrectState', `Snapshot '${sourceId}' is in the ${tier} tier; restore it (RestoreSnapshotTier) before copying it.`);
+  // The archive tier: an archived snapshot can't be copied ("Archive Amazon EBS snapshots").
+  const tier = tierOf(world, source).storageTier;
+  if (!usableTier(world, source)) throw awsError('IncorrectState', `Snapshot '${sourceId}' is in the ${tier} tier; restore it (RestoreSnapshotTier) before copying it.`);
   if (copiesInFlight(world, destination).length >= world.dr.copyQuota) {
     throw awsError('ResourceLimitExceeded', `You have reached the limit of ${world.dr.copyQuota} concurrent snapshot copies into ${destination}. Wait for a copy to complete, then try again.`);
   }

@@ -12,6 +12,9 @@ import { keyArn, keyIdFor, resolveKey } from './kms.ts';
 import { startNight } from './nights.ts';
 import { seededRandom, streamSeed } from './random.ts';
 import { VirtualScheduler } from './scheduler.ts';
+import type { TierQuotas } from './snapshot-tier.ts';
+import { tierAt } from './snapshot-tier-state.ts';
+import type { SimTier } from './snapshot-tier-state.ts';
 
 export const ACCOUNT_ID = '123456789012';
 export const REGION = 'us-east-1';
@@ -110,6 +113,8 @@ export interface SimSnapshot {
   originVolumeId?: string;
   /** A copy: full or incremental, as the copy model chose (snapshot-copy.ts). */
   copyKind?: 'full' | 'incremental';
+  /** The last archive or restore of the EBS Snapshots Archive tier (snapshot-tier.ts); none: standard tier. */
+  tier?: SimTier;
 }
 
 export interface SimInvocation {
@@ -211,6 +216,8 @@ export interface Quotas {
    * an assumption, set per fleet file (`quotas.pendingInvocations`).
    */
   pendingInvocations: number;
+  /** The archive tier's quotas (snapshot-tier.ts DEFAULT_TIER_QUOTAS when unset). */
+  tier?: Partial<TierQuotas>;
 }
 export const DEFAULT_QUOTAS: Quotas = { pendingInvocations: 5_000 };
 
@@ -540,7 +547,16 @@ export class World {
         })),
       snapshots: [...this.snapshots.values()]
         .filter((s) => !s.deleted)
-        .map((s) => ({ snapshotId: s.snapshotId, volumeId: s.volumeId, instanceId: s.instanceId, state: this.snapshotState(s), startTime: new Date(s.startTime).toISOString(), tags: s.tags, ...snapshotExtras(s, this) })),
+        .map((s) => ({
+          snapshotId: s.snapshotId,
+          volumeId: s.volumeId,
+          instanceId: s.instanceId,
+          state: this.snapshotState(s),
+          startTime: new Date(s.startTime).toISOString(),
+          tags: s.tags,
+          ...snapshotExtras(s, this),
+          ...(s.tier ? { storageTier: tierAt(this.now, s.tier).storageTier, lastTiering: tierAt(this.now, s.tier).status } : {}),
+        })),
       deletedSnapshots: [...this.snapshots.values()]
         .filter((s) => s.deleted)
         .map((s) => ({
@@ -630,7 +646,8 @@ export interface WorldDump {
   /** Volumes deleted by DeleteVolume, with what they were. */
   deletedVolumes: { volumeId: string; sizeGiB: number; availabilityZone: string; region: string; snapshotId?: string; tags: Record<string, string>; deletedAt: string }[];
   /** A copy's `volumeId` is the arbitrary `vol-ffffffff` (as EC2 shows it); its `instanceId` is its source's. */
-  snapshots: ({ snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> } & SnapshotDumpExtras)[];
+  /** `storageTier` and `lastTiering` only on snapshots that were archived or restored (snapshot-tier.ts). */
+  snapshots: ({ snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string>; storageTier?: string; lastTiering?: string } & SnapshotDumpExtras)[];
   /** Snapshots deleted by DeleteSnapshot (a pending one is gone only once it completes), with what they were. */
   deletedSnapshots: ({ snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string>; deletedAt: string } & SnapshotDumpExtras)[];
   /** AMIs registered from snapshots (fleet `history` entries `usedByImage`). */

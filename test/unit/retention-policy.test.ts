@@ -5,7 +5,7 @@ import type { RetentionSet, SetKind } from '../../src/lib/retention/policy.ts';
 const DAY = 86_400_000;
 const NOW = Date.parse('2026-12-01T00:10:00Z');
 const RUN_START = Date.parse('2026-12-01T00:00:00Z');
-const defaults = { count: 2, days: 0, terminatedDays: 5, maxDeletes: 1000 };
+const defaults = { count: 2, days: 0, terminatedDays: 5, maxDeletes: 1000, archiveAfterDays: 0 };
 
 function set(ageDays: number, kind: SetKind = 'verified', extra: Partial<RetentionSet> = {}): RetentionSet {
   const start = RUN_START - ageDays * DAY + 60_000;

@@ -40,6 +40,8 @@ export interface RunSnapshot {
   appConsistent: boolean;
   shadowSetId: string | undefined;
   instanceId: string | undefined;
+  /** `archive`: in the EBS Snapshots Archive tier, unusable until restored to `standard` (up to 72 hours). */
+  storageTier: string;
 }
 
 export function toRunSnapshot(s: Snapshot): RunSnapshot {
@@ -59,6 +61,7 @@ export function toRunSnapshot(s: Snapshot): RunSnapshot {
     appConsistent: methodDriver(method).isConsistent(tags),
     shadowSetId,
     instanceId: tags[INSTANCE_TAG] || undefined,
+    storageTier: s.StorageTier ?? 'standard',
   };
 }
 
@@ -136,6 +139,8 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
     return [];
   });
   if (unusable.length > 0) throw new RestoreRefusedError(`Refusing to restore run ${runId} of ${source}: ${unusable.join('; ')}. Nothing was created.`);
+  const archived = chosen.filter((c) => c.snapshot.storageTier === 'archive');
+  if (archived.length > 0) throw new RestoreRefusedError(archivedText(runId, source, archived.map((c) => ({ device: c.device, snapshotId: c.snapshot.snapshotId }))));
 
   const methods = new Set(chosen.map((c) => c.snapshot.method));
   if (methods.size > 1) throw new RestoreRefusedError(`Run ${runId} of ${source} mixes aws-vss and diskshadow snapshots; restore the devices of each method separately (field "devices").`);
@@ -207,4 +212,20 @@ async function assertCanRevert(deps: PlanDeps, target: Instance, state: string):
   if (ping !== 'Online') {
     throw new RestoreRefusedError(`These are DiskShadow snapshots: the restore document must revert them on target ${id}, whose SSM agent is ${ping ? `${ping}` : 'not registered'}. Fix the agent and restore again.`);
   }
+}
+
+/**
+ * An archived snapshot cannot make a volume until it is back in the standard tier: AWS takes up to 72 hours for
+ * that (EBS user guide, "Archive Amazon EBS snapshots", considerations), and it cannot be cancelled. Says so, and
+ * what to run, before anything is created.
+ */
+export function archivedText(runId: string, source: string, snapshots: readonly { device: string; snapshotId: string }[]): string {
+  const list = snapshots.map((s) => `${s.device} (${s.snapshotId})`).join(', ');
+  const commands = snapshots.map((s) => `aws ec2 restore-snapshot-tier --snapshot-id ${s.snapshotId} --temporary-restore-days 7`).join('; ');
+  return (
+    `Refusing to restore run ${runId} of ${source}: ${list} ${snapshots.length === 1 ? 'is' : 'are'} in the EBS Snapshots Archive tier, where a snapshot cannot make a volume. ` +
+    `Restore ${snapshots.length === 1 ? 'it' : 'them'} to the standard tier first; AWS takes up to 72 hours and the restore cannot be cancelled: ${commands} ` +
+    `(a temporary restore of 7 days, billed in both tiers meanwhile; --permanent-restore instead moves it back for good). ` +
+    `Follow it with aws ec2 describe-snapshot-tier-status --filters Name=snapshot-id,Values=<id> until LastTieringOperationStatus is temporary-restore-completed, then run this restore again. Nothing was created.`
+  );
 }

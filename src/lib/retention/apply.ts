@@ -12,7 +12,8 @@
  * ledger, so the next run tries it again and the alert names it. Throttling and server errors fail the step,
  * which the state machine retries; progress is saved after every invocation.
  */
-import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
+import { DeleteSnapshotCommand, DescribeSnapshotTierStatusCommand, ModifySnapshotTierCommand } from '@aws-sdk/client-ec2';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import { clock, nowIso } from '../clock.ts';
 import { RunStateNotFoundError } from '../errors.ts';
 import { isRefusal } from '../verify-snapshots.ts';
@@ -21,7 +22,7 @@ import type { RunReport } from '../report.ts';
 import { reportKey } from '../run-state.ts';
 import type { RetentionDeps } from './plan.ts';
 import { DELETE_WAIT_SECONDS, entriesOf, loadLedger, loadRetentionRecord, progressOf, readJson, retentionKey, saveLedger, saveRetentionRecord, toRetentionReport } from './record.ts';
-import type { RetentionProgress, RetentionRecord } from './record.ts';
+import type { ArchiveRecord, RetentionProgress, RetentionRecord } from './record.ts';
 
 /** Snapshots one invocation deletes at most: under the bucket's burst of 100, leaving room for other callers. */
 export const DELETE_SLICE = 90;
@@ -67,8 +68,11 @@ export async function applyRetention(deps: RetentionDeps, runId: string): Promis
       settle(record, record.cursor);
       record.cursor += 1;
     }
+    // The archives, once every deletion is done (they share the budget of this invocation).
+    const archive = record.archive;
+    if (archive && record.cursor >= record.queue.length) calls = await archiveSets(deps.ec2, archive, calls, started);
   } finally {
-    if (record.cursor >= record.queue.length) await finish(deps, record);
+    if (record.cursor >= record.queue.length && (!record.archive || record.archive.cursor >= record.archive.queue.length)) await finish(deps, record);
     await saveRetentionRecord(deps.s3, config.reportBucket, record);
   }
   // The run report was written (and the alert sent) before the deletions: it gets what was done now.
@@ -76,6 +80,68 @@ export async function applyRetention(deps: RetentionDeps, runId: string): Promis
   // The bucket needs calls / rate seconds to give back what this invocation took; the calls themselves took some.
   const refillSeconds = Math.ceil(calls / DELETE_RATE_PER_SECOND - (clock.now() - started) / 1000);
   return { ...progressOf(record), waitSeconds: Math.min(DELETE_WAIT_SECONDS, Math.max(1, refillSeconds)) };
+}
+
+/**
+ * Archives the queued sets in order (ModifySnapshotTier, one call per snapshot, from the account's "mutating"
+ * bucket: at most 25 a night, within DELETE_SLICE calls and DELETE_BUDGET_MS per invocation, a set begun is
+ * finished). EC2's answers:
+ * - ResourceLimitExceeded (the account's in-progress archives are taken, by another tool since the plan): no more
+ *   archives tonight, the rest is `deferred` to the next night;
+ * - IncorrectState: the snapshot is archiving or archived already (a retried call whose answer was lost), which
+ *   DescribeSnapshotTierStatus confirms, or its state changed since the plan: that set stops and is reported;
+ * - InvalidSnapshot.NotFound (deleted since), InvalidSnapshot.InUse (an AMI since) and other refusals stop that
+ *   set (reported `failed`; the next night tries again); throttling and server errors fail the step, which the
+ *   state machine retries (progress is saved).
+ */
+async function archiveSets(ec2: EC2Client, archive: ArchiveRecord, callsBefore: number, started: number): Promise<number> {
+  let calls = callsBefore;
+  while (archive.cursor < archive.queue.length) {
+    const set = archive.queue[archive.cursor];
+    if (!set) break;
+    const left = set.snapshotIds.filter((id) => !set.archived.includes(id));
+    if (calls > 0 && (calls + left.length > DELETE_SLICE || clock.now() - started >= DELETE_BUDGET_MS)) break;
+    let quotaReached = false;
+    for (const id of left) {
+      calls += 1;
+      try {
+        await ec2.send(new ModifySnapshotTierCommand({ SnapshotId: id, StorageTier: 'archive' }));
+        set.archived.push(id);
+      } catch (error) {
+        const name = (error as Error).name;
+        if (name === 'IncorrectState' && (await archivingAlready(ec2, id))) {
+          set.archived.push(id);
+          continue;
+        }
+        if (name === 'ResourceLimitExceeded') {
+          quotaReached = true;
+          break;
+        }
+        if (name !== 'InvalidSnapshot.NotFound' && !isRefusal(error)) throw error;
+        set.failed = `${name}: ${(error as Error).message}`;
+        break;
+      }
+    }
+    archive.archived.push(...entriesOf(set, set.archived, set.reason));
+    if (set.failed) {
+      archive.failed.push(...entriesOf(set, set.snapshotIds.filter((id) => !set.archived.includes(id)), `not archived: ${set.failed}`));
+    }
+    archive.cursor += 1;
+    if (quotaReached) {
+      // The account's archives in progress are taken: this set's rest and every later set wait for the next night.
+      archive.deferred += set.snapshotIds.filter((id) => !set.archived.includes(id)).length;
+      for (const later of archive.queue.slice(archive.cursor)) archive.deferred += later.snapshotIds.length;
+      archive.cursor = archive.queue.length;
+    }
+  }
+  return calls;
+}
+
+/** The snapshot is being archived, or is archived (DescribeSnapshotTierStatus). */
+async function archivingAlready(ec2: EC2Client, snapshotId: string): Promise<boolean> {
+  const out = await ec2.send(new DescribeSnapshotTierStatusCommand({ Filters: [{ Name: 'snapshot-id', Values: [snapshotId] }] }));
+  const t = out.SnapshotTierStatuses?.find((x) => x.SnapshotId === snapshotId);
+  return t !== undefined && (t.StorageTier === 'archive' || t.LastTieringOperationStatus === 'archival-in-progress');
 }
 
 /** Moves a finished set into the report's lists. */

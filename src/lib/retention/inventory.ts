@@ -115,6 +115,9 @@ export function groupIntoSets(snapshots: readonly Snapshot[], instances: Readonl
     snapshotIds: e.members.map((m) => m.SnapshotId as string).sort(),
     held: e.members.filter((m) => tagMap(m)[HOLD_TAG] !== undefined).map((m) => m.SnapshotId as string),
     pending: e.members.some((m) => m.State === 'pending'),
+    completed: e.members.every((m) => m.State === 'completed'),
+    archived: e.members.filter((m) => m.StorageTier === 'archive').map((m) => m.SnapshotId as string),
+    volumes: Object.fromEntries(e.members.map((m) => [m.SnapshotId as string, m.VolumeId ?? ''])),
   }));
   const volumeOwners: Record<string, string> = {};
   for (const s of snapshots) {

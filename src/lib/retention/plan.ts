@@ -19,11 +19,13 @@ import type { RetentionMode } from '../execution-input.ts';
 import { isFinal } from '../run-state.ts';
 import type { RunState } from '../run-state.ts';
 import { groupIntoSets, listInstances, listStackSnapshots } from './inventory.ts';
+import { archiveSettingNote, ARCHIVED_PER_VOLUME, CONCURRENT_ARCHIVES, deletableFrom, inOrGoingToArchive, listTierStatuses, newestPerVolume, notArchivable } from './archive.ts';
+import type { TierStatus } from './archive.ts';
 import { decideOwner, parseRetainTag } from './policy.ts';
-import type { OwnerStatus, RetentionSet } from './policy.ts';
+import type { KeepReason, OwnerStatus, RetainRule, RetentionSet } from './policy.ts';
 import { DELETE_WAIT_SECONDS, entriesOf, loadLedger, saveLedger, saveRetentionRecord } from './record.ts';
 import type { RetentionProgress } from './record.ts';
-import type { Ledger, RetentionAnomaly, RetentionRecord } from './record.ts';
+import type { ArchiveRecord, Ledger, RetentionAnomaly, RetentionRecord } from './record.ts';
 import { retentionSkippedText } from '../report-text.ts';
 
 
@@ -79,6 +81,7 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
   for (const set of sets) byOwner.set(set.owner, [...(byOwner.get(set.owner) ?? []), set]);
 
   const candidates: { set: RetentionSet; reason: string }[] = [];
+  const keptSets: { set: RetentionSet; keep: KeepReason; rule: RetainRule }[] = [];
   const gone: Record<string, string> = {};
   let total = unidentified.length;
   if (unidentified.length > 0) record.keptBy.unidentified = unidentified.length;
@@ -95,9 +98,11 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
       gone[owner] = ledger.gone[owner] ?? new Date(now).toISOString();
       status.goneSince = Date.parse(gone[owner]);
     }
+    const rule: RetainRule = status.rule ?? { count: config.retention.count, days: config.retention.days };
     for (const decision of decideOwner(ownerSets, status, { runStart, now, defaults: config.retention })) {
       total += decision.set.snapshotIds.length;
       if ('keep' in decision) {
+        keptSets.push({ set: decision.set, keep: decision.keep, rule });
         record.keptBy[decision.keep] = (record.keptBy[decision.keep] ?? 0) + decision.set.snapshotIds.length;
         if (decision.keep === 'held') {
           record.held.push(...entriesOf(decision.set, decision.set.snapshotIds, `due for deletion, kept: ${decision.set.held.join(', ')} tagged vss-snapshots:hold`));
@@ -105,6 +110,27 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
       } else {
         candidates.push({ set: decision.set, reason: decision.deleteReason });
       }
+    }
+  }
+
+  // The archive tier: read only when archive is on or a set of this stack has an archived member.
+  const archiveOn = config.retention.archiveAfterDays > 0;
+  const tiers = archiveOn || sets.some((set) => (set.archived ?? []).length > 0) ? await listTierStatuses(deps.ec2) : undefined;
+  const archive: ArchiveRecord | undefined = tiers ? emptyArchive(config.retention.archiveAfterDays, tiers, sets) : undefined;
+  if (archive) {
+    const note = archiveSettingNote(config.retention.archiveAfterDays, config.retention);
+    if (note) archive.note = note;
+    // A set with a member archived less than 90 days ago waits: deleting it now would bill the rest of the 90 days.
+    for (let i = candidates.length - 1; i >= 0; i -= 1) {
+      const c = candidates[i] as (typeof candidates)[number];
+      const until = deletableFrom(c.set, tiers as Map<string, TierStatus>, now);
+      if (until === undefined) continue;
+      candidates.splice(i, 1);
+      record.keptBy['archive-minimum'] = (record.keptBy['archive-minimum'] ?? 0) + c.set.snapshotIds.length;
+      const from = new Date(until).toISOString();
+      archive.deletionDeferred.push(
+        ...entriesOf(c.set, c.set.snapshotIds, `due for deletion (${c.reason}), kept until ${from.slice(0, 10)}: archived less than 90 days ago (an earlier deletion bills the rest of the 90 days)`).map((e) => ({ ...e, deletableFrom: from })),
+      );
     }
   }
 
@@ -149,6 +175,14 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
   const deferredSets = candidates.slice(next).filter((c) => !inUseSets.has(c.set.key));
   record.deferred = deferredSets.reduce((n, c) => n + c.set.snapshotIds.length, 0);
   if (record.deferred > 0) record.keptBy.deferred = record.deferred;
+  if (archive) {
+    await planArchive(deps.ec2, archive, keptSets, sets, tiers as Map<string, TierStatus>, now);
+    if (mode === 'preview') {
+      archive.planned = archive.queue.flatMap((q) => entriesOf(q, q.snapshotIds, q.reason));
+      archive.queue = [];
+    }
+    record.archive = archive;
+  }
   if (mode === 'preview') {
     record.planned = record.queue.flatMap((q) => entriesOf(q, q.snapshotIds, q.reason));
     record.kept = total - queuedSnapshots;
@@ -162,7 +196,71 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
   record.anomalies = anomaliesOf(record, ledger, inUseSets, candidates);
   if (mode === 'apply') await saveLedger(deps.s3, config.reportBucket, nextLedger(ledger, record, gone, inUseSets, candidates, sets, volumeOwners));
   await saveRetentionRecord(deps.s3, config.reportBucket, record);
-  return { mode, remaining: record.queue.length, deleted: 0, deferred: record.deferred, waitSeconds: DELETE_WAIT_SECONDS };
+  return { mode, remaining: record.queue.length + (record.archive?.queue.length ?? 0), deleted: 0, deferred: record.deferred, waitSeconds: DELETE_WAIT_SECONDS };
+}
+
+function emptyArchive(afterDays: number, tiers: ReadonlyMap<string, TierStatus>, sets: readonly RetentionSet[]): ArchiveRecord {
+  let inArchive = 0;
+  for (const set of sets) for (const id of set.snapshotIds) if (set.archived?.includes(id) || inOrGoingToArchive(tiers.get(id))) inArchive += 1;
+  const inProgress = [...tiers.values()].filter((t) => t.status === 'archival-in-progress').length;
+  return { afterDays, queue: [], cursor: 0, archived: [], deferred: 0, failed: [], deletionDeferred: [], notArchived: [], inArchive, inProgress };
+}
+
+/**
+ * Queues tonight's archives (archive.ts says which sets qualify): oldest first, whole sets, within the account's
+ * free archive slots (25 less the archives in progress) and each volume's 25 archived; an AMI's snapshot keeps
+ * its set in the standard tier.
+ */
+async function planArchive(
+  ec2: EC2Client,
+  archive: ArchiveRecord,
+  kept: readonly { set: RetentionSet; keep: KeepReason; rule: RetainRule }[],
+  sets: readonly RetentionSet[],
+  tiers: ReadonlyMap<string, TierStatus>,
+  now: number,
+): Promise<void> {
+  if (archive.afterDays <= 0) return;
+  const ctx = { now, afterDays: archive.afterDays, newestOfVolume: newestPerVolume(sets) };
+  const eligible = kept
+    .filter((k) => notArchivable(k.set, k.keep, k.rule, ctx) === undefined)
+    .map((k) => ({ set: k.set, rule: k.rule, todo: k.set.snapshotIds.filter((id) => !k.set.archived?.includes(id) && !inOrGoingToArchive(tiers.get(id))) }))
+    .filter((e) => e.todo.length > 0)
+    .sort((a, b) => a.set.start - b.set.start || a.set.key.localeCompare(b.set.key));
+  if (eligible.length === 0) return;
+  const perVolume = new Map<string, number>();
+  for (const t of tiers.values()) if (inOrGoingToArchive(t)) perVolume.set(t.volumeId, (perVolume.get(t.volumeId) ?? 0) + 1);
+  let free = Math.max(0, CONCURRENT_ARCHIVES - archive.inProgress);
+  const used = await imagesUsing(ec2, eligible.flatMap((e) => e.todo));
+  for (const e of eligible) {
+    const age = Math.floor((now - e.set.start) / 86_400_000);
+    const images = [...new Set(e.set.snapshotIds.flatMap((id) => used.get(id) ?? []))];
+    if (images.length > 0) {
+      archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: in use by ${images.join(', ')}`));
+      continue;
+    }
+    const volumes = e.todo.map((id) => e.set.volumes?.[id] ?? '');
+    const full = volumes.find((v) => (perVolume.get(v) ?? 0) >= ARCHIVED_PER_VOLUME);
+    if (full) {
+      archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: volume ${full} has ${ARCHIVED_PER_VOLUME} archived snapshots (the EBS quota)`));
+      continue;
+    }
+    if (e.todo.length > free) {
+      archive.deferred += e.todo.length;
+      free = 0;
+      continue;
+    }
+    free -= e.todo.length;
+    for (const v of volumes) perVolume.set(v, (perVolume.get(v) ?? 0) + 1);
+    archive.queue.push({
+      key: e.set.key,
+      owner: e.set.owner,
+      runId: e.set.runId,
+      attempt: e.set.attempt,
+      snapshotIds: e.todo,
+      reason: `set of run ${e.set.runId} attempt ${e.set.attempt}, ${age} day(s) old: older than ${archive.afterDays} days, kept by the days rule (${e.rule.days} days) at least 90 more days`,
+      archived: [],
+    });
+  }
 }
 
 /** Why this run's retention pass does nothing, if it does nothing. */

@@ -46,6 +46,12 @@ export interface RetentionSet {
   held: string[];
   /** A member is still `pending`. */
   pending: boolean;
+  /** Every member is `completed` (only such a set may be archived). */
+  completed?: boolean;
+  /** Members DescribeSnapshots shows in the archive tier (`StorageTier: archive`). */
+  archived?: string[];
+  /** Member → its volume. */
+  volumes?: Record<string, string>;
 }
 
 export interface OwnerStatus {

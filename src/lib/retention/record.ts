@@ -29,9 +29,10 @@ export interface RetentionProgress {
 export const DELETE_WAIT_SECONDS = 20;
 
 export function progressOf(record: RetentionRecord): RetentionProgress {
+  const archiveLeft = record.archive ? record.archive.queue.length - record.archive.cursor : 0;
   return {
     mode: record.mode,
-    remaining: record.mode === 'apply' && record.finishedAt === undefined ? record.queue.length - record.cursor : 0,
+    remaining: record.mode === 'apply' && record.finishedAt === undefined ? record.queue.length - record.cursor + archiveLeft : 0,
     deleted: record.deleted.length,
     deferred: record.deferred,
     waitSeconds: DELETE_WAIT_SECONDS,
@@ -61,6 +62,46 @@ export interface QueuedSet {
   partial?: { reason: string; remaining: string[] };
 }
 
+/** A set queued for the archive tier tonight: the members still to archive. */
+export interface ArchiveQueuedSet {
+  key: string;
+  owner: string;
+  runId: string;
+  attempt: number;
+  snapshotIds: string[];
+  reason: string;
+  /** Members ModifySnapshotTier accepted (or found already archiving). */
+  archived: string[];
+  /** Set when EC2 refused a member: why (the rest of the set waits for the next night). */
+  failed?: string;
+}
+
+/** What the archive tier did this run (README "Archive tier"); absent when archive is off and nothing is archived. */
+export interface ArchiveRecord {
+  afterDays: number;
+  /** Sets to archive tonight, oldest first; `cursor` is the next one. */
+  queue: ArchiveQueuedSet[];
+  cursor: number;
+  /** Snapshots ModifySnapshotTier was called for this run (archival takes hours; they show `archive` afterwards). */
+  archived: RetentionEntry[];
+  /** Preview: what apply would archive. */
+  planned?: RetentionEntry[];
+  /** Snapshots eligible but left for the next night: the account's 25 in-progress archives were taken. */
+  deferred: number;
+  /** Snapshots EC2 refused to archive, with its answer. */
+  failed: RetentionEntry[];
+  /** Due for deletion, kept until their 90 days in the archive are over. */
+  deletionDeferred: (RetentionEntry & { deletableFrom: string })[];
+  /** Eligible sets kept in the standard tier because an AMI uses a snapshot, or a volume has 25 archived. */
+  notArchived: RetentionEntry[];
+  /** This stack's snapshots in the archive tier or being archived, before tonight's archives. */
+  inArchive: number;
+  /** Archives in progress in the account (every tool's) when the plan was made. */
+  inProgress: number;
+  /** Why the setting archives nothing on the stack defaults, if so. */
+  note?: string;
+}
+
 export interface PartialSet {
   instanceId?: string;
   volumeOwner?: string;
@@ -80,7 +121,7 @@ export interface RetentionRecord {
   skipped?: string;
   /** Snapshots of this stack kept (after this run's deletions). */
   kept: number;
-  keptBy: Partial<Record<KeepReason | 'in-use' | 'deferred' | 'unidentified', number>>;
+  keptBy: Partial<Record<KeepReason | 'in-use' | 'deferred' | 'unidentified' | 'archive-minimum', number>>;
   held: RetentionEntry[];
   inUse: (RetentionEntry & { imageIds: string[] })[];
   /** The sets due tonight, oldest first; `cursor` is the next one to delete. */
@@ -96,6 +137,8 @@ export interface RetentionRecord {
   overrides: { instanceId: string; value: string; error?: string }[];
   /** What the alert should name; worded by report-text.ts. */
   anomalies: RetentionAnomaly[];
+  /** The archive tier's part (after the deletions). */
+  archive?: ArchiveRecord;
   plannedAt: string;
   finishedAt?: string;
 }
@@ -172,6 +215,40 @@ export interface RetentionReport {
   overrides: RetentionRecord['overrides'];
   anomalies: string[];
   skipped?: string;
+  /** The archive tier (README "Archive tier"), when it is on or this stack has archived snapshots. */
+  archive?: ArchiveReport;
+}
+
+/** The report's `retention.archive`. */
+export interface ArchiveReport {
+  afterDays: number;
+  /** Snapshots archived this run (ModifySnapshotTier accepted). */
+  archived: RetentionEntry[];
+  /** Preview: what apply would archive. Apply, while not finished: still queued. */
+  planned?: RetentionEntry[];
+  deferred: number;
+  failed: RetentionEntry[];
+  deletionDeferred: ArchiveRecord['deletionDeferred'];
+  notArchived: RetentionEntry[];
+  inArchive: number;
+  inProgress: number;
+  note?: string;
+}
+
+function toArchiveReport(a: ArchiveRecord, finished: boolean): ArchiveReport {
+  const queued = a.queue.slice(a.cursor).flatMap((q) => entriesOf(q, q.snapshotIds.filter((id) => !q.archived.includes(id)), q.reason));
+  return {
+    afterDays: a.afterDays,
+    archived: a.archived,
+    ...(a.planned ? { planned: a.planned } : !finished && queued.length > 0 ? { planned: queued } : {}),
+    deferred: a.deferred,
+    failed: a.failed,
+    deletionDeferred: a.deletionDeferred,
+    notArchived: a.notArchived,
+    inArchive: a.inArchive,
+    inProgress: a.inProgress,
+    ...(a.note ? { note: a.note } : {}),
+  };
 }
 
 export function toRetentionReport(record: RetentionRecord): RetentionReport {
@@ -193,5 +270,6 @@ export function toRetentionReport(record: RetentionRecord): RetentionReport {
     overrides: record.overrides,
     anomalies,
     ...(record.skipped ? { skipped: record.skipped } : {}),
+    ...(record.archive ? { archive: toArchiveReport(record.archive, finished) } : {}),
   };
 }
