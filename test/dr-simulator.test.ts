@@ -3,7 +3,7 @@
  * own SDK clients: `clients.ec2` (home, us-east-1) and `ec2In('us-west-2')`. What each behaviour follows is
  * cited in src/local/snapshot-copy.ts, kms.ts and regions.ts.
  */
-import { CopySnapshotCommand, CreateTagsCommand, DescribeImagesCommand, CreateVolumeCommand, DeleteSnapshotCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, AttachVolumeCommand } from '@aws-sdk/client-ec2';
+import { CopySnapshotCommand, ModifySnapshotTierCommand, CreateTagsCommand, DescribeImagesCommand, CreateVolumeCommand, DeleteSnapshotCommand, DescribeInstancesCommand, DescribeSnapshotsCommand, DescribeVolumesCommand, AttachVolumeCommand } from '@aws-sdk/client-ec2';
 import type { Snapshot } from '@aws-sdk/client-ec2';
 import { DescribeInstanceInformationCommand, ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -125,7 +125,9 @@ describe('CopySnapshot', () => {
   it('refuses an archived source when the snapshot has a storage tier', async () => {
     const world = account(ONE);
     const [source] = snapshotsOf(world, 'i-00000000000000001') as [string];
-    (world.snapshots.get(source) as unknown as { storageTier: string }).storageTier = 'archive';
+    // Archived through the archive tier's own call (snapshot-tier.ts), then given time to finish archiving.
+    await ec2In('us-east-1').send(new ModifySnapshotTierCommand({ SnapshotId: source, StorageTier: 'archive' }));
+    world.advanceBy(2 * 86_400_000);
     expect(await errorOf(copy(source))).toBe('IncorrectState');
   });
 
