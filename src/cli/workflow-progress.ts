@@ -214,6 +214,8 @@ export class WorkflowDescriber {
     }
     if (event.type === 'exited' && event.stateType === 'Task') {
       if (this.workflow !== 'nightly') return `${prefix}: done`;
+      // DR copies off (no DrRegion): the step only said so; not worth a line.
+      if (event.state === 'Plan DR Copies' && (event.output as { dr?: DrCounts } | undefined)?.dr?.enabled === false) return '';
       const { attempt, text } = this.nightlyExit(event, progress);
       return `${prefix}${attempt ? ` (${attempt})` : ''}: ${text}`;
     }
