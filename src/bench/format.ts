@@ -28,6 +28,12 @@ export function formatBench(r: BenchResult): string {
     push('instance calls', `ec2:CreateSnapshots by the VSS agents: ${int(i.calls)}, ${int(i.delayed)} waited for a token (longest ${(i.maxWaitMs / 1000).toFixed(1)} s), ${int(i.failed)} throttled past the VSS freeze`);
     push('API latency', `${int(r.pressure.latencySeconds)} s of simulated call latency in total`);
   }
+  if (r.dr) {
+    const d = r.dr;
+    const until = d.secondsUntilAllProtected === null ? `not all within the pass (${int(d.unfinished)} carried over to the next night)` : `${hours(d.secondsUntilAllProtected)} after the run's start`;
+    push('DR copies', `${int(d.completed)} of ${int(d.snapshots)} copied into ${d.region} (${int(d.fullCopies)} full, ${int(d.incrementalCopies)} incremental, ${int(d.gibTransferred)} GiB), ${int(d.protectedSets)} of ${int(d.sets)} sets protected, ${int(d.failed)} failed; every set protected: ${until}`);
+    push('DR pass', `${int(d.concurrency)} in flight at most, ${int(d.copiesPerHour)} copies/hour; ${int(d.transitions)} state transitions, ${int(d.advanceInvocations)} turns; DR-Region calls ${Object.entries(d.drRegionCalls).map(([op, n]) => `${op} ${int(n)}`).join(', ')}`);
+  } else if (r.dr === null) push('DR copies', 'no DR record (the pass did not run)');
   push('state transitions', `${int(r.stateTransitions)} (${r.stateTransitionsPerInstance}/instance), as Standard workflows bill them (retries included)`);
   push('history events', `${int(r.maxHistoryEvents)} in the largest execution (of ${int(r.executions)}: the run and one per shard; limit 25,000)`);
   push('largest payload', `${int(r.maxPayloadBytes)} bytes of state input/output (limit 262,144)`);
@@ -113,4 +119,8 @@ export function formatScaling(s: NonNullable<ReturnType<typeof scaling>>): strin
   const lines = [`Per instance, ${int(s.from)} → ${int(s.to)} instances (largest ÷ smallest across the sizes):`];
   for (const t of s.targets) lines.push(`  ${t.met ? '✓' : '✗'} ${t.name}: ${t.value}`);
   return `${lines.join('\n')}\n`;
+}
+
+function hours(seconds: number): string {
+  return `${Math.floor(seconds / 3600)} h ${String(Math.round((seconds % 3600) / 60)).padStart(2, '0')} min`;
 }

@@ -14,6 +14,8 @@ import type { EventLog, LocalRunResult } from '../local/runner.ts';
 import type { CallInterceptor } from '../local/transport.ts';
 import { worldFromFleet } from '../local/world.ts';
 import type { World } from '../local/world.ts';
+import { DR_STATES, drBenchResult, seedPreviousCopies } from './dr.ts';
+import type { DrBenchResult } from './dr.ts';
 import { benchFleet } from './fleet.ts';
 import type { BenchFleetOptions } from './fleet.ts';
 import { lambdaSettings, settingsFor } from './lambda-config.ts';
@@ -28,6 +30,12 @@ export interface BenchOptions extends BenchFleetOptions {
   env?: Record<string, string>;
   /** A line of progress now and then (stderr in the CLI). */
   progress?: (line: string) => void;
+  /** DR copies into this Region of the simulated account (bench --dr-region). */
+  drRegion?: string;
+  /** DR_COPY_CONCURRENCY (default 20, AWS's quota). */
+  drConcurrency?: number;
+  /** Every volume already has an earlier copy in the DR Region: tonight's copies are incremental. */
+  drSteady?: boolean;
 }
 
 export const BENCH_DEFAULTS = { volumes: 2, failRate: 0, hangRate: 0, commandSeconds: 60, snapshotMinutes: 10, pressure: true } as const;
@@ -116,12 +124,21 @@ export interface BenchResult {
   summary: { targeted: number; succeeded: number; failed: number; skipped: number };
   alert: null | { subject: string; namedInstances: number; more: number | null; bytes: number };
   targets: Target[];
+  /** With --dr-region: the DR pass of the night (bench/dr.ts). */
+  dr?: DrBenchResult | null;
 }
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const wallStart = performance.now();
   const fleet = benchFleet(options);
   const world = worldFromFleet(fleet);
+  if (options.drRegion && options.drSteady) seedPreviousCopies(world, options.drRegion);
+  const drEnv = options.drRegion ? { DR_REGION: options.drRegion, ...(options.drConcurrency ? { DR_COPY_CONCURRENCY: String(options.drConcurrency) } : {}) } : {};
+  const drCounts = { transitions: 0, advanceInvocations: 0 };
+  const drRegionCalls: Record<string, number> = {};
+  const drCalls: CallInterceptor = (call) => {
+    if (options.drRegion && call.region === options.drRegion) drRegionCalls[`${call.service}:${call.operation}`] = (drRegionCalls[`${call.service}:${call.operation}`] ?? 0) + 1;
+  };
   const limitsConfig: LimitsConfig = options.ssmRate !== undefined ? withSsmRate(DEFAULT_LIMITS, options.ssmRate) : DEFAULT_LIMITS;
   const limits = options.pressure ? accountLimits(world, limitsConfig) : undefined;
   const s3 = s3Meter(world);
@@ -131,10 +148,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   let result: LocalRunResult;
   try {
     result = await runWorkflow(world, {
-      env: { ...options.env },
+      env: { ...options.env, ...drEnv },
       // The send recorder first: it sees every SendCommand call, the throttled and the lost ones too.
-      interceptors: [sends.interceptor, ...(limits ? [limits.interceptor] : []), s3.interceptor],
-      onEvent: (event) => progress(event),
+      interceptors: [sends.interceptor, drCalls, ...(limits ? [limits.interceptor] : []), s3.interceptor],
+      onEvent: (event) => {
+        if ((event.type === 'StateEntered' || event.type === 'StateRetried') && DR_STATES.has(event.state.name)) {
+          drCounts.transitions += 1;
+          if (event.type === 'StateEntered' && event.state.name === 'Advance DR Copies') drCounts.advanceInvocations += 1;
+        }
+        progress(event);
+      },
     });
   } finally {
     limits?.uninstall();
@@ -252,6 +275,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     summary,
     alert,
     targets: [],
+    ...(options.drRegion
+      ? {
+          dr: drBenchResult(world, report?.runId, Date.parse(report?.startedAt ?? new Date(world.now).toISOString()), drCounts, {
+            region: options.drRegion,
+            concurrency: options.drConcurrency ?? 20,
+            steady: options.drSteady === true,
+            drRegionCalls,
+          }),
+        }
+      : {}),
   };
   out.targets = evaluateTargets(out);
   return out;

@@ -13,6 +13,9 @@ export interface BenchCommandOptions {
   volumes?: number;
   failRate?: number;
   hangRate?: number;
+  drRegion?: string;
+  drConcurrency?: number;
+  drSteady?: boolean;
   commandSeconds?: number;
   snapshotMinutes?: number;
   ssmRate?: number;
@@ -50,6 +53,7 @@ export async function benchCommand(opts: BenchCommandOptions): Promise<ExitCode>
       snapshotMinutes: opts.snapshotMinutes ?? BENCH_DEFAULTS.snapshotMinutes,
       pressure: opts.pressure,
       ...(opts.ssmRate !== undefined ? { ssmRate: opts.ssmRate } : {}),
+      ...(opts.drRegion ? { drRegion: opts.drRegion, ...(opts.drConcurrency ? { drConcurrency: opts.drConcurrency } : {}), drSteady: opts.drSteady === true } : {}),
       ...(progress ? { progress } : {}),
     });
     results.push(result);
