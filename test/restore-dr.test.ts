@@ -12,7 +12,8 @@ import { RESTORE_TAGS } from '../src/lib/restore/state.ts';
 import { INSTANCE_TAG, RUN_TAG, SOURCE_SNAPSHOT_TAG } from '../src/lib/run-id.ts';
 import { awsError } from '../src/local/aws-error.ts';
 import { parseFleet } from '../src/local/fleet.ts';
-import { RESTORE_DOCUMENT, runWorkflow } from '../src/local/runner.ts';
+import { DISKSHADOW_DOCUMENT, RESTORE_DOCUMENT, runWorkflow } from '../src/local/runner.ts';
+import { ssmOperations } from '../src/local/ssm.ts';
 import type { RunOptions } from '../src/local/runner.ts';
 import type { CallInterceptor } from '../src/local/transport.ts';
 import { REGION, worldFromFleet } from '../src/local/world.ts';
@@ -149,6 +150,26 @@ describe('restore from the DR copies: refusals, before anything is created', () 
     // The earlier run named there restores; and only the complete device of the newer run, asked for, does too.
     const earlier = await restore(world, 'aws-vss', { runId: first, sourceInstanceId: SOURCE, targetInstanceId: DR_TARGET, region: DR });
     expect(earlier.status, earlier.cause).toBe('SUCCEEDED');
+  });
+
+  it('refuses DiskShadow copies when the restore document does not exist in the DR Region (documents are regional)', async () => {
+    const world = drWorld();
+    const runId = await nightly(world, 'diskshadow');
+    // What SSM in the DR Region answers before the operator has created the document there.
+    const noDocument: CallInterceptor = ({ service, operation, region }) => {
+      if (service === 'ssm' && operation === 'DescribeDocument' && region === DR) throw awsError('InvalidDocument', 'The specified document does not exist.');
+    };
+    const result = await restore(world, 'diskshadow', { runId, sourceInstanceId: SOURCE, targetInstanceId: DR_TARGET, region: DR }, { interceptors: [noDocument] });
+    expect(result.error).toBe('RestoreRefusedError');
+    expect(result.cause).toContain(`the restore document ${RESTORE_DOCUMENT} must revert them on the target in ${DR}, and it does not exist there`);
+    expect(result.cause).toContain(`aws ssm create-document --region ${DR} --name ${RESTORE_DOCUMENT}`);
+    expect(restored(world)).toHaveLength(0);
+    // The simulated account keeps documents per Region: the stack's own exist only where they were created.
+    const snapshotDocument = world.documents.get(DISKSHADOW_DOCUMENT);
+    expect(snapshotDocument?.regions).toEqual([REGION]);
+    expect(world.documents.get(RESTORE_DOCUMENT)?.regions).toEqual([REGION, DR]);
+    expect(() => ssmOperations.SendCommand?.(world, { DocumentName: DISKSHADOW_DOCUMENT, InstanceIds: [DR_TARGET] }, { region: DR })).toThrow(expect.objectContaining({ name: 'InvalidDocument' }));
+    expect(() => ssmOperations.DescribeDocument?.(world, { Name: RESTORE_DOCUMENT }, { region: 'eu-west-1' })).toThrow(expect.objectContaining({ name: 'InvalidDocument' }));
   });
 
   it('refuses a run with no copies in the DR Region, listing the runs that have', async () => {

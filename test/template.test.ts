@@ -62,7 +62,7 @@ const DR_ON = { DrRegion: 'us-west-2', DrKmsKeyArn: DR_KEY };
 /** Least privilege, pinned: the exact actions of each function's role. A new permission is a deliberate change here. */
 const FUNCTION_ACTIONS: Record<string, string[]> = {
   'restore-validate-input': ['logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
-  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 'ssm:DescribeDocument', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   // The DR key (DR on with a key, as the resolver here): a volume from an encrypted DR copy uses it through EBS.
   'restore-create-volumes': ['ec2:CreateTags', 'ec2:CreateVolume', 'kms:CreateGrant', 'kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-check-volumes': ['ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
@@ -825,6 +825,11 @@ describe('IAM', () => {
     for (const { owner, s } of off) expect(JSON.stringify(s.Condition ?? null), `${owner} ${s.Sid}`).toBe(JSON.stringify(on.find((g) => g.s.Sid === s.Sid && g.owner === owner)?.s.Condition ?? null));
     const offKms = policiesOf(template, new Resolver(template)).filter((p) => p.owner === 'CreateRestoreVolumesRole').flatMap((p) => p.statements).flatMap(actionsOf);
     expect(offKms.filter((a) => a.startsWith('kms:'))).toEqual([]);
+    // Plan Restore may look up only the restore document, only in the DR Region, and only with DR on.
+    const describe = (r: Resolver) => policiesOf(template, r).filter((p) => p.owner === 'PlanRestoreRole').flatMap((p) => p.statements).filter((x) => allows(x, 'ssm:DescribeDocument'));
+    expect(describe(resolver).flatMap(resourcesOf)).toEqual(['arn:aws:ssm:us-west-2:123456789012:document/ref:DiskShadowRestoreDocument']);
+    expect(describe(new Resolver(template))).toEqual([]);
+    expect(functionEnv('PlanRestoreLambdaFunction', resolver).RESTORE_DOCUMENT_NAME).toBe('ref:DiskShadowRestoreDocument');
     // The Lambdas refuse any Region but these two before acting (the DR_REGION they are given is the parameter).
     expect(functionEnv('ValidateRestoreInputLambdaFunction', resolver).DR_REGION).toBe('us-west-2');
   });

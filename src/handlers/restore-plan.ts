@@ -6,5 +6,5 @@ import { restoreStep } from '../lib/restore/step.ts';
 
 /** Restore state "Plan Restore". */
 export const handler = restoreStep('Plan Restore', (state) =>
-  planRestore({ ec2: ec2For(state), ssm: ssmFor(state), s3: clients.s3, reportBucket: loadRestoreConfig().reportBucket }, state),
+  planRestore({ ec2: ec2For(state), ssm: ssmFor(state), s3: clients.s3, reportBucket: loadRestoreConfig().reportBucket, restoreDocument: loadRestoreConfig().restoreDocument.name }, state),
 );

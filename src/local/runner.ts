@@ -91,6 +91,7 @@ export function provisionStack(world: World, environment: Record<string, string 
   world.documents.set('AWSEC2-VssInstallAndSnapshot', { ...vss, name: 'AWSEC2-VssInstallAndSnapshot' });
   world.documents.set(DISKSHADOW_DOCUMENT, {
     name: DISKSHADOW_DOCUMENT,
+    regions: [REGION],
     versions: ['1'],
     kind: 'diskshadow',
     parameters: {
@@ -102,9 +103,12 @@ export function provisionStack(world: World, environment: Record<string, string 
       executionTimeout: { allowedPattern: '^[1-9][0-9]{1,5}$' },
     },
   });
-  // The restore document with the parameters the stack deploys (src/documents/document-parameters.ts).
+  // The restore document with the parameters the stack deploys (src/documents/document-parameters.ts). With DR
+  // copies on, the operator also creates it in the DR Region under the same name (README "Restore from the DR
+  // Region"): this local deployment does as that step says.
   world.documents.set(RESTORE_DOCUMENT, {
     name: RESTORE_DOCUMENT,
+    regions: environment.DR_REGION ? [REGION, environment.DR_REGION] : [REGION],
     versions: ['1'],
     kind: 'restore',
     parameters: Object.fromEntries(

@@ -155,6 +155,11 @@ export interface SimDocument {
   /** How a simulated instance acts the document out. */
   kind: 'aws-vss' | 'diskshadow' | 'restore';
   parameters: Record<string, { allowedPattern?: string; allowedValues?: string[]; default?: string }>;
+  /**
+   * The Regions it exists in. SSM documents are regional: the stack creates its own in its Region only; AWS's own
+   * (AWSEC2-CreateVssSnapshot) exist in every Region (absent). SendCommand elsewhere answers InvalidDocument.
+   */
+  regions?: string[];
 }
 
 export interface SimExecution {

@@ -7,7 +7,7 @@ import { DescribeInstancesCommand, paginateDescribeSnapshots } from '@aws-sdk/cl
 import type { EC2Client, Instance, Snapshot } from '@aws-sdk/client-ec2';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
+import { DescribeDocumentCommand, DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { RunReport } from '../report.ts';
 import { reportKey } from '../run-state.ts';
@@ -33,6 +33,8 @@ export interface PlanDeps {
   s3: S3Client;
   /** Where the nightly runs' reports are; without it a vanished source's AWS VSS snapshots cannot be found. */
   reportBucket: string | undefined;
+  /** The stack's DiskShadow restore document: a restore in the DR Region checks it exists there before creating anything. */
+  restoreDocument?: string | undefined;
 }
 
 async function describeInstance(ec2: EC2Client, instanceId: string): Promise<Instance | undefined> {
@@ -97,6 +99,7 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
     throw new RestoreRefusedError(`Target instance ${target} is ${targetState}; volumes can be attached only to a running or stopped instance.`);
   }
   if (method === 'diskshadow') await assertCanRevert(deps, target$, targetState);
+  if (method === 'diskshadow' && region) await assertRestoreDocumentIn(deps, region);
   const availabilityZone = target$.Placement?.AvailabilityZone;
   if (!availabilityZone) throw new RestoreRefusedError(`Target instance ${target} reports no Availability Zone.`);
 
@@ -173,6 +176,24 @@ async function reportedVolumes(deps: PlanDeps, runId: string, source: string): P
   const instance = report.instances?.find((i) => i.instanceId === source);
   for (const s of instance?.snapshots ?? []) if (s.volumeId) found.set(s.volumeId, normalizeDevice(s.device ?? s.volumeId));
   return found;
+}
+
+/**
+ * SSM documents are regional: the stack creates its restore document in its own Region only, and the revert in the
+ * DR Region sends the document of the same name there (README "Restore from the DR Region" says how to create it).
+ * Checked before anything is created, so a missing document refuses the restore instead of failing it half-way.
+ */
+async function assertRestoreDocumentIn(deps: PlanDeps, region: string): Promise<void> {
+  const name = deps.restoreDocument;
+  if (!name) throw new RestoreRefusedError('These are DiskShadow snapshots and RESTORE_DOCUMENT_NAME is not set: the restore document that reverts them is unknown.');
+  try {
+    await deps.ssm.send(new DescribeDocumentCommand({ Name: name }));
+  } catch (error) {
+    if ((error as Error).name !== 'InvalidDocument') throw error;
+    throw new RestoreRefusedError(
+      `These are DiskShadow snapshots: the restore document ${name} must revert them on the target in ${region}, and it does not exist there. SSM documents are regional: create it in ${region} under the same name (aws ssm create-document --region ${region} --name ${name} --document-type Command --document-format JSON --target-type /AWS::EC2::Instance --content file://build/documents/diskshadow-restore.json; README "Restore from the DR Region"), then restore again. Nothing was created.`,
+    );
+  }
 }
 
 /** The revert runs on the target through SSM: it must be a running Windows instance with an online agent. */
