@@ -5,6 +5,10 @@
  * Checked against the world: which snapshots the volumes came from, in which Region, and that nothing was created
  * when the restore is refused.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RestoreReport } from '../src/lib/restore/finish.ts';
 import { parseRestoreInput } from '../src/lib/restore/input.ts';
@@ -215,5 +219,40 @@ describe('restore from the DR copies: refusals, before anything is created', () 
       expect(() => parseRestoreInput({ ...valid, region })).toThrow(/field "region" is not an AWS Region code such as us-west-2/);
     }
     expect(() => parseRestoreInput({ ...valid, region: 2 })).toThrow(/field "region" must be a string/);
+  });
+});
+
+describe('vss-snapshots restore --dr-region', () => {
+  const BIN = new URL('../bin/vss-snapshots.mjs', import.meta.url).pathname;
+  const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const fleet = join(mkdtempSync(join(tmpdir(), 'vss-drr-')), 'fleet.json');
+  writeFileSync(
+    fleet,
+    JSON.stringify({
+      faults: { rate: 0 },
+      instances: [
+        { instanceId: SOURCE, volumes: [{ device: '/dev/sda1', sizeGiB: 60 }, { device: 'xvdf', sizeGiB: 100 }] },
+        { instanceId: DR_TARGET, region: DR, volumes: [{ device: '/dev/sda1', sizeGiB: 60 }] },
+        { instanceId: HOME_TARGET, volumes: [{ device: '/dev/sda1', sizeGiB: 60 }] },
+      ],
+    }),
+  );
+
+  it('copies the night\'s sets into the DR Region, then restores from those copies to a target there', () => {
+    const out = cli('restore', '--fleet', fleet, '--source', SOURCE, '--target', DR_TARGET, '--dr-region', DR, '--method', 'diskshadow', '--json');
+    expect(out.status, out.stderr).toBe(0);
+    const report = JSON.parse(out.stdout) as RestoreReport;
+    expect(report).toMatchObject({ region: DR, fromDrCopies: true, targetInstanceId: DR_TARGET, method: 'diskshadow' });
+    expect(report.volumes.every((v) => v.copyOf?.startsWith('snap-'))).toBe(true);
+    expect(out.stderr).toContain(`DR copies in ${DR}: 2 instances protected`);
+  });
+
+  it('refuses a target that does not live in the DR Region (exit 2), and a bad Region code before the night', () => {
+    const home = cli('restore', '--fleet', fleet, '--source', SOURCE, '--target', HOME_TARGET, '--dr-region', DR, '--quiet');
+    expect(home.status).toBe(2);
+    expect(home.stderr).toContain(`restore refused, nothing created: Target instance ${HOME_TARGET} does not exist in ${DR}`);
+    const bad = cli('restore', '--fleet', fleet, '--source', SOURCE, '--target', DR_TARGET, '--dr-region', 'us-west2');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('is not a Region code');
   });
 });

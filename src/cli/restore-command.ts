@@ -6,11 +6,14 @@
 import { writeFileSync } from 'node:fs';
 import type { RestoreReport } from '../lib/restore/finish.ts';
 import { parseRestoreInput } from '../lib/restore/input.ts';
+import type { RunReport } from '../lib/report.ts';
 import { plural } from '../lib/report-text.ts';
+import { reportKey } from '../lib/run-state.ts';
 import { DEMO_FLEET } from '../local/demo-fleet.ts';
 import { loadFleetFile, parseFleet } from '../local/fleet.ts';
-import { runWorkflow } from '../local/runner.ts';
+import { REPORT_BUCKET, runWorkflow } from '../local/runner.ts';
 import { worldFromFleet } from '../local/world.ts';
+import type { World } from '../local/world.ts';
 import { ExecutionWatcher } from './execution-watcher.ts';
 import { CommandFailedError, EXIT, UsageError } from './exit-codes.ts';
 import type { ExitCode } from './exit-codes.ts';
@@ -71,7 +74,7 @@ export async function restoreCommand(opts: RestoreCommandOptions): Promise<ExitC
     return EXIT.failed;
   }
   watcher.line(
-    `vss-snapshots: nightly run ${latest.runId} in the simulated account (${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'}): ${plural(latest.summary?.succeeded ?? 0, 'instance')} succeeded${opts.drRegion ? `, DR copies in ${opts.drRegion}: ${drSummary(nightly.output)}` : ''}`,
+    `vss-snapshots: nightly run ${latest.runId} in the simulated account (${opts.fleet ?? 'the built-in demo fleet'}, method ${opts.method ?? 'aws-vss'}): ${plural(latest.summary?.succeeded ?? 0, 'instance')} succeeded${opts.drRegion ? `, DR copies in ${opts.drRegion}: ${drSummary(world, latest.runId)}` : ''}`,
   );
 
   // 2. The restore, with the input an operator would give the console.
@@ -102,10 +105,11 @@ export async function restoreCommand(opts: RestoreCommandOptions): Promise<ExitC
 }
 
 /** What the nightly run's report says of its DR copies (`copies`, docs/report.md). */
-function drSummary(output: unknown): string {
-  const copies = (output as { copies?: { protected?: number; inProgress?: number; failed?: unknown[] } } | undefined)?.copies;
+function drSummary(world: World, runId: string): string {
+  const text = world.buckets.get(REPORT_BUCKET)?.get(reportKey(runId));
+  const copies = text ? (JSON.parse(text) as RunReport).copies : undefined;
   if (!copies) return 'none reported';
-  return `${plural(copies.protected ?? 0, 'instance')} protected, ${copies.inProgress ?? 0} in progress, ${copies.failed?.length ?? 0} failed`;
+  return `${plural(copies.protected, 'instance')} protected, ${copies.inProgress} in progress, ${copies.failed.length} failed`;
 }
 
 /** The restore workflow's own input check, run before the night, its field names said as the options. */
