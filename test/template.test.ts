@@ -63,8 +63,9 @@ const DR_ON = { DrRegion: 'us-west-2', DrKmsKeyArn: DR_KEY };
 /** Least privilege, pinned: the exact actions of each function's role. A new permission is a deliberate change here. */
 const FUNCTION_ACTIONS: Record<string, string[]> = {
   'restore-validate-input': ['logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
-  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
-  'restore-create-volumes': ['ec2:CreateTags', 'ec2:CreateVolume', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 'ssm:DescribeDocument', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  // The DR key (DR on with a key, as the resolver here): a volume from an encrypted DR copy uses it through EBS.
+  'restore-create-volumes': ['ec2:CreateTags', 'ec2:CreateVolume', 'kms:CreateGrant', 'kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-check-volumes': ['ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-attach-volumes': ['ec2:AttachVolume', 'ec2:DescribeInstances', 'ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-send-revert': ['logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:ListCommands', 'ssm:SendCommand', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
@@ -767,7 +768,13 @@ describe('IAM', () => {
 
   it('lets the restore send only the restore document, and only to instances', () => {
     const grants = policies.filter((p) => p.owner === 'SendRevertCommandRole' && p.kind === 'identity').flatMap((p) => p.statements).filter((s) => allows(s, 'ssm:SendCommand'));
-    expect(grants.flatMap(resourcesOf).sort()).toEqual(['arn:aws:ec2:us-east-1:123456789012:instance/*', 'arn:aws:ssm:us-east-1:123456789012:document/ref:DiskShadowRestoreDocument']);
+    // The DR Region too (DR on): a restore from the DR copies reverts there, with the document of the same name.
+    expect(grants.flatMap(resourcesOf).sort()).toEqual([
+      'arn:aws:ec2:us-east-1:123456789012:instance/*',
+      'arn:aws:ec2:us-west-2:123456789012:instance/*',
+      'arn:aws:ssm:us-east-1:123456789012:document/ref:DiskShadowRestoreDocument',
+      'arn:aws:ssm:us-west-2:123456789012:document/ref:DiskShadowRestoreDocument',
+    ]);
     for (const s of grants) expect(actionsOf(s)).toEqual(['ssm:SendCommand']);
     const env = functionEnv('SendRevertCommandLambdaFunction');
     expect(env.RESTORE_DOCUMENT_NAME).toBe('ref:DiskShadowRestoreDocument');
@@ -775,7 +782,6 @@ describe('IAM', () => {
 
   it('lets the restore create volumes only tagged with a restore id and from run snapshots, and touch only such volumes', () => {
     const identity = policies.filter((p) => p.kind === 'identity').flatMap((p) => p.statements.map((s) => ({ owner: p.owner, s })));
-    const volumeArn = 'arn:aws:ec2:us-east-1:123456789012:volume/*';
     const restoreTag = 'aws:ResourceTag/vss-snapshots:restore-id';
     for (const action of ['ec2:CreateVolume', 'ec2:AttachVolume', 'ec2:DetachVolume', 'ec2:DeleteVolume']) {
       const grants = identity.filter(({ s }) => allows(s, action));
@@ -783,9 +789,9 @@ describe('IAM', () => {
       for (const { owner, s } of grants) {
         expect(owner, action).toMatch(/Restore|Revert/);
         for (const arn of resourcesOf(s)) {
-          expect(['arn:aws:ec2:us-east-1:123456789012:volume/*', 'arn:aws:ec2:us-east-1:123456789012:instance/*', 'arn:aws:ec2:us-east-1::snapshot/*'], `${owner} ${s.Sid}`).toContain(arn);
+          expect(['us-east-1', 'us-west-2'].flatMap((r) => [`arn:aws:ec2:${r}:123456789012:volume/*`, `arn:aws:ec2:${r}:123456789012:instance/*`, `arn:aws:ec2:${r}::snapshot/*`]), `${owner} ${s.Sid}`).toContain(arn);
         }
-        if (!resourcesOf(s).includes(volumeArn)) continue;
+        if (!resourcesOf(s).some((arn) => arn.endsWith(':volume/*'))) continue;
         if (action === 'ec2:CreateVolume') expect(s.Condition?.StringLike?.['aws:RequestTag/vss-snapshots:restore-id'], `${owner} ${s.Sid}`).toBe('?*');
         else expect(s.Condition?.StringLike?.[restoreTag], `${owner} ${s.Sid}`).toBe('?*');
       }
@@ -797,6 +803,37 @@ describe('IAM', () => {
     }
     const tagging = identity.filter(({ owner, s }) => owner === 'CreateRestoreVolumesRole' && allows(s, 'ec2:CreateTags'));
     for (const { s } of tagging) expect(s.Condition?.StringEquals?.['ec2:CreateAction']).toBe('CreateVolume');
+  });
+
+  it('lets the restore act in the DR Region only when DR copies are on, with the home Region\'s conditions', () => {
+    const restoreRoles = ['CreateRestoreVolumesRole', 'AttachRestoreVolumesRole', 'SendRevertCommandRole', 'CleanUpRestoreRole'];
+    const mutating = ['ec2:CreateVolume', 'ec2:CreateTags', 'ec2:AttachVolume', 'ec2:DetachVolume', 'ec2:DeleteVolume', 'ssm:SendCommand'];
+    const grantsWith = (r: Resolver) =>
+      policiesOf(template, r)
+        .filter((p) => p.kind === 'identity' && restoreRoles.includes(p.owner))
+        .flatMap((p) => p.statements.map((s) => ({ owner: p.owner, s })))
+        .filter(({ s }) => actionsOf(s).some((a) => mutating.includes(a)));
+    const on = grantsWith(resolver);
+    expect(on.length).toBeGreaterThanOrEqual(9);
+    for (const { owner, s } of on) {
+      // Every mutating grant names the same resource in both Regions, nothing else.
+      const arns = resourcesOf(s);
+      expect(arns, `${owner} ${s.Sid}`).toHaveLength(2);
+      expect(arns[1], `${owner} ${s.Sid}`).toBe((arns[0] as string).replace(':us-east-1:', ':us-west-2:'));
+    }
+    const off = grantsWith(new Resolver(template));
+    expect(off.map(({ s }) => s.Sid)).toEqual(on.map(({ s }) => s.Sid));
+    for (const { owner, s } of off) expect(resourcesOf(s).every((arn) => !arn.includes('us-west-2')), `${owner} ${s.Sid}`).toBe(true);
+    for (const { owner, s } of off) expect(JSON.stringify(s.Condition ?? null), `${owner} ${s.Sid}`).toBe(JSON.stringify(on.find((g) => g.s.Sid === s.Sid && g.owner === owner)?.s.Condition ?? null));
+    const offKms = policiesOf(template, new Resolver(template)).filter((p) => p.owner === 'CreateRestoreVolumesRole').flatMap((p) => p.statements).flatMap(actionsOf);
+    expect(offKms.filter((a) => a.startsWith('kms:'))).toEqual([]);
+    // Plan Restore may look up only the restore document, only in the DR Region, and only with DR on.
+    const describe = (r: Resolver) => policiesOf(template, r).filter((p) => p.owner === 'PlanRestoreRole').flatMap((p) => p.statements).filter((x) => allows(x, 'ssm:DescribeDocument'));
+    expect(describe(resolver).flatMap(resourcesOf)).toEqual(['arn:aws:ssm:us-west-2:123456789012:document/ref:DiskShadowRestoreDocument']);
+    expect(describe(new Resolver(template))).toEqual([]);
+    expect(functionEnv('PlanRestoreLambdaFunction', resolver).RESTORE_DOCUMENT_NAME).toBe('ref:DiskShadowRestoreDocument');
+    // The Lambdas refuse any Region but these two before acting (the DR_REGION they are given is the parameter).
+    expect(functionEnv('ValidateRestoreInputLambdaFunction', resolver).DR_REGION).toBe('us-west-2');
   });
 
   it('lets the workflow delete only snapshots tagged with a run id', () => {
@@ -877,10 +914,11 @@ describe('IAM', () => {
           } else if (action === 'sns:Publish') {
             expect(resourcesOf(s), where).toEqual(['ref:AlertTopic']);
           } else if (action.startsWith('kms:') && resourcesOf(s).includes(DR_KEY)) {
-            // The DR key: only the named key, only through EBS in the DR Region, only by the DR step.
+            // The DR key: only the named key, only through EBS in the DR Region, only by the DR step and the
+            // restore's Create Volumes (a volume from an encrypted DR copy).
             expect(resourcesOf(s), where).toEqual([DR_KEY]);
             expect(s.Condition?.StringEquals?.['kms:ViaService'], where).toBe('ec2.us-west-2.amazonaws.com');
-            expect(policy.owner, where).toBe('AdvanceDrCopiesRole');
+            expect(['AdvanceDrCopiesRole', 'CreateRestoreVolumesRole'], where).toContain(policy.owner);
           } else if (action.startsWith('kms:')) {
             expect(resourcesOf(s), where).toEqual(['getatt:AlertKey.Arn']);
             expect(s.Condition?.StringEquals?.['kms:ViaService'], where).toBe('sns.us-east-1.amazonaws.com');

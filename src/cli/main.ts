@@ -99,6 +99,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .option('--json', 'print the restore report JSON on stdout')
     .option('--dump-world <file>', 'write the simulated account\'s final state to this file')
     .option('--quiet', 'no progress lines')
+    .addOption(new Option('--dr-region <region>', 'restore in this Region from the DR copies there: the nightly cycle copies every verified set into it, and --target must live there (fleet file "region"), e.g. us-west-2').argParser(parseDrRegionOption))
     .action(async (opts) => {
       const { restoreCommand } = await import('./restore-command.ts');
       setExit(await restoreCommand(opts));

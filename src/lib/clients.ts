@@ -32,7 +32,7 @@ const regional = new Map<string, RegionalClient>();
 const listeners = new Set<(made: RegionalClient) => void>();
 
 /** Region names as AWS spells them (us-east-1, eu-central-2, us-gov-west-1, ap-southeast-5). */
-const REGION_NAME = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$/;
+export const REGION_NAME = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$/;
 
 function regionalClient<S extends RegionalClient['service']>(service: S, region: string, make: () => Extract<RegionalClient, { service: S }>['client']) {
   if (!REGION_NAME.test(region)) throw new Error(`Not an AWS Region name: "${region}" (expected something like us-west-2).`);

@@ -105,12 +105,14 @@ export function provisionStack(world: World, environment: Record<string, string 
       executionTimeout: { allowedPattern: '^[1-9][0-9]{1,5}$' },
     },
   });
-  // The restore document with the parameters the stack deploys (src/documents/document-parameters.ts).
+  // The restore document with the parameters the stack deploys (src/documents/document-parameters.ts). With DR
+  // copies on, the operator also creates it in the DR Region under the same name (README "Restore from the DR
+  // Region"): this local deployment does as that step says.
   world.documents.set(RESTORE_DOCUMENT, {
     name: RESTORE_DOCUMENT,
     versions: ['1'],
     kind: 'restore',
-    regions: world.documents.get(RESTORE_DOCUMENT)?.regions ?? [REGION],
+    regions: [...new Set([...(world.documents.get(RESTORE_DOCUMENT)?.regions ?? [REGION]), ...(environment.DR_REGION ? [environment.DR_REGION] : [])])],
     parameters: Object.fromEntries(
       Object.entries(DOCUMENTS['diskshadow-restore'].parameters).map(([name, p]) => [
         name,

@@ -121,6 +121,13 @@ function authorizeSend(world: World, document: SimDocument, ids: string[]): void
   }
 }
 
+/** A document of the call's Region: SSM documents are regional ("InvalidDocument: The specified document does not exist"). */
+function documentIn(world: World, name: string, context: CallContext | undefined): SimDocument {
+  const document = world.documents.get(name);
+  if (!document || (document.regions && !document.regions.includes(callRegion(context)))) throw awsError('InvalidDocument', `Document ${name} does not exist in your account (in ${callRegion(context)}).`);
+  return document;
+}
+
 /** Each operation sees the instances and commands of its call's Region only (regions.ts). */
 export const ssmOperations: Record<string, (world: World, input: Input, context?: CallContext) => unknown> = {
   DescribeInstanceInformation(world, input, context) {
@@ -151,6 +158,12 @@ export const ssmOperations: Record<string, (world: World, input: Input, context?
     return { InstanceInformationList: page, ...(nextToken ? { NextToken: nextToken } : {}) };
   },
 
+  /** The document's name and status (SSM API reference, DescribeDocument); InvalidDocument where it does not exist. */
+  DescribeDocument(world, input, context) {
+    const document = documentIn(world, input.Name as string, context);
+    return { Document: { Name: document.name, Status: 'Active', DocumentType: 'Command', DocumentVersion: document.versions.at(-1), LatestVersion: document.versions.at(-1), DefaultVersion: document.versions[0] } };
+  },
+
   SendCommand(world, input, context) {
     const ids = (input.InstanceIds as string[] | undefined) ?? [];
     if (input.Targets) throw awsError('ValidationException', 'The simulated account supports InstanceIds only.');
@@ -160,10 +173,7 @@ export const ssmOperations: Record<string, (world: World, input: Input, context?
     const comment = input.Comment as string | undefined;
     if (comment && comment.length > 100) throw awsError('ValidationException', 'Comment must be at most 100 characters.');
     const documentName = input.DocumentName as string;
-    const found = world.documents.get(documentName);
-    // A document deployed in other Regions only does not exist here.
-    const document = found && (!found.regions || found.regions.includes(callRegion(context))) ? found : undefined;
-    if (!document) throw awsError('InvalidDocument', `Document ${documentName} does not exist in your account.`);
+    const document = documentIn(world, documentName, context);
     const version = input.DocumentVersion as string | undefined;
     if (version && !['$DEFAULT', '$LATEST'].includes(version) && !document.versions.includes(version)) {
       throw awsError('InvalidDocumentVersion', `Document ${documentName} has no version ${version}.`);

@@ -161,8 +161,8 @@ export interface SimDocument {
   kind: 'aws-vss' | 'diskshadow' | 'restore';
   parameters: Record<string, { allowedPattern?: string; allowedValues?: string[]; default?: string }>;
   /**
-   * The Regions it exists in. SSM documents are Regional: a stack's own documents exist where it was deployed
-   * (absent here: every Region, as AWS's own documents like AWSEC2-CreateVssSnapshot).
+   * The Regions it exists in. SSM documents are regional: the stack creates its own in its Region only; AWS's own
+   * (AWSEC2-CreateVssSnapshot) exist in every Region (absent). SendCommand elsewhere answers InvalidDocument.
    */
   regions?: string[];
 }

@@ -165,6 +165,6 @@ export async function cleanUpRestore(deps: CleanupDeps, state: RestoreState): Pr
     if (kept.length > 0) summary += ` Left: ${kept.join(', ')}.`;
     if (waiting.length > 0) summary += ` Not cleaned up in time, delete yourself (tag ${RESTORE_TAGS.restoreId}=${r.restoreId}): ${waiting.join(', ')}.`;
   }
-  const cause = `Restore ${r.restoreId} of ${r.sourceInstanceId} (run ${r.runId}) to ${r.targetInstanceId} failed: ${failureCause(state.error?.Cause)} ${summary}`;
+  const cause = `Restore ${r.restoreId} of ${r.sourceInstanceId} (run ${r.runId}${r.region ? `, its DR copies in ${r.region}` : ''}) to ${r.targetInstanceId} failed: ${failureCause(state.error?.Cause)} ${summary}`;
   return { ...state, cleanup, failure: { error, cause: cause.slice(0, 30_000) } };
 }

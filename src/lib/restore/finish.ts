@@ -5,6 +5,7 @@
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import { nowIso } from '../clock.ts';
 import { RestoreVolumeError } from '../errors.ts';
+import { fromDrCopies, regionOf } from './region.ts';
 import { createdVolumeIds, planOf } from './state.ts';
 import type { RestoreState } from './state.ts';
 import { describeVolumesById } from './volumes.ts';
@@ -14,11 +15,15 @@ export interface RestoreReport {
   runId: string;
   sourceInstanceId: string;
   targetInstanceId: string;
+  /** The Region the restore acted in (the target's, the snapshots', the new volumes'). */
+  region: string;
+  /** True when the snapshots were the DR copies in the stack's DR Region. */
+  fromDrCopies: boolean;
   availabilityZone: string;
   method: 'aws-vss' | 'diskshadow';
   startedAt: string;
   finishedAt: string;
-  volumes: { volumeId: string; snapshotId: string; sourceDevice: string; device: string; sizeGiB: number; state: string; attachment: string }[];
+  volumes: { volumeId: string; snapshotId: string; copyOf?: string; sourceDevice: string; device: string; sizeGiB: number; state: string; attachment: string }[];
   revert: null | { commandId: string; documentName: string; shadowSetId: string; disks: NonNullable<RestoreState['revert']>['disks']; warnings: string[] };
   message: string;
 }
@@ -33,7 +38,7 @@ export async function finishRestore(deps: { ec2: EC2Client }, state: RestoreStat
     if (!volume || volume.State !== 'in-use' || attachment?.State !== 'attached' || volume.AvailabilityZone !== plan.availabilityZone) {
       throw new RestoreVolumeError(`Volume ${v.volumeId} is not attached to ${r.targetInstanceId} in ${plan.availabilityZone} (state ${volume?.State ?? 'missing'}, attachment ${attachment?.State ?? 'none'}).`);
     }
-    return { volumeId: v.volumeId ?? '', snapshotId: v.snapshotId, sourceDevice: v.sourceDevice, device: attachment.Device ?? v.device, sizeGiB: volume.Size ?? v.sizeGiB, state: volume.State, attachment: attachment.State };
+    return { volumeId: v.volumeId ?? '', snapshotId: v.snapshotId, ...(v.copyOf ? { copyOf: v.copyOf } : {}), sourceDevice: v.sourceDevice, device: attachment.Device ?? v.device, sizeGiB: volume.Size ?? v.sizeGiB, state: volume.State, attachment: attachment.State };
   });
   const revert =
     plan.method === 'diskshadow' && state.revert?.status === 'success' && state.revert.commandId
@@ -47,12 +52,14 @@ export async function finishRestore(deps: { ec2: EC2Client }, state: RestoreStat
     runId: r.runId,
     sourceInstanceId: r.sourceInstanceId,
     targetInstanceId: r.targetInstanceId,
+    region: regionOf(state),
+    fromDrCopies: fromDrCopies(state),
     availabilityZone: plan.availabilityZone,
     method: plan.method,
     startedAt: r.startedAt,
     finishedAt: nowIso(),
     volumes,
     revert,
-    message: `Restored ${volumes.length} volume(s) of ${r.sourceInstanceId} from run ${r.runId} to ${r.targetInstanceId} in ${plan.availabilityZone}: ${where}.${reverted}`,
+    message: `Restored ${volumes.length} volume(s) of ${r.sourceInstanceId} from ${fromDrCopies(state) ? `the DR copies of run ${r.runId} in ${regionOf(state)}` : `run ${r.runId}`} to ${r.targetInstanceId} in ${plan.availabilityZone}: ${where}.${reverted}`,
   };
 }

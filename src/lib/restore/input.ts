@@ -5,6 +5,7 @@
  */
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
+import { REGION_NAME } from '../clients.ts';
 import { INSTANCE_ID_PATTERN } from '../execution-input.ts';
 import { DEVICE_NAME_PATTERN, MAX_RESTORE_VOLUMES, normalizeDevice } from './devices.ts';
 
@@ -35,6 +36,11 @@ export const RestoreInputSchema = z.strictObject({
   targetInstanceId: instanceId,
   devices: devices.optional(),
   keepOnFailure: z.boolean({ error: 'must be true or false (a JSON boolean, not a string)' }).optional(),
+  /**
+   * The Region of the target instance and of the snapshots to restore (absent: the stack's own Region). The
+   * stack's DR Region restores from the DR copies there, found by their tags alone (README "Restore from the DR Region").
+   */
+  region: z.string({ error: 'must be a string' }).regex(REGION_NAME, 'is not an AWS Region code such as us-west-2').optional(),
   Comment: z.string({ error: 'must be a string' }).max(4096, 'must be at most 4096 characters').optional(),
   comment: z.string({ error: 'must be a string' }).max(4096, 'must be at most 4096 characters').optional(),
 });

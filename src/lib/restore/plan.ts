@@ -7,68 +7,34 @@ import { DescribeInstancesCommand, paginateDescribeSnapshots } from '@aws-sdk/cl
 import type { EC2Client, Instance, Snapshot } from '@aws-sdk/client-ec2';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
+import { DescribeDocumentCommand, DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
 import type { SSMClient } from '@aws-sdk/client-ssm';
 import type { RunReport } from '../report.ts';
 import { reportKey } from '../run-state.ts';
 import { InvalidInputError, RestoreRefusedError } from '../errors.ts';
 import { SHADOW_SET_TAG } from '../methods/diskshadow.ts';
 import { methodDriver } from '../methods/index.ts';
-import { tagMap } from '../methods/types.ts';
-import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG } from '../run-id.ts';
+import { RUN_TAG } from '../run-id.ts';
 import { freeDeviceNames, normalizeDevice } from './devices.ts';
+import { chooseDrCopies } from './dr-copies.ts';
+import type { ChosenSnapshot } from './dr-copies.ts';
+import { fromDrCopies } from './region.ts';
+import { preference, toRunSnapshot } from './run-snapshots.ts';
+import type { RunSnapshot } from './run-snapshots.ts';
 import type { PlannedVolume, RestoreState } from './state.ts';
 
+export { toRunSnapshot };
+export type { RunSnapshot };
+
 export interface PlanDeps {
+  /** The clients of the restore's Region (region.ts): the DR Region's for a restore from the DR copies. */
   ec2: EC2Client;
   ssm: SSMClient;
   s3: S3Client;
   /** Where the nightly runs' reports are; without it a vanished source's AWS VSS snapshots cannot be found. */
   reportBucket: string | undefined;
-}
-
-/** One snapshot of the run, as the restore reads it. */
-export interface RunSnapshot {
-  snapshotId: string;
-  volumeId: string;
-  device: string | undefined;
-  state: string;
-  progress: string;
-  sizeGiB: number;
-  attempt: number;
-  method: 'aws-vss' | 'diskshadow';
-  appConsistent: boolean;
-  shadowSetId: string | undefined;
-  instanceId: string | undefined;
-  /** `archive`: in the EBS Snapshots Archive tier, unusable until restored to `standard` (up to 72 hours). */
-  storageTier: string;
-}
-
-export function toRunSnapshot(s: Snapshot): RunSnapshot {
-  const tags = tagMap(s.Tags);
-  const shadowSetId = tags[SHADOW_SET_TAG] || undefined;
-  // A shadow set id means a DiskShadow snapshot whatever the method tag says: never skip its revert.
-  const method = tags[METHOD_TAG] === 'diskshadow' || shadowSetId ? 'diskshadow' : 'aws-vss';
-  return {
-    snapshotId: s.SnapshotId ?? '',
-    volumeId: s.VolumeId ?? '',
-    device: tags.Device ? normalizeDevice(tags.Device) : undefined,
-    state: s.State ?? 'unknown',
-    progress: s.Progress ?? '',
-    sizeGiB: s.VolumeSize ?? 1,
-    attempt: Number(tags[ATTEMPT_TAG] ?? '0') || 0,
-    method,
-    appConsistent: methodDriver(method).isConsistent(tags),
-    shadowSetId,
-    instanceId: tags[INSTANCE_TAG] || undefined,
-    storageTier: s.StorageTier ?? 'standard',
-  };
-}
-
-/** The usable snapshot first: completed and app-consistent, then the latest attempt. */
-function preference(a: RunSnapshot, b: RunSnapshot): number {
-  const score = (s: RunSnapshot) => (s.state === 'completed' ? 2 : 0) + (s.appConsistent ? 1 : 0);
-  return score(b) - score(a) || b.attempt - a.attempt;
+  /** The stack's DiskShadow restore document: a restore in the DR Region checks it exists there before creating anything. */
+  restoreDocument?: string | undefined;
 }
 
 async function describeInstance(ec2: EC2Client, instanceId: string): Promise<Instance | undefined> {
@@ -92,44 +58,16 @@ async function runSnapshots(ec2: EC2Client, runId: string): Promise<RunSnapshot[
 }
 
 export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<RestoreState> {
-  const { runId, sourceInstanceId: source, targetInstanceId: target, devices } = state.restore;
+  const { runId, sourceInstanceId: source, targetInstanceId: target, region } = state.restore;
 
   const target$ = await describeInstance(deps.ec2, target);
-  if (!target$) throw new InvalidInputError(`Target instance ${target} does not exist in this account and Region (field "targetInstanceId").`);
-  // The source may be gone (the reason for many restores); its DiskShadow snapshots still name it in a tag.
-  const source$ = await describeInstance(deps.ec2, source);
-  const sourceDevices = new Map<string, string>();
-  for (const m of source$?.BlockDeviceMappings ?? []) if (m.Ebs?.VolumeId && m.DeviceName) sourceDevices.set(m.Ebs.VolumeId, normalizeDevice(m.DeviceName));
-  // The run's report says which volume (and device) each of the source's snapshots was of at the time of
-  // the run: it finds the AWS VSS snapshots of a source that was terminated since, or whose volumes moved.
-  for (const [volumeId, device] of await reportedVolumes(deps, runId, source)) sourceDevices.set(volumeId, device);
-
-  const all = await runSnapshots(deps.ec2, runId);
-  if (all.length === 0) {
-    throw new InvalidInputError(`Run ${runId} has no snapshots in this account and Region (field "runId"): the run id is unknown, or its snapshots were deleted.`);
+  if (!target$) {
+    const where = region
+      ? `in ${region}, the Region of this restore (field "region"): the target must live in the Region of the DR copies`
+      : 'in this account and Region; to restore in the DR Region from the DR copies there, give its code in field "region"';
+    throw new InvalidInputError(`Target instance ${target} does not exist ${where} (field "targetInstanceId"). Nothing was created.`);
   }
-  // DiskShadow snapshots carry the instance id; AWS VSS snapshots are matched by the source's volumes.
-  const ofSource = all.filter((s) => (s.instanceId ? s.instanceId === source : sourceDevices.has(s.volumeId)));
-  if (ofSource.length === 0) {
-    const why = source$
-      ? ''
-      : ` The instance ${source} does not exist (any more): its snapshots are found by the tag with its id (DiskShadow method) or through the run's report (reports/${runId}.json in the report bucket), and neither names them.`;
-    throw new InvalidInputError(`Run ${runId} has no snapshots of source instance ${source} (field "sourceInstanceId"); it has ${all.length} snapshot(s) of other instances.${why}`);
-  }
-
-  const byDevice = new Map<string, RunSnapshot[]>();
-  for (const s of ofSource) {
-    const device = s.device ?? sourceDevices.get(s.volumeId) ?? s.volumeId;
-    byDevice.set(device, [...(byDevice.get(device) ?? []), s]);
-  }
-  const available = [...byDevice.keys()].sort();
-  if (devices) {
-    const unknown = devices.filter((d) => !byDevice.has(d));
-    if (unknown.length > 0) {
-      throw new InvalidInputError(`Run ${runId} has no snapshot of device ${unknown.join(', ')} of ${source} (field "devices"); it has: ${available.join(', ')}.`);
-    }
-  }
-  const chosen = (devices ?? available).map((device) => ({ device, snapshot: [...(byDevice.get(device) ?? [])].sort(preference)[0] as RunSnapshot }));
+  const chosen = fromDrCopies(state) ? await chooseDrCopies(deps.ec2, state) : await chooseRunSnapshots(deps, state);
 
   const unusable = chosen.flatMap(({ device, snapshot: s }) => {
     if (s.state === 'error') return [`${device} (${s.snapshotId}) is in state error`];
@@ -163,6 +101,7 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
     throw new RestoreRefusedError(`Target instance ${target} is ${targetState}; volumes can be attached only to a running or stopped instance.`);
   }
   if (method === 'diskshadow') await assertCanRevert(deps, target$, targetState);
+  if (method === 'diskshadow' && region) await assertRestoreDocumentIn(deps, region);
   const availabilityZone = target$.Placement?.AvailabilityZone;
   if (!availabilityZone) throw new RestoreRefusedError(`Target instance ${target} reports no Availability Zone.`);
 
@@ -174,6 +113,7 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
     sourceDevice: device,
     sourceVolumeId: snapshot.volumeId,
     snapshotId: snapshot.snapshotId,
+    ...(snapshot.copyOf ? { copyOf: snapshot.copyOf } : {}),
     sizeGiB: snapshot.sizeGiB,
     device: names[i] as string,
     volumeId: null,
@@ -182,6 +122,45 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
     ...state,
     plan: { method, availabilityZone, targetState, shadowSetId: method === 'diskshadow' ? (chosen[0]?.snapshot.shadowSetId ?? null) : null, volumes },
   };
+}
+
+/** The run's own snapshots of the source in the stack's Region, one per device. */
+async function chooseRunSnapshots(deps: PlanDeps, state: RestoreState): Promise<ChosenSnapshot[]> {
+  const { runId, sourceInstanceId: source, devices } = state.restore;
+  // The source may be gone (the reason for many restores); its DiskShadow snapshots still name it in a tag.
+  const source$ = await describeInstance(deps.ec2, source);
+  const sourceDevices = new Map<string, string>();
+  for (const m of source$?.BlockDeviceMappings ?? []) if (m.Ebs?.VolumeId && m.DeviceName) sourceDevices.set(m.Ebs.VolumeId, normalizeDevice(m.DeviceName));
+  // The run's report says which volume (and device) each of the source's snapshots was of at the time of
+  // the run: it finds the AWS VSS snapshots of a source that was terminated since, or whose volumes moved.
+  for (const [volumeId, device] of await reportedVolumes(deps, runId, source)) sourceDevices.set(volumeId, device);
+
+  const all = await runSnapshots(deps.ec2, runId);
+  if (all.length === 0) {
+    throw new InvalidInputError(`Run ${runId} has no snapshots in this account and Region (field "runId"): the run id is unknown, or its snapshots were deleted.`);
+  }
+  // DiskShadow snapshots carry the instance id; AWS VSS snapshots are matched by the source's volumes.
+  const ofSource = all.filter((s) => (s.instanceId ? s.instanceId === source : sourceDevices.has(s.volumeId)));
+  if (ofSource.length === 0) {
+    const why = source$
+      ? ''
+      : ` The instance ${source} does not exist (any more): its snapshots are found by the tag with its id (DiskShadow method) or through the run's report (reports/${runId}.json in the report bucket), and neither names them.`;
+    throw new InvalidInputError(`Run ${runId} has no snapshots of source instance ${source} (field "sourceInstanceId"); it has ${all.length} snapshot(s) of other instances.${why}`);
+  }
+
+  const byDevice = new Map<string, RunSnapshot[]>();
+  for (const s of ofSource) {
+    const device = s.device ?? sourceDevices.get(s.volumeId) ?? s.volumeId;
+    byDevice.set(device, [...(byDevice.get(device) ?? []), s]);
+  }
+  const available = [...byDevice.keys()].sort();
+  if (devices) {
+    const unknown = devices.filter((d) => !byDevice.has(d));
+    if (unknown.length > 0) {
+      throw new InvalidInputError(`Run ${runId} has no snapshot of device ${unknown.join(', ')} of ${source} (field "devices"); it has: ${available.join(', ')}.`);
+    }
+  }
+  return (devices ?? available).map((device) => ({ device, snapshot: [...(byDevice.get(device) ?? [])].sort(preference)[0] as RunSnapshot }));
 }
 
 /** Volume id -> device of the source's snapshots, from the run report (empty when there is none). */
@@ -199,6 +178,24 @@ async function reportedVolumes(deps: PlanDeps, runId: string, source: string): P
   const instance = report.instances?.find((i) => i.instanceId === source);
   for (const s of instance?.snapshots ?? []) if (s.volumeId) found.set(s.volumeId, normalizeDevice(s.device ?? s.volumeId));
   return found;
+}
+
+/**
+ * SSM documents are regional: the stack creates its restore document in its own Region only, and the revert in the
+ * DR Region sends the document of the same name there (README "Restore from the DR Region" says how to create it).
+ * Checked before anything is created, so a missing document refuses the restore instead of failing it half-way.
+ */
+async function assertRestoreDocumentIn(deps: PlanDeps, region: string): Promise<void> {
+  const name = deps.restoreDocument;
+  if (!name) throw new RestoreRefusedError('These are DiskShadow snapshots and RESTORE_DOCUMENT_NAME is not set: the restore document that reverts them is unknown.');
+  try {
+    await deps.ssm.send(new DescribeDocumentCommand({ Name: name }));
+  } catch (error) {
+    if ((error as Error).name !== 'InvalidDocument') throw error;
+    throw new RestoreRefusedError(
+      `These are DiskShadow snapshots: the restore document ${name} must revert them on the target in ${region}, and it does not exist there. SSM documents are regional: create it in ${region} under the same name (aws ssm create-document --region ${region} --name ${name} --document-type Command --document-format JSON --target-type /AWS::EC2::Instance --content file://build/documents/diskshadow-restore.json; README "Restore from the DR Region"), then restore again. Nothing was created.`,
+    );
+  }
 }
 
 /** The revert runs on the target through SSM: it must be a running Windows instance with an online agent. */

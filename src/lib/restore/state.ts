@@ -27,12 +27,20 @@ export const RestoreRequest = z.object({
   devices: z.array(z.string()).nullable(),
   keepOnFailure: z.boolean(),
   startedAt: isoDate,
+  /**
+   * The Region the restore acts in: the target instance's, the snapshots', the volumes'.
+   * Region. Absent: the stack's own Region; present only for the stack's DR Region, which restores from the DR
+   * copies there (dr-copies.ts).
+   */
+  region: z.string().optional(),
 });
 
 export const PlannedVolume = z.object({
   sourceDevice: z.string(),
   sourceVolumeId: z.string(),
   snapshotId: z.string(),
+  /** A DR copy's source snapshot (in the home Region); absent for a run's own snapshot. */
+  copyOf: z.string().optional(),
   sizeGiB: z.number().int().positive(),
   /** Device name on the target: planned by Plan Restore, confirmed by Attach Volumes. */
   device: z.string(),

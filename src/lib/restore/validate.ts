@@ -7,6 +7,7 @@ import { InvalidStateInputError } from '../errors.ts';
 import { runIdFor } from '../run-id.ts';
 import { normalizeDevice } from './devices.ts';
 import { parseRestoreInput } from './input.ts';
+import { restoreRegion } from './region.ts';
 import type { RestoreState } from './state.ts';
 
 const ValidateEvent = z.object({
@@ -18,6 +19,7 @@ export function validateRestoreInput(event: unknown): RestoreState {
   const parsed = ValidateEvent.safeParse(event);
   if (!parsed.success) throw new InvalidStateInputError('Validate Input needs {input, execution: {id, startTime}} from the state machine.');
   const input = parseRestoreInput(parsed.data.input);
+  const region = restoreRegion(input.region);
   const { id, startTime } = parsed.data.execution;
   return {
     restore: {
@@ -29,6 +31,7 @@ export function validateRestoreInput(event: unknown): RestoreState {
       devices: input.devices ? input.devices.map(normalizeDevice) : null,
       keepOnFailure: input.keepOnFailure ?? false,
       startedAt: Number.isNaN(Date.parse(startTime)) ? new Date(0).toISOString() : new Date(startTime).toISOString(),
+      ...(region ? { region } : {}),
     },
   };
 }
