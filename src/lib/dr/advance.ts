@@ -77,9 +77,33 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
   await updateCopiesInReport(deps.s3, config.reportBucket, record);
   // Deletions queued: come back when EC2's DeleteSnapshot bucket has refilled (90 a turn, 20 s: 4.5 a second);
   // else at the poll interval, but not past the deadline.
-  const wait = deletionsLeft(record) > 0 ? Math.min(dr.pollSeconds, DELETE_WAIT_SECONDS) : dr.pollSeconds;
+  const wait = deletionsLeft(record) > 0 ? Math.min(dr.pollSeconds, DELETE_WAIT_SECONDS) : nextPollSeconds(record, dr.pollSeconds, dr.concurrency);
   const untilDeadline = Math.ceil((record.deadline - clock.now()) / 1000);
   return progressOfDr(record, untilDeadline > 0 ? Math.max(1, Math.min(wait, untilDeadline)) : wait);
+}
+
+/** The longest wait between two turns while copies run: a copy that fails is noticed within half an hour. */
+export const MAX_POLL_SECONDS = 1_800;
+
+/**
+ * When to look again. A slot frees only when a copy ends, so while every slot is busy the pass sleeps until the
+ * copy expected to end first is due, estimated from its `Progress` and how long it has run (full copies of large
+ * volumes take hours: polling them every two minutes costs turns and nothing else), never less than
+ * DR_POLL_SECONDS nor more than MAX_POLL_SECONDS. A copy without progress yet, an unconfirmed call, or a free
+ * slot with jobs waiting (other tools' copies filled the quota): the poll interval.
+ */
+export function nextPollSeconds(record: DrRecord, pollSeconds: number, concurrency: number): number {
+  const now = clock.now();
+  const flying = record.jobs.filter(inFlight);
+  const waiting = record.jobs.some((j) => j.state === 'waiting');
+  if (flying.length === 0 || (waiting && flying.length < concurrency)) return pollSeconds;
+  let soonest = Number.POSITIVE_INFINITY;
+  for (const job of flying) {
+    const p = job.progress ?? 0;
+    if (job.state !== 'copying' || job.startedAt === undefined || p <= 0) return pollSeconds;
+    soonest = Math.min(soonest, ((now - job.startedAt) * (100 - p)) / p / 1000);
+  }
+  return Math.round(Math.min(MAX_POLL_SECONDS, Math.max(pollSeconds, soonest)));
 }
 
 /** Lists DR Region snapshots by a filter, every page, 200 values a call. */
@@ -169,6 +193,8 @@ export async function removeDuplicateCopies(ec2: EC2Client, record: DrRecord): P
 
 function adopt(job: CopyJob, copy: Snapshot): void {
   job.copyId = copy.SnapshotId as string;
+  const progress = Number.parseInt(copy.Progress ?? '', 10);
+  if (Number.isFinite(progress)) job.progress = progress;
   if (copy.State === 'completed') {
     job.state = 'completed';
     job.completedAt = clock.now();

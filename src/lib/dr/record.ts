@@ -35,6 +35,8 @@ export interface CopyJob {
   copyId?: string;
   /** When the current copy was asked for (epoch ms). */
   startedAt?: number;
+  /** The copy's `Progress` when last read (0-100): how long it still needs, for the next poll. */
+  progress?: number;
   completedAt?: number;
   code?: CopyFailureCode;
   reason?: string;
