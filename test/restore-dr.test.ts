@@ -156,6 +156,24 @@ describe('restore from the DR copies: refusals, before anything is created', () 
     expect(earlier.status, earlier.cause).toBe('SUCCEEDED');
   });
 
+  it('refuses a set with a volume whose copy was never made (each copy names its set\'s size), listing no such run as complete', async () => {
+    const world = drWorld();
+    const first = await nightly(world, 'aws-vss');
+    world.advanceBy(DAY);
+    const second = await nightly(world, 'aws-vss');
+    // As if the pass never started xvdf's copy of the second run (it waited for a copy slot until its deadline).
+    const [xvdf] = copiesOf(world, second).filter((c) => c.tags.Device === 'xvdf');
+    expect(xvdf?.tags['vss-snapshots:set-size']).toBe('2');
+    world.snapshots.delete(xvdf?.snapshotId as string);
+
+    const result = await restore(world, 'aws-vss', { runId: second, sourceInstanceId: SOURCE, targetInstanceId: DR_TARGET, region: DR });
+
+    expect(`${result.status} ${result.error}: ${result.cause}`).toContain('RestoreRefusedError');
+    expect(result.cause).toContain("1 of the set's 2 volumes have no copy there");
+    expect(result.cause).toContain(`newest first: ${first}`);
+    expect(restored(world)).toHaveLength(0);
+  });
+
   it('refuses DiskShadow copies when the restore document does not exist in the DR Region (documents are regional)', async () => {
     const world = drWorld();
     const runId = await nightly(world, 'diskshadow');

@@ -33,3 +33,5 @@ export const SOURCE_REGION_TAG = 'vss-snapshots:source-region';
 export const SOURCE_VOLUME_TAG = 'vss-snapshots:source-volume';
 /** On a DR copy: when its source snapshot was started (ISO-8601): DR retention measures ages from it. */
 export const SOURCE_TIME_TAG = 'vss-snapshots:source-time';
+/** On a DR copy: how many snapshots its set has (a restore in the DR Region tells a set with a copy never made). */
+export const SET_SIZE_TAG = 'vss-snapshots:set-size';

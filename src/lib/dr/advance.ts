@@ -27,13 +27,13 @@ import { chunk } from '../discovery.ts';
 import { RunStateNotFoundError } from '../errors.ts';
 import { DELETE_BUDGET_MS, DELETE_SLICE } from '../retention/apply.ts';
 import { DELETE_WAIT_SECONDS } from '../retention/record.ts';
-import { INSTANCE_TAG, SOURCE_REGION_TAG, SOURCE_SNAPSHOT_TAG, SOURCE_TIME_TAG, SOURCE_VOLUME_TAG, STACK_TAG } from '../run-id.ts';
+import { INSTANCE_TAG, SET_SIZE_TAG, SOURCE_REGION_TAG, SOURCE_SNAPSHOT_TAG, SOURCE_TIME_TAG, SOURCE_VOLUME_TAG, STACK_TAG } from '../run-id.ts';
 import { tagMap } from '../snapshot-sets.ts';
 import { isRefusal } from '../verify-snapshots.ts';
 import { finishDrPass } from './finish.ts';
 import { planDrRetention } from './plan.ts';
 import type { DrDeps } from './plan.ts';
-import { deletionsLeft, drRecordKey, inFlight, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord } from './record.ts';
+import { deletionsLeft, drRecordKey, inFlight, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord, setKeyOf } from './record.ts';
 import type { CopyJob, DrProgress, DrRecord } from './record.ts';
 import { updateCopiesInReport } from './report.ts';
 
@@ -233,6 +233,8 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
     toStart.push({ job, source });
   }
   if (toStart.length === 0) return;
+  const setSizes = new Map<string, number>();
+  for (const j of record.jobs) setSizes.set(setKeyOf(j), (setSizes.get(setKeyOf(j)) ?? 0) + 1);
   // The intent: a Lambda that dies during the calls leaves `starting` jobs, which the next turn looks up.
   await saveDrRecord(deps.s3, deps.config.reportBucket, record);
   for (const [n, { job, source }] of toStart.entries()) {
@@ -243,7 +245,7 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
           SourceSnapshotId: job.sourceSnapshotId,
           Description: `vss-snapshots DR copy of ${job.sourceSnapshotId} (${record.sourceRegion}), ${job.instanceId} run ${job.runId}`.slice(0, 255),
           ...(dr.kmsKeyId ? { Encrypted: true, KmsKeyId: dr.kmsKeyId } : dr.encrypt ? { Encrypted: true } : {}),
-          TagSpecifications: [{ ResourceType: 'snapshot', Tags: copyTags(job, source, record) }],
+          TagSpecifications: [{ ResourceType: 'snapshot', Tags: copyTags(job, source, record, setSizes.get(setKeyOf(job)) ?? 1) }],
         }),
       );
       if (out.SnapshotId) {
@@ -279,7 +281,7 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
 }
 
 /** The copy's tags: the source's own (user tags are not copied by EC2), plus where it came from. */
-function copyTags(job: CopyJob, source: Snapshot, record: DrRecord): { Key: string; Value: string }[] {
+function copyTags(job: CopyJob, source: Snapshot, record: DrRecord, setSize: number): { Key: string; Value: string }[] {
   const own = (source.Tags ?? []).filter((t) => t.Key && !RESERVED_TAG.test(t.Key) && !t.Key.startsWith('vss-snapshots:source-'));
   const added: Record<string, string> = {
     [STACK_TAG]: record.stackId,
@@ -288,6 +290,7 @@ function copyTags(job: CopyJob, source: Snapshot, record: DrRecord): { Key: stri
     [SOURCE_VOLUME_TAG]: job.volumeId,
     [SOURCE_TIME_TAG]: (source.StartTime ?? new Date(clock.now())).toISOString(),
     [INSTANCE_TAG]: job.instanceId,
+    [SET_SIZE_TAG]: String(setSize),
     ...(job.device ? { Device: job.device } : {}),
   };
   const kept = own.filter((t) => !((t.Key as string) in added)).map((t) => ({ Key: t.Key as string, Value: t.Value ?? '' }));

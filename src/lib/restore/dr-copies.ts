@@ -8,8 +8,8 @@
  * Only completed copies are restored. A copy that is still pending, or failed (`error`), or a device the operator
  * names that has no copy, makes the run's copy incomplete: refused, naming those devices and the runs whose
  * copies of the source are complete there. A copy that was never started (waiting for the copy quota) leaves no
- * trace in the DR Region, so a set can look complete with a device missing; the record of the DR pass (in the
- * home Region's report bucket) is the only place that knows, and it is deliberately not read here.
+ * copy in the DR Region; every copy carries its set's size (`vss-snapshots:set-size`), so a whole-set restore
+ * sees the gap without reading the home Region.
  */
 import { paginateDescribeSnapshots } from '@aws-sdk/client-ec2';
 import type { EC2Client } from '@aws-sdk/client-ec2';
@@ -49,14 +49,17 @@ function byDevice(copies: RunSnapshot[]): Map<string, RunSnapshot[]> {
 }
 
 /** What keeps `devices` of a run's copies from being restored: no copy, or its best copy not completed and consistent. */
-function problemsOf(set: Map<string, RunSnapshot[]>, devices: string[]): string[] {
-  return devices.flatMap((device) => {
+function problemsOf(set: Map<string, RunSnapshot[]>, devices: string[], wholeSet = false): string[] {
+  // Every copy names its set's size: a volume whose copy was never started leaves no copy to see, but a gap.
+  const expected = Math.max(0, ...[...set.values()].flat().map((c) => c.setSize ?? 0));
+  const missing = wholeSet && expected > set.size ? [`${expected - set.size} of the set's ${expected} volumes have no copy there (never copied: the DR pass had not started them)`] : [];
+  return [...missing, ...devices.flatMap((device) => {
     const best = [...(set.get(device) ?? [])].sort(preference)[0];
     if (!best) return [`${device} has no copy there`];
     if (best.state === 'error') return [`${device} (${best.snapshotId}, copy of ${best.copyOf}) failed to copy (state error)`];
     if (best.state !== 'completed') return [`${device} (${best.snapshotId}, copy of ${best.copyOf}) is still ${best.state}${best.progress ? ` (${best.progress})` : ''}`];
     return [];
-  });
+  })];
 }
 
 export async function chooseDrCopies(ec2: EC2Client, state: RestoreState): Promise<ChosenSnapshot[]> {
@@ -66,7 +69,7 @@ export async function chooseDrCopies(ec2: EC2Client, state: RestoreState): Promi
   const complete = [...runs.entries()]
     .filter(([, copies]) => {
       const set = byDevice(copies);
-      return problemsOf(set, [...set.keys()]).length === 0;
+      return problemsOf(set, [...set.keys()], true).length === 0;
     })
     .map(([id]) => id)
     .filter((id) => id !== runId)
@@ -85,7 +88,7 @@ export async function chooseDrCopies(ec2: EC2Client, state: RestoreState): Promi
   }
   const set = byDevice(copies);
   const wanted = devices ?? [...set.keys()].sort();
-  const problems = problemsOf(set, wanted);
+  const problems = problemsOf(set, wanted, !devices);
   if (problems.length > 0) {
     const next = complete.length > 0 ? `use an earlier run: ${alternatives}` : `${alternatives}; wait for the copies in progress to complete`;
     throw new RestoreRefusedError(`The DR copy of run ${runId} of ${source} in ${region} is not complete: ${problems.join('; ')}. Restore only completed copies: ${next}. Nothing was created.`);

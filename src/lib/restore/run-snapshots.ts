@@ -7,7 +7,7 @@ import type { Snapshot } from '@aws-sdk/client-ec2';
 import { SHADOW_SET_TAG } from '../methods/diskshadow.ts';
 import { methodDriver } from '../methods/index.ts';
 import { tagMap } from '../methods/types.ts';
-import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG, SOURCE_SNAPSHOT_TAG, SOURCE_VOLUME_TAG } from '../run-id.ts';
+import { ATTEMPT_TAG, INSTANCE_TAG, METHOD_TAG, RUN_TAG, SET_SIZE_TAG, SOURCE_SNAPSHOT_TAG, SOURCE_VOLUME_TAG } from '../run-id.ts';
 import { normalizeDevice } from './devices.ts';
 
 /** One snapshot of the run, as the restore reads it. */
@@ -27,6 +27,8 @@ export interface RunSnapshot {
   runId: string | undefined;
   /** On a DR copy: the snapshot it was copied from; undefined for a run's own snapshot. */
   copyOf: string | undefined;
+  /** On a DR copy: how many snapshots its set has (vss-snapshots:set-size); undefined on older copies. */
+  setSize: number | undefined;
   /** `archive`: in the EBS Snapshots Archive tier, unusable until restored to `standard` (up to 72 hours). */
   storageTier: string;
 }
@@ -50,6 +52,7 @@ export function toRunSnapshot(s: Snapshot): RunSnapshot {
     instanceId: tags[INSTANCE_TAG] || undefined,
     runId: tags[RUN_TAG] || undefined,
     copyOf: tags[SOURCE_SNAPSHOT_TAG] || undefined,
+    setSize: Number(tags[SET_SIZE_TAG]) > 0 ? Number(tags[SET_SIZE_TAG]) : undefined,
     storageTier: s.StorageTier ?? 'standard',
   };
 }
