@@ -136,6 +136,9 @@ describe('DR copies', () => {
     expect(carried?.state).toBe('completed');
     // The first night's copy was adopted, not made again.
     expect(copiesIn(world).filter((c) => c.sourceSnapshotId === carried?.sourceSnapshotId)).toHaveLength(1);
+    // And the first night's report is completed by the second night's pass.
+    const firstAgain = JSON.parse(world.buckets.get(REPORT_BUCKET)?.get(`reports/${first.report.runId}.json`) ?? '{}') as RunReport;
+    expect(firstAgain.copies).toMatchObject({ protected: 1, inProgress: 0 });
   });
 
   it('fails a copy whose source was deleted before it was made, says why, and copies the rest', async () => {

@@ -9,8 +9,8 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { nowIso } from '../clock.ts';
 import { composeDrAlert } from '../report-text.ts';
 import type { DrDeps } from './plan.ts';
-import { saveDrRecord, setKeyOf } from './record.ts';
-import type { DrRecord } from './record.ts';
+import { isFinalJob, loadDrRecord, saveDrRecord, setKeyOf } from './record.ts';
+import type { CopyJob, DrRecord } from './record.ts';
 import { toCopiesReport, updateCopiesInReport } from './report.ts';
 
 export async function finishDrPass(deps: DrDeps & { sns: SNSClient }, record: DrRecord): Promise<void> {
@@ -37,4 +37,36 @@ export async function finishDrPass(deps: DrDeps & { sns: SNSClient }, record: Dr
   }
   await saveDrRecord(deps.s3, config.reportBucket, record);
   await updateCopiesInReport(deps.s3, config.reportBucket, record);
+  await completeEarlierRecords(deps, record);
+}
+
+/**
+ * A later pass completes the record: the copies this pass carried over from an earlier night and finished (or
+ * failed for good) are written into that night's DR record and its report's `copies` section, so the report of
+ * the night a set was made says, in the end, whether the set is protected.
+ */
+async function completeEarlierRecords(deps: DrDeps, record: DrRecord): Promise<void> {
+  const byOrigin = new Map<string, CopyJob[]>();
+  for (const job of record.jobs) if (job.fromRun && isFinalJob(job)) byOrigin.set(job.fromRun, [...(byOrigin.get(job.fromRun) ?? []), job]);
+  for (const [origin, jobs] of byOrigin) {
+    const earlier = await loadDrRecord(deps.s3, deps.config.reportBucket, origin);
+    if (!earlier) continue;
+    const done = new Map(jobs.map((j) => [j.sourceSnapshotId, j]));
+    let changed = false;
+    for (const job of earlier.jobs) {
+      const later = done.get(job.sourceSnapshotId);
+      if (!later || isFinalJob(job)) continue;
+      job.state = later.state;
+      job.attempts = later.attempts;
+      if (later.copyId) job.copyId = later.copyId;
+      if (later.completedAt !== undefined) job.completedAt = later.completedAt;
+      if (later.code) job.code = later.code;
+      if (later.reason) job.reason = later.reason;
+      job.finishedBy = record.runId;
+      changed = true;
+    }
+    if (!changed) continue;
+    await saveDrRecord(deps.s3, deps.config.reportBucket, earlier);
+    await updateCopiesInReport(deps.s3, deps.config.reportBucket, earlier);
+  }
 }

@@ -44,6 +44,8 @@ export interface CopyJob {
   fromRun?: string;
   /** DR passes this job has been part of (1 for tonight's). */
   passes: number;
+  /** In the record of the night that planned it: the later pass that finished it (the record completed later). */
+  finishedBy?: string;
 }
 
 /** One DR Region set queued for deletion by the DR retention rule. */
