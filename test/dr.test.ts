@@ -238,4 +238,21 @@ describe('DR copies', () => {
     }
     expect(last?.copies?.retention).toMatchObject({ held: 1, inUse: 1 });
   });
+
+  it('drops a never-started copy as superseded when the next night copies a newer set of the instance (a fleet beyond the copy slots)', async () => {
+    // One copy slot and a 1-hour pass: of two instances' full copies, the first night starts one and leaves the rest.
+    const world = drWorld(2, {}, false, [{ device: '/dev/sda1', sizeGiB: 200 }]);
+    const env = { DR_COPY_CONCURRENCY: '1', DR_COPY_DEADLINE_HOURS: '1' };
+    const first = await night(world, env);
+    expect(first.record.jobs.map((j) => j.state).sort()).toEqual(['copying', 'waiting']);
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    const second = await night(world, env);
+    const carried = second.record.jobs.filter((j) => j.fromRun === first.report.runId);
+    expect(carried.map((j) => j.state).sort()).toEqual(['completed', 'failed']);
+    expect(carried.find((j) => j.state === 'failed')?.code).toBe('superseded');
+    // Tonight's jobs plus the two carried: the record does not pile up night after night.
+    expect(second.record.jobs).toHaveLength(4);
+    const alert = world.published.filter((p) => p.subject?.includes('DR copy missing')).at(-1);
+    expect(alert?.message).toContain('superseded');
+  });
 });

@@ -336,6 +336,7 @@ const DR_ADVICE: Record<string, string> = {
   kms: 'Fix the KMS key in the DR Region (enabled, in the DR Region, key policy allowing the stack role), then the next night copies the newest set again.',
   'source-deleted': 'Nothing to copy any more; the next verified set will be copied. If this repeats, check what deletes snapshots before they are copied (a lifecycle policy, retention set too short).',
   quota: 'The DR Region refused more concurrent copies: ask AWS for a higher "concurrent snapshot copies per destination Region" quota, lower DR_COPY_CONCURRENCY to leave room for other tools, or copy fewer nights.',
+  superseded: 'The DR Region\'s copy slots cannot keep up with the fleet: only the newest sets get copied. Raise the concurrent copy quota and DR_COPY_CONCURRENCY, or give DR to fewer instances.',
   timeout: 'Copies cannot keep up: raise the concurrent copy quota and DR_COPY_CONCURRENCY, or lengthen DR_COPY_DEADLINE_HOURS.',
   'copy-error': 'EC2 reported the copy failed; it was retried. Check the DR Region (service health, snapshot quotas); the next night copies the newest set again.',
   refused: 'EC2 refused the copy; the reason is above. Fix it, then the next night copies the newest set again.',

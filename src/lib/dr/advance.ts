@@ -74,13 +74,22 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
     await finishDrPass(deps, record);
     return progressOfDr(record, 1);
   }
-  await updateCopiesInReport(deps.s3, config.reportBucket, record);
+  // The report is the run's whole report (megabytes at 10,000 instances): rewritten hourly while copies run, not
+  // every turn; the DR record has every turn's state.
+  if (clock.now() - (record.reportedAt ?? 0) >= REPORT_EVERY_MS) {
+    record.reportedAt = clock.now();
+    await saveDrRecord(deps.s3, config.reportBucket, record);
+    await updateCopiesInReport(deps.s3, config.reportBucket, record);
+  }
   // Deletions queued: come back when EC2's DeleteSnapshot bucket has refilled (90 a turn, 20 s: 4.5 a second);
   // else at the poll interval, but not past the deadline.
   const wait = deletionsLeft(record) > 0 ? Math.min(dr.pollSeconds, DELETE_WAIT_SECONDS) : nextPollSeconds(record, dr.pollSeconds, dr.concurrency);
   const untilDeadline = Math.ceil((record.deadline - clock.now()) / 1000);
   return progressOfDr(record, untilDeadline > 0 ? Math.max(1, Math.min(wait, untilDeadline)) : wait);
 }
+
+/** How often the run report's `copies` section is rewritten while the pass runs. */
+export const REPORT_EVERY_MS = 3_600_000;
 
 /** The longest wait between two turns while copies run: a copy that fails is noticed within half an hour. */
 export const MAX_POLL_SECONDS = 1_800;

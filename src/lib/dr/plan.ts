@@ -55,6 +55,7 @@ export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrPro
     sourceRegion: dr.sourceRegion,
     stackId: config.stackId,
     plannedAt: nowIso(),
+    reportedAt: clock.now(),
     runStart: Date.parse(state.startedAt),
     deadline: Date.parse(state.startedAt) + dr.deadlineHours * 3_600_000,
     jobs: [],
@@ -65,7 +66,8 @@ export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrPro
     record.skipped = 'dry run: nothing is copied or deleted';
     record.finishedAt = record.plannedAt;
   } else {
-    record.jobs = [...tonightsJobs(state), ...(await carriedJobs(deps, state.runId))];
+    const tonight = tonightsJobs(state);
+    record.jobs = [...tonight, ...(await carriedJobs(deps, state.runId, new Set(tonight.map((j) => j.instanceId))))];
   }
   await saveDrRecord(deps.s3, config.reportBucket, record);
   if (!state.dryRun) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, { runId: state.runId });
@@ -91,8 +93,13 @@ function tonightsJobs(state: RunState): CopyJob[] {
     );
 }
 
-/** What the last pass left unfinished, carried into this one (or failed `timeout` after CARRY_PASSES passes). */
-async function carriedJobs(deps: DrDeps, runId: string): Promise<CopyJob[]> {
+/**
+ * What the last pass left unfinished, carried into this one. A copy still running is followed to its end. A copy
+ * never started is dropped as `superseded` when tonight copies a newer set of the same instance (the newest set is
+ * what DR needs; a fleet larger than the copy slots allow would otherwise pile up carried jobs night after night),
+ * and fails `timeout` after CARRY_PASSES passes.
+ */
+async function carriedJobs(deps: DrDeps, runId: string, copiedTonight: ReadonlySet<string>): Promise<CopyJob[]> {
   const latest = await readJson<{ runId: string }>(deps.s3, deps.config.reportBucket, DR_LATEST_KEY);
   if (!latest || latest.runId === runId) return [];
   const previous = await loadDrRecord(deps.s3, deps.config.reportBucket, latest.runId);
@@ -101,6 +108,14 @@ async function carriedJobs(deps: DrDeps, runId: string): Promise<CopyJob[]> {
     .filter((j) => !isFinalJob(j))
     .map((j) => {
       const carried: CopyJob = { ...j, fromRun: j.fromRun ?? previous.runId, passes: j.passes + 1 };
+      if (carried.state === 'waiting' && copiedTonight.has(carried.instanceId)) {
+        return {
+          ...carried,
+          state: 'failed' as const,
+          code: 'superseded' as const,
+          reason: `never copied: the DR Region's copy slots stayed full until the pass's deadline, and tonight copies a newer set of ${carried.instanceId} instead`,
+        };
+      }
       if (carried.passes > CARRY_PASSES && carried.state === 'waiting') {
         return {
           ...carried,

@@ -18,7 +18,7 @@ export const DR_LATEST_KEY = 'dr/latest.json';
 export type CopyState = 'waiting' | 'starting' | 'copying' | 'completed' | 'failed';
 
 /** Why a snapshot has no completed copy: what the DR alert says, with what to do. */
-export type CopyFailureCode = 'source-deleted' | 'kms' | 'quota' | 'copy-error' | 'refused' | 'timeout';
+export type CopyFailureCode = 'source-deleted' | 'kms' | 'quota' | 'copy-error' | 'refused' | 'timeout' | 'superseded';
 
 export interface CopyJob {
   sourceSnapshotId: string;
@@ -94,6 +94,8 @@ export interface DrRecord {
   retention: DrRetention;
   /** Set when the pass ended (every job final, or the deadline). */
   finishedAt?: string;
+  /** When the report's `copies` section was last rewritten (epoch ms): every REPORT_EVERY_MS while the pass runs. */
+  reportedAt?: number;
   /** The DR alert's SNS message id, once published (never published twice). */
   alertMessageId?: string;
   alert?: { subject: string; message: string };
