@@ -133,6 +133,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const fleet = benchFleet(options);
   const world = worldFromFleet(fleet);
   if (options.drRegion && options.drSteady) seedPreviousCopies(world, options.drRegion);
+  // More copies in flight than AWS's 20 needs a quota increase: the simulated account is given it.
+  if (options.drConcurrency !== undefined && options.drConcurrency > world.dr.copyQuota) world.dr.copyQuota = options.drConcurrency;
   const drEnv = options.drRegion ? { DR_REGION: options.drRegion, ...(options.drConcurrency ? { DR_COPY_CONCURRENCY: String(options.drConcurrency) } : {}) } : {};
   const drCounts = { transitions: 0, advanceInvocations: 0 };
   const drRegionCalls: Record<string, number> = {};
