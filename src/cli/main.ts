@@ -114,7 +114,7 @@ export function buildProgram(setExit: (code: ExitCode) => void): Command {
     .addOption(new Option('--snapshot-minutes <m>', 'minutes a snapshot stays pending').argParser(wholeNumber(0, 10_000)))
     .addOption(new Option('--ssm-rate <r>', 'SSM API calls per second the account allows').argParser(decimal(Number.MIN_VALUE, 1e6, 'a positive number')))
     .addOption(new Option('--dr-region <region>', 'with DR copies into this Region of the simulated account: measures the DR pass too (copies, time until every set is protected)').argParser(parseDrRegionOption))
-    .addOption(new Option('--dr-concurrency <n>', 'DR copies in flight at most (DR_COPY_CONCURRENCY; AWS\'s quota is 20 per destination Region; above 20 the simulated account is given that quota, as after a quota increase)').argParser(wholeNumber(1, 100)))
+    .addOption(new Option('--dr-concurrency <n>', 'DR copies in flight at most (DR_COPY_CONCURRENCY; AWS\'s quota is 20 per destination Region; above 20 the simulated account is given that quota, as after a quota increase)').argParser(wholeNumber(1, 1000)))
     .option('--dr-steady', 'every volume already has an earlier copy in the DR Region: the night\'s copies are incremental (the steady state)')
     .option('--no-pressure', 'without the EC2 rate limits')
     .option('--json', 'print the results as JSON')

@@ -80,7 +80,7 @@ const EnvSchema = z.object({
     .regex(/^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)\/[A-Za-z0-9/_-]+|alias\/[A-Za-z0-9/_-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$/, 'must be a KMS key id, key ARN, alias name (alias/...) or alias ARN in the DR Region')
     .optional(),
   DR_ENCRYPT: bool.default(false),
-  DR_COPY_CONCURRENCY: int(1, 100).default(20),
+  DR_COPY_CONCURRENCY: int(1, 1_000).default(20),
   DR_COPY_ATTEMPTS: int(1, 5).default(3),
   DR_COPY_DEADLINE_HOURS: int(1, 23).default(20),
   DR_POLL_SECONDS: int(30, 3_600).default(120),
