@@ -236,3 +236,35 @@ describe('DR copies', () => {
     expect(last?.copies?.retention).toMatchObject({ held: 1, inUse: 1 });
   });
 });
+
+describe('DR copies: review', () => {
+  it('never deletes the newest complete DR set of an instance when a newer set lacks a volume\'s copy', async () => {
+    const world = drWorld(1, {}, false, smallVolumes);
+    const env = { DR_RETAIN_COUNT: '1', DR_RETAIN_DAYS: '0' };
+    const first = await night(world, env);
+    expect(first.report.copies?.protected).toBe(1);
+    const firstCopies = copiesIn(world).map((c) => c.snapshotId);
+    expect(firstCopies).toHaveLength(2);
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    // Night 2: one volume's source vanishes before its copy is made: that night's DR set has one copy of two.
+    let victim: string | undefined;
+    const second = await night(world, env, {
+      interceptors: [
+        (call) => {
+          if (call.operation !== 'CopySnapshot' || victim) return;
+          victim = call.input.SourceSnapshotId as string;
+          const s = world.snapshots.get(victim);
+          if (s) {
+            s.deleted = true;
+            s.deletedAt = world.now;
+          }
+        },
+      ],
+    });
+    expect(second.report.copies?.protected).toBe(0);
+    expect(second.report.copies?.failed).toHaveLength(1);
+    // The first night's set is the only restorable one in the DR Region: it stays, whole.
+    const liveIds = new Set(copiesIn(world).map((c) => c.snapshotId));
+    for (const id of firstCopies) expect(liveIds.has(id), id).toBe(true);
+  });
+});

@@ -22,7 +22,7 @@ import { imagesUsing } from '../retention/plan.ts';
 import { decideOwner } from '../retention/policy.ts';
 import { loadLedger, readJson, writeJson } from '../retention/record.ts';
 import type { RunState } from '../run-state.ts';
-import { SOURCE_TIME_TAG } from '../run-id.ts';
+import { SET_SIZE_TAG, SOURCE_TIME_TAG } from '../run-id.ts';
 import { tagMap } from '../snapshot-sets.ts';
 import { DR_LATEST_KEY, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord } from './record.ts';
 import type { CopyJob, DrProgress, DrRecord, DrRetention } from './record.ts';
@@ -122,9 +122,14 @@ export async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: nu
   const [copies, instances, ledger] = await Promise.all([listStackSnapshots(deps.dr, deps.config.stackId), listInstances(deps.home), loadLedger(deps.s3, deps.config.reportBucket)]);
   const { sets, unidentified } = groupIntoSets(copies, instances);
   const sourceStart = new Map(copies.map((c) => [c.SnapshotId, Date.parse(tagMap(c)[SOURCE_TIME_TAG] ?? '')]));
+  const setSize = new Map(copies.map((c) => [c.SnapshotId, Number(tagMap(c)[SET_SIZE_TAG])]));
   for (const set of sets) {
     const starts = set.snapshotIds.map((id) => sourceStart.get(id) ?? Number.NaN).filter((t) => Number.isFinite(t));
     if (starts.length > 0) set.start = Math.min(...starts);
+    // A set with a volume whose copy was never made (failed, or not started yet) cannot be restored here: it is
+    // not a verified set, so it never stands in for the newest verified one nor pushes one out by count.
+    const expected = Math.max(0, ...set.snapshotIds.map((id) => setSize.get(id) ?? 0).filter((n) => Number.isInteger(n)));
+    if (set.snapshotIds.length < expected && set.kind === 'verified') set.kind = 'unverified';
   }
   const retention: DrRetention = { policy: dr.retention, kept: unidentified.length, held: 0, inUse: 0, deferred: 0, queue: [], cursor: 0, deleted: [], refused: [] };
   const byOwner = new Map<string, typeof sets>();
