@@ -14,6 +14,7 @@ import { REPORT_BUCKET, runWorkflow } from '../src/local/runner.ts';
 import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
 import type { World, WorldDump } from '../src/local/world.ts';
+import { awsError } from '../src/local/aws-error.ts';
 import { readReport, twoVolumes } from './helpers.ts';
 
 const DR = 'us-west-2';
@@ -266,5 +267,37 @@ describe('DR copies: review', () => {
     // The first night's set is the only restorable one in the DR Region: it stays, whole.
     const liveIds = new Set(copiesIn(world).map((c) => c.snapshotId));
     for (const id of firstCopies) expect(liveIds.has(id), id).toBe(true);
+  });
+
+  it('keeps a DR set whose other volume is still to be copied by a later pass (carried over)', async () => {
+    const world = drWorld(1, {}, false, smallVolumes);
+    const env = { DR_RETAIN_COUNT: '1', DR_RETAIN_DAYS: '0', DR_COPY_DEADLINE_HOURS: '1' };
+    // The first night's second volume finds the destination's copy slots full (other tools) until night 3.
+    let blocked: string | undefined;
+    let refuse = true;
+    const quotaFull = (call: { operation: string; input: Record<string, unknown> }) => {
+      if (call.operation !== 'CopySnapshot') return;
+      const source = call.input.SourceSnapshotId as string;
+      const volume = world.snapshots.get(source)?.volumeId ?? '';
+      if (!blocked && world.volumes.get(volume)?.device === 'xvdf') blocked = source;
+      if (refuse && source === blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
+    };
+    const first = await night(world, env, { interceptors: [quotaFull] });
+    expect(blocked).toBeDefined();
+    expect(first.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('waiting');
+    const firstCopy = copiesIn(world).find((c) => c.tags[RUN_TAG] === first.report.runId)?.snapshotId as string;
+    expect(firstCopy).toBeDefined();
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    const second = await night(world, env, { interceptors: [quotaFull] });
+    expect(second.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.fromRun).toBe(first.report.runId);
+    // The first set's copy stays while its other volume is still to be copied.
+    expect(copiesIn(world).map((c) => c.snapshotId)).toContain(firstCopy);
+    refuse = false;
+    world.advanceBy(DAY - (world.now - Date.parse(second.report.startedAt)));
+    const third = await night(world, env);
+    expect(third.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('completed');
+    const firstSet = copiesIn(world).filter((c) => c.tags[RUN_TAG] === first.report.runId);
+    // Either the first set is whole in the DR Region, or none of it is left: never one copy of a two-volume set.
+    expect([0, 2]).toContain(firstSet.length);
   });
 });

@@ -63,7 +63,8 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
     if (clock.now() < record.deadline) await startCopies(deps, record);
     // The DR rule is applied once tonight's copies are final (so they count), or at the deadline.
     if (copyingOver(record) && record.retention.plannedAt === undefined) {
-      record.retention = { ...(await planDrRetention(deps, dr, record.runStart)), plannedAt: new Date(clock.now()).toISOString() };
+      const unfinished = new Set(record.jobs.filter((j) => !isFinalJob(j)).map(setKeyOf));
+      record.retention = { ...(await planDrRetention(deps, dr, record.runStart, unfinished)), plannedAt: new Date(clock.now()).toISOString() };
     }
     await deleteExpired(deps.dr, record, started);
   } finally {

@@ -117,7 +117,7 @@ async function carriedJobs(deps: DrDeps, runId: string): Promise<CopyJob[]> {
  * The DR Region's retention queue: the stack's copies there, by the DR rule, oldest first, up to the cap. Planned
  * by Advance DR Copies once the pass's copies are final (or at its deadline), so tonight's copies count.
  */
-export async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: number): Promise<DrRetention> {
+export async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: number, unfinished: ReadonlySet<string> = new Set()): Promise<DrRetention> {
   const now = clock.now();
   const [copies, instances, ledger] = await Promise.all([listStackSnapshots(deps.dr, deps.config.stackId), listInstances(deps.home), loadLedger(deps.s3, deps.config.reportBucket)]);
   const { sets, unidentified } = groupIntoSets(copies, instances);
@@ -130,6 +130,8 @@ export async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: nu
     // not a verified set, so it never stands in for the newest verified one nor pushes one out by count.
     const expected = Math.max(0, ...set.snapshotIds.map((id) => setSize.get(id) ?? 0).filter((n) => Number.isInteger(n)));
     if (set.snapshotIds.length < expected && set.kind === 'verified') set.kind = 'unverified';
+    // A set with a copy still to be made (carried to the next pass) is kept like one with a pending copy.
+    if (unfinished.has(set.key)) set.pending = true;
   }
   const retention: DrRetention = { policy: dr.retention, kept: unidentified.length, held: 0, inUse: 0, deferred: 0, queue: [], cursor: 0, deleted: [], refused: [] };
   const byOwner = new Map<string, typeof sets>();
