@@ -300,4 +300,25 @@ describe('DR copies: review', () => {
     // Either the first set is whole in the DR Region, or none of it is left: never one copy of a two-volume set.
     expect([0, 2]).toContain(firstSet.length);
   });
+
+  it('tags a carried-over copy with its whole set\'s size, not the number of its set\'s jobs carried', async () => {
+    const world = drWorld(1, {}, false, smallVolumes);
+    const env = { DR_COPY_DEADLINE_HOURS: '1' };
+    let refuse = true;
+    let blocked: string | undefined;
+    const quotaFull = (call: { operation: string; input: Record<string, unknown> }) => {
+      if (call.operation !== 'CopySnapshot') return;
+      const source = call.input.SourceSnapshotId as string;
+      if (!blocked && world.volumes.get(world.snapshots.get(source)?.volumeId ?? '')?.device === 'xvdf') blocked = source;
+      if (refuse && source === blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
+    };
+    const first = await night(world, env, { interceptors: [quotaFull] });
+    expect(first.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('waiting');
+    refuse = false;
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    await night(world, env);
+    const carried = copiesIn(world).find((c) => c.sourceSnapshotId === blocked);
+    expect(carried?.state).toBe('completed');
+    expect(carried?.tags['vss-snapshots:set-size']).toBe('2');
+  });
 });

@@ -84,6 +84,7 @@ function tonightsJobs(state: RunState): CopyJob[] {
         instanceId: i.instanceId,
         runId: state.runId,
         attempt: i.attempts,
+        setSize: i.snapshots.length,
         state: 'waiting' as const,
         attempts: 0,
         passes: 1,
