@@ -15,6 +15,7 @@ import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
 import type { World, WorldDump } from '../src/local/world.ts';
 import { awsError } from '../src/local/aws-error.ts';
+import { lambdaDiesAt } from '../src/local/faults.ts';
 import { readReport, twoVolumes } from './helpers.ts';
 
 const DR = 'us-west-2';
@@ -320,5 +321,18 @@ describe('DR copies: review', () => {
     const carried = copiesIn(world).find((c) => c.sourceSnapshotId === blocked);
     expect(carried?.state).toBe('completed');
     expect(carried?.tags['vss-snapshots:set-size']).toBe('2');
+  });
+
+  it('carries a pass\'s unfinished copies over even when Plan DR Copies died before naming itself the latest pass', async () => {
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, instances: [{ volumes: [{ device: '/dev/sda1', sizeGiB: 1024 }] }] }, 'big'));
+    const env = { DR_COPY_DEADLINE_HOURS: '2' };
+    const dies = lambdaDiesAt(world, (call) => call.operation === 'PutObject' && call.input.Key === DR_LATEST_KEY, { after: false });
+    const first = await night(world, env, { interceptors: [dies] });
+    expect(first.result.status).toBe('SUCCEEDED');
+    expect(first.report.copies?.copying).toBe(1);
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    const second = await night(world, env);
+    const carried = second.record.jobs.find((j) => j.fromRun === first.report.runId);
+    expect(carried?.state).toBe('completed');
   });
 });

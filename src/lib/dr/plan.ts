@@ -47,7 +47,12 @@ export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrPro
   const dr = config.dr;
   if (!dr) return DISABLED;
   const existing = await loadDrRecord(deps.s3, config.reportBucket, state.runId);
-  if (existing) return progressOfDr(existing, 1);
+  if (existing) {
+    // A retry after the record was saved: the Lambda may have died before naming this pass the latest one,
+    // and the next pass carries over only what the latest pass left unfinished.
+    if (!state.dryRun) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, { runId: state.runId });
+    return progressOfDr(existing, 1);
+  }
 
   const record: DrRecord = {
     runId: state.runId,
