@@ -335,4 +335,17 @@ describe('DR copies: review', () => {
     const carried = second.record.jobs.find((j) => j.fromRun === first.report.runId);
     expect(carried?.state).toBe('completed');
   });
+
+  it('a Lambda that dies around CopySnapshot calls leaves neither a duplicate nor a lost copy', async () => {
+    for (const after of [true, false]) {
+      const world = drWorld(4, {}, false, smallVolumes);
+      let n = 0;
+      const dies = lambdaDiesAt(world, (call) => call.operation === 'CopySnapshot' && (n += 1) % 3 === 0, { after, times: 4 });
+      const { result, report, record } = await night(world, {}, { interceptors: [dies] });
+      expect(result.status, `after ${after}`).toBe('SUCCEEDED');
+      expectProtected(world, report);
+      expect(copiesIn(world), `after ${after}`).toHaveLength(8);
+      expect(record.jobs.every((j) => j.state === 'completed')).toBe(true);
+    }
+  });
 });
