@@ -14,6 +14,8 @@ import { REPORT_BUCKET, runWorkflow } from '../src/local/runner.ts';
 import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
 import type { World, WorldDump } from '../src/local/world.ts';
+import { awsError } from '../src/local/aws-error.ts';
+import { lambdaDiesAt } from '../src/local/faults.ts';
 import { readReport, twoVolumes } from './helpers.ts';
 
 const DR = 'us-west-2';
@@ -254,5 +256,116 @@ describe('DR copies', () => {
     expect(second.record.jobs).toHaveLength(4);
     const alert = world.published.filter((p) => p.subject?.includes('DR copy missing')).at(-1);
     expect(alert?.message).toContain('superseded');
+  });
+});
+
+describe('DR copies: review', () => {
+  it('never deletes the newest complete DR set of an instance when a newer set lacks a volume\'s copy', async () => {
+    const world = drWorld(1, {}, false, smallVolumes);
+    const env = { DR_RETAIN_COUNT: '1', DR_RETAIN_DAYS: '0' };
+    const first = await night(world, env);
+    expect(first.report.copies?.protected).toBe(1);
+    const firstCopies = copiesIn(world).map((c) => c.snapshotId);
+    expect(firstCopies).toHaveLength(2);
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    // Night 2: one volume's source vanishes before its copy is made: that night's DR set has one copy of two.
+    let victim: string | undefined;
+    const second = await night(world, env, {
+      interceptors: [
+        (call) => {
+          if (call.operation !== 'CopySnapshot' || victim) return;
+          victim = call.input.SourceSnapshotId as string;
+          const s = world.snapshots.get(victim);
+          if (s) {
+            s.deleted = true;
+            s.deletedAt = world.now;
+          }
+        },
+      ],
+    });
+    expect(second.report.copies?.protected).toBe(0);
+    expect(second.report.copies?.failed).toHaveLength(1);
+    // The first night's set is the only restorable one in the DR Region: it stays, whole.
+    const liveIds = new Set(copiesIn(world).map((c) => c.snapshotId));
+    for (const id of firstCopies) expect(liveIds.has(id), id).toBe(true);
+  });
+
+  it('keeps a DR set whose other volume is still to be copied by a later pass (carried over)', async () => {
+    const world = drWorld(1, {}, false, smallVolumes);
+    const env = { DR_RETAIN_COUNT: '1', DR_RETAIN_DAYS: '0', DR_COPY_DEADLINE_HOURS: '1' };
+    // The first night's second volume finds the destination's copy slots full (other tools) until night 3.
+    let blocked: string | undefined;
+    let refuse = true;
+    const quotaFull = (call: { operation: string; input: Record<string, unknown> }) => {
+      if (call.operation !== 'CopySnapshot') return;
+      const source = call.input.SourceSnapshotId as string;
+      const volume = world.snapshots.get(source)?.volumeId ?? '';
+      if (!blocked && world.volumes.get(volume)?.device === 'xvdf') blocked = source;
+      if (refuse && source === blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
+    };
+    const first = await night(world, env, { interceptors: [quotaFull] });
+    expect(blocked).toBeDefined();
+    expect(first.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('waiting');
+    const firstCopy = copiesIn(world).find((c) => c.tags[RUN_TAG] === first.report.runId)?.snapshotId as string;
+    expect(firstCopy).toBeDefined();
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    const second = await night(world, env, { interceptors: [quotaFull] });
+    expect(second.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.fromRun).toBe(first.report.runId);
+    // The first set's copy stays while its other volume is still to be copied.
+    expect(copiesIn(world).map((c) => c.snapshotId)).toContain(firstCopy);
+    refuse = false;
+    world.advanceBy(DAY - (world.now - Date.parse(second.report.startedAt)));
+    const third = await night(world, env);
+    expect(third.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('completed');
+    const firstSet = copiesIn(world).filter((c) => c.tags[RUN_TAG] === first.report.runId);
+    // Either the first set is whole in the DR Region, or none of it is left: never one copy of a two-volume set.
+    expect([0, 2]).toContain(firstSet.length);
+  });
+
+  it('tags a carried-over copy with its whole set\'s size, not the number of its set\'s jobs carried', async () => {
+    const world = drWorld(1, {}, false, smallVolumes);
+    const env = { DR_COPY_DEADLINE_HOURS: '1' };
+    let refuse = true;
+    let blocked: string | undefined;
+    const quotaFull = (call: { operation: string; input: Record<string, unknown> }) => {
+      if (call.operation !== 'CopySnapshot') return;
+      const source = call.input.SourceSnapshotId as string;
+      if (!blocked && world.volumes.get(world.snapshots.get(source)?.volumeId ?? '')?.device === 'xvdf') blocked = source;
+      if (refuse && source === blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
+    };
+    const first = await night(world, env, { interceptors: [quotaFull] });
+    expect(first.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('waiting');
+    refuse = false;
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    await night(world, env);
+    const carried = copiesIn(world).find((c) => c.sourceSnapshotId === blocked);
+    expect(carried?.state).toBe('completed');
+    expect(carried?.tags['vss-snapshots:set-size']).toBe('2');
+  });
+
+  it('carries a pass\'s unfinished copies over even when Plan DR Copies died before naming itself the latest pass', async () => {
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, instances: [{ volumes: [{ device: '/dev/sda1', sizeGiB: 1024 }] }] }, 'big'));
+    const env = { DR_COPY_DEADLINE_HOURS: '2' };
+    const dies = lambdaDiesAt(world, (call) => call.operation === 'PutObject' && call.input.Key === DR_LATEST_KEY, { after: false });
+    const first = await night(world, env, { interceptors: [dies] });
+    expect(first.result.status).toBe('SUCCEEDED');
+    expect(first.report.copies?.copying).toBe(1);
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    const second = await night(world, env);
+    const carried = second.record.jobs.find((j) => j.fromRun === first.report.runId);
+    expect(carried?.state).toBe('completed');
+  });
+
+  it('a Lambda that dies around CopySnapshot calls leaves neither a duplicate nor a lost copy', async () => {
+    for (const after of [true, false]) {
+      const world = drWorld(4, {}, false, smallVolumes);
+      let n = 0;
+      const dies = lambdaDiesAt(world, (call) => call.operation === 'CopySnapshot' && (n += 1) % 3 === 0, { after, times: 4 });
+      const { result, report, record } = await night(world, {}, { interceptors: [dies] });
+      expect(result.status, `after ${after}`).toBe('SUCCEEDED');
+      expectProtected(world, report);
+      expect(copiesIn(world), `after ${after}`).toHaveLength(8);
+      expect(record.jobs.every((j) => j.state === 'completed')).toBe(true);
+    }
   });
 });

@@ -19,6 +19,9 @@ import { LEDGER_KEY } from '../src/lib/retention/record.ts';
 import { RUN_TAG, STACK_TAG } from '../src/lib/run-id.ts';
 import { reportKey, stateKey } from '../src/lib/run-state.ts';
 import { leaseKey } from '../src/lib/run-lease.ts';
+import { parseFleet } from '../src/local/fleet.ts';
+import { runWorkflow } from '../src/local/runner.ts';
+import { worldFromFleet } from '../src/local/world.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -116,9 +119,6 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
     'xray:PutTraceSegments',
   ],
   'plan-dr-copies': [
-    'ec2:DescribeImages',
-    'ec2:DescribeInstances',
-    'ec2:DescribeSnapshots',
     'logs:CreateLogStream',
     'logs:PutLogEvents',
     's3:GetObject',
@@ -131,6 +131,8 @@ const FUNCTION_ACTIONS: Record<string, string[]> = {
     'ec2:CopySnapshot',
     'ec2:CreateTags',
     'ec2:DeleteSnapshot',
+    'ec2:DescribeImages',
+    'ec2:DescribeInstances',
     'ec2:DescribeSnapshots',
     'kms:CreateGrant',
     'kms:Decrypt',
@@ -756,6 +758,44 @@ describe('IAM', () => {
     expect(loadConfig(env).dr).toMatchObject({ region: 'us-west-2', sourceRegion: 'us-east-1', kmsKeyId: DR_KEY, concurrency: 20 });
   });
 
+  it('lets each DR step make every call it makes on the simulated account (copies, DR retention, the DR alert)', async () => {
+    // Two nights, keeping one set in the DR Region: the second night's pass plans and applies DR retention.
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, instances: [{ volumes: [{ device: '/dev/sda1', sizeGiB: 8 }] }] }, 'dr iam'));
+    const env = { DR_REGION: 'us-west-2', DR_RETAIN_COUNT: '1', DR_RETAIN_DAYS: '0' };
+    const roles: Record<string, string> = { 'Plan DR Copies': 'PlanDrCopiesRole', 'Advance DR Copies': 'AdvanceDrCopiesRole' };
+    let current = '';
+    const made = new Map<string, Set<string>>();
+    const s3Action: Record<string, string> = { GetObject: 's3:GetObject', HeadObject: 's3:GetObject', PutObject: 's3:PutObject', ListObjectsV2: 's3:ListBucket' };
+    const options = {
+      env,
+      lambdaFault: (state: string) => {
+        current = state;
+        return undefined;
+      },
+      interceptors: [
+        ({ service, operation, input }: { service: string; operation: string; input: Record<string, unknown> }) => {
+          if (!(current in roles)) return;
+          const action = service === 's3' ? s3Action[operation] ?? `s3:${operation}` : `${service}:${operation}`;
+          const key = service === 's3' && typeof input.Key === 'string' ? `${input.Key.split('/')[0]}/*` : '';
+          made.set(current, (made.get(current) ?? new Set()).add(`${action} ${key}`.trim()));
+        },
+      ],
+    };
+    await runWorkflow(world, options);
+    world.advanceBy(86_400_000);
+    await runWorkflow(world, options);
+    expect([...(made.get('Advance DR Copies') ?? [])]).toContain('ec2:DeleteSnapshot');
+    for (const [state, calls] of made) {
+      const statements = policies.filter((p) => p.owner === roles[state] && p.kind === 'identity').flatMap((p) => p.statements).filter((s) => s.Effect === 'Allow');
+      for (const call of calls) {
+        const [action, prefix] = call.split(' ') as [string, string | undefined];
+        const granted = statements.filter((s) => allows(s, action));
+        expect(granted.length, `${state}: ${call}`).toBeGreaterThan(0);
+        if (prefix) expect(granted.flatMap(resourcesOf), `${state}: ${call}`).toContain(`getatt:ReportBucket.Arn/${prefix}`);
+      }
+    }
+  });
+
   it('grants nothing for DR copies when DrRegion is empty (the default), and no KMS key without DrKmsKeyArn', () => {
     const off = policiesOf(template, new Resolver(template)).filter((p) => p.owner === 'AdvanceDrCopiesRole' && p.kind === 'identity').flatMap((p) => p.statements);
     const offActions = off.flatMap(actionsOf);
@@ -903,8 +943,8 @@ describe('IAM', () => {
           if (action === 's3:GetObject' || action === 's3:PutObject') {
             for (const arn of resourcesOf(s)) {
               expect([`getatt:ReportBucket.Arn/${runsPrefix}`, `getatt:ReportBucket.Arn/${reportsPrefix}`, `getatt:ReportBucket.Arn/${leasesPrefix}`, `getatt:ReportBucket.Arn/${retentionPrefix}`, `getatt:ReportBucket.Arn/${drPrefix}`], where).toContain(arn);
-              // The retention ledger belongs to the retention steps (the DR plan only reads it).
-              if (arn.endsWith(`/${retentionPrefix}`)) expect(['PlanRetentionRole', 'ApplyRetentionRole', ...(action === 's3:GetObject' ? ['PlanDrCopiesRole'] : [])], where).toContain(policy.owner);
+              // The retention ledger belongs to the retention steps (the DR pass only reads it, for DR retention).
+              if (arn.endsWith(`/${retentionPrefix}`)) expect(['PlanRetentionRole', 'ApplyRetentionRole', ...(action === 's3:GetObject' ? ['AdvanceDrCopiesRole'] : [])], where).toContain(policy.owner);
               if (arn.endsWith(`/${drPrefix}`)) expect(['PlanDrCopiesRole'], where).toContain(policy.owner);
             }
           } else if (action === 's3:ListBucket') {

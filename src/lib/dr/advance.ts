@@ -63,7 +63,8 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
     if (clock.now() < record.deadline) await startCopies(deps, record);
     // The DR rule is applied once tonight's copies are final (so they count), or at the deadline.
     if (copyingOver(record) && record.retention.plannedAt === undefined) {
-      record.retention = { ...(await planDrRetention(deps, dr, record.runStart)), plannedAt: new Date(clock.now()).toISOString() };
+      const unfinished = new Set(record.jobs.filter((j) => !isFinalJob(j)).map(setKeyOf));
+      record.retention = { ...(await planDrRetention(deps, dr, record.runStart, unfinished)), plannedAt: new Date(clock.now()).toISOString() };
     }
     await deleteExpired(deps.dr, record, started);
   } finally {
@@ -242,6 +243,7 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
     toStart.push({ job, source });
   }
   if (toStart.length === 0) return;
+  // Jobs planned before setSize was recorded: their set's size is its jobs in this record.
   const setSizes = new Map<string, number>();
   for (const j of record.jobs) setSizes.set(setKeyOf(j), (setSizes.get(setKeyOf(j)) ?? 0) + 1);
   // The intent: a Lambda that dies during the calls leaves `starting` jobs, which the next turn looks up.
@@ -254,7 +256,7 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
           SourceSnapshotId: job.sourceSnapshotId,
           Description: `vss-snapshots DR copy of ${job.sourceSnapshotId} (${record.sourceRegion}), ${job.instanceId} run ${job.runId}`.slice(0, 255),
           ...(dr.kmsKeyId ? { Encrypted: true, KmsKeyId: dr.kmsKeyId } : dr.encrypt ? { Encrypted: true } : {}),
-          TagSpecifications: [{ ResourceType: 'snapshot', Tags: copyTags(job, source, record, setSizes.get(setKeyOf(job)) ?? 1) }],
+          TagSpecifications: [{ ResourceType: 'snapshot', Tags: copyTags(job, source, record, job.setSize ?? setSizes.get(setKeyOf(job)) ?? 1) }],
         }),
       );
       if (out.SnapshotId) {

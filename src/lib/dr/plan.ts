@@ -22,7 +22,7 @@ import { imagesUsing } from '../retention/plan.ts';
 import { decideOwner } from '../retention/policy.ts';
 import { loadLedger, readJson, writeJson } from '../retention/record.ts';
 import type { RunState } from '../run-state.ts';
-import { SOURCE_TIME_TAG } from '../run-id.ts';
+import { SET_SIZE_TAG, SOURCE_TIME_TAG } from '../run-id.ts';
 import { tagMap } from '../snapshot-sets.ts';
 import { DR_LATEST_KEY, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord } from './record.ts';
 import type { CopyJob, DrProgress, DrRecord, DrRetention } from './record.ts';
@@ -47,7 +47,12 @@ export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrPro
   const dr = config.dr;
   if (!dr) return DISABLED;
   const existing = await loadDrRecord(deps.s3, config.reportBucket, state.runId);
-  if (existing) return progressOfDr(existing, 1);
+  if (existing) {
+    // A retry after the record was saved: the Lambda may have died before naming this pass the latest one,
+    // and the next pass carries over only what the latest pass left unfinished.
+    if (!state.dryRun) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, { runId: state.runId });
+    return progressOfDr(existing, 1);
+  }
 
   const record: DrRecord = {
     runId: state.runId,
@@ -86,6 +91,7 @@ function tonightsJobs(state: RunState): CopyJob[] {
         instanceId: i.instanceId,
         runId: state.runId,
         attempt: i.attempts,
+        setSize: i.snapshots.length,
         state: 'waiting' as const,
         attempts: 0,
         passes: 1,
@@ -132,14 +138,21 @@ async function carriedJobs(deps: DrDeps, runId: string, copiedTonight: ReadonlyS
  * The DR Region's retention queue: the stack's copies there, by the DR rule, oldest first, up to the cap. Planned
  * by Advance DR Copies once the pass's copies are final (or at its deadline), so tonight's copies count.
  */
-export async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: number): Promise<DrRetention> {
+export async function planDrRetention(deps: DrDeps, dr: DrSettings, runStart: number, unfinished: ReadonlySet<string> = new Set()): Promise<DrRetention> {
   const now = clock.now();
   const [copies, instances, ledger] = await Promise.all([listStackSnapshots(deps.dr, deps.config.stackId), listInstances(deps.home), loadLedger(deps.s3, deps.config.reportBucket)]);
   const { sets, unidentified } = groupIntoSets(copies, instances);
   const sourceStart = new Map(copies.map((c) => [c.SnapshotId, Date.parse(tagMap(c)[SOURCE_TIME_TAG] ?? '')]));
+  const setSize = new Map(copies.map((c) => [c.SnapshotId, Number(tagMap(c)[SET_SIZE_TAG])]));
   for (const set of sets) {
     const starts = set.snapshotIds.map((id) => sourceStart.get(id) ?? Number.NaN).filter((t) => Number.isFinite(t));
     if (starts.length > 0) set.start = Math.min(...starts);
+    // A set with a volume whose copy was never made (failed, or not started yet) cannot be restored here: it is
+    // not a verified set, so it never stands in for the newest verified one nor pushes one out by count.
+    const expected = Math.max(0, ...set.snapshotIds.map((id) => setSize.get(id) ?? 0).filter((n) => Number.isInteger(n)));
+    if (set.snapshotIds.length < expected && set.kind === 'verified') set.kind = 'unverified';
+    // A set with a copy still to be made (carried to the next pass) is kept like one with a pending copy.
+    if (unfinished.has(set.key)) set.pending = true;
   }
   const retention: DrRetention = { policy: dr.retention, kept: unidentified.length, held: 0, inUse: 0, deferred: 0, queue: [], cursor: 0, deleted: [], refused: [] };
   const byOwner = new Map<string, typeof sets>();

@@ -29,6 +29,8 @@ export interface CopyJob {
   /** The run and attempt that made the set. */
   runId: string;
   attempt: number;
+  /** How many snapshots the whole set has (its copies' vss-snapshots:set-size); kept when the job is carried over. */
+  setSize?: number;
   state: CopyState;
   /** CopySnapshot calls made for this snapshot (a quota refusal does not count). */
   attempts: number;
