@@ -83,7 +83,8 @@ const EnvSchema = z.object({
   DR_COPY_CONCURRENCY: int(1, 1_000).default(20),
   DR_COPY_ATTEMPTS: int(1, 5).default(3),
   DR_COPY_DEADLINE_HOURS: int(1, 23).default(20),
-  DR_POLL_SECONDS: int(30, 3_600).default(120),
+  // At least 60 s: a 23-hour pass of 9-event turns stays far below Step Functions' 25,000 history events.
+  DR_POLL_SECONDS: int(60, 3_600).default(120),
   DR_RETAIN_COUNT: int(0, 1_000).default(7),
   DR_RETAIN_DAYS: int(0, 3_650).default(14),
   AWS_REGION: z.string().optional(),

@@ -35,7 +35,16 @@ export async function finishDrPass(deps: DrDeps & { sns: SNSClient }, record: Dr
     const published = await deps.sns.send(new PublishCommand({ TopicArn: config.alertTopicArn, Subject: record.alert.subject, Message: record.alert.message }));
     record.alertMessageId = published.MessageId ?? 'published';
   }
-  await saveDrRecord(deps.s3, config.reportBucket, record);
+  // SNS has no deduplication: the record that says the alert went out is saved harder than other writes (as
+  // the run's own alert, finish-run.ts saveAfterPublish), so a failing write does not publish it twice.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      await saveDrRecord(deps.s3, config.reportBucket, record);
+      break;
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
   await updateCopiesInReport(deps.s3, config.reportBucket, record);
   await completeEarlierRecords(deps, record);
 }

@@ -24,7 +24,7 @@ import { loadLedger, readJson, writeJson } from '../retention/record.ts';
 import type { RunState } from '../run-state.ts';
 import { SET_SIZE_TAG, SOURCE_TIME_TAG } from '../run-id.ts';
 import { tagMap } from '../snapshot-sets.ts';
-import { DR_LATEST_KEY, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord } from './record.ts';
+import { DR_LATEST_KEY, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord, setKeyOf } from './record.ts';
 import type { CopyJob, DrProgress, DrRecord, DrRetention } from './record.ts';
 import { updateCopiesInReport } from './report.ts';
 
@@ -102,7 +102,8 @@ function tonightsJobs(state: RunState): CopyJob[] {
 /**
  * What the last pass left unfinished, carried into this one. A copy still running is followed to its end. A copy
  * never started is dropped as `superseded` when tonight copies a newer set of the same instance (the newest set is
- * what DR needs; a fleet larger than the copy slots allow would otherwise pile up carried jobs night after night),
+ * what DR needs; a fleet larger than the copy slots allow would otherwise pile up carried jobs night after night)
+ * unless part of its set is already copied or copying (then the set is finished),
  * and fails `timeout` after CARRY_PASSES passes.
  */
 async function carriedJobs(deps: DrDeps, runId: string, copiedTonight: ReadonlySet<string>): Promise<CopyJob[]> {
@@ -110,11 +111,14 @@ async function carriedJobs(deps: DrDeps, runId: string, copiedTonight: ReadonlyS
   if (!latest || latest.runId === runId) return [];
   const previous = await loadDrRecord(deps.s3, deps.config.reportBucket, latest.runId);
   if (!previous) return [];
+  // Sets with a copy made or under way are finished (half a set in the DR Region restores nothing whole).
+  const begun = new Set(previous.jobs.filter((j) => j.state !== 'waiting' && j.state !== 'failed').map(setKeyOf));
   return previous.jobs
     .filter((j) => !isFinalJob(j))
     .map((j) => {
-      const carried: CopyJob = { ...j, fromRun: j.fromRun ?? previous.runId, passes: j.passes + 1 };
-      if (carried.state === 'waiting' && copiedTonight.has(carried.instanceId)) {
+      const setBegun = j.setBegun === true || begun.has(setKeyOf(j));
+      const carried: CopyJob = { ...j, fromRun: j.fromRun ?? previous.runId, passes: j.passes + 1, ...(setBegun ? { setBegun } : {}) };
+      if (carried.state === 'waiting' && !setBegun && copiedTonight.has(carried.instanceId)) {
         return {
           ...carried,
           state: 'failed' as const,

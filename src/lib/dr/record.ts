@@ -46,6 +46,8 @@ export interface CopyJob {
   fromRun?: string;
   /** DR passes this job has been part of (1 for tonight's). */
   passes: number;
+  /** Carried over: another snapshot of its set has a copy (made or under way), so the set is finished, never dropped. */
+  setBegun?: boolean;
   /** In the record of the night that planned it: the later pass that finished it (the record completed later). */
   finishedBy?: string;
 }
