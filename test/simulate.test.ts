@@ -395,3 +395,34 @@ describe('vss-snapshots simulate', () => {
     expect(deletes.map((m) => m.at.slice(0, 10))).toEqual(['2026-11-28', '2026-11-29', '2026-11-30']);
   });
 });
+
+describe('simulate with DR copies (--dr-region)', () => {
+  it('copies every night\'s sets into the DR Region and keeps the copies there by the DR rule: the count levels off, a terminated instance keeps its last copy', async () => {
+    const fleet = parseFleet({
+      ...CLEAN,
+      instances: [
+        { instanceId: 'i-0d000000000000001', name: 'db', volumes: [{ device: '/dev/sda1', sizeGiB: 30 }, { device: 'xvdf', sizeGiB: 20 }] },
+        { instanceId: 'i-0d000000000000002', name: 'flaky', volumes: [{ device: '/dev/sda1', sizeGiB: 30 }], nights: { 4: ['writer-failure'], 5: ['writer-failure'] } },
+        { instanceId: 'i-0d000000000000003', name: 'leaving', volumes: [{ device: '/dev/sda1', sizeGiB: 30 }], terminatedOnNight: 6 },
+      ],
+    });
+    const world = worldFromFleet(fleet);
+    const results = await simulateNights(world, fleet, { nights: 14, env: { DR_REGION: 'us-west-2', DR_RETAIN_COUNT: '3', DR_RETAIN_DAYS: '0' } });
+
+    expect(results.every((r) => r.status === 'SUCCEEDED')).toBe(true);
+    // Every night's verified sets are protected in the DR Region by the end of that night's pass.
+    for (const r of results) {
+      const copies = r.copies as { protected: number; inProgress: number; failed: unknown[] };
+      expect(copies.protected, `night ${r.night}`).toBe(r.summary?.succeeded);
+      expect(copies.inProgress + copies.failed.length, `night ${r.night}`).toBe(0);
+    }
+    // 4 copies a night (db 2 volumes, flaky 1, leaving 1) until each instance has 3 sets there; then 3 sets of
+    // db (6) and flaky (3), and the terminated instance's newest copy, kept TerminatedRetainDays (30) after it left.
+    const counts = results.map((r) => r.drCopiesOurs);
+    expect(counts.slice(0, 3)).toEqual([4, 8, 12]);
+    expect(new Set(counts.slice(8))).toEqual(new Set([10]));
+    expect(results.reduce((n, r) => n + (r.drDeleted ?? 0), 0)).toBeGreaterThan(0);
+    const leaving = [...world.snapshots.values()].filter((s) => !s.deleted && s.region === 'us-west-2' && s.tags['vss-snapshots:instance-id'] === 'i-0d000000000000003');
+    expect(leaving).toHaveLength(1);
+  }, 60_000);
+});
