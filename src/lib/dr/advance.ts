@@ -1,23 +1,26 @@
 /**
- * "Advance DR Copies": one turn of the DR pass. The workflow calls it, waits DR_POLL_SECONDS (or less while
- * deletions are queued), and calls it again until every job is final or the deadline has passed. No Lambda
- * waits for a copy: a turn reads where the copies are, starts what fits, deletes what the DR rule expired, saves.
+ * "Advance DR Copies": one turn of the DR pass. The workflow calls it, waits as long as it says (Wait For
+ * Copies), and calls it again until every job is final and the DR deletions are done, or the deadline has
+ * passed. No Lambda waits for a copy: a turn reads where the copies are, starts what fits, deletes what the DR
+ * rule expired, saves.
  *
- * 1. Poll the copies in flight (DescribeSnapshots in the DR Region): `completed` protects the snapshot; `error`
- *    (a destination KMS key that is missing, disabled or lacks a grant fails this way, later — CopySnapshot API
- *    reference) deletes the errored copy and tries again, up to DR_COPY_ATTEMPTS; the reason is kept.
- * 2. Resolve calls whose answer was lost (`starting`): CopySnapshot has no client token, so the copy is looked
- *    for by its `vss-snapshots:source-snapshot` tag (given in the call, so it exists from the start). Found: it
- *    is the copy. Not listed within CONFIRM_MS (EC2 lists new snapshots late): it is taken as never made.
- * 3. Start copies while fewer than DR_COPY_CONCURRENCY are in flight (20 per destination Region by default:
+ * 1. Reconcile the copies in flight, read by their `vss-snapshots:source-snapshot` tag (given in the call, so a
+ *    copy carries it from the start; CopySnapshot has no client token, and the SDK retries a call whose answer
+ *    was lost, so one source can get two copies): `completed` protects the snapshot; `error` (a destination KMS
+ *    key that is missing, disabled or lacks a grant fails this way, later: CopySnapshot API reference) deletes
+ *    the errored copy and tries again, up to DR_COPY_ATTEMPTS; a second copy of a source is deleted; a call
+ *    whose copy is not listed within CONFIRM_MS (EC2 lists new snapshots late) is taken as never made.
+ * 2. Start copies while fewer than DR_COPY_CONCURRENCY are in flight (20 per destination Region by default:
  *    "Copy an Amazon EBS snapshot", EBS user guide). Before a call, the DR Region is searched for a copy of the
  *    same source (a pass that crashed, a concurrent manual run): an existing copy is adopted, never duplicated.
  *    The jobs are saved as `starting` before the calls (the intent), so a Lambda that dies mid-turn leaves jobs
- *    that step 2 resolves. ResourceLimitExceeded (copies of other tools fill the quota) puts the job back and
+ *    that step 1 resolves. ResourceLimitExceeded (copies of other tools fill the quota) puts the job back and
  *    stops starting for this turn; InvalidSnapshot.NotFound fails it `source-deleted`.
- * 4. Delete the next DR Region snapshots the DR rule expired, whole sets, at most DELETE_SLICE per turn.
- * 5. At the deadline, or when everything is final, the pass ends: the report's `copies` is updated and a DR
- *    alert is published when a snapshot is not protected (finish.ts).
+ * 3. Once the pass's copies are final (or at the deadline), plan the DR Region's retention (plan.ts), then
+ *    delete what it expired, whole sets, at most DELETE_SLICE per turn.
+ * 4. Then the pass ends: the report's `copies` is written and a DR alert is published when a snapshot is not
+ *    protected (finish.ts). While it runs, the report is rewritten hourly and the next turn is due when the copy
+ *    expected to end first is (nextPollSeconds).
  */
 import { CopySnapshotCommand, DeleteSnapshotCommand, DescribeSnapshotsCommand } from '@aws-sdk/client-ec2';
 import type { EC2Client, Snapshot } from '@aws-sdk/client-ec2';
