@@ -368,4 +368,32 @@ describe('DR copies: review', () => {
       expect(record.jobs.every((j) => j.state === 'completed')).toBe(true);
     }
   });
+
+  it('leaves a pass that is still running to finish its own copies: a manual run in between carries nothing of it, the next night does', async () => {
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, instances: [{ volumes: [{ device: '/dev/sda1', sizeGiB: 1024 }] }] }, 'big'));
+    const env = { DR_COPY_DEADLINE_HOURS: '2' };
+    const first = await night(world, env);
+    const leftover = first.record.jobs[0];
+    expect(leftover?.state).toBe('copying');
+    // As if the first night's pass were still running when an operator starts a run by hand.
+    const bucket = world.buckets.get(REPORT_BUCKET) as Map<string, string>;
+    const key = drRecordKey(first.report.runId);
+    const finished = bucket.get(key) as string;
+    const running = JSON.parse(finished) as DrRecord;
+    delete running.finishedAt;
+    running.deadline = world.now + 10 * 3_600_000;
+    bucket.set(key, JSON.stringify(running));
+    world.advanceBy(3_600_000);
+    const manual = await night(world, env, { input: { force: true } });
+    expect(manual.record.jobs.filter((j) => j.fromRun === first.report.runId)).toEqual([]);
+    expect(JSON.parse(bucket.get(DR_LATEST_KEY) as string)).toEqual({ runId: manual.report.runId, pending: [first.report.runId] });
+    // The first pass ends; the next night carries its leftover (and the manual run's) and finishes it: one copy.
+    bucket.set(key, finished);
+    world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
+    const next = await night(world, env);
+    const carried = next.record.jobs.find((j) => j.sourceSnapshotId === leftover?.sourceSnapshotId);
+    expect(carried?.fromRun).toBe(first.report.runId);
+    expect(carried?.state).toBe('completed');
+    expect(copiesIn(world).filter((c) => c.sourceSnapshotId === leftover?.sourceSnapshotId)).toHaveLength(1);
+  });
 });

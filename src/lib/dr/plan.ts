@@ -25,7 +25,7 @@ import type { RunState } from '../run-state.ts';
 import { SET_SIZE_TAG, SOURCE_TIME_TAG } from '../run-id.ts';
 import { tagMap } from '../snapshot-sets.ts';
 import { DR_LATEST_KEY, isFinalJob, loadDrRecord, progressOfDr, saveDrRecord, setKeyOf } from './record.ts';
-import type { CopyJob, DrProgress, DrRecord, DrRetention } from './record.ts';
+import type { CopyJob, DrPointer, DrProgress, DrRecord, DrRetention } from './record.ts';
 import { updateCopiesInReport } from './report.ts';
 
 /** A job that an earlier pass left unfinished this many times fails `timeout` instead of being carried again. */
@@ -49,8 +49,8 @@ export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrPro
   const existing = await loadDrRecord(deps.s3, config.reportBucket, state.runId);
   if (existing) {
     // A retry after the record was saved: the Lambda may have died before naming this pass the latest one,
-    // and the next pass carries over only what the latest pass left unfinished.
-    if (!state.dryRun) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, { runId: state.runId });
+    // and the next pass carries over only what the latest pass (and the passes it names) left unfinished.
+    if (!state.dryRun) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, existing.pointer ?? { runId: state.runId });
     return progressOfDr(existing, 1);
   }
 
@@ -72,10 +72,12 @@ export async function planDrCopies(deps: DrDeps, state: RunState): Promise<DrPro
     record.finishedAt = record.plannedAt;
   } else {
     const tonight = tonightsJobs(state);
-    record.jobs = [...tonight, ...(await carriedJobs(deps, state.runId, new Set(tonight.map((j) => j.instanceId))))];
+    const carried = await carriedJobs(deps, state.runId, new Set(tonight.map((j) => j.instanceId)));
+    record.jobs = [...tonight, ...carried.jobs];
+    record.pointer = { runId: state.runId, ...(carried.pending.length > 0 ? { pending: carried.pending } : {}) };
   }
   await saveDrRecord(deps.s3, config.reportBucket, record);
-  if (!state.dryRun) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, { runId: state.runId });
+  if (record.pointer) await writeJson(deps.s3, config.reportBucket, DR_LATEST_KEY, record.pointer);
   await updateCopiesInReport(deps.s3, config.reportBucket, record);
   return progressOfDr(record, 1);
 }
@@ -106,11 +108,32 @@ function tonightsJobs(state: RunState): CopyJob[] {
  * unless part of its set is already copied or copying (then the set is finished),
  * and fails `timeout` after CARRY_PASSES passes.
  */
-async function carriedJobs(deps: DrDeps, runId: string, copiedTonight: ReadonlySet<string>): Promise<CopyJob[]> {
-  const latest = await readJson<{ runId: string }>(deps.s3, deps.config.reportBucket, DR_LATEST_KEY);
-  if (!latest || latest.runId === runId) return [];
-  const previous = await loadDrRecord(deps.s3, deps.config.reportBucket, latest.runId);
-  if (!previous) return [];
+async function carriedJobs(deps: DrDeps, runId: string, copiedTonight: ReadonlySet<string>): Promise<{ jobs: CopyJob[]; pending: string[] }> {
+  const latest = await readJson<DrPointer>(deps.s3, deps.config.reportBucket, DR_LATEST_KEY);
+  if (!latest) return { jobs: [], pending: [] };
+  const jobs: CopyJob[] = [];
+  const pending: string[] = [];
+  const seen = new Set<string>();
+  for (const id of [...new Set([latest.runId, ...(latest.pending ?? [])])].filter((r) => r !== runId)) {
+    const previous = await loadDrRecord(deps.s3, deps.config.reportBucket, id);
+    if (!previous) continue;
+    // A pass still running (a manual run started while the night's pass copies) finishes its own jobs: working
+    // them from two passes would double the copies in flight. A later pass carries what it leaves. A pass past
+    // its deadline by an hour is over, whatever its record says (its execution failed).
+    if (previous.finishedAt === undefined && clock.now() < previous.deadline + 3_600_000) {
+      pending.push(id);
+      continue;
+    }
+    for (const job of carryFrom(previous, copiedTonight)) {
+      if (seen.has(job.sourceSnapshotId)) continue;
+      seen.add(job.sourceSnapshotId);
+      jobs.push(job);
+    }
+  }
+  return { jobs, pending };
+}
+
+function carryFrom(previous: DrRecord, copiedTonight: ReadonlySet<string>): CopyJob[] {
   // Sets with a copy made or under way are finished (half a set in the DR Region restores nothing whole).
   const begun = new Set(previous.jobs.filter((j) => j.state !== 'waiting' && j.state !== 'failed').map(setKeyOf));
   return previous.jobs

@@ -12,6 +12,15 @@ export const drRecordKey = (runId: string): string => `runs/${runId}/dr.json`;
 export const DR_LATEST_KEY = 'dr/latest.json';
 
 /**
+ * `dr/latest.json`: the last pass planned, whose unfinished jobs the next pass carries over; and passes that were
+ * still running when it was planned (a manual run during the night's pass), whose leftovers are carried later.
+ */
+export interface DrPointer {
+  runId: string;
+  pending?: string[];
+}
+
+/**
  * `waiting`: not started (or to be tried again); `starting`: CopySnapshot was called and its answer is not known
  * (lost, or the Lambda died): the copy may exist; `copying`: EC2 gave the copy's id, not completed yet.
  */
@@ -90,6 +99,8 @@ export interface DrRecord {
   runStart: number;
   /** When the pass stops polling (epoch ms): what is unfinished then is left to the next pass. */
   deadline: number;
+  /** What this pass wrote to dr/latest.json (a retried Plan DR Copies writes it again). Absent on a dry run. */
+  pointer?: DrPointer;
   /** Why the pass does nothing (dry run). */
   skipped?: string;
   jobs: CopyJob[];
