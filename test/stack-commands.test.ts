@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildReport } from '../src/lib/report.ts';
 import type { RunReport } from '../src/lib/report.ts';
 import { runIdFor } from '../src/lib/run-id.ts';
+import { leaseKey } from '../src/lib/run-lease.ts';
 import { reportKey, stateKey } from '../src/lib/run-state.ts';
 import type { InstanceRecord, RunState } from '../src/lib/run-state.ts';
 import { motoAvailability, startMoto } from './moto-server.ts';
@@ -309,6 +310,9 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
     expect(first.status, first.stderr).toBe(0);
     expect(first.stdout).toMatch(/^Started run [0-9]{8}T[0-9]{6}Z-[0-9a-f]{8} of stack vss-snapshots-e2e \(us-east-1\) with input \{"dryRun":true\}\nExecution: arn:aws:states:us-east-1:123456789012:execution:vss-snapshots-e2e-nightly-snapshots:manual-/);
     const arn = /^Execution: (\S+)$/m.exec(first.stdout)?.[1] ?? '';
+    // What its Prepare Run writes (moto's stand-in Lambdas do not): the run lease, held until the report is written.
+    const lease = { holder: arn, holderName: arn.split(':').at(-1), acquiredAt: new Date().toISOString(), expiresAt: new Date(Date.now() + 86_400_000).toISOString() };
+    await put(leaseKey(stack.stateMachineArn), lease);
 
     const [start, retry, status] = await Promise.all([cli(['start', ...stage]), cli(['retry-failed', LAST_RUN, ...stage]), cli(['status', ...stage])]);
 
@@ -319,6 +323,16 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
     expect(status.stdout).toMatch(/1 run in progress/);
     expect(status.stdout).toMatch(/RUNNING/);
     expect((await executions()).filter((e) => e.status === 'RUNNING')).toHaveLength(1);
+    for (const refused of [start, retry]) expect(refused.stderr).toContain(`(execution ${arn.split(':').at(-1)})`);
+
+    // Once the run has written its report it releases the lease; its execution may go on for hours (retention,
+    // DR copies), and a run started now is accepted (Prepare Run would take the released lease).
+    await put(leaseKey(stack.stateMachineArn), { ...lease, released: true });
+    expect((await executions()).filter((e) => e.status === 'RUNNING')).toHaveLength(1);
+    const later = await cli(['start', '--input', '{"dryRun": true}', ...stage]);
+    // Not refused: it goes on to StartExecution (which moto, allowing one start per state machine, then fails).
+    expect(later.stderr).not.toMatch(/still in progress/);
+    expect(later.stderr).toMatch(/starting an execution of/);
     await sfn.send(new StopExecutionCommand({ executionArn: arn }));
   }, 60_000);
 

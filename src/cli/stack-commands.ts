@@ -9,6 +9,7 @@ import { parseExecutionInput } from '../lib/execution-input.ts';
 import { needsAlert } from '../lib/report.ts';
 import type { RunReport } from '../lib/report.ts';
 import { outcomeLine, plural, retryInputs, RETRY_CHUNK } from '../lib/report-text.ts';
+import { heldLease, leaseKey } from '../lib/run-lease.ts';
 import { readRunProgress } from '../lib/run-progress.ts';
 import { reportKey } from '../lib/run-state.ts';
 import { awsFailure, openSession, resolveStack } from './aws-stack.ts';
@@ -184,14 +185,26 @@ async function listExecutions(session: AwsSession, stack: StackOutputs, statusFi
   return out.slice(0, limit);
 }
 
-/** Runs never overlap (Prepare Run refuses, and alerts): say so here, before anything is started. */
+/**
+ * Runs never overlap (Prepare Run refuses, and alerts): say so here, before anything is started. "In progress" is
+ * what Prepare Run judges by: the run lease, held from Prepare Run until the report is written. An execution that
+ * is still RUNNING after that (deleting expired sets, copying to the DR Region for hours) does not hold it, and a
+ * run started then is accepted.
+ */
 async function refuseWhileRunning(session: AwsSession, stack: StackOutputs, override: string): Promise<void> {
-  const running = await listExecutions(session, stack, 'RUNNING', 1);
-  const first = running[0];
-  if (!first) return;
-  const runId = runIdOf(first.executionArn ?? '', first.startDate ?? new Date(0));
+  let lease;
+  try {
+    lease = await heldLease({ s3: session.s3, sfn: session.sfn, bucket: stack.reportBucket }, stack.stateMachineArn, Date.now());
+  } catch (error) {
+    throw awsFailure(error, `reading the run lease in s3://${stack.reportBucket}/${leaseKey(stack.stateMachineArn)}`);
+  }
+  if (!lease) return;
+  const name = lease.holderName ?? lease.holder.split(':').at(-1) ?? lease.holder;
+  // The run id comes from the execution's own start (the lease was taken a moment later).
+  const started = await session.sfn.send(new DescribeExecutionCommand({ executionArn: lease.holder })).then((e) => e.startDate, () => undefined);
+  const runId = runIdOf(lease.holder, started ?? new Date(lease.acquiredAt));
   throw new UsageError(
-    `Run ${runId} (execution ${first.name}) is still in progress; nothing was started. Wait for it (vss-snapshots status), ${override} to run both at once.`,
+    `Run ${runId} (execution ${name}) is still in progress; nothing was started. Wait for it (vss-snapshots status), ${override} to run both at once.`,
   );
 }
 

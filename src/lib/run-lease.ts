@@ -22,7 +22,7 @@ export const LEASE_TTL_MS = 24 * 3_600_000;
 /** A holder Step Functions does not know yet (just started) is taken as running for this long. */
 const UNKNOWN_HOLDER_GRACE_MS = 5 * 60_000;
 
-interface Lease {
+export interface Lease {
   holder: string;
   holderName?: string;
   acquiredAt: string;
@@ -86,6 +86,17 @@ export async function acquireLease(deps: LeaseDeps, execution: { id: string; nam
     }
   }
   throw new RunInProgressError('Could not take the run lease: it kept changing under this run. Nothing was done; start the run again.');
+}
+
+/**
+ * The lease of a run in progress, if one holds it (what Prepare Run would refuse on); undefined when it is free:
+ * released (the run wrote its report: retention and DR copies may still go on in its execution), expired, or
+ * held by an execution that is no longer running.
+ */
+export async function heldLease(deps: LeaseDeps, stateMachineArn: string, now: number = clock.now()): Promise<Lease | undefined> {
+  const current = await readLease(deps.s3, deps.bucket, leaseKey(stateMachineArn));
+  if (!current || (await isFree(deps.sfn, current.lease, now))) return undefined;
+  return current.lease;
 }
 
 async function isFree(sfn: SFNClient, lease: Lease, now: number): Promise<boolean> {
