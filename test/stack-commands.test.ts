@@ -347,4 +347,36 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
     expect(out.status).toBe(2);
     expect(out.stderr).toMatch(/has 1,001 failed instances: that is 2 runs of at most 1,000, which cannot overlap\. Add --follow/);
   });
+
+  it('--follow stops at the report when the execution goes on copying to the DR Region for hours', async () => {
+    await stack.freshStateMachine();
+    await stack.queueLambdaResults([
+      context({}), // Prepare Run
+      context({ send: 1 }), // Discover Instances
+      context({ succeeded: 1 }, new Date(), true), // Advance Instances in the shard: done
+      { mode: 'apply', remaining: 0, deleted: 0, deferred: 0, waitSeconds: 20 }, // Plan Retention
+      FINISHED,
+      // Plan DR Copies: two copies to make; the execution then waits an hour for them (Wait For Copies).
+      { enabled: true, done: false, waiting: 2, copying: 0, completed: 0, failed: 0, deletions: 0, waitSeconds: 3600 },
+    ]);
+    const watching = cli(['start', '--follow', '--interval', '0.2', ...stage]);
+    let execution;
+    for (let i = 0; i < 400 && !execution; i++) {
+      execution = (await executions())[0];
+      if (!execution) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const arn = execution?.executionArn ?? '';
+    const described = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
+    const runId = runIdFor(arn, (described.startDate ?? new Date()).toISOString());
+    const done = state(runId, { [CC]: { phase: 'succeeded', attempts: 1, code: undefined, snapshots: [{ snapshotId: 'snap-2', volumeId: 'vol-1', device: '/dev/sda1', state: 'completed' }] } });
+    await put(reportKey(runId), buildReport(done, '2026-12-03T00:30:00.000Z', `s3://${stack.reportBucket}/${reportKey(runId)}`));
+
+    const out = await watching;
+
+    expect(out.status, `${out.stdout}\n${out.stderr}`).toBe(0);
+    expect(out.stderr).toMatch(/its execution goes on in the background/);
+    expect(out.stdout).toMatch(/2 succeeded, 0 failed/);
+    expect((await sfn.send(new DescribeExecutionCommand({ executionArn: arn }))).status).toBe('RUNNING');
+    await sfn.send(new StopExecutionCommand({ executionArn: arn }));
+  }, 120_000);
 });

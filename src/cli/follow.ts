@@ -30,6 +30,12 @@ export function runIdOf(executionArn: string, startDate: Date): string {
   return runIdFor(executionArn, startDate.toISOString());
 }
 
+/**
+ * States after Finish Run on a run that did not fail: the report and the alert are out, the run lease released.
+ * `--follow` stops watching there (the execution may delete and copy for hours more).
+ */
+const BACKGROUND_STATES = new Set(['Retention Due?', 'Apply Retention', 'Plan DR Copies', 'Advance DR Copies']);
+
 export async function followExecution(session: AwsSession, stack: StackOutputs, executionArn: string, options: FollowOptions): Promise<ExitCode> {
   const watcher = new ExecutionWatcher({
     workflow: 'nightly',
@@ -53,6 +59,14 @@ export async function followExecution(session: AwsSession, stack: StackOutputs, 
     for (const [i, { step, timestamp }] of steps.entries()) await watcher.event(step, (timestamp ?? new Date()).getTime() - started.getTime(), i === newestTask);
     await watcher.poll();
     if (described.status !== 'RUNNING') break;
+    // The report is written and the alert sent: what is left (retention's deletions, DR copies) can take hours.
+    if (steps.some(({ step }) => step.type === 'entered' && BACKGROUND_STATES.has(step.state))) {
+      watcher.finish();
+      process.stderr.write(
+        `The run's report is written; its execution goes on in the background (deleting expired sets, copying to the DR Region). vss-snapshots status shows when it ends; vss-snapshots report ${runId} then has the final retention and copies sections.\n`,
+      );
+      return finalOutcome(session, stack, { ...described, status: 'SUCCEEDED' }, runId);
+    }
     await pause(options.interval, (left) => watcher.showStatus(`${elapsed(Date.now() - started.getTime())} · next look in ${Math.ceil(left)} s`), watcher.status.active);
   }
   watcher.finish();
