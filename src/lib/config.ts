@@ -82,7 +82,9 @@ const EnvSchema = z.object({
   DR_ENCRYPT: bool.default(false),
   DR_COPY_CONCURRENCY: int(1, 1_000).default(20),
   DR_COPY_ATTEMPTS: int(1, 5).default(3),
-  DR_COPY_DEADLINE_HOURS: int(1, 23).default(20),
+  // At most 20: the DR deletions that follow (up to RETENTION_MAX_DELETES at 4.5 a second, 2.2 hours) must end
+  // before the state machine's 23-hour timeout, and before the next night.
+  DR_COPY_DEADLINE_HOURS: int(1, 20).default(20),
   // At least 60 s: a 23-hour pass of 9-event turns stays far below Step Functions' 25,000 history events.
   DR_POLL_SECONDS: int(60, 3_600).default(120),
   DR_RETAIN_COUNT: int(0, 1_000).default(7),
