@@ -256,3 +256,21 @@ describe('--archive-after', () => {
     for (const bad of ['-1', '3651', '1.5', 'thirty', '']) expect(() => parseArchiveAfterOption(bad), bad).toThrow(/whole number of days 0-3650/);
   });
 });
+
+describe('archive tier: review', () => {
+  it('never re-archives a set an operator restored temporarily (a restore under way must not be undone)', async () => {
+    const world = fleetWorld([A]);
+    const set = seedSet(world, A, 60);
+    await night(world, 0, { env: ARCHIVE_ENV });
+    expect([...archivedOk(world)].sort()).toEqual([...set.ids].sort());
+    world.advanceBy(ARCHIVE_MS);
+    for (const id of set.ids) await applyCall(world, 'ec2', 'RestoreSnapshotTier', { SnapshotId: id, TemporaryRestoreDays: 7 });
+    world.advanceBy(RESTORE_MS);
+    for (const id of set.ids) expect(tierNow(world, id).status).toBe('temporary-restore-completed');
+    const before = archiveCalls(world).length;
+    await night(world, 4, { env: ARCHIVE_ENV });
+    expect(archiveCalls(world).slice(before)).toEqual([]);
+    for (const id of set.ids) expect(tierNow(world, id)).toMatchObject({ storageTier: 'standard', status: 'temporary-restore-completed' });
+  });
+
+});

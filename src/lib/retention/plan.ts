@@ -223,7 +223,13 @@ async function planArchive(
   const ctx = { now, afterDays: archive.afterDays, newestOfVolume: newestPerVolume(sets) };
   const eligible = kept
     .filter((k) => notArchivable(k.set, k.keep, k.rule, ctx) === undefined)
-    .map((k) => ({ set: k.set, rule: k.rule, todo: k.set.snapshotIds.filter((id) => !k.set.archived?.includes(id) && !inOrGoingToArchive(tiers.get(id))) }))
+    .map((k) => ({
+      set: k.set,
+      rule: k.rule,
+      todo: k.set.snapshotIds.filter((id) => !k.set.archived?.includes(id) && !inOrGoingToArchive(tiers.get(id))),
+      // Someone restored it from the archive (to make volumes of it, or for good): archiving it again would undo that.
+      restored: k.set.snapshotIds.filter((id) => /restore/.test(tiers.get(id)?.status ?? '')),
+    }))
     .filter((e) => e.todo.length > 0)
     .sort((a, b) => a.set.start - b.set.start || a.set.key.localeCompare(b.set.key));
   if (eligible.length === 0) return;
@@ -233,6 +239,10 @@ async function planArchive(
   const used = await imagesUsing(ec2, eligible.flatMap((e) => e.todo));
   for (const e of eligible) {
     const age = Math.floor((now - e.set.start) / 86_400_000);
+    if (e.restored.length > 0) {
+      archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: ${e.restored.join(', ')} restored from the archive (RestoreSnapshotTier); not archived again by retention`));
+      continue;
+    }
     const images = [...new Set(e.set.snapshotIds.flatMap((id) => used.get(id) ?? []))];
     if (images.length > 0) {
       archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: in use by ${images.join(', ')}`));
