@@ -273,4 +273,28 @@ describe('archive tier: review', () => {
     for (const id of set.ids) expect(tierNow(world, id)).toMatchObject({ storageTier: 'standard', status: 'temporary-restore-completed' });
   });
 
+  it('keeps a temporarily restored archived set its 90 days after ArchiveAfterDays is turned back off', async () => {
+    const world = fleetWorld([A]);
+    const set = seedSet(world, A, 60);
+    await night(world, 0, { env: ARCHIVE_ENV });
+    world.advanceBy(ARCHIVE_MS);
+    for (const id of set.ids) await applyCall(world, 'ec2', 'RestoreSnapshotTier', { SnapshotId: id, TemporaryRestoreDays: 30 });
+    // Archive off, and a policy that no longer keeps the set: 10 nights after it went to the archive.
+    const off = { RETAIN_COUNT: '1', RETAIN_DAYS: '0' };
+    const { report } = await night(world, 10, { env: off });
+    const deletes = world.mutations.filter((m) => m.call === 'ec2:DeleteSnapshot' && m.ids.some((id) => set.ids.includes(id)));
+    expect(deletes).toEqual([]);
+    expect(report.retention?.archive?.deletionDeferred.map((d) => d.snapshotId).sort()).toEqual([...set.ids].sort());
+  });
+
+  it('keeps a set whose archival is still in progress its 90 days when a rerun turns ArchiveAfterDays off', async () => {
+    const world = fleetWorld([A]);
+    const set = seedSet(world, A, 60);
+    await night(world, 0, { env: ARCHIVE_ENV });
+    for (const id of set.ids) expect(tierNow(world, id).status).toBe('archival-in-progress');
+    const rerun = await runWorkflow(world, { env: { RETAIN_COUNT: '1', RETAIN_DAYS: '0' } });
+    expect(rerun.status, rerun.cause).toBe('SUCCEEDED');
+    const deletes = world.mutations.filter((m) => m.call === 'ec2:DeleteSnapshot' && m.ids.some((id) => set.ids.includes(id)));
+    expect(deletes).toEqual([]);
+  });
 });

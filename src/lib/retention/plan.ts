@@ -113,9 +113,11 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
     }
   }
 
-  // The archive tier: read only when archive is on or a set of this stack has an archived member.
+  // The archive tier: read when archive is on, a set of this stack has an archived member, or a set is due for
+  // deletion (with archive back off, a member may still be archiving or temporarily restored: DescribeSnapshots
+  // shows both as `standard`, only DescribeSnapshotTierStatus tells, and its 90 days still hold).
   const archiveOn = config.retention.archiveAfterDays > 0;
-  const tiers = archiveOn || sets.some((set) => (set.archived ?? []).length > 0) ? await listTierStatuses(deps.ec2) : undefined;
+  const tiers = archiveOn || candidates.length > 0 || sets.some((set) => (set.archived ?? []).length > 0) ? await listTierStatuses(deps.ec2) : undefined;
   const archive: ArchiveRecord | undefined = tiers ? emptyArchive(config.retention.archiveAfterDays, tiers, sets) : undefined;
   if (archive) {
     const note = archiveSettingNote(config.retention.archiveAfterDays, config.retention);
@@ -181,7 +183,8 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
       archive.planned = archive.queue.flatMap((q) => entriesOf(q, q.snapshotIds, q.reason));
       archive.queue = [];
     }
-    record.archive = archive;
+    // With archive off, the section appears only when the stack has something in (or from) the archive.
+    if (archiveOn || archive.inArchive > 0 || archive.deletionDeferred.length > 0) record.archive = archive;
   }
   if (mode === 'preview') {
     record.planned = record.queue.flatMap((q) => entriesOf(q, q.snapshotIds, q.reason));
