@@ -297,4 +297,18 @@ describe('archive tier: review', () => {
     const deletes = world.mutations.filter((m) => m.call === 'ec2:DeleteSnapshot' && m.ids.some((id) => set.ids.includes(id)));
     expect(deletes).toEqual([]);
   });
+  it('counts the 90 days from when the snapshot reached the archive (ArchivalCompleteTime), not from the call', async () => {
+    const world = fleetWorld([A]);
+    const set = seedSet(world, A, 60);
+    await night(world, 0, { env: ARCHIVE_ENV });
+    const shrunk = { RETAIN_COUNT: '1', RETAIN_DAYS: '0', ARCHIVE_AFTER_DAYS: '30' };
+    const deletes = () => world.mutations.filter((m) => m.call === 'ec2:DeleteSnapshot' && m.ids.some((id) => set.ids.includes(id)));
+    // Night 90: 90 days after ModifySnapshotTier, but the archival took ARCHIVE_MS: not yet 90 days in the archive.
+    await night(world, 90, { env: shrunk });
+    expect(deletes()).toEqual([]);
+    await night(world, 91, { env: shrunk });
+    const archivedAt = (archiveCalls(world).find((m) => m.ids.includes(set.ids[0] as string))?.at as number) + ARCHIVE_MS;
+    expect(deletes()).toHaveLength(2);
+    for (const m of deletes()) expect(m.at - archivedAt).toBeGreaterThanOrEqual(90 * DAY);
+  });
 });
