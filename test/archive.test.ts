@@ -311,4 +311,16 @@ describe('archive tier: review', () => {
     expect(deletes()).toHaveLength(2);
     for (const m of deletes()) expect(m.at - archivedAt).toBeGreaterThanOrEqual(90 * DAY);
   });
+  it('counts a ModifySnapshotTier whose answer was lost (and was retried) once, as archived', async () => {
+    for (const seed of [1, 2, 3, 4]) {
+      const world = worldFromFleet(parseFleet({ faults: { rate: 0.25, seed, kinds: ['timeout'] }, instances: [{ instanceId: A, volumes: twoVolumes }] }, 'lost answers'));
+      const ids: string[] = [];
+      for (let age = 40; age < 50; age += 1) ids.push(...seedSet(world, A, age).ids);
+      const archive = (await night(world, 0, { env: ARCHIVE_ENV })).report.retention?.archive;
+      const archiving = ids.filter((id) => tierNow(world, id).status === 'archival-in-progress').sort();
+      expect(archive?.archived.map((a) => a.snapshotId).sort(), `seed ${seed}`).toEqual(archiving);
+      expect(archive?.failed, `seed ${seed}`).toEqual([]);
+      expect((archive?.archived.length ?? 0) + (archive?.deferred ?? 0), `seed ${seed}`).toBe(ids.length);
+    }
+  });
 });
