@@ -15,6 +15,10 @@ import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
 import { DEFAULT_START, worldFromFleet } from '../src/local/world.ts';
 import type { World } from '../src/local/world.ts';
 import { readReport, twoVolumes } from './helpers.ts';
+import { awsError } from '../src/local/aws-error.ts';
+import { drRecordKey } from '../src/lib/dr/record.ts';
+import type { DrRecord } from '../src/lib/dr/record.ts';
+import { REPORT_BUCKET } from '../src/local/runner.ts';
 import { nightLine } from '../src/cli/simulate-command.ts';
 import { archiveEnvironment, parseArchiveAfterOption } from '../src/cli/retain-option.ts';
 
@@ -322,5 +326,31 @@ describe('archive tier: review', () => {
       expect(archive?.failed, `seed ${seed}`).toEqual([]);
       expect((archive?.archived.length ?? 0) + (archive?.deferred ?? 0), `seed ${seed}`).toBe(ids.length);
     }
+  });
+  it('never archives a set whose DR copy is still to be made (an archived snapshot cannot be copied)', async () => {
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, instances: [{ instanceId: A, volumes: [{ device: '/dev/sda1', sizeGiB: 30 }, { device: 'xvdf', sizeGiB: 8 }] }] }, 'dr'));
+    const env = { DR_REGION: 'us-west-2', DR_COPY_DEADLINE_HOURS: '1', RETAIN_COUNT: '7', RETAIN_DAYS: '200', ARCHIVE_AFTER_DAYS: '1' };
+    // The first night's second volume finds the DR Region's copy slots full (other tools) for two nights.
+    let blocked: string | undefined;
+    let refuse = true;
+    const quotaFull = (call: { operation: string; input: Record<string, unknown> }) => {
+      if (call.operation !== 'CopySnapshot') return;
+      const source = call.input.SourceSnapshotId as string;
+      if (!blocked && world.volumes.get(world.snapshots.get(source)?.volumeId ?? '')?.device === 'xvdf') blocked = source;
+      if (refuse && source === blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
+    };
+    await night(world, 0, { env, interceptors: [quotaFull] });
+    const second = await night(world, 1, { env, interceptors: [quotaFull] });
+    expect(blocked).toBeDefined();
+    // One day old, not the newest, kept 199 more days: eligible, but its DR copy is carried over: kept standard.
+    expect(archivedOk(world).has(blocked as string)).toBe(false);
+    expect(second.report.retention?.archive?.notArchived.map((n) => n.reason).join(' ')).toMatch(/DR copy/);
+    refuse = false;
+    const third = await night(world, 2, { env });
+    const record = JSON.parse(world.buckets.get(REPORT_BUCKET)?.get(drRecordKey(third.report.runId)) ?? 'null') as DrRecord;
+    expect(record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('completed');
+    // Once copied, the set may go to the archive (the next night).
+    await night(world, 3, { env });
+    expect(archivedOk(world).has(blocked as string)).toBe(true);
   });
 });

@@ -27,6 +27,7 @@ import { DELETE_WAIT_SECONDS, entriesOf, loadLedger, saveLedger, saveRetentionRe
 import type { RetentionProgress } from './record.ts';
 import type { ArchiveRecord, Ledger, RetentionAnomaly, RetentionRecord } from './record.ts';
 import { retentionSkippedText } from '../report-text.ts';
+import { unfinishedDrSources } from '../dr/record.ts';
 
 
 /** A set that could not be deleted this many runs in a row is an anomaly the alert names. */
@@ -178,7 +179,9 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
   record.deferred = deferredSets.reduce((n, c) => n + c.set.snapshotIds.length, 0);
   if (record.deferred > 0) record.keptBy.deferred = record.deferred;
   if (archive) {
-    await planArchive(deps.ec2, archive, keptSets, sets, tiers as Map<string, TierStatus>, now);
+    // DR on: a source whose copy the last DR pass left unfinished is carried to tonight's pass; it stays copyable.
+    const drPending = archiveOn && config.dr ? await unfinishedDrSources(deps.s3, config.reportBucket) : new Set<string>();
+    await planArchive(deps.ec2, archive, keptSets, sets, tiers as Map<string, TierStatus>, now, drPending);
     if (mode === 'preview') {
       archive.planned = archive.queue.flatMap((q) => entriesOf(q, q.snapshotIds, q.reason));
       archive.queue = [];
@@ -221,6 +224,7 @@ async function planArchive(
   sets: readonly RetentionSet[],
   tiers: ReadonlyMap<string, TierStatus>,
   now: number,
+  drPending: ReadonlySet<string>,
 ): Promise<void> {
   if (archive.afterDays <= 0) return;
   const ctx = { now, afterDays: archive.afterDays, newestOfVolume: newestPerVolume(sets) };
@@ -242,6 +246,11 @@ async function planArchive(
   const used = await imagesUsing(ec2, eligible.flatMap((e) => e.todo));
   for (const e of eligible) {
     const age = Math.floor((now - e.set.start) / 86_400_000);
+    const copying = e.set.snapshotIds.filter((id) => drPending.has(id));
+    if (copying.length > 0) {
+      archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: the DR copy of ${copying.join(', ')} is not finished (an archived snapshot cannot be copied)`));
+      continue;
+    }
     if (e.restored.length > 0) {
       archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: ${e.restored.join(', ')} restored from the archive (RestoreSnapshotTier); not archived again by retention`));
       continue;
