@@ -15,6 +15,10 @@ import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
 import { DEFAULT_START, worldFromFleet } from '../src/local/world.ts';
 import type { World } from '../src/local/world.ts';
 import { readReport, twoVolumes } from './helpers.ts';
+import { awsError } from '../src/local/aws-error.ts';
+import { drRecordKey } from '../src/lib/dr/record.ts';
+import type { DrRecord } from '../src/lib/dr/record.ts';
+import { REPORT_BUCKET } from '../src/local/runner.ts';
 import { nightLine } from '../src/cli/simulate-command.ts';
 import { archiveEnvironment, parseArchiveAfterOption } from '../src/cli/retain-option.ts';
 
@@ -254,5 +258,99 @@ describe('--archive-after', () => {
     expect(archiveEnvironment(30)).toEqual({ ARCHIVE_AFTER_DAYS: '30' });
     expect(archiveEnvironment(undefined)).toEqual({});
     for (const bad of ['-1', '3651', '1.5', 'thirty', '']) expect(() => parseArchiveAfterOption(bad), bad).toThrow(/whole number of days 0-3650/);
+  });
+});
+
+describe('archive tier: review', () => {
+  it('never re-archives a set an operator restored temporarily (a restore under way must not be undone)', async () => {
+    const world = fleetWorld([A]);
+    const set = seedSet(world, A, 60);
+    await night(world, 0, { env: ARCHIVE_ENV });
+    expect([...archivedOk(world)].sort()).toEqual([...set.ids].sort());
+    world.advanceBy(ARCHIVE_MS);
+    for (const id of set.ids) await applyCall(world, 'ec2', 'RestoreSnapshotTier', { SnapshotId: id, TemporaryRestoreDays: 7 });
+    world.advanceBy(RESTORE_MS);
+    for (const id of set.ids) expect(tierNow(world, id).status).toBe('temporary-restore-completed');
+    const before = archiveCalls(world).length;
+    await night(world, 4, { env: ARCHIVE_ENV });
+    expect(archiveCalls(world).slice(before)).toEqual([]);
+    for (const id of set.ids) expect(tierNow(world, id)).toMatchObject({ storageTier: 'standard', status: 'temporary-restore-completed' });
+  });
+
+  it('keeps a temporarily restored archived set its 90 days after ArchiveAfterDays is turned back off', async () => {
+    const world = fleetWorld([A]);
+    const set = seedSet(world, A, 60);
+    await night(world, 0, { env: ARCHIVE_ENV });
+    world.advanceBy(ARCHIVE_MS);
+    for (const id of set.ids) await applyCall(world, 'ec2', 'RestoreSnapshotTier', { SnapshotId: id, TemporaryRestoreDays: 30 });
+    // Archive off, and a policy that no longer keeps the set: 10 nights after it went to the archive.
+    const off = { RETAIN_COUNT: '1', RETAIN_DAYS: '0' };
+    const { report } = await night(world, 10, { env: off });
+    const deletes = world.mutations.filter((m) => m.call === 'ec2:DeleteSnapshot' && m.ids.some((id) => set.ids.includes(id)));
+    expect(deletes).toEqual([]);
+    expect(report.retention?.archive?.deletionDeferred.map((d) => d.snapshotId).sort()).toEqual([...set.ids].sort());
+  });
+
+  it('keeps a set whose archival is still in progress its 90 days when a rerun turns ArchiveAfterDays off', async () => {
+    const world = fleetWorld([A]);
+    const set = seedSet(world, A, 60);
+    await night(world, 0, { env: ARCHIVE_ENV });
+    for (const id of set.ids) expect(tierNow(world, id).status).toBe('archival-in-progress');
+    const rerun = await runWorkflow(world, { env: { RETAIN_COUNT: '1', RETAIN_DAYS: '0' } });
+    expect(rerun.status, rerun.cause).toBe('SUCCEEDED');
+    const deletes = world.mutations.filter((m) => m.call === 'ec2:DeleteSnapshot' && m.ids.some((id) => set.ids.includes(id)));
+    expect(deletes).toEqual([]);
+  });
+  it('counts the 90 days from when the snapshot reached the archive (ArchivalCompleteTime), not from the call', async () => {
+    const world = fleetWorld([A]);
+    const set = seedSet(world, A, 60);
+    await night(world, 0, { env: ARCHIVE_ENV });
+    const shrunk = { RETAIN_COUNT: '1', RETAIN_DAYS: '0', ARCHIVE_AFTER_DAYS: '30' };
+    const deletes = () => world.mutations.filter((m) => m.call === 'ec2:DeleteSnapshot' && m.ids.some((id) => set.ids.includes(id)));
+    // Night 90: 90 days after ModifySnapshotTier, but the archival took ARCHIVE_MS: not yet 90 days in the archive.
+    await night(world, 90, { env: shrunk });
+    expect(deletes()).toEqual([]);
+    await night(world, 91, { env: shrunk });
+    const archivedAt = (archiveCalls(world).find((m) => m.ids.includes(set.ids[0] as string))?.at as number) + ARCHIVE_MS;
+    expect(deletes()).toHaveLength(2);
+    for (const m of deletes()) expect(m.at - archivedAt).toBeGreaterThanOrEqual(90 * DAY);
+  });
+  it('counts a ModifySnapshotTier whose answer was lost (and was retried) once, as archived', async () => {
+    for (const seed of [1, 2, 3, 4]) {
+      const world = worldFromFleet(parseFleet({ faults: { rate: 0.25, seed, kinds: ['timeout'] }, instances: [{ instanceId: A, volumes: twoVolumes }] }, 'lost answers'));
+      const ids: string[] = [];
+      for (let age = 40; age < 50; age += 1) ids.push(...seedSet(world, A, age).ids);
+      const archive = (await night(world, 0, { env: ARCHIVE_ENV })).report.retention?.archive;
+      const archiving = ids.filter((id) => tierNow(world, id).status === 'archival-in-progress').sort();
+      expect(archive?.archived.map((a) => a.snapshotId).sort(), `seed ${seed}`).toEqual(archiving);
+      expect(archive?.failed, `seed ${seed}`).toEqual([]);
+      expect((archive?.archived.length ?? 0) + (archive?.deferred ?? 0), `seed ${seed}`).toBe(ids.length);
+    }
+  });
+  it('never archives a set whose DR copy is still to be made (an archived snapshot cannot be copied)', async () => {
+    const world = worldFromFleet(parseFleet({ faults: { rate: 0 }, instances: [{ instanceId: A, volumes: [{ device: '/dev/sda1', sizeGiB: 30 }, { device: 'xvdf', sizeGiB: 8 }] }] }, 'dr'));
+    const env = { DR_REGION: 'us-west-2', DR_COPY_DEADLINE_HOURS: '1', RETAIN_COUNT: '7', RETAIN_DAYS: '200', ARCHIVE_AFTER_DAYS: '1' };
+    // The first night's second volume finds the DR Region's copy slots full (other tools) for two nights.
+    let blocked: string | undefined;
+    let refuse = true;
+    const quotaFull = (call: { operation: string; input: Record<string, unknown> }) => {
+      if (call.operation !== 'CopySnapshot') return;
+      const source = call.input.SourceSnapshotId as string;
+      if (!blocked && world.volumes.get(world.snapshots.get(source)?.volumeId ?? '')?.device === 'xvdf') blocked = source;
+      if (refuse && source === blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
+    };
+    await night(world, 0, { env, interceptors: [quotaFull] });
+    const second = await night(world, 1, { env, interceptors: [quotaFull] });
+    expect(blocked).toBeDefined();
+    // One day old, not the newest, kept 199 more days: eligible, but its DR copy is carried over: kept standard.
+    expect(archivedOk(world).has(blocked as string)).toBe(false);
+    expect(second.report.retention?.archive?.notArchived.map((n) => n.reason).join(' ')).toMatch(/DR copy/);
+    refuse = false;
+    const third = await night(world, 2, { env });
+    const record = JSON.parse(world.buckets.get(REPORT_BUCKET)?.get(drRecordKey(third.report.runId)) ?? 'null') as DrRecord;
+    expect(record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('completed');
+    // Once copied, the set may go to the archive (the next night).
+    await night(world, 3, { env });
+    expect(archivedOk(world).has(blocked as string)).toBe(true);
   });
 });

@@ -945,7 +945,7 @@ describe('IAM', () => {
               expect([`getatt:ReportBucket.Arn/${runsPrefix}`, `getatt:ReportBucket.Arn/${reportsPrefix}`, `getatt:ReportBucket.Arn/${leasesPrefix}`, `getatt:ReportBucket.Arn/${retentionPrefix}`, `getatt:ReportBucket.Arn/${drPrefix}`], where).toContain(arn);
               // The retention ledger belongs to the retention steps (the DR pass only reads it, for DR retention).
               if (arn.endsWith(`/${retentionPrefix}`)) expect(['PlanRetentionRole', 'ApplyRetentionRole', ...(action === 's3:GetObject' ? ['AdvanceDrCopiesRole'] : [])], where).toContain(policy.owner);
-              if (arn.endsWith(`/${drPrefix}`)) expect(['PlanDrCopiesRole'], where).toContain(policy.owner);
+              if (arn.endsWith(`/${drPrefix}`)) expect(['PlanDrCopiesRole', ...(action === 's3:GetObject' ? ['PlanRetentionRole'] : [])], where).toContain(policy.owner);
             }
           } else if (action === 's3:ListBucket') {
             expect(resourcesOf(s), where).toEqual(['getatt:ReportBucket.Arn']);

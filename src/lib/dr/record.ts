@@ -136,6 +136,16 @@ export const saveDrRecord = (s3: S3Client, bucket: string, record: DrRecord) => 
 export const inFlight = (job: CopyJob): boolean => job.state === 'starting' || job.state === 'copying';
 export const isFinalJob = (job: CopyJob): boolean => job.state === 'completed' || job.state === 'failed';
 
+/**
+ * Source snapshots the last DR pass left unfinished (waiting, starting or copying): the next pass carries them
+ * over, so they must stay copyable — retention does not archive them (an archived snapshot cannot be copied).
+ */
+export async function unfinishedDrSources(s3: S3Client, bucket: string): Promise<Set<string>> {
+  const latest = await readJson<{ runId: string }>(s3, bucket, DR_LATEST_KEY);
+  const record = latest ? await loadDrRecord(s3, bucket, latest.runId) : undefined;
+  return new Set((record?.jobs ?? []).filter((j) => !isFinalJob(j)).map((j) => j.sourceSnapshotId));
+}
+
 export function progressOfDr(record: DrRecord, waitSeconds: number): DrProgress {
   const count = (s: CopyState) => record.jobs.filter((j) => j.state === s).length;
   return {

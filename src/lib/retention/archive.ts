@@ -41,7 +41,7 @@ export interface TierStatus {
   storageTier: string;
   /** `archival-in-progress`, `archival-completed`, `temporary-restore-completed`, ... */
   status: string;
-  /** When the snapshot went into the archive (the archival's start), for the 90-day minimum. */
+  /** When the snapshot reached the archive tier (the archival's completion), for the 90-day minimum; none while archiving. */
   archivedSince?: number;
 }
 
@@ -54,8 +54,11 @@ export async function listTierStatuses(ec2: EC2Client): Promise<Map<string, Tier
     for (const t of page.SnapshotTierStatuses ?? []) {
       if (!t.SnapshotId) continue;
       const status = t.LastTieringOperationStatus ?? '';
-      // An archival's start is when the archive's clock starts; after a restore, the archival's completion is what is left.
-      const since = status.startsWith('archival') ? t.LastTieringStartTime : t.ArchivalCompleteTime;
+      // The 90 days are days *in the archive tier* (EBS user guide, "Pricing and billing for archiving Amazon EBS
+      // snapshots": "delete ... an archived snapshot before the minimum archive period of 90 days"): they start when
+      // the archival completes (ArchivalCompleteTime), not when ModifySnapshotTier was called; an archival still in
+      // progress has no start yet (deletableFrom counts it from now). After a restore: the archival's completion.
+      const since = status === 'archival-in-progress' ? undefined : status === 'archival-completed' ? (t.ArchivalCompleteTime ?? t.LastTieringStartTime) : t.ArchivalCompleteTime;
       out.set(t.SnapshotId, {
         snapshotId: t.SnapshotId,
         volumeId: t.VolumeId ?? '',

@@ -27,6 +27,7 @@ import { DELETE_WAIT_SECONDS, entriesOf, loadLedger, saveLedger, saveRetentionRe
 import type { RetentionProgress } from './record.ts';
 import type { ArchiveRecord, Ledger, RetentionAnomaly, RetentionRecord } from './record.ts';
 import { retentionSkippedText } from '../report-text.ts';
+import { unfinishedDrSources } from '../dr/record.ts';
 
 
 /** A set that could not be deleted this many runs in a row is an anomaly the alert names. */
@@ -113,9 +114,11 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
     }
   }
 
-  // The archive tier: read only when archive is on or a set of this stack has an archived member.
+  // The archive tier: read when archive is on, a set of this stack has an archived member, or a set is due for
+  // deletion (with archive back off, a member may still be archiving or temporarily restored: DescribeSnapshots
+  // shows both as `standard`, only DescribeSnapshotTierStatus tells, and its 90 days still hold).
   const archiveOn = config.retention.archiveAfterDays > 0;
-  const tiers = archiveOn || sets.some((set) => (set.archived ?? []).length > 0) ? await listTierStatuses(deps.ec2) : undefined;
+  const tiers = archiveOn || candidates.length > 0 || sets.some((set) => (set.archived ?? []).length > 0) ? await listTierStatuses(deps.ec2) : undefined;
   const archive: ArchiveRecord | undefined = tiers ? emptyArchive(config.retention.archiveAfterDays, tiers, sets) : undefined;
   if (archive) {
     const note = archiveSettingNote(config.retention.archiveAfterDays, config.retention);
@@ -176,12 +179,15 @@ export async function planRetention(deps: RetentionDeps, state: WholeRun): Promi
   record.deferred = deferredSets.reduce((n, c) => n + c.set.snapshotIds.length, 0);
   if (record.deferred > 0) record.keptBy.deferred = record.deferred;
   if (archive) {
-    await planArchive(deps.ec2, archive, keptSets, sets, tiers as Map<string, TierStatus>, now);
+    // DR on: a source whose copy the last DR pass left unfinished is carried to tonight's pass; it stays copyable.
+    const drPending = archiveOn && config.dr ? await unfinishedDrSources(deps.s3, config.reportBucket) : new Set<string>();
+    await planArchive(deps.ec2, archive, keptSets, sets, tiers as Map<string, TierStatus>, now, drPending);
     if (mode === 'preview') {
       archive.planned = archive.queue.flatMap((q) => entriesOf(q, q.snapshotIds, q.reason));
       archive.queue = [];
     }
-    record.archive = archive;
+    // With archive off, the section appears only when the stack has something in (or from) the archive.
+    if (archiveOn || archive.inArchive > 0 || archive.deletionDeferred.length > 0) record.archive = archive;
   }
   if (mode === 'preview') {
     record.planned = record.queue.flatMap((q) => entriesOf(q, q.snapshotIds, q.reason));
@@ -218,12 +224,19 @@ async function planArchive(
   sets: readonly RetentionSet[],
   tiers: ReadonlyMap<string, TierStatus>,
   now: number,
+  drPending: ReadonlySet<string>,
 ): Promise<void> {
   if (archive.afterDays <= 0) return;
   const ctx = { now, afterDays: archive.afterDays, newestOfVolume: newestPerVolume(sets) };
   const eligible = kept
     .filter((k) => notArchivable(k.set, k.keep, k.rule, ctx) === undefined)
-    .map((k) => ({ set: k.set, rule: k.rule, todo: k.set.snapshotIds.filter((id) => !k.set.archived?.includes(id) && !inOrGoingToArchive(tiers.get(id))) }))
+    .map((k) => ({
+      set: k.set,
+      rule: k.rule,
+      todo: k.set.snapshotIds.filter((id) => !k.set.archived?.includes(id) && !inOrGoingToArchive(tiers.get(id))),
+      // Someone restored it from the archive (to make volumes of it, or for good): archiving it again would undo that.
+      restored: k.set.snapshotIds.filter((id) => /restore/.test(tiers.get(id)?.status ?? '')),
+    }))
     .filter((e) => e.todo.length > 0)
     .sort((a, b) => a.set.start - b.set.start || a.set.key.localeCompare(b.set.key));
   if (eligible.length === 0) return;
@@ -233,6 +246,15 @@ async function planArchive(
   const used = await imagesUsing(ec2, eligible.flatMap((e) => e.todo));
   for (const e of eligible) {
     const age = Math.floor((now - e.set.start) / 86_400_000);
+    const copying = e.set.snapshotIds.filter((id) => drPending.has(id));
+    if (copying.length > 0) {
+      archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: the DR copy of ${copying.join(', ')} is not finished (an archived snapshot cannot be copied)`));
+      continue;
+    }
+    if (e.restored.length > 0) {
+      archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: ${e.restored.join(', ')} restored from the archive (RestoreSnapshotTier); not archived again by retention`));
+      continue;
+    }
     const images = [...new Set(e.set.snapshotIds.flatMap((id) => used.get(id) ?? []))];
     if (images.length > 0) {
       archive.notArchived.push(...entriesOf(e.set, e.todo, `eligible for the archive, kept in the standard tier: in use by ${images.join(', ')}`));
