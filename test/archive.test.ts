@@ -243,6 +243,12 @@ describe('restore of an archived set', () => {
     // Restored to the standard tier (72 hours later), the same restore works; not before.
     for (const id of ids) await applyCall(world, 'ec2', 'RestoreSnapshotTier', { SnapshotId: id, TemporaryRestoreDays: 3 });
     expect(tierNow(world, ids[0] as string).status).toBe('temporary-restore-in-progress');
+    // Asked again while that restore runs: wait for it (starting another would be refused by EC2).
+    const early = await runWorkflow(world, { workflow: 'restore', input: { runId, sourceInstanceId: A, targetInstanceId: B } });
+    expect(early.error).toBe('RestoreRefusedError');
+    expect(early.cause).toMatch(/A restore to the standard tier is already under way for snap-[0-9a-f]+ \(since /);
+    expect(early.cause).toMatch(/wait for it/);
+    expect(early.cause).not.toMatch(/aws ec2 restore-snapshot-tier/);
     world.advanceBy(RESTORE_MS - 60_000);
     expect(tierNow(world, ids[0] as string).storageTier).toBe('archive');
     world.advanceBy(60_000);

@@ -66,7 +66,7 @@ const DR_ON = { DrRegion: 'us-west-2', DrKmsKeyArn: DR_KEY };
 /** Least privilege, pinned: the exact actions of each function's role. A new permission is a deliberate change here. */
 const FUNCTION_ACTIONS: Record<string, string[]> = {
   'restore-validate-input': ['logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
-  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 'ssm:DescribeDocument', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
+  'restore-plan': ['ec2:DescribeInstances', 'ec2:DescribeSnapshotTierStatus', 'ec2:DescribeSnapshots', 'logs:CreateLogStream', 'logs:PutLogEvents', 's3:GetObject', 's3:ListBucket', 'ssm:DescribeDocument', 'ssm:DescribeInstanceInformation', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   // The DR key (DR on with a key, as the resolver here): a volume from an encrypted DR copy uses it through EBS.
   'restore-create-volumes': ['ec2:CreateTags', 'ec2:CreateVolume', 'kms:CreateGrant', 'kms:Decrypt', 'kms:DescribeKey', 'kms:GenerateDataKeyWithoutPlaintext', 'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],
   'restore-check-volumes': ['ec2:DescribeVolumes', 'logs:CreateLogStream', 'logs:PutLogEvents', 'xray:PutTelemetryRecords', 'xray:PutTraceSegments'],

@@ -3,7 +3,7 @@
  * reason to refuse is found here, before a volume exists: an unknown run, instance or device is an
  * InvalidInputError; unusable snapshots or a target that cannot take them a RestoreRefusedError.
  */
-import { DescribeInstancesCommand, paginateDescribeSnapshots } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, DescribeSnapshotTierStatusCommand, paginateDescribeSnapshots } from '@aws-sdk/client-ec2';
 import type { EC2Client, Instance, Snapshot } from '@aws-sdk/client-ec2';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -78,7 +78,10 @@ export async function planRestore(deps: PlanDeps, state: RestoreState): Promise<
   });
   if (unusable.length > 0) throw new RestoreRefusedError(`Refusing to restore run ${runId} of ${source}: ${unusable.join('; ')}. Nothing was created.`);
   const archived = chosen.filter((c) => c.snapshot.storageTier === 'archive');
-  if (archived.length > 0) throw new RestoreRefusedError(archivedText(runId, source, archived.map((c) => ({ device: c.device, snapshotId: c.snapshot.snapshotId }))));
+  if (archived.length > 0) {
+    const restoring = await tierRestoresUnderWay(deps.ec2, archived.map((c) => c.snapshot.snapshotId));
+    throw new RestoreRefusedError(archivedText(runId, source, archived.map((c) => ({ device: c.device, snapshotId: c.snapshot.snapshotId, restoringSince: restoring.get(c.snapshot.snapshotId) }))));
+  }
 
   const methods = new Set(chosen.map((c) => c.snapshot.method));
   if (methods.size > 1) throw new RestoreRefusedError(`Run ${runId} of ${source} mixes aws-vss and diskshadow snapshots; restore the devices of each method separately (field "devices").`);
@@ -216,13 +219,44 @@ async function assertCanRevert(deps: PlanDeps, target: Instance, state: string):
  * that (EBS user guide, "Archive Amazon EBS snapshots", considerations), and it cannot be cancelled. Says so, and
  * what to run, before anything is created.
  */
-export function archivedText(runId: string, source: string, snapshots: readonly { device: string; snapshotId: string }[]): string {
+export function archivedText(runId: string, source: string, snapshots: readonly { device: string; snapshotId: string; restoringSince?: Date | undefined }[]): string {
+  const waiting = snapshots.filter((s) => s.restoringSince);
+  const toStart = snapshots.filter((s) => !s.restoringSince);
   const list = snapshots.map((s) => `${s.device} (${s.snapshotId})`).join(', ');
-  const commands = snapshots.map((s) => `aws ec2 restore-snapshot-tier --snapshot-id ${s.snapshotId} --temporary-restore-days 7`).join('; ');
-  return (
-    `Refusing to restore run ${runId} of ${source}: ${list} ${snapshots.length === 1 ? 'is' : 'are'} in the EBS Snapshots Archive tier, where a snapshot cannot make a volume. ` +
-    `Restore ${snapshots.length === 1 ? 'it' : 'them'} to the standard tier first; AWS takes up to 72 hours and the restore cannot be cancelled: ${commands} ` +
-    `(a temporary restore of 7 days, billed in both tiers meanwhile; --permanent-restore instead moves it back for good). ` +
-    `Follow it with aws ec2 describe-snapshot-tier-status --filters Name=snapshot-id,Values=<id> until LastTieringOperationStatus is temporary-restore-completed, then run this restore again. Nothing was created.`
-  );
+  const parts = [`Refusing to restore run ${runId} of ${source}: ${list} ${snapshots.length === 1 ? 'is' : 'are'} in the EBS Snapshots Archive tier, where a snapshot cannot make a volume.`];
+  if (waiting.length > 0) {
+    // A restore from the archive is under way: starting another is refused by EC2; it only needs waiting for.
+    const latest = new Date(Math.max(...waiting.map((s) => (s.restoringSince as Date).getTime())) + 72 * 3_600_000).toISOString();
+    parts.push(
+      `A restore to the standard tier is already under way for ${waiting.map((s) => `${s.snapshotId} (since ${(s.restoringSince as Date).toISOString()})`).join(', ')}: wait for it (AWS takes up to 72 hours, so until ${latest} at the latest; aws ec2 describe-snapshot-tier-status --filters Name=snapshot-id,Values=<id> shows temporary-restore-completed when it is done).`,
+    );
+  }
+  if (toStart.length > 0) {
+    const commands = toStart.map((s) => `aws ec2 restore-snapshot-tier --snapshot-id ${s.snapshotId} --temporary-restore-days 7`).join('; ');
+    parts.push(
+      `Restore ${toStart.length === 1 ? 'it' : 'them'} to the standard tier first; AWS takes up to 72 hours and the restore cannot be cancelled: ${commands} ` +
+        `(a temporary restore of 7 days, billed in both tiers meanwhile; --permanent-restore instead moves it back for good). ` +
+        `Follow it with aws ec2 describe-snapshot-tier-status --filters Name=snapshot-id,Values=<id> until LastTieringOperationStatus is temporary-restore-completed.`,
+    );
+  }
+  parts.push('Then run this restore again. Nothing was created.');
+  return parts.join(' ');
+}
+
+/**
+ * Archived snapshots whose restore to the standard tier is already under way (DescribeSnapshotTierStatus,
+ * `LastTieringOperationStatus` `*-restore-in-progress`), with when it started. Unknown (an error) counts as none:
+ * the refusal then says how to start one, which is still true advice.
+ */
+async function tierRestoresUnderWay(ec2: EC2Client, snapshotIds: readonly string[]): Promise<Map<string, Date>> {
+  const out = new Map<string, Date>();
+  try {
+    const page = await ec2.send(new DescribeSnapshotTierStatusCommand({ Filters: [{ Name: 'snapshot-id', Values: [...snapshotIds] }] }));
+    for (const s of page.SnapshotTierStatuses ?? []) {
+      if (s.SnapshotId && /restore-in-progress$/.test(s.LastTieringOperationStatus ?? '')) out.set(s.SnapshotId, s.LastTieringStartTime ?? new Date());
+    }
+  } catch {
+    // Not knowing is not a reason to refuse differently.
+  }
+  return out;
 }
