@@ -28,7 +28,7 @@ import type { SNSClient } from '@aws-sdk/client-sns';
 import { clock } from '../clock.ts';
 import { chunk } from '../discovery.ts';
 import { RunStateNotFoundError } from '../errors.ts';
-import { DELETE_BUDGET_MS, DELETE_SLICE } from '../retention/apply.ts';
+import { deleteRemaining, sliceHasRoom } from '../retention/apply.ts';
 import { DELETE_WAIT_SECONDS } from '../retention/record.ts';
 import { INSTANCE_TAG, SET_SIZE_TAG, SOURCE_REGION_TAG, SOURCE_SNAPSHOT_TAG, SOURCE_TIME_TAG, SOURCE_VOLUME_TAG, STACK_TAG } from '../run-id.ts';
 import { tagMap } from '../snapshot-sets.ts';
@@ -341,30 +341,17 @@ async function deleteQuietly(ec2: EC2Client, snapshotId: string): Promise<void> 
   }
 }
 
-/** The DR rule's deletions: whole sets, oldest first, at most DELETE_SLICE per turn within DELETE_BUDGET_MS. */
+/** The DR rule's deletions: whole sets, oldest first, paced as retention's (apply.ts: DELETE_SLICE, DELETE_BUDGET_MS). */
 async function deleteExpired(ec2: EC2Client, record: DrRecord, started: number): Promise<void> {
   const r = record.retention;
   let calls = 0;
   while (r.cursor < r.queue.length) {
     const set = r.queue[r.cursor];
     if (!set) break;
-    const left = set.snapshotIds.filter((id) => !set.deleted.includes(id));
-    if (calls > 0 && (calls + left.length > DELETE_SLICE || clock.now() - started >= DELETE_BUDGET_MS)) break;
-    for (const id of left) {
-      calls += 1;
-      try {
-        await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
-        set.deleted.push(id);
-      } catch (error) {
-        if ((error as Error).name === 'InvalidSnapshot.NotFound') {
-          set.deleted.push(id);
-          continue;
-        }
-        if (!isRefusal(error)) throw error;
-        set.refused = `${(error as Error).name}: ${(error as Error).message}`;
-        break;
-      }
-    }
+    if (!sliceHasRoom(set, calls, started)) break;
+    const done = await deleteRemaining(ec2, set);
+    calls += done.calls;
+    if (done.refusal) set.refused = done.refusal;
     const instanceId = set.owner.startsWith('i-') ? { instanceId: set.owner } : {};
     r.deleted.push(...set.deleted.map((snapshotId) => ({ snapshotId, ...instanceId, runId: set.runId, reason: set.reason })));
     if (set.refused) {

@@ -31,6 +31,37 @@ export const DELETE_BUDGET_MS = 120_000;
 /** The pace retention keeps over many invocations: below EC2's refill of 5 DeleteSnapshot tokens a second. */
 export const DELETE_RATE_PER_SECOND = 4;
 
+/** Whether this invocation may start on `set`: a set begun is finished, so it must fit the slice (or be the first). */
+export function sliceHasRoom(set: { snapshotIds: readonly string[]; deleted: readonly string[] }, calls: number, started: number): boolean {
+  const left = set.snapshotIds.filter((id) => !set.deleted.includes(id)).length;
+  return calls === 0 || (calls + left <= DELETE_SLICE && clock.now() - started < DELETE_BUDGET_MS);
+}
+
+/**
+ * Deletes the members of a set not deleted yet, in order, adding each to `set.deleted`. InvalidSnapshot.NotFound
+ * is "already gone" (a retried invocation repeats its deletions); an EC2 refusal (InvalidSnapshot.InUse: an AMI
+ * registered since the plan) stops the set and is returned; throttling and server errors are thrown.
+ */
+export async function deleteRemaining(ec2: EC2Client, set: { snapshotIds: readonly string[]; deleted: string[] }): Promise<{ calls: number; refusal?: string }> {
+  let calls = 0;
+  for (const id of set.snapshotIds.filter((s) => !set.deleted.includes(s))) {
+    calls += 1;
+    try {
+      await ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
+      set.deleted.push(id);
+    } catch (error) {
+      const name = (error as Error).name;
+      if (name === 'InvalidSnapshot.NotFound') {
+        set.deleted.push(id);
+        continue;
+      }
+      if (!isRefusal(error)) throw error;
+      return { calls, refusal: `${name}: ${(error as Error).message}` };
+    }
+  }
+  return { calls };
+}
+
 export async function applyRetention(deps: RetentionDeps, runId: string): Promise<RetentionProgress> {
   const { config } = deps;
   const record = await loadRetentionRecord(deps.s3, config.reportBucket, runId);
@@ -47,24 +78,10 @@ export async function applyRetention(deps: RetentionDeps, runId: string): Promis
     while (record.cursor < record.queue.length) {
       const set = record.queue[record.cursor];
       if (!set) break;
-      const left = set.snapshotIds.filter((id) => !set.deleted.includes(id));
-      if (calls > 0 && (calls + left.length > DELETE_SLICE || clock.now() - started >= DELETE_BUDGET_MS)) break;
-      for (const id of left) {
-        calls += 1;
-        try {
-          await deps.ec2.send(new DeleteSnapshotCommand({ SnapshotId: id }));
-          set.deleted.push(id);
-        } catch (error) {
-          const name = (error as Error).name;
-          if (name === 'InvalidSnapshot.NotFound') {
-            set.deleted.push(id);
-            continue;
-          }
-          if (!isRefusal(error)) throw error;
-          set.partial = { reason: `${name}: ${(error as Error).message}`, remaining: set.snapshotIds.filter((s) => !set.deleted.includes(s)) };
-          break;
-        }
-      }
+      if (!sliceHasRoom(set, calls, started)) break;
+      const done = await deleteRemaining(deps.ec2, set);
+      calls += done.calls;
+      if (done.refusal) set.partial = { reason: done.refusal, remaining: set.snapshotIds.filter((s) => !set.deleted.includes(s)) };
       settle(record, record.cursor);
       record.cursor += 1;
     }
