@@ -12,6 +12,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
+import { REGION_NAME } from './aws-region.ts';
 
 const common = { retryMode: 'adaptive', maxAttempts: 5 } as const;
 
@@ -31,8 +32,6 @@ export type RegionalClient = { service: 'ec2'; region: string; client: EC2Client
 const regional = new Map<string, RegionalClient>();
 const listeners = new Set<(made: RegionalClient) => void>();
 
-/** Region names as AWS spells them (us-east-1, eu-central-2, us-gov-west-1, ap-southeast-5). */
-export const REGION_NAME = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$/;
 
 function regionalClient<S extends RegionalClient['service']>(service: S, region: string, make: () => Extract<RegionalClient, { service: S }>['client']) {
   if (!REGION_NAME.test(region)) throw new Error(`Not an AWS Region name: "${region}" (expected something like us-west-2).`);

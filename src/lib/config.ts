@@ -4,6 +4,7 @@
  * silently different backup.
  */
 import * as z from 'zod';
+import { REGION_NAME } from './aws-region.ts';
 import { ConfigurationError } from './errors.ts';
 import { parseEnvironment, wholeNumber } from './environment.ts';
 
@@ -73,7 +74,7 @@ const EnvSchema = z.object({
   // is still copying to the next night's pass (never holding the report).
   DR_REGION: z
     .string()
-    .regex(/^([a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9])?$/, 'must be an AWS Region code such as us-west-2 (empty: DR copies off)')
+    .regex(new RegExp(`^$|${REGION_NAME.source}`), 'must be an AWS Region code such as us-west-2 (empty: DR copies off)')
     .optional(),
   DR_KMS_KEY_ID: z
     .string()

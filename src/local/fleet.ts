@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { REGION_NAME } from '../lib/aws-region.ts';
 
 export const BEHAVIOURS = [
   'ok',
@@ -42,7 +43,7 @@ const HistoryEntry = z.strictObject({
 export type HistoryEntry = z.infer<typeof HistoryEntry>;
 
 /** AWS Region names (us-east-1, eu-central-2, us-gov-west-1). */
-const RegionName = z.string().regex(/^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$/, 'must be an AWS Region name like us-west-2');
+const RegionName = z.string().regex(REGION_NAME, 'must be an AWS Region name like us-west-2');
 export const KMS_KEY_STATES = ['enabled', 'disabled', 'pending-deletion', 'no-grant'] as const;
 
 const FleetInstance = z.strictObject({

@@ -49,6 +49,7 @@
  * starts only when that one ends (same page), and counts against the quota meanwhile. With
  * `CompletionDurationMinutes` (a time-based copy) the copy ends by then at the latest.
  */
+import { REGION_NAME } from '../lib/aws-region.ts';
 import { awsError } from './aws-error.ts';
 import { DEFAULT_EBS_KEY_ALIAS, keyArn, keyByArn, resolveKey, unusable } from './kms.ts';
 import { callRegion, regionOf } from './regions.ts';
@@ -60,7 +61,6 @@ type Input = Record<string, unknown>;
 
 /** What EC2 shows as a copy's VolumeId. */
 export const COPY_VOLUME_ID = 'vol-ffffffff';
-const REGION_NAME = /^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$/;
 const MINUTE = 60_000;
 
 /**

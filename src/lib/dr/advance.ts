@@ -61,6 +61,10 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
     return progressOfDr(record, 1);
   }
   const started = clock.now();
+  // The report is the run's whole report (megabytes at 10,000 instances): rewritten hourly while copies run, not
+  // every turn; the DR record has every turn's state.
+  const reportDue = clock.now() - (record.reportedAt ?? 0) >= REPORT_EVERY_MS;
+  if (reportDue) record.reportedAt = clock.now();
   try {
     await reconcile(deps.dr, record, dr.maxAttempts);
     if (clock.now() < record.deadline) await startCopies(deps, record);
@@ -73,18 +77,13 @@ export async function advanceDrCopies(deps: DrDeps & { sns: SNSClient }, runId: 
   } finally {
     await saveDrRecord(deps.s3, config.reportBucket, record);
   }
-  if (copyingOver(record) && record.retention.plannedAt !== undefined && deletionsLeft(record) === 0) {
+  const over = copyingOver(record) && record.retention.plannedAt !== undefined && deletionsLeft(record) === 0;
+  if (over) {
     await removeDuplicateCopies(deps.dr, record);
     await finishDrPass(deps, record);
     return progressOfDr(record, 1);
   }
-  // The report is the run's whole report (megabytes at 10,000 instances): rewritten hourly while copies run, not
-  // every turn; the DR record has every turn's state.
-  if (clock.now() - (record.reportedAt ?? 0) >= REPORT_EVERY_MS) {
-    record.reportedAt = clock.now();
-    await saveDrRecord(deps.s3, config.reportBucket, record);
-    await updateCopiesInReport(deps.s3, config.reportBucket, record);
-  }
+  if (reportDue) await updateCopiesInReport(deps.s3, config.reportBucket, record);
   // Deletions queued: come back when EC2's DeleteSnapshot bucket has refilled (90 a turn, 20 s: 4.5 a second);
   // else at the poll interval, but not past the deadline.
   const wait = deletionsLeft(record) > 0 ? Math.min(dr.pollSeconds, DELETE_WAIT_SECONDS) : nextPollSeconds(record, dr.pollSeconds, dr.concurrency);
@@ -146,7 +145,7 @@ async function reconcile(ec2: EC2Client, record: DrRecord, maxAttempts: number):
   for (const job of open) {
     const list = found.get(job.sourceSnapshotId) ?? [];
     const own = list.find((c) => c.SnapshotId === job.copyId);
-    const usable = list.filter((c) => c.State !== 'error').sort((a, b) => rank(a) - rank(b) || (a.StartTime?.getTime() ?? 0) - (b.StartTime?.getTime() ?? 0));
+    const usable = usableFirst(list);
     const chosen = own && own.State !== 'error' ? own : usable[0];
     for (const other of list) if (other !== chosen) await deleteQuietly(ec2, other.SnapshotId as string);
     if (chosen) {
@@ -168,6 +167,10 @@ async function reconcile(ec2: EC2Client, record: DrRecord, maxAttempts: number):
 
 const rank = (s: Snapshot): number => (s.State === 'completed' ? 0 : s.State === 'pending' ? 1 : 2);
 
+/** The copies of one source that can serve, best first: completed before pending, then the oldest. */
+const usableFirst = (list: readonly Snapshot[]): Snapshot[] =>
+  list.filter((c) => c.State !== 'error').sort((a, b) => rank(a) - rank(b) || (a.StartTime?.getTime() ?? 0) - (b.StartTime?.getTime() ?? 0));
+
 /** This stack's copies of the jobs' sources in the DR Region, by source (another stage's copies are not ours). */
 async function copiesBySource(ec2: EC2Client, stackId: string, jobs: readonly CopyJob[]): Promise<Map<string, Snapshot[]>> {
   const copies = await listBy(ec2, `tag:${SOURCE_SNAPSHOT_TAG}`, jobs.map((j) => j.sourceSnapshotId), [{ Name: `tag:${STACK_TAG}`, Values: [stackId] }]);
@@ -186,7 +189,7 @@ async function copiesBySource(ec2: EC2Client, stackId: string, jobs: readonly Co
 async function existingCopies(ec2: EC2Client, stackId: string, jobs: readonly CopyJob[]): Promise<Map<string, Snapshot>> {
   const out = new Map<string, Snapshot>();
   for (const [source, list] of await copiesBySource(ec2, stackId, jobs)) {
-    const usable = list.filter((c) => c.State !== 'error').sort((a, b) => rank(a) - rank(b) || (a.StartTime?.getTime() ?? 0) - (b.StartTime?.getTime() ?? 0));
+    const usable = usableFirst(list);
     for (const other of list) if (other !== usable[0]) await deleteQuietly(ec2, other.SnapshotId as string);
     if (usable[0]) out.set(source, usable[0]);
   }
@@ -246,9 +249,6 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
     toStart.push({ job, source });
   }
   if (toStart.length === 0) return;
-  // Jobs planned before setSize was recorded: their set's size is its jobs in this record.
-  const setSizes = new Map<string, number>();
-  for (const j of record.jobs) setSizes.set(setKeyOf(j), (setSizes.get(setKeyOf(j)) ?? 0) + 1);
   // The intent: a Lambda that dies during the calls leaves `starting` jobs, which the next turn looks up.
   await saveDrRecord(deps.s3, deps.config.reportBucket, record);
   for (const [n, { job, source }] of toStart.entries()) {
@@ -259,7 +259,7 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
           SourceSnapshotId: job.sourceSnapshotId,
           Description: `vss-snapshots DR copy of ${job.sourceSnapshotId} (${record.sourceRegion}), ${job.instanceId} run ${job.runId}`.slice(0, 255),
           ...(dr.kmsKeyId ? { Encrypted: true, KmsKeyId: dr.kmsKeyId } : dr.encrypt ? { Encrypted: true } : {}),
-          TagSpecifications: [{ ResourceType: 'snapshot', Tags: copyTags(job, source, record, job.setSize ?? setSizes.get(setKeyOf(job)) ?? 1) }],
+          TagSpecifications: [{ ResourceType: 'snapshot', Tags: copyTags(job, source, record) }],
         }),
       );
       if (out.SnapshotId) {
@@ -295,7 +295,7 @@ async function startCopies(deps: DrDeps, record: DrRecord): Promise<void> {
 }
 
 /** The copy's tags: the source's own (user tags are not copied by EC2), plus where it came from. */
-function copyTags(job: CopyJob, source: Snapshot, record: DrRecord, setSize: number): { Key: string; Value: string }[] {
+function copyTags(job: CopyJob, source: Snapshot, record: DrRecord): { Key: string; Value: string }[] {
   const own = (source.Tags ?? []).filter((t) => t.Key && !RESERVED_TAG.test(t.Key) && !t.Key.startsWith('vss-snapshots:source-'));
   const added: Record<string, string> = {
     [STACK_TAG]: record.stackId,
@@ -304,7 +304,7 @@ function copyTags(job: CopyJob, source: Snapshot, record: DrRecord, setSize: num
     [SOURCE_VOLUME_TAG]: job.volumeId,
     [SOURCE_TIME_TAG]: (source.StartTime ?? new Date(clock.now())).toISOString(),
     [INSTANCE_TAG]: job.instanceId,
-    [SET_SIZE_TAG]: String(setSize),
+    [SET_SIZE_TAG]: String(job.setSize),
     ...(job.device ? { Device: job.device } : {}),
   };
   const kept = own.filter((t) => !((t.Key as string) in added)).map((t) => ({ Key: t.Key as string, Value: t.Value ?? '' }));

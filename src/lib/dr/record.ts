@@ -39,7 +39,7 @@ export interface CopyJob {
   runId: string;
   attempt: number;
   /** How many snapshots the whole set has (its copies' vss-snapshots:set-size); kept when the job is carried over. */
-  setSize?: number;
+  setSize: number;
   state: CopyState;
   /** CopySnapshot calls made for this snapshot (a quota refusal does not count). */
   attempts: number;

@@ -5,7 +5,7 @@
  */
 import * as z from 'zod';
 import { InvalidInputError } from '../errors.ts';
-import { REGION_NAME } from '../clients.ts';
+import { REGION_NAME } from '../aws-region.ts';
 import { INSTANCE_ID_PATTERN } from '../execution-input.ts';
 import { DEVICE_NAME_PATTERN, MAX_RESTORE_VOLUMES, normalizeDevice } from './devices.ts';
 
