@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { RunReport } from '../src/lib/report.ts';
-import { ATTEMPT_TAG, HOLD_TAG, METHOD_TAG, RUN_TAG, STACK_TAG } from '../src/lib/run-id.ts';
+import { RUN_TAG, STACK_TAG } from '../src/lib/run-id.ts';
 import { parseFleet } from '../src/local/fleet.ts';
 import { applyCall } from '../src/local/operations.ts';
 import { simulateNights } from '../src/local/simulation.ts';
@@ -14,7 +14,7 @@ import { runWorkflow } from '../src/local/runner.ts';
 import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
 import { DEFAULT_START, worldFromFleet } from '../src/local/world.ts';
 import type { World } from '../src/local/world.ts';
-import { readReport, twoVolumes } from './helpers.ts';
+import { readReport, seedSet as seedVerifiedSet, twoVolumes } from './helpers.ts';
 import { awsError } from '../src/local/aws-error.ts';
 import { drRecordKey } from '../src/lib/dr/record.ts';
 import type { DrRecord } from '../src/lib/dr/record.ts';
@@ -23,7 +23,6 @@ import { nightLine } from '../src/cli/simulate-command.ts';
 import { archiveEnvironment, parseArchiveAfterOption } from '../src/cli/retain-option.ts';
 
 const DAY = 86_400_000;
-const STACK = 'vss-snapshots-local';
 const A = 'i-0aaaaaaaaaaaaaaa1';
 const B = 'i-0bbbbbbbbbbbbbbb2';
 
@@ -31,31 +30,8 @@ function fleetWorld(ids: string[]): World {
   return worldFromFleet(parseFleet({ faults: { rate: 0 }, instances: ids.map((instanceId) => ({ instanceId, volumes: twoVolumes })) }, 'test fleet'));
 }
 
-/** One completed, verified set of `instanceId` (all its volumes), `ageDays` old. */
-function seedSet(world: World, instanceId: string, ageDays: number, o: { hold?: boolean; image?: boolean } = {}): { runId: string; ids: string[] } {
-  const start = world.now - ageDays * DAY;
-  const runId = `${new Date(start).toISOString().replace(/[-:]/g, '').replace(/\.[0-9]+Z$/, 'Z')}-${world.nextHex(8)}`;
-  const ids: string[] = [];
-  for (const volume of world.volumesOf(instanceId)) {
-    const snapshotId = `snap-0${world.nextHex(16)}`;
-    world.addSnapshot({
-      snapshotId,
-      volumeId: volume.volumeId,
-      instanceId,
-      volumeSize: volume.sizeGiB,
-      startTime: start,
-      completeAt: start + 120_000,
-      finalState: 'completed',
-      visibleAt: start,
-      description: `seeded ${ageDays} days old`,
-      tags: { [RUN_TAG]: runId, [ATTEMPT_TAG]: '1', [METHOD_TAG]: 'aws-vss', Device: volume.device ?? '', AppConsistent: 'true', [STACK_TAG]: STACK, ...(o.hold ? { [HOLD_TAG]: 'audit' } : {}) },
-      deleted: false,
-    });
-    ids.push(snapshotId);
-  }
-  if (o.image) world.images.set(`ami-0${world.nextHex(16)}`, { imageId: `ami-0${world.nextHex(16)}`, name: `golden-${runId}`, snapshotIds: ids, createdAt: start + DAY });
-  return { runId, ids };
-}
+/** One completed, verified set of `instanceId` (all its volumes), `ageDays` old (helpers.ts seedSet). */
+const seedSet = (world: World, instanceId: string, ageDays: number, o: { hold?: boolean; image?: boolean } = {}) => seedVerifiedSet(world, instanceId, { ageDays, ...o });
 
 async function night(world: World, n: number, options: RunOptions = {}): Promise<{ result: LocalRunResult; report: RunReport }> {
   world.advanceTo(DEFAULT_START + n * DAY);

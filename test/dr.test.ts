@@ -14,6 +14,7 @@ import { REPORT_BUCKET, runWorkflow } from '../src/local/runner.ts';
 import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
 import { worldFromFleet } from '../src/local/world.ts';
 import type { World, WorldDump } from '../src/local/world.ts';
+import type { CallInterceptor } from '../src/local/transport.ts';
 import { awsError } from '../src/local/aws-error.ts';
 import { lambdaDiesAt } from '../src/local/faults.ts';
 import { readReport, twoVolumes } from './helpers.ts';
@@ -22,6 +23,24 @@ const DR = 'us-west-2';
 const DAY = 86_400_000;
 
 const smallVolumes = [{ device: '/dev/sda1', sizeGiB: 30 }, { device: 'xvdf', sizeGiB: 8 }];
+
+/**
+ * An interceptor that answers ResourceLimitExceeded (the destination's copy slots full of other tools' copies)
+ * to every CopySnapshot of the first xvdf snapshot it sees, while `refuse` is true.
+ */
+function quotaFullForXvdf(world: World): { interceptor: CallInterceptor; blocked: string | undefined; refuse: boolean } {
+  const quota = {
+    blocked: undefined as string | undefined,
+    refuse: true,
+    interceptor: ((call) => {
+      if (call.operation !== 'CopySnapshot') return;
+      const source = call.input.SourceSnapshotId as string;
+      if (!quota.blocked && world.volumes.get(world.snapshots.get(source)?.volumeId ?? '')?.device === 'xvdf') quota.blocked = source;
+      if (quota.refuse && source === quota.blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
+    }) as CallInterceptor,
+  };
+  return quota;
+}
 
 function drWorld(count: number, extra: Record<string, unknown> = {}, faults = false, volumes: unknown = twoVolumes): World {
   const instances = Array.from({ length: count }, (_, n) => ({ instanceId: `i-0${String(n + 1).padStart(16, 'a')}`, volumes }));
@@ -294,29 +313,22 @@ describe('DR copies: review', () => {
     const world = drWorld(1, {}, false, smallVolumes);
     const env = { DR_RETAIN_COUNT: '1', DR_RETAIN_DAYS: '0', DR_COPY_DEADLINE_HOURS: '1' };
     // The first night's second volume finds the destination's copy slots full (other tools) until night 3.
-    let blocked: string | undefined;
-    let refuse = true;
-    const quotaFull = (call: { operation: string; input: Record<string, unknown> }) => {
-      if (call.operation !== 'CopySnapshot') return;
-      const source = call.input.SourceSnapshotId as string;
-      const volume = world.snapshots.get(source)?.volumeId ?? '';
-      if (!blocked && world.volumes.get(volume)?.device === 'xvdf') blocked = source;
-      if (refuse && source === blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
-    };
+    const quota = quotaFullForXvdf(world);
+    const quotaFull = quota.interceptor;
     const first = await night(world, env, { interceptors: [quotaFull] });
-    expect(blocked).toBeDefined();
-    expect(first.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('waiting');
+    expect(quota.blocked).toBeDefined();
+    expect(first.record.jobs.find((j) => j.sourceSnapshotId === quota.blocked)?.state).toBe('waiting');
     const firstCopy = copiesIn(world).find((c) => c.tags[RUN_TAG] === first.report.runId)?.snapshotId as string;
     expect(firstCopy).toBeDefined();
     world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
     const second = await night(world, env, { interceptors: [quotaFull] });
-    expect(second.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.fromRun).toBe(first.report.runId);
+    expect(second.record.jobs.find((j) => j.sourceSnapshotId === quota.blocked)?.fromRun).toBe(first.report.runId);
     // The first set's copy stays while its other volume is still to be copied.
     expect(copiesIn(world).map((c) => c.snapshotId)).toContain(firstCopy);
-    refuse = false;
+    quota.refuse = false;
     world.advanceBy(DAY - (world.now - Date.parse(second.report.startedAt)));
     const third = await night(world, env);
-    expect(third.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('completed');
+    expect(third.record.jobs.find((j) => j.sourceSnapshotId === quota.blocked)?.state).toBe('completed');
     const firstSet = copiesIn(world).filter((c) => c.tags[RUN_TAG] === first.report.runId);
     // Either the first set is whole in the DR Region, or none of it is left: never one copy of a two-volume set.
     expect([0, 2]).toContain(firstSet.length);
@@ -325,20 +337,14 @@ describe('DR copies: review', () => {
   it('tags a carried-over copy with its whole set\'s size, not the number of its set\'s jobs carried', async () => {
     const world = drWorld(1, {}, false, smallVolumes);
     const env = { DR_COPY_DEADLINE_HOURS: '1' };
-    let refuse = true;
-    let blocked: string | undefined;
-    const quotaFull = (call: { operation: string; input: Record<string, unknown> }) => {
-      if (call.operation !== 'CopySnapshot') return;
-      const source = call.input.SourceSnapshotId as string;
-      if (!blocked && world.volumes.get(world.snapshots.get(source)?.volumeId ?? '')?.device === 'xvdf') blocked = source;
-      if (refuse && source === blocked) throw awsError('ResourceLimitExceeded', 'too many copies in flight');
-    };
+    const quota = quotaFullForXvdf(world);
+    const quotaFull = quota.interceptor;
     const first = await night(world, env, { interceptors: [quotaFull] });
-    expect(first.record.jobs.find((j) => j.sourceSnapshotId === blocked)?.state).toBe('waiting');
-    refuse = false;
+    expect(first.record.jobs.find((j) => j.sourceSnapshotId === quota.blocked)?.state).toBe('waiting');
+    quota.refuse = false;
     world.advanceBy(DAY - (world.now - Date.parse(first.report.startedAt)));
     await night(world, env);
-    const carried = copiesIn(world).find((c) => c.sourceSnapshotId === blocked);
+    const carried = copiesIn(world).find((c) => c.sourceSnapshotId === quota.blocked);
     expect(carried?.state).toBe('completed');
     expect(carried?.tags['vss-snapshots:set-size']).toBe('2');
   });

@@ -5,8 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { RunReport } from '../src/lib/report.ts';
-import { ATTEMPT_TAG, HOLD_TAG, INSTANCE_TAG, METHOD_TAG, RETAIN_TAG, RUN_TAG, STACK_TAG } from '../src/lib/run-id.ts';
-import { FALLBACK_TAG } from '../src/lib/sweep-run.ts';
+import { INSTANCE_TAG, RETAIN_TAG, RUN_TAG, STACK_TAG } from '../src/lib/run-id.ts';
 import { LEDGER_KEY } from '../src/lib/retention/record.ts';
 import type { Ledger } from '../src/lib/retention/record.ts';
 import { parseFleet } from '../src/local/fleet.ts';
@@ -16,7 +15,7 @@ import { REPORT_BUCKET, runWorkflow } from '../src/local/runner.ts';
 import type { LocalRunResult, RunOptions } from '../src/local/runner.ts';
 import { DEFAULT_START, worldFromFleet } from '../src/local/world.ts';
 import type { World } from '../src/local/world.ts';
-import { readReport, twoVolumes } from './helpers.ts';
+import { readReport, seedSet, twoVolumes } from './helpers.ts';
 
 const DAY = 86_400_000;
 const STACK = 'vss-snapshots-local';
@@ -27,61 +26,6 @@ function fleetWorld(instances: Record<string, unknown>[], faults = false): World
   return worldFromFleet(parseFleet({ ...(faults ? {} : { faults: { rate: 0 } }), instances: instances.map((i) => ({ volumes: twoVolumes, ...i })) }, 'test fleet'));
 }
 
-interface SeedOptions {
-  ageDays: number;
-  /** The STACK_TAG value; null: no stack tag at all. */
-  stack?: string | null;
-  fallback?: boolean;
-  hold?: boolean;
-  /** Register an AMI from this set's snapshots. */
-  image?: boolean;
-  /** Not marked consistent (a set that never passed verification). */
-  inconsistent?: boolean;
-  /** Other tags (DLM's, AWS Backup's, ...); replace the run tags when `bare`. */
-  tags?: Record<string, string>;
-  bare?: boolean;
-}
-
-/** Puts one completed snapshot set of `instanceId` (all its volumes) into the account, `ageDays` old. */
-function seedSet(world: World, instanceId: string, o: SeedOptions): { runId: string; ids: string[]; imageId?: string } {
-  const start = world.now - o.ageDays * DAY;
-  const runId = `${new Date(start).toISOString().replace(/[-:]/g, '').replace(/\.[0-9]+Z$/, 'Z')}-${world.nextHex(8)}`;
-  const ids: string[] = [];
-  for (const volume of world.volumesOf(instanceId)) {
-    const snapshotId = `snap-0${world.nextHex(16)}`;
-    const runTags: Record<string, string> = o.bare
-      ? {}
-      : {
-          [RUN_TAG]: runId,
-          [ATTEMPT_TAG]: '1',
-          [METHOD_TAG]: 'aws-vss',
-          Device: volume.device ?? '',
-          ...(o.inconsistent ? {} : { AppConsistent: 'true' }),
-          ...(o.stack === null ? {} : { [STACK_TAG]: o.stack ?? STACK }),
-          ...(o.fallback ? { [FALLBACK_TAG]: 'crash-consistent' } : {}),
-        };
-    world.addSnapshot({
-      snapshotId,
-      volumeId: volume.volumeId,
-      instanceId,
-      volumeSize: volume.sizeGiB,
-      startTime: start,
-      completeAt: start + 120_000,
-      finalState: 'completed',
-      visibleAt: start,
-      description: `seeded ${o.ageDays} days old`,
-      tags: { ...runTags, ...(o.hold ? { [HOLD_TAG]: 'legal' } : {}), ...(o.tags ?? {}) },
-      deleted: false,
-    });
-    ids.push(snapshotId);
-  }
-  let imageId: string | undefined;
-  if (o.image) {
-    imageId = `ami-0${world.nextHex(16)}`;
-    world.images.set(imageId, { imageId, name: `golden-${runId}`, snapshotIds: ids, createdAt: start + DAY });
-  }
-  return { runId, ids, ...(imageId ? { imageId } : {}) };
-}
 
 /** Runs night `n` (0-based) at the nightly time, 24 h after the night before. */
 async function night(world: World, n: number, options: RunOptions = {}): Promise<{ result: LocalRunResult; report: RunReport }> {
