@@ -176,6 +176,17 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
   const stage = ['--stage', STAGE];
   const put = (key: string, body: unknown) => s3.send(new PutObjectCommand({ Bucket: stack.reportBucket, Key: key, Body: JSON.stringify(body) }));
   const executions = async () => (await sfn.send(new ListExecutionsCommand({ stateMachineArn: stack.stateMachineArn }))).executions ?? [];
+  /** The execution the CLI just started (moto lists it a moment later), with its run id. */
+  const startedExecution = async () => {
+    let execution;
+    for (let i = 0; i < 400 && !execution; i++) {
+      execution = (await executions())[0];
+      if (!execution) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const arn = execution?.executionArn ?? '';
+    const described = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
+    return { arn, described, runId: runIdFor(arn, (described.startDate ?? new Date()).toISOString()) };
+  };
 
   it('finds the stack by --stage and says which stack and Region it looked in when there is none', async () => {
     const [missing, empty] = await Promise.all([cli(['report', 'latest', '--stage', 'nope']), cli(['report', 'latest', ...stage])]);
@@ -251,14 +262,7 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
       }
     });
     const [retryWait, snapshotWait] = pending.map((p) => p.promise);
-    let execution;
-    for (let i = 0; i < 400 && !execution; i++) {
-      execution = (await executions())[0];
-      if (!execution) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const arn = execution?.executionArn ?? '';
-    const described = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
-    const runId = runIdFor(arn, (described.startDate ?? new Date()).toISOString());
+    const { arn, described, runId } = await startedExecution();
     const at = (instance: Partial<InstanceRecord>) => {
       const s = state(runId, { [CC]: instance });
       s.instances = s.instances.filter((i) => i.instanceId === CC);
@@ -360,14 +364,7 @@ describe.skipIf(!availability.available)('the deployed-stack commands against th
       { enabled: true, done: false, waiting: 2, copying: 0, completed: 0, failed: 0, deletions: 0, waitSeconds: 3600 },
     ]);
     const watching = cli(['start', '--follow', '--interval', '0.2', ...stage]);
-    let execution;
-    for (let i = 0; i < 400 && !execution; i++) {
-      execution = (await executions())[0];
-      if (!execution) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const arn = execution?.executionArn ?? '';
-    const described = await sfn.send(new DescribeExecutionCommand({ executionArn: arn }));
-    const runId = runIdFor(arn, (described.startDate ?? new Date()).toISOString());
+    const { arn, described, runId } = await startedExecution();
     const done = state(runId, { [CC]: { phase: 'succeeded', attempts: 1, code: undefined, snapshots: [{ snapshotId: 'snap-2', volumeId: 'vol-1', device: '/dev/sda1', state: 'completed' }] } });
     await put(reportKey(runId), buildReport(done, '2026-12-03T00:30:00.000Z', `s3://${stack.reportBucket}/${reportKey(runId)}`));
 

@@ -548,27 +548,12 @@ export class World {
       snapshots: [...this.snapshots.values()]
         .filter((s) => !s.deleted)
         .map((s) => ({
-          snapshotId: s.snapshotId,
-          volumeId: s.volumeId,
-          instanceId: s.instanceId,
-          state: this.snapshotState(s),
-          startTime: new Date(s.startTime).toISOString(),
-          tags: s.tags,
-          ...snapshotExtras(s, this),
+          ...snapshotDump(s, this),
           ...(s.tier ? { storageTier: tierAt(this.now, s.tier).storageTier, lastTiering: tierAt(this.now, s.tier).status } : {}),
         })),
       deletedSnapshots: [...this.snapshots.values()]
         .filter((s) => s.deleted)
-        .map((s) => ({
-          snapshotId: s.snapshotId,
-          volumeId: s.volumeId,
-          instanceId: s.instanceId,
-          state: this.snapshotState(s),
-          startTime: new Date(s.startTime).toISOString(),
-          tags: s.tags,
-          deletedAt: new Date(s.deletedAt ?? this.now).toISOString(),
-          ...snapshotExtras(s, this),
-        })),
+        .map((s) => ({ ...snapshotDump(s, this), deletedAt: new Date(s.deletedAt ?? this.now).toISOString() })),
       images: [...this.images.values()].map((i) => ({ imageId: i.imageId, name: i.name, snapshotIds: i.snapshotIds, region: i.region ?? this.snapshots.get(i.snapshotIds[0] ?? '')?.region ?? REGION })),
       commands: [...this.commands.values()].map((c) => ({
         commandId: c.commandId,
@@ -592,9 +577,16 @@ export class World {
  * What the dump adds to a snapshot: its Region (always), its encryption, and for a copy its source, how it was
  * copied and, once failed, why.
  */
-function snapshotExtras(s: SimSnapshot, world: World): SnapshotDumpExtras {
+/** A snapshot as the dump shows it, live or deleted (contract §6). */
+function snapshotDump(s: SimSnapshot, world: World): { snapshotId: string; volumeId: string; instanceId: string; state: string; startTime: string; tags: Record<string, string> } & SnapshotDumpExtras {
   const state = world.snapshotState(s);
   return {
+    snapshotId: s.snapshotId,
+    volumeId: s.volumeId,
+    instanceId: s.instanceId,
+    state,
+    startTime: new Date(s.startTime).toISOString(),
+    tags: s.tags,
     region: s.region ?? REGION,
     ...(s.encrypted ? { encrypted: true, kmsKeyId: s.kmsKeyId ?? null } : {}),
     ...(s.sourceSnapshotId !== undefined ? { sourceSnapshotId: s.sourceSnapshotId, sourceRegion: s.sourceRegion ?? REGION } : {}),
